@@ -1,0 +1,35 @@
+#include "drivers/dpdk/eal.hpp"
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+
+#include <fmt/format.h>
+
+namespace sluice::dpdk {
+
+SplitArgs split_args(int argc, char** argv) {
+    SplitArgs s;
+    s.eal.emplace_back(argc > 0 ? argv[0] : "sluice");
+    int i = 1;
+    bool sep = false;
+    for (int j = 1; j < argc; ++j)
+        if (std::string(argv[j]) == "--") sep = true;
+    if (sep) {
+        for (; i < argc && std::string(argv[i]) != "--"; ++i) s.eal.emplace_back(argv[i]);
+        for (++i; i < argc; ++i) s.app.emplace_back(argv[i]);
+    } else {
+        for (; i < argc; ++i) s.app.emplace_back(argv[i]);
+    }
+    return s;
+}
+
+Status init_eal(const std::vector<std::string>& eal_args) {
+    std::vector<char*> argv;
+    for (const auto& a : eal_args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    if (rte_eal_init(static_cast<int>(eal_args.size()), argv.data()) < 0)
+        return make_error(fmt::format("EAL initialisation failed: {}", rte_strerror(rte_errno)));
+    return {};
+}
+
+}  // namespace sluice::dpdk

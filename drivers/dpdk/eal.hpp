@@ -1,0 +1,25 @@
+// EAL start-up helpers: split `sluice [EAL options] -- [options]` and bring the EAL up.
+//
+// Thread contract: call from the main thread before any other DPDK call.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "lib/common/expected.hpp"
+
+namespace sluice::dpdk {
+
+struct SplitArgs {
+    std::vector<std::string> eal;   // program name first, then EAL options
+    std::vector<std::string> app;   // options after `--`
+};
+
+// Everything before the first `--` belongs to the EAL, everything after it to Sluice. Without
+// `--`, every argument is Sluice's, so `sluice --help` needs no EAL options.
+SplitArgs split_args(int argc, char** argv);
+
+// rte_eal_init() with the given arguments; the error names rte_errno's text.
+Status init_eal(const std::vector<std::string>& eal_args);
+
+}  // namespace sluice::dpdk

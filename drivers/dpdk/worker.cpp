@@ -1,0 +1,57 @@
+#include "drivers/dpdk/worker.hpp"
+
+namespace sluice::dpdk {
+
+Worker::Worker(std::shared_ptr<const lb::Service> service, const lb::WorkerEnv& env, uint32_t flow_capacity,
+               uint16_t nb_ports)
+    : dp_(std::move(service), env, flow_capacity), nb_ports_(nb_ports), tx_(nb_ports), redirect_(env.nb_workers) {}
+
+void Worker::handle(rte_mbuf** pkts, uint16_t n, bool redirected, uint32_t now_ms) noexcept {
+    lb::PacketRef refs[lb::Dataplane::kMaxBurst];
+    rte_mbuf* burst[lb::Dataplane::kMaxBurst];
+    while (n > 0) {
+        const uint16_t take = n < lb::Dataplane::kMaxBurst ? n : lb::Dataplane::kMaxBurst;
+        uint16_t b = 0;
+        for (uint16_t i = 0; i < take; ++i) {
+            rte_mbuf* m = pkts[i];
+            if (m->nb_segs != 1) {  // the data path reads one contiguous buffer
+                dp_.counters().rx++;
+                count_drop(lb::Drop::multi_segment);
+                rte_pktmbuf_free(m);
+                continue;
+            }
+            lb::PacketRef& r = refs[b];
+            burst[b++] = m;
+            r.data = rte_pktmbuf_mtod(m, uint8_t*);
+            r.len = m->data_len;
+            r.cap = m->data_len + rte_pktmbuf_tailroom(m);
+            r.in_port = m->port < nb_ports_ ? m->port : 0;
+            r.redirected = redirected;
+        }
+        dp_.process(refs, b, now_ms);
+        for (uint16_t i = 0; i < b; ++i) {
+            rte_mbuf* m = burst[i];
+            lb::PacketRef& r = refs[i];
+            Staging* s = nullptr;
+            if (r.verdict == lb::Verdict::tx && r.out < nb_ports_) {
+                s = &tx_[r.out];
+                if (r.len != m->data_len) {
+                    m->data_len = static_cast<uint16_t>(r.len);
+                    m->pkt_len = r.len;
+                }
+            } else if (r.verdict == lb::Verdict::redirect && r.out < redirect_.size()) {
+                s = &redirect_[r.out];
+            }
+            if (s && s->n < Staging::kCap) {
+                s->pkts[s->n++] = m;
+                continue;
+            }
+            if (s) count_drop(r.verdict == lb::Verdict::tx ? lb::Drop::tx_full : lb::Drop::redirect_full);
+            rte_pktmbuf_free(m);
+        }
+        pkts += take;
+        n = static_cast<uint16_t>(n - take);
+    }
+}
+
+}  // namespace sluice::dpdk

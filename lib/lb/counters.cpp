@@ -1,0 +1,41 @@
+#include "lib/lb/counters.hpp"
+
+namespace sluice::lb {
+
+const char* to_string(Drop d) noexcept {
+    switch (d) {
+#define SLUICE_X(name) \
+    case Drop::name: return #name;
+        SLUICE_DROP_REASONS(SLUICE_X)
+#undef SLUICE_X
+        case Drop::count_: break;
+    }
+    return "?";
+}
+
+void WorkerCounters::add(const WorkerCounters& o) {
+    rx += o.rx;
+    tx += o.tx;
+    forwarded += o.forwarded;
+    replies += o.replies;
+    arp_replies += o.arp_replies;
+    nd_replies += o.nd_replies;
+    redirected_out += o.redirected_out;
+    redirected_in += o.redirected_in;
+    non_syn_miss += o.non_syn_miss;
+    maglev_picks += o.maglev_picks;
+    flow_hits += o.flow_hits;
+    for (size_t i = 0; i < kDropReasons; ++i) drops[i] += o.drops[i];
+    auto sum = [](std::vector<TrafficCounters>& a, const std::vector<TrafficCounters>& b) {
+        if (a.size() < b.size()) a.resize(b.size());
+        for (size_t i = 0; i < b.size(); ++i) {
+            a[i].packets += b[i].packets;
+            a[i].bytes += b[i].bytes;
+            a[i].new_flows += b[i].new_flows;
+        }
+    };
+    sum(vips, o.vips);
+    sum(backends, o.backends);
+}
+
+}  // namespace sluice::lb

@@ -1,0 +1,86 @@
+// Counters: every packet Sluice does not forward is counted under a named reason.
+//
+// Each worker owns one WorkerCounters block (cache-line aligned, written only by its worker);
+// readers (stats printing, JSON export) sum the blocks and accept slightly stale values.
+// Thread contract: single writer (the owning worker); readers tolerate torn-free 64-bit reads.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace sluice::lb {
+
+#define SLUICE_DROP_REASONS(X)                                                              \
+    X(runt)               /* frame shorter than an Ethernet header */                       \
+    X(bad_vlan)           /* truncated or stacked 802.1Q tags */                            \
+    X(unknown_ethertype)                                                                    \
+    X(truncated_arp)                                                                        \
+    X(truncated_l3)                                                                         \
+    X(bad_ip_version)                                                                       \
+    X(bad_ihl)                                                                              \
+    X(bad_ip_length)                                                                        \
+    X(bad_ip_checksum)                                                                      \
+    X(fragment)           /* IP fragments are not load-balanced yet */                      \
+    X(bad_ext_header)                                                                       \
+    X(truncated_l4)                                                                         \
+    X(bad_l4_length)                                                                        \
+    X(multi_segment)      /* chained mbufs are not handled by the data path */             \
+    X(udp6_zero_checksum) /* RFC 8200 §8.1: IPv6 UDP must carry a checksum */              \
+    X(ttl_expired)                                                                          \
+    X(no_vip)             /* neither to a VIP nor a reply of a known flow */               \
+    X(unsupported_l4)     /* to a VIP address with a protocol Sluice does not balance */  \
+    X(icmp_unhandled)     /* ICMP/ICMPv6 other than ND for Sluice's addresses */           \
+    X(no_backend)         /* every backend of the VIP has weight 0 */                       \
+    X(flow_table_full)                                                                      \
+    X(snat_exhausted)     /* no free SNAT port whose reply lands on this worker */         \
+    X(no_flow)            /* reply of a nat/fullnat flow Sluice does not know */            \
+    X(redirect_loop)      /* a redirected packet that this worker does not own either */  \
+    X(redirect_full)      /* the ring to the owning worker was full */                     \
+    X(arp_ignored)        /* ARP that is not a request for one of Sluice's addresses */   \
+    X(nd_ignored)         /* neighbour discovery not for Sluice's addresses, or invalid */ \
+    X(tx_full)            /* the port's TX queue did not take the packet */
+
+enum class Drop : uint8_t {
+#define SLUICE_X(name) name,
+    SLUICE_DROP_REASONS(SLUICE_X)
+#undef SLUICE_X
+    count_
+};
+constexpr size_t kDropReasons = static_cast<size_t>(Drop::count_);
+const char* to_string(Drop d) noexcept;
+
+struct TrafficCounters {
+    uint64_t packets = 0;
+    uint64_t bytes = 0;
+    uint64_t new_flows = 0;
+};
+
+struct alignas(64) WorkerCounters {
+    uint64_t rx = 0;
+    uint64_t tx = 0;
+    uint64_t forwarded = 0;       // client -> backend
+    uint64_t replies = 0;         // backend -> client (nat/fullnat)
+    uint64_t arp_replies = 0;
+    uint64_t nd_replies = 0;
+    uint64_t redirected_out = 0;  // handed to the owning worker
+    uint64_t redirected_in = 0;
+    uint64_t non_syn_miss = 0;    // TCP non-SYN forward packet with no flow: state was lost
+    uint64_t maglev_picks = 0;
+    uint64_t flow_hits = 0;
+    std::array<uint64_t, kDropReasons> drops{};
+    std::vector<TrafficCounters> vips;      // indexed like the service's VIPs
+    std::vector<TrafficCounters> backends;  // indexed like the service's backend entries
+
+    void drop(Drop d) noexcept { ++drops[static_cast<size_t>(d)]; }
+    uint64_t total_drops() const noexcept {
+        uint64_t s = 0;
+        for (auto v : drops) s += v;
+        return s;
+    }
+    // Adds another worker's counters into this one (for totals).
+    void add(const WorkerCounters& o);
+};
+
+}  // namespace sluice::lb

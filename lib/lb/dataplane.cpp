@@ -1,0 +1,520 @@
+#include "lib/lb/dataplane.hpp"
+
+#include <cstring>
+
+#include "lib/net/checksum.hpp"
+#include "lib/net/wire.hpp"
+
+namespace sluice::lb {
+
+using namespace sluice::net;
+
+namespace {
+
+Drop drop_of(ParseStatus s) noexcept {
+    switch (s) {
+        case ParseStatus::runt: return Drop::runt;
+        case ParseStatus::bad_vlan: return Drop::bad_vlan;
+        case ParseStatus::unknown_ethertype: return Drop::unknown_ethertype;
+        case ParseStatus::truncated_arp: return Drop::truncated_arp;
+        case ParseStatus::truncated_l3: return Drop::truncated_l3;
+        case ParseStatus::bad_ip_version: return Drop::bad_ip_version;
+        case ParseStatus::bad_ihl: return Drop::bad_ihl;
+        case ParseStatus::bad_ip_length: return Drop::bad_ip_length;
+        case ParseStatus::bad_ip_checksum: return Drop::bad_ip_checksum;
+        case ParseStatus::fragment: return Drop::fragment;
+        case ParseStatus::bad_ext_header: return Drop::bad_ext_header;
+        case ParseStatus::truncated_l4: return Drop::truncated_l4;
+        case ParseStatus::bad_l4_length: return Drop::bad_l4_length;
+        case ParseStatus::ok: break;
+    }
+    return Drop::runt;
+}
+
+// Address-size specific layout of the IP header.
+template <size_t A>
+struct Ip;
+template <>
+struct Ip<4> {
+    static constexpr Family kFamily = Family::v4;
+    static constexpr size_t kSrc = Ipv4Off::src, kDst = Ipv4Off::dst, kTtl = Ipv4Off::ttl;
+};
+template <>
+struct Ip<16> {
+    static constexpr Family kFamily = Family::v6;
+    static constexpr size_t kSrc = Ipv6Off::src, kDst = Ipv6Off::dst, kTtl = Ipv6Off::hop_limit;
+};
+
+inline uint64_t load64(const uint8_t* p) noexcept {
+    uint64_t x;
+    std::memcpy(&x, p, 8);
+    return x;
+}
+
+// Key hashes. The forward key is (VIP, client address, client port); the reverse key is the
+// reply's own tuple, so replies need no classification before the lookup.
+template <size_t A>
+uint64_t fwd_hash(uint16_t vip, const uint8_t* client, uint16_t cport_raw) noexcept {
+    if constexpr (A == 4) {
+        return FlowTable<4>::hash(load_raw32(client) | uint64_t{cport_raw} << 32 | uint64_t{vip} << 48);
+    } else {
+        return FlowTable<16>::hash(load64(client), load64(client + 8), uint64_t{cport_raw} | uint64_t{vip} << 16);
+    }
+}
+template <size_t A>
+uint64_t rev_hash(const uint8_t* src, const uint8_t* dst, uint16_t sport_raw, uint16_t dport_raw,
+                  uint8_t proto) noexcept {
+    const uint64_t ports = uint64_t{sport_raw} | uint64_t{dport_raw} << 16 | uint64_t{proto} << 32 | uint64_t{1} << 40;
+    if constexpr (A == 4) {
+        return FlowTable<4>::hash(load_raw32(src) | uint64_t{load_raw32(dst)} << 32, ports);
+    } else {
+        return FlowTable<16>::hash(load64(src) ^ flow_mix(load64(dst)), load64(src + 8) ^ flow_mix(load64(dst + 8)), ports);
+    }
+}
+
+// Rewrites an address field, patching the IPv4 header checksum (if any) and the L4 checksum.
+template <size_t A>
+void rewrite_addr(uint8_t* field, const uint8_t* to, uint8_t* ip_csum, uint8_t* l4_csum, bool udp) noexcept {
+    if constexpr (A == 4) {
+        const uint32_t old_w = load_raw32(field), new_w = load_raw32(to);
+        if (ip_csum) {
+            const uint16_t c = csum_update32(load_raw16(ip_csum), old_w, new_w);
+            std::memcpy(ip_csum, &c, 2);
+        }
+        if (l4_csum) {
+            const uint16_t old_c = load_raw16(l4_csum);
+            if (!(udp && old_c == 0)) {  // IPv4 UDP checksum 0 = none: keep it that way
+                uint16_t c = csum_update32(old_c, old_w, new_w);
+                if (udp && c == 0) c = 0xFFFF;
+                std::memcpy(l4_csum, &c, 2);
+            }
+        }
+    } else {
+        if (l4_csum) {
+            uint16_t c = csum_update128(load_raw16(l4_csum), field, to);
+            if (udp && c == 0) c = 0xFFFF;
+            std::memcpy(l4_csum, &c, 2);
+        }
+    }
+    std::memcpy(field, to, A);
+}
+
+void rewrite_port(uint8_t* field, uint16_t to_raw, uint8_t* l4_csum, bool udp) noexcept {
+    const uint16_t old_p = load_raw16(field);
+    const uint16_t old_c = load_raw16(l4_csum);
+    if (!(udp && old_c == 0)) {
+        uint16_t c = csum_update16(old_c, old_p, to_raw);
+        if (udp && c == 0) c = 0xFFFF;
+        std::memcpy(l4_csum, &c, 2);
+    }
+    std::memcpy(field, &to_raw, 2);
+}
+
+// Decrements TTL / hop limit; false if the packet must not be routed any further.
+template <size_t A>
+bool decrement_ttl(uint8_t* ip) noexcept {
+    uint8_t* ttl = ip + Ip<A>::kTtl;
+    if (*ttl <= 1) return false;
+    if constexpr (A == 4) {
+        const uint16_t old_w = load_raw16(ttl);  // TTL and protocol share a 16-bit word
+        --*ttl;
+        const uint16_t c = csum_update16(load_raw16(ip + Ipv4Off::csum), old_w, load_raw16(ttl));
+        std::memcpy(ip + Ipv4Off::csum, &c, 2);
+    } else {
+        --*ttl;
+    }
+    return true;
+}
+
+void set_macs(uint8_t* frame, const Mac& dst, const Mac& src) noexcept {
+    std::memcpy(frame + EthOff::dst, dst.bytes.data(), 6);
+    std::memcpy(frame + EthOff::src, src.bytes.data(), 6);
+}
+
+uint8_t* l4_csum_field(uint8_t* frame, const ParsedPacket& pp) noexcept {
+    return frame + pp.l4_off + (pp.l4_proto == kIpProtoTcp ? TcpOff::csum : UdpOff::csum);
+}
+
+}  // namespace
+
+template <size_t A>
+FlowTable<A>& Dataplane::table() noexcept {
+    if constexpr (A == 4) return *flows4_; else return *flows6_;
+}
+
+Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& env, uint32_t flow_capacity)
+    : service_(std::move(service)),
+      env_(env),
+      flows4_(std::make_unique<FlowTable<4>>(flow_capacity, service_->config().timeouts)),
+      flows6_(std::make_unique<FlowTable<16>>(flow_capacity, service_->config().timeouts)) {
+    counters_.vips.resize(service_->vips().size());
+    counters_.backends.resize(service_->backends().size());
+    snat_cursor_[0] = snat_cursor_[1] = service_->config().snat_port_min;
+}
+
+uint16_t Dataplane::nat_owner(const uint8_t* client_addr, size_t addr_len) const noexcept {
+    if (env_.nb_workers <= 1) return env_.worker_id;
+    return env_.reta.queue(toeplitz_.hash_at(0, client_addr, addr_len));
+}
+
+template <size_t A>
+void Dataplane::flow_hashes(uint32_t id, uint64_t& h_fwd, uint64_t& h_rev, bool& has_rev) const noexcept {
+    const FlowRecord<A>& r = const_cast<Dataplane*>(this)->table<A>().record(id);
+    const VipEntry& v = service_->vips()[r.vip];
+    const BackendEntry& b = service_->backends()[r.backend];
+    h_fwd = fwd_hash<A>(r.vip, r.client_addr, r.client_port_raw);
+    has_rev = v.mode != Mode::dsr;
+    const auto proto = static_cast<uint8_t>(v.proto);
+    if (v.mode == Mode::nat) {
+        h_rev = rev_hash<A>(b.addr.bytes.data(), r.client_addr, b.port_raw, r.client_port_raw, proto);
+    } else if (v.mode == Mode::fullnat) {
+        const IpAddr& s = service_->snat(Ip<A>::kFamily)[r.snat_idx];
+        h_rev = rev_hash<A>(b.addr.bytes.data(), s.bytes.data(), b.port_raw, r.snat_port_raw, proto);
+    }
+}
+
+template <size_t A>
+void Dataplane::remove_stale(uint32_t id) noexcept {
+    uint64_t hf = 0, hr = 0;
+    bool has_rev = false;
+    flow_hashes<A>(id, hf, hr, has_rev);
+    table<A>().remove(id, hf, hr, has_rev, true);
+}
+
+void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
+    ParsedPacket pp[kMaxBurst];
+    ParseStatus st[kMaxBurst];
+    if (n > kMaxBurst) n = kMaxBurst;
+    // Pass 1: parse everything and prefetch the flow buckets the packets will need.
+    for (uint32_t i = 0; i < n; ++i) {
+        PacketRef& p = pkts[i];
+        if (p.redirected) ++counters_.redirected_in; else ++counters_.rx;
+        if (i + 1 < n) __builtin_prefetch(pkts[i + 1].data);
+        st[i] = parse_packet(p.data, p.len, pp[i]);
+        if (st[i] != ParseStatus::ok) continue;
+        if (pp[i].l3 == L3::ipv4 && (pp[i].l4_proto == kIpProtoTcp || pp[i].l4_proto == kIpProtoUdp)) {
+            const uint8_t* ip = p.data + pp[i].l3_off;
+            const uint16_t vip = service_->find_vip(Family::v4, ip + Ipv4Off::dst, pp[i].dport_raw, pp[i].l4_proto);
+            flows4_->prefetch(vip != Service::kNoVip
+                                  ? fwd_hash<4>(vip, ip + Ipv4Off::src, pp[i].sport_raw)
+                                  : rev_hash<4>(ip + Ipv4Off::src, ip + Ipv4Off::dst, pp[i].sport_raw,
+                                                pp[i].dport_raw, pp[i].l4_proto));
+        }
+    }
+    // Pass 2: decide and rewrite.
+    for (uint32_t i = 0; i < n; ++i) {
+        PacketRef& p = pkts[i];
+        if (st[i] != ParseStatus::ok) {
+            drop(p, drop_of(st[i]));
+            continue;
+        }
+        switch (pp[i].l3) {
+            case L3::ipv4: handle_ip<4>(p, pp[i], now_ms); break;
+            case L3::ipv6: handle_ip<16>(p, pp[i], now_ms); break;
+            case L3::arp: handle_arp(p, pp[i]); break;
+            case L3::none: drop(p, Drop::unknown_ethertype); break;
+        }
+        if (p.verdict == Verdict::tx) ++counters_.tx;
+    }
+}
+
+template <size_t A>
+void Dataplane::handle_ip(PacketRef& p, const ParsedPacket& pp, uint32_t now_ms) noexcept {
+    const uint8_t* ip = p.data + pp.l3_off;
+    constexpr Family f = Ip<A>::kFamily;
+    const uint8_t proto = pp.l4_proto;
+    if (proto == kIpProtoTcp || proto == kIpProtoUdp) {
+        if (A == 16 && proto == kIpProtoUdp && load_raw16(p.data + pp.l4_off + UdpOff::csum) == 0)
+            return drop(p, Drop::udp6_zero_checksum);
+        const uint16_t vip = service_->find_vip(f, ip + Ip<A>::kDst, pp.dport_raw, proto);
+        if (vip != Service::kNoVip) return forward<A>(p, pp, vip, now_ms);
+        return reply<A>(p, pp, now_ms);
+    }
+    if (A == 16 && proto == kIpProtoIcmpv6 && p.data[pp.l4_off + IcmpOff::type] == kIcmp6NeighborSolicit)
+        return handle_nd(p, pp);
+    if (proto == kIpProtoIcmp || proto == kIpProtoIcmpv6) return drop(p, Drop::icmp_unhandled);
+    if (service_->is_vip_address(f, ip + Ip<A>::kDst)) return drop(p, Drop::unsupported_l4);
+    drop(p, Drop::no_vip);
+}
+
+template <size_t A>
+void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, uint32_t now_ms) noexcept {
+    uint8_t* ip = p.data + pp.l3_off;
+    const VipEntry& vip = service_->vips()[vip_idx];
+    const uint8_t* client = ip + Ip<A>::kSrc;
+    const bool tcp = pp.l4_proto == kIpProtoTcp;
+
+    if (vip.mode == Mode::nat && !p.redirected) {
+        const uint16_t owner = nat_owner(client, A);
+        if (owner != env_.worker_id) {
+            p.verdict = Verdict::redirect;
+            p.out = owner;
+            ++counters_.redirected_out;
+            return;
+        }
+    }
+    if (vip.mode != Mode::dsr && ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
+
+    FlowTable<A>& ft = table<A>();
+    const uint64_t hf = fwd_hash<A>(vip_idx, client, pp.sport_raw);
+    uint32_t ref = ft.find(hf, [&](uint32_t r) {
+        const FlowRecord<A>& rec = ft.record(FlowTable<A>::ref_id(r));
+        return FlowTable<A>::ref_dir(r) == 0 && rec.vip == vip_idx && rec.client_port_raw == pp.sport_raw &&
+               std::memcmp(rec.client_addr, client, A) == 0;
+    });
+
+    uint32_t id;
+    const uint8_t flags = pp.tcp_flags;
+    if (ref != FlowTable<A>::kNone && ft.is_stale(FlowTable<A>::ref_id(ref), now_ms)) {
+        remove_stale<A>(FlowTable<A>::ref_id(ref));
+        ref = FlowTable<A>::kNone;
+    }
+    if (ref != FlowTable<A>::kNone) {
+        id = FlowTable<A>::ref_id(ref);
+        ++counters_.flow_hits;
+        ft.touch(id, now_ms);
+        FlowRecord<A>& rec = ft.record(id);
+        if (tcp) {
+            if (flags & (kTcpRst | kTcpFin)) ft.set_state(id, FlowState::tcp_closing, now_ms);
+            else if ((flags & kTcpSyn) && rec.state == FlowState::tcp_closing) ft.set_state(id, FlowState::tcp_syn, now_ms);
+            else if (!(flags & kTcpSyn) && (flags & kTcpAck) && rec.state == FlowState::tcp_syn)
+                ft.set_state(id, FlowState::tcp_established, now_ms);
+        }
+    } else {
+        // Miss: Maglev decides, so a flow whose state was lost (eviction, restart, another
+        // instance behind ECMP) gets the same backend while the backend set is unchanged.
+        if (tcp && !(flags & kTcpSyn)) ++counters_.non_syn_miss;
+        const uint64_t mh = maglev_flow_hash(Ip<A>::kFamily, client, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw,
+                                             pp.l4_proto);
+        const uint16_t pick = vip.maglev.lookup(mh);
+        if (pick == Maglev::kNoBackend) return drop(p, Drop::no_backend);
+        ++counters_.maglev_picks;
+        const uint16_t be_idx = vip.backends[pick];
+        const BackendEntry& be = service_->backends()[be_idx];
+        uint8_t snat_idx = 0;
+        uint16_t snat_port = 0;
+        uint64_t hr = 0;
+        if (vip.mode == Mode::fullnat) {
+            if (!pick_snat<A>(be, pp.l4_proto, snat_idx, snat_port)) return drop(p, Drop::snat_exhausted);
+            hr = rev_hash<A>(be.addr.bytes.data(), service_->snat(Ip<A>::kFamily)[snat_idx].bytes.data(), be.port_raw,
+                             snat_port, pp.l4_proto);
+        } else if (vip.mode == Mode::nat) {
+            hr = rev_hash<A>(be.addr.bytes.data(), client, be.port_raw, pp.sport_raw, pp.l4_proto);
+        }
+        FlowState state = FlowState::udp;
+        if (tcp) state = (flags & (kTcpRst | kTcpFin)) ? FlowState::tcp_closing
+                         : (flags & kTcpSyn)          ? FlowState::tcp_syn
+                                                      : FlowState::tcp_established;
+        auto rehash = [this](uint32_t vid, uint64_t& a, uint64_t& b, bool& r) { flow_hashes<A>(vid, a, b, r); };
+        id = ft.insert(hf, hr, vip.mode != Mode::dsr, state, now_ms, rehash);
+        if (id == FlowTable<A>::kNone) return drop(p, Drop::flow_table_full);
+        FlowRecord<A>& rec = ft.record(id);
+        std::memcpy(rec.client_addr, client, A);
+        rec.client_port_raw = pp.sport_raw;
+        rec.snat_port_raw = snat_port;
+        rec.snat_idx = snat_idx;
+        rec.vip = vip_idx;
+        rec.backend = be_idx;
+        std::memcpy(rec.client_mac, p.data + EthOff::src, 6);
+        ++counters_.vips[vip_idx].new_flows;
+        ++counters_.backends[be_idx].new_flows;
+    }
+
+    const FlowRecord<A>& rec = ft.record(id);
+    const BackendEntry& be = service_->backends()[rec.backend];
+    if (vip.mode != Mode::dsr) {
+        decrement_ttl<A>(ip);
+        const bool udp = !tcp;
+        uint8_t* ip_csum = A == 4 ? ip + Ipv4Off::csum : nullptr;
+        uint8_t* l4c = l4_csum_field(p.data, pp);
+        rewrite_addr<A>(ip + Ip<A>::kDst, be.addr.bytes.data(), ip_csum, l4c, udp);
+        rewrite_port(p.data + pp.l4_off + TcpOff::dport, be.port_raw, l4c, udp);
+        if (vip.mode == Mode::fullnat) {
+            rewrite_addr<A>(ip + Ip<A>::kSrc, service_->snat(Ip<A>::kFamily)[rec.snat_idx].bytes.data(), ip_csum, l4c, udp);
+            rewrite_port(p.data + pp.l4_off + TcpOff::sport, rec.snat_port_raw, l4c, udp);
+        }
+    }
+    set_macs(p.data, be.mac, env_.port_macs[env_.backend_port]);
+    ++counters_.forwarded;
+    auto& vc = counters_.vips[vip_idx];
+    ++vc.packets;
+    vc.bytes += p.len;
+    auto& bc = counters_.backends[rec.backend];
+    ++bc.packets;
+    bc.bytes += p.len;
+    tx(p, env_.backend_port);
+}
+
+template <size_t A>
+void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint32_t now_ms) noexcept {
+    uint8_t* ip = p.data + pp.l3_off;
+    const uint8_t* src = ip + Ip<A>::kSrc;
+    const uint8_t* dst = ip + Ip<A>::kDst;
+    FlowTable<A>& ft = table<A>();
+    const uint64_t hr = rev_hash<A>(src, dst, pp.sport_raw, pp.dport_raw, pp.l4_proto);
+    const uint32_t ref = ft.find(hr, [&](uint32_t r) {
+        if (FlowTable<A>::ref_dir(r) != 1) return false;
+        const FlowRecord<A>& rec = ft.record(FlowTable<A>::ref_id(r));
+        const BackendEntry& b = service_->backends()[rec.backend];
+        const VipEntry& v = service_->vips()[rec.vip];
+        if (b.port_raw != pp.sport_raw || static_cast<uint8_t>(v.proto) != pp.l4_proto ||
+            std::memcmp(b.addr.bytes.data(), src, A) != 0)
+            return false;
+        if (v.mode == Mode::nat) return rec.client_port_raw == pp.dport_raw && std::memcmp(rec.client_addr, dst, A) == 0;
+        return rec.snat_port_raw == pp.dport_raw &&
+               std::memcmp(service_->snat(Ip<A>::kFamily)[rec.snat_idx].bytes.data(), dst, A) == 0;
+    });
+    if (ref != FlowTable<A>::kNone && ft.is_stale(FlowTable<A>::ref_id(ref), now_ms)) {
+        remove_stale<A>(FlowTable<A>::ref_id(ref));
+        return drop(p, Drop::no_flow);
+    }
+    if (ref == FlowTable<A>::kNone) {
+        // A nat reply is owned by the worker of its client (the destination); fullnat replies
+        // reach their owner through RSS, so a miss there is final.
+        if (env_.nb_workers > 1 && !service_->owns_address(Ip<A>::kFamily, dst)) {
+            const uint16_t owner = nat_owner(dst, A);
+            if (owner != env_.worker_id) {
+                if (p.redirected) return drop(p, Drop::redirect_loop);
+                p.verdict = Verdict::redirect;
+                p.out = owner;
+                ++counters_.redirected_out;
+                return;
+            }
+        }
+        if (service_->is_vip_address(Ip<A>::kFamily, dst)) return drop(p, Drop::no_vip);
+        return drop(p, Drop::no_flow);
+    }
+    if (ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
+    const uint32_t id = FlowTable<A>::ref_id(ref);
+    ft.touch(id, now_ms);
+    if (pp.l4_proto == kIpProtoTcp && (pp.tcp_flags & (kTcpRst | kTcpFin)))
+        ft.set_state(id, FlowState::tcp_closing, now_ms);
+    const FlowRecord<A>& rec = ft.record(id);
+    const VipEntry& vip = service_->vips()[rec.vip];
+    const bool udp = pp.l4_proto == kIpProtoUdp;
+    decrement_ttl<A>(ip);
+    uint8_t* ip_csum = A == 4 ? ip + Ipv4Off::csum : nullptr;
+    uint8_t* l4c = l4_csum_field(p.data, pp);
+    rewrite_addr<A>(ip + Ip<A>::kSrc, vip.addr.bytes.data(), ip_csum, l4c, udp);
+    rewrite_port(p.data + pp.l4_off + TcpOff::sport, vip.port_raw, l4c, udp);
+    if (vip.mode == Mode::fullnat) {
+        rewrite_addr<A>(ip + Ip<A>::kDst, rec.client_addr, ip_csum, l4c, udp);
+        rewrite_port(p.data + pp.l4_off + TcpOff::dport, rec.client_port_raw, l4c, udp);
+    }
+    Mac client_mac;
+    std::memcpy(client_mac.bytes.data(), rec.client_mac, 6);
+    set_macs(p.data, client_mac, env_.port_macs[env_.client_port]);
+    ++counters_.replies;
+    auto& bc = counters_.backends[rec.backend];
+    ++bc.packets;
+    bc.bytes += p.len;
+    tx(p, env_.client_port);
+}
+
+template <size_t A>
+bool Dataplane::pick_snat(const BackendEntry& b, uint8_t proto, uint8_t& idx, uint16_t& port_raw) noexcept {
+    const auto& addrs = service_->snat(Ip<A>::kFamily);
+    if (addrs.empty()) return false;
+    const int fam = A == 4 ? 0 : 1;
+    const uint32_t lo = service_->config().snat_port_min, hi = service_->config().snat_port_max;
+    const uint32_t range = hi - lo + 1;
+    FlowTable<A>& ft = table<A>();
+    // Search bound: enough to find a port on this worker's queue with overwhelming probability
+    // while the range is not nearly exhausted, and never an unbounded stall.
+    const uint32_t budget = 256u * env_.nb_workers;
+    for (size_t a = 0; a < addrs.size(); ++a) {
+        const uint8_t ai = static_cast<uint8_t>((snat_addr_cursor_[fam] + a) % addrs.size());
+        const uint8_t* saddr = addrs[ai].bytes.data();
+        // Toeplitz is linear: hash the reply's fixed fields once, then add each candidate port.
+        uint8_t bport[2];
+        std::memcpy(bport, &b.port_raw, 2);
+        const uint32_t base = toeplitz_.hash_addrs(b.addr.bytes.data(), saddr, A) ^ toeplitz_.hash_at(2 * A, bport, 2);
+        uint32_t cand = snat_cursor_[fam];
+        for (uint32_t tries = 0; tries < budget && tries < range; ++tries, cand = cand >= hi ? lo : cand + 1) {
+            const uint8_t pb[2] = {static_cast<uint8_t>(cand >> 8), static_cast<uint8_t>(cand)};
+            if (env_.nb_workers > 1 && env_.reta.queue(base ^ toeplitz_.hash_at(2 * A + 2, pb, 2)) != env_.worker_id)
+                continue;
+            uint16_t craw;
+            std::memcpy(&craw, pb, 2);
+            const uint64_t hr = rev_hash<A>(b.addr.bytes.data(), saddr, b.port_raw, craw, proto);
+            const uint32_t used = ft.find(hr, [&](uint32_t r) {
+                const FlowRecord<A>& rec = ft.record(FlowTable<A>::ref_id(r));
+                return FlowTable<A>::ref_dir(r) == 1 && rec.snat_port_raw == craw && rec.snat_idx == ai &&
+                       service_->backends()[rec.backend].port_raw == b.port_raw &&
+                       service_->backends()[rec.backend].addr == b.addr;
+            });
+            if (used != FlowTable<A>::kNone) continue;
+            idx = ai;
+            port_raw = craw;
+            snat_cursor_[fam] = cand >= hi ? lo : cand + 1;
+            return true;
+        }
+        snat_addr_cursor_[fam] = static_cast<uint8_t>((ai + 1) % addrs.size());
+    }
+    return false;
+}
+
+void Dataplane::handle_arp(PacketRef& p, const ParsedPacket& pp) noexcept {
+    uint8_t* a = p.data + pp.l3_off;
+    if (load_be16(a + ArpOff::htype) != 1 || load_be16(a + ArpOff::ptype) != kEtherTypeIpv4 || a[ArpOff::hlen] != 6 ||
+        a[ArpOff::plen] != 4 || load_be16(a + ArpOff::op) != 1 || !service_->owns_address(Family::v4, a + ArpOff::tpa))
+        return drop(p, Drop::arp_ignored);
+    const Mac& mine = env_.port_macs[p.in_port];
+    uint8_t target[4];
+    std::memcpy(target, a + ArpOff::tpa, 4);
+    store_be16(a + ArpOff::op, 2);
+    std::memcpy(a + ArpOff::tha, a + ArpOff::sha, 6);
+    std::memcpy(a + ArpOff::tpa, a + ArpOff::spa, 4);
+    std::memcpy(a + ArpOff::sha, mine.bytes.data(), 6);
+    std::memcpy(a + ArpOff::spa, target, 4);
+    std::memcpy(p.data + EthOff::dst, a + ArpOff::tha, 6);
+    std::memcpy(p.data + EthOff::src, mine.bytes.data(), 6);
+    ++counters_.arp_replies;
+    tx(p, p.in_port);
+}
+
+void Dataplane::handle_nd(PacketRef& p, const ParsedPacket& pp) noexcept {
+    // RFC 4861 §7.1.1: hop limit 255, code 0, at least 24 bytes; §7.2.4: answer with an
+    // advertisement (Solicited, Override) carrying our link-layer address.
+    uint8_t* ip = p.data + pp.l3_off;
+    const uint8_t* icmp = p.data + pp.l4_off;
+    static constexpr uint8_t kUnspecified[16] = {};
+    if (ip[Ipv6Off::hop_limit] != 255 || icmp[IcmpOff::code] != 0 || pp.l4_len < 24 ||
+        std::memcmp(ip + Ipv6Off::src, kUnspecified, 16) == 0 || !service_->owns_address(Family::v6, icmp + 8))
+        return drop(p, Drop::nd_ignored);
+    const uint32_t new_len = pp.l3_off + kIpv6HdrLen + 32;
+    if (new_len > p.cap) return drop(p, Drop::nd_ignored);
+    uint8_t target[16], asker[16];
+    std::memcpy(target, icmp + 8, 16);
+    std::memcpy(asker, ip + Ipv6Off::src, 16);
+    const Mac& mine = env_.port_macs[p.in_port];
+
+    std::memcpy(p.data + EthOff::dst, p.data + EthOff::src, 6);
+    std::memcpy(p.data + EthOff::src, mine.bytes.data(), 6);
+    store_be16(ip + Ipv6Off::payload_len, 32);
+    ip[Ipv6Off::next] = kIpProtoIcmpv6;
+    ip[Ipv6Off::hop_limit] = 255;
+    std::memcpy(ip + Ipv6Off::src, target, 16);
+    std::memcpy(ip + Ipv6Off::dst, asker, 16);
+    uint8_t* na = ip + kIpv6HdrLen;
+    std::memset(na, 0, 32);
+    na[IcmpOff::type] = kIcmp6NeighborAdvert;
+    na[4] = 0x60;  // Solicited | Override
+    std::memcpy(na + 8, target, 16);
+    na[24] = 2;  // Target Link-Layer Address option, 1 x 8 bytes
+    na[25] = 1;
+    std::memcpy(na + 26, mine.bytes.data(), 6);
+    const uint16_t c = static_cast<uint16_t>(
+        ~csum_fold(csum_partial(na, 32, pseudo_sum_v6(ip + Ipv6Off::src, ip + Ipv6Off::dst, kIpProtoIcmpv6, 32))));
+    std::memcpy(na + IcmpOff::csum, &c, 2);
+    p.len = new_len;
+    ++counters_.nd_replies;
+    tx(p, p.in_port);
+}
+
+void Dataplane::expire(uint32_t now_ms, uint32_t budget) noexcept {
+    flows4_->expire(now_ms, budget, [this](uint32_t id, uint64_t& a, uint64_t& b, bool& r) { flow_hashes<4>(id, a, b, r); });
+    flows6_->expire(now_ms, budget, [this](uint32_t id, uint64_t& a, uint64_t& b, bool& r) { flow_hashes<16>(id, a, b, r); });
+}
+
+}  // namespace sluice::lb

@@ -1,0 +1,110 @@
+// The worker's packet logic: classify, look up or create the flow, rewrite, decide the port.
+//
+// Free of DPDK (glb-director style): it works on byte buffers described by PacketRef, so the
+// same code runs under the sluice binary, the replay harness and the unit tests. The DPDK
+// glue (drivers/dpdk/worker) only moves mbufs in and out.
+// Per burst it parses every packet and prefetches the flow-table buckets before looking any
+// up, so the table's cache misses overlap.
+// Thread contract: one Dataplane per worker, used only by that worker. The Service it reads
+// is immutable and shared.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "lib/lb/counters.hpp"
+#include "lib/lb/flow_table.hpp"
+#include "lib/lb/service.hpp"
+#include "lib/net/parse.hpp"
+#include "lib/net/toeplitz.hpp"
+
+namespace sluice::lb {
+
+// What the worker must do with a packet after process().
+enum class Verdict : uint8_t { tx, drop, redirect };
+
+struct PacketRef {
+    uint8_t* data = nullptr;
+    uint32_t len = 0;         // frame length; process() may change it (ND replies)
+    uint32_t cap = 0;         // bytes writable from data (length + tailroom)
+    uint16_t in_port = 0;
+    bool redirected = false;  // handed over by another worker: never redirect again
+    // Results.
+    Verdict verdict = Verdict::drop;
+    uint16_t out = 0;         // TX port, or the worker to redirect to
+    Drop reason = Drop::runt;
+};
+
+// Where a worker sits: its index, its peers, and the ports' identity.
+struct WorkerEnv {
+    uint16_t worker_id = 0;
+    uint16_t nb_workers = 1;
+    uint16_t client_port = 0;
+    uint16_t backend_port = 0;
+    std::vector<net::Mac> port_macs;  // indexed by port id
+    net::Reta reta = net::Reta::round_robin(1);
+};
+
+class Dataplane {
+public:
+    static constexpr uint32_t kMaxBurst = 64;
+
+    Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& env, uint32_t flow_capacity);
+
+    // Processes up to kMaxBurst packets; sets each PacketRef's verdict. Counts everything.
+    void process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept;
+    // Frees flows idle past their timeout, examining at most `budget` entries.
+    void expire(uint32_t now_ms, uint32_t budget) noexcept;
+
+    WorkerCounters& counters() noexcept { return counters_; }
+    const WorkerCounters& counters() const noexcept { return counters_; }
+    const FlowTable<4>& flows4() const noexcept { return *flows4_; }
+    const FlowTable<16>& flows6() const noexcept { return *flows6_; }
+    const Service& service() const noexcept { return *service_; }
+
+    // The worker that owns a nat flow with this client address: a function of the client
+    // address alone, so both directions agree (as a NIC hashing only the client-side address).
+    uint16_t nat_owner(const uint8_t* client_addr, size_t addr_len) const noexcept;
+
+private:
+    template <size_t A>
+    struct Ctx;  // per-packet scratch for one address size
+
+    template <size_t A>
+    FlowTable<A>& table() noexcept;
+    template <size_t A>
+    void handle_ip(PacketRef& p, const net::ParsedPacket& pp, uint32_t now_ms) noexcept;
+    template <size_t A>
+    void forward(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip, uint32_t now_ms) noexcept;
+    template <size_t A>
+    void reply(PacketRef& p, const net::ParsedPacket& pp, uint32_t now_ms) noexcept;
+    template <size_t A>
+    bool pick_snat(const BackendEntry& b, uint8_t proto, uint8_t& idx, uint16_t& port_raw) noexcept;
+    template <size_t A>
+    void flow_hashes(uint32_t id, uint64_t& h_fwd, uint64_t& h_rev, bool& has_rev) const noexcept;
+    template <size_t A>
+    void remove_stale(uint32_t id) noexcept;
+    void handle_arp(PacketRef& p, const net::ParsedPacket& pp) noexcept;
+    void handle_nd(PacketRef& p, const net::ParsedPacket& pp) noexcept;
+    void drop(PacketRef& p, Drop d) noexcept {
+        p.verdict = Verdict::drop;
+        p.reason = d;
+        counters_.drop(d);
+    }
+    void tx(PacketRef& p, uint16_t port) noexcept {
+        p.verdict = Verdict::tx;
+        p.out = port;
+    }
+
+    std::shared_ptr<const Service> service_;
+    WorkerEnv env_;
+    net::Toeplitz toeplitz_;
+    std::unique_ptr<FlowTable<4>> flows4_;
+    std::unique_ptr<FlowTable<16>> flows6_;
+    uint32_t snat_cursor_[2] = {0, 0};  // next SNAT port to try, per family
+    uint8_t snat_addr_cursor_[2] = {0, 0};
+    WorkerCounters counters_;
+};
+
+}  // namespace sluice::lb

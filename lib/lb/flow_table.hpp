@@ -1,0 +1,377 @@
+// Per-worker flow table: a fixed-capacity cache of load-balancing decisions.
+//
+// Maglev is the ground truth; this table only remembers decisions so established flows keep
+// their backend when the backend set changes, and maps replies of nat/fullnat flows back to
+// their flow. Layout, chosen to stay under 64 bytes per IPv4 flow with both directions:
+//  - records: one FlowRecord<A> per flow in a flat array (36 bytes for IPv4, 48 for IPv6);
+//  - index: partial-key cuckoo hash (two candidate buckets, 8 slots of {32-bit signature,
+//    32-bit reference} per 64-byte bucket), one slot per direction. The alternate bucket is
+//    derived from the signature alone, so entries can move without their key; keys are never
+//    stored twice, a hit is confirmed against the record by the caller's predicate.
+//    Sized for 2 x capacity slots at <= 85% load: ~19 bytes per flow.
+//  - expiry: one FIFO list per timeout class. Touching a flow only stamps last_ms; the expiry
+//    pass looks at list heads, frees those idle past their timeout and re-queues the others,
+//    so expiry needs no scan and a packet costs no list surgery (lazy + incremental).
+//  - when the records run out, the flow closest to its expiry is evicted (bounded work).
+// Time is a caller-supplied millisecond clock (wrapping uint32), so tests and the replay
+// harness drive it.
+// Thread contract: owned by exactly one worker; no locking, no allocation after construction.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#include "lib/lb/config.hpp"
+
+namespace sluice::lb {
+
+enum class FlowState : uint8_t { free = 0, tcp_syn, tcp_established, tcp_closing, udp };
+constexpr int kTimeoutClasses = 4;  // syn, established, closing, udp (state - 1)
+
+template <size_t A>
+struct FlowRecord {
+    uint8_t client_addr[A];
+    uint16_t client_port_raw;  // network order
+    uint16_t snat_port_raw;    // network order (fullnat)
+    uint16_t vip;              // VIP index in the worker's service table
+    uint16_t backend;          // backend index in the worker's service table
+    uint8_t client_mac[6];     // where replies to the client go
+    FlowState state;
+    uint8_t snat_idx;          // which SNAT address (fullnat)
+    uint32_t last_ms;          // last packet seen
+    uint32_t enq_ms;           // when it was (re)queued on its expiry list
+    uint32_t prev, next;       // expiry list links (next doubles as the free-list link)
+};
+static_assert(sizeof(FlowRecord<4>) == 40 || sizeof(FlowRecord<4>) == 36);
+static_assert(sizeof(FlowRecord<16>) <= 48);
+
+struct FlowTableStats {
+    uint64_t inserts = 0;
+    uint64_t insert_failures = 0;  // index full even after displacement
+    uint64_t evictions = 0;
+    uint64_t expiries = 0;
+    uint64_t removals = 0;
+};
+
+// 64-bit key hash over up to three words (murmur3 fmix-style mixing; keys are fixed size).
+inline uint64_t flow_mix(uint64_t h) noexcept {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+template <size_t A>
+class FlowTable {
+public:
+    using Record = FlowRecord<A>;
+    static constexpr uint32_t kNone = 0xFFFFFFFFu;
+    static constexpr uint32_t kSlots = 8;
+    // A reference stored in the index: flow id << 1 | direction (0 forward, 1 reverse).
+    static constexpr uint32_t ref_id(uint32_t ref) noexcept { return ref >> 1; }
+    static constexpr uint32_t ref_dir(uint32_t ref) noexcept { return ref & 1u; }
+
+    struct alignas(64) Bucket {
+        uint32_t sig[kSlots];
+        uint32_t ref[kSlots];
+    };
+    static_assert(sizeof(Bucket) == 64);
+
+    FlowTable(uint32_t capacity, const Timeouts& t) : capacity_(capacity) {
+        if (capacity_ < 2) capacity_ = 2;
+        nb_buckets_ = static_cast<uint32_t>((2ull * capacity_ * 100 / 85 + kSlots - 1) / kSlots);
+        if (nb_buckets_ < 2) nb_buckets_ = 2;
+        buckets_.reset(new (std::align_val_t{64}) Bucket[nb_buckets_]);
+        std::memset(static_cast<void*>(buckets_.get()), 0, sizeof(Bucket) * nb_buckets_);
+        records_.reset(new Record[capacity_]);
+        std::memset(static_cast<void*>(records_.get()), 0, sizeof(Record) * capacity_);
+        for (uint32_t i = 0; i < capacity_; ++i) records_[i].next = i + 1 < capacity_ ? i + 1 : kNone;
+        free_head_ = 0;
+        set_timeouts(t);
+        for (auto& l : lists_) l = List{};
+    }
+
+    void set_timeouts(const Timeouts& t) noexcept {
+        timeout_ms_[0] = t.tcp_syn_ms;
+        timeout_ms_[1] = t.tcp_established_ms;
+        timeout_ms_[2] = t.tcp_closing_ms;
+        timeout_ms_[3] = t.udp_ms;
+    }
+
+    uint32_t capacity() const noexcept { return capacity_; }
+    uint32_t size() const noexcept { return used_; }
+    const FlowTableStats& stats() const noexcept { return stats_; }
+    size_t memory_bytes() const noexcept { return sizeof(Bucket) * nb_buckets_ + sizeof(Record) * capacity_; }
+    Record& record(uint32_t id) noexcept { return records_[id]; }
+    const Record& record(uint32_t id) const noexcept { return records_[id]; }
+
+    // Hash of a key made of up to three 64-bit words.
+    static uint64_t hash(uint64_t w0, uint64_t w1 = 0, uint64_t w2 = 0) noexcept {
+        return flow_mix(w0 * 0x9E3779B97F4A7C15ULL ^ flow_mix(w1 + 0x632BE59BD9B4E019ULL) ^ (w2 * 0xC2B2AE3D27D4EB4FULL));
+    }
+
+    void prefetch(uint64_t h) const noexcept {
+        __builtin_prefetch(&buckets_[bucket_of(h)]);
+        __builtin_prefetch(&buckets_[alt_bucket(bucket_of(h), sig_of(h))]);
+    }
+    void prefetch_record(uint32_t ref) const noexcept { __builtin_prefetch(&records_[ref_id(ref)]); }
+
+    // Returns the reference (id << 1 | dir) whose record satisfies match(ref), or kNone.
+    template <class Match>
+    uint32_t find(uint64_t h, Match&& match) const noexcept {
+        const uint32_t sig = sig_of(h);
+        const uint32_t b1 = bucket_of(h);
+        if (uint32_t r = scan(buckets_[b1], sig, match); r != kNone) return r;
+        const uint32_t b2 = alt_bucket(b1, sig);
+        if (b2 == b1) return kNone;
+        return scan(buckets_[b2], sig, match);
+    }
+
+    // Takes a free record (evicting the flow nearest its expiry when none is free) and
+    // indexes it under h_fwd (and h_rev unless has_rev is false). The caller fills the record's
+    // key fields; state must be set before the call via `state`. rehash(id, h_fwd&, h_rev&,
+    // has_rev&) recomputes a victim's hashes for eviction. Returns the id or kNone.
+    template <class Rehash>
+    uint32_t insert(uint64_t h_fwd, uint64_t h_rev, bool has_rev, FlowState state, uint32_t now_ms,
+                    Rehash&& rehash) noexcept {
+        if (free_head_ == kNone && !evict_one(now_ms, rehash)) {
+            ++stats_.insert_failures;
+            return kNone;
+        }
+        const uint32_t id = free_head_;
+        if (!index_insert(h_fwd, id << 1)) {
+            ++stats_.insert_failures;
+            return kNone;
+        }
+        if (has_rev && !index_insert(h_rev, id << 1 | 1u)) {
+            index_erase(h_fwd, id << 1);
+            ++stats_.insert_failures;
+            return kNone;
+        }
+        free_head_ = records_[id].next;
+        Record& r = records_[id];
+        r.state = state;
+        r.last_ms = now_ms;
+        list_push(id, now_ms);
+        ++used_;
+        ++stats_.inserts;
+        return id;
+    }
+
+    // True if the flow has been idle past its timeout but the incremental pass has not reached
+    // it yet: lookups treat it as gone, so timeouts are exact whatever the expiry budget.
+    bool is_stale(uint32_t id, uint32_t now_ms) const noexcept {
+        const Record& r = records_[id];
+        return static_cast<int32_t>(now_ms - r.last_ms) >= static_cast<int32_t>(timeout_ms(r.state));
+    }
+
+    // Marks a packet on the flow. Cheap: no list movement unless the timeout class changes.
+    void touch(uint32_t id, uint32_t now_ms) noexcept { records_[id].last_ms = now_ms; }
+
+    void set_state(uint32_t id, FlowState s, uint32_t now_ms) noexcept {
+        Record& r = records_[id];
+        if (r.state == s) return;
+        list_unlink(id);
+        r.state = s;
+        list_push(id, now_ms);
+    }
+
+    // Removes flow id (whose hashes the caller supplies); `expired` picks the counter.
+    void remove(uint32_t id, uint64_t h_fwd, uint64_t h_rev, bool has_rev, bool expired) noexcept {
+        index_erase(h_fwd, id << 1);
+        if (has_rev) index_erase(h_rev, id << 1 | 1u);
+        list_unlink(id);
+        release(id);
+        ++(expired ? stats_.expiries : stats_.removals);
+    }
+
+    // Frees up to `budget` flows idle past their timeout; returns how many heads it examined.
+    template <class Rehash>
+    uint32_t expire(uint32_t now_ms, uint32_t budget, Rehash&& rehash) noexcept {
+        uint32_t work = 0;
+        for (int c = 0; c < kTimeoutClasses && work < budget; ++c) {
+            List& l = lists_[c];
+            while (l.head != kNone && work < budget) {
+                const uint32_t id = l.head;
+                Record& r = records_[id];
+                // Nothing on this list was touched before it was queued: if the head was queued
+                // less than a timeout ago, no flow behind it can have expired either.
+                if (static_cast<int32_t>(now_ms - r.enq_ms) < static_cast<int32_t>(timeout_ms_[c])) break;
+                ++work;
+                if (static_cast<int32_t>(now_ms - r.last_ms) >= static_cast<int32_t>(timeout_ms_[c])) {
+                    drop_flow(id, rehash);
+                    ++stats_.expiries;
+                } else {
+                    list_unlink(id);
+                    list_push(id, r.last_ms);  // re-queue as of its last packet
+                }
+            }
+        }
+        return work;
+    }
+
+    uint32_t timeout_ms(FlowState s) const noexcept { return timeout_ms_[static_cast<int>(s) - 1]; }
+
+private:
+    struct List {
+        uint32_t head = kNone;
+        uint32_t tail = kNone;
+    };
+
+    static uint32_t sig_of(uint64_t h) noexcept {
+        const uint32_t s = static_cast<uint32_t>(h);
+        return s ? s : 1u;  // 0 marks an empty slot
+    }
+    uint32_t bucket_of(uint64_t h) const noexcept {
+        return static_cast<uint32_t>(((h >> 32) * static_cast<uint64_t>(nb_buckets_)) >> 32);
+    }
+    // Partial-key cuckoo: alt(alt(b)) == b for any bucket count, so a displaced entry's other
+    // bucket follows from its signature.
+    uint32_t alt_bucket(uint32_t b, uint32_t sig) const noexcept {
+        const uint32_t t = static_cast<uint32_t>(((flow_mix(sig) >> 32) * nb_buckets_) >> 32);
+        return t >= b ? t - b : t + nb_buckets_ - b;
+    }
+
+    template <class Match>
+    uint32_t scan(const Bucket& bk, uint32_t sig, Match& match) const noexcept {
+        for (uint32_t i = 0; i < kSlots; ++i)
+            if (bk.sig[i] == sig && match(bk.ref[i])) return bk.ref[i];
+        return kNone;
+    }
+
+    static int free_slot(const Bucket& bk) noexcept {
+        for (uint32_t i = 0; i < kSlots; ++i)
+            if (bk.sig[i] == 0) return static_cast<int>(i);
+        return -1;
+    }
+
+    bool index_insert(uint64_t h, uint32_t ref) noexcept {
+        uint32_t sig = sig_of(h);
+        uint32_t b = bucket_of(h);
+        for (uint32_t cand : {b, alt_bucket(b, sig)}) {
+            if (int s = free_slot(buckets_[cand]); s >= 0) {
+                buckets_[cand].sig[s] = sig;
+                buckets_[cand].ref[s] = ref;
+                return true;
+            }
+        }
+        // Displacement walk: kick a slot to its alternate bucket, bounded; undone on failure.
+        constexpr int kMaxKicks = 64;
+        struct Step { uint32_t bucket; uint32_t slot; };
+        Step path[kMaxKicks];
+        uint32_t cur_sig = sig, cur_ref = ref, cur_b = b;
+        for (int k = 0; k < kMaxKicks; ++k) {
+            const uint32_t slot = (cur_sig ^ static_cast<uint32_t>(k) * 0x9E3779B9u) >> 29;  // 0..7
+            Bucket& bk = buckets_[cur_b];
+            path[k] = {cur_b, slot};
+            std::swap(bk.sig[slot], cur_sig);
+            std::swap(bk.ref[slot], cur_ref);
+            cur_b = alt_bucket(cur_b, cur_sig);
+            if (int s = free_slot(buckets_[cur_b]); s >= 0) {
+                buckets_[cur_b].sig[s] = cur_sig;
+                buckets_[cur_b].ref[s] = cur_ref;
+                return true;
+            }
+            if (k + 1 == kMaxKicks) {
+                for (int j = k; j >= 0; --j) {  // undo: walk the path backwards
+                    Bucket& pb = buckets_[path[j].bucket];
+                    std::swap(pb.sig[path[j].slot], cur_sig);
+                    std::swap(pb.ref[path[j].slot], cur_ref);
+                }
+            }
+        }
+        return false;
+    }
+
+    void index_erase(uint64_t h, uint32_t ref) noexcept {
+        const uint32_t sig = sig_of(h);
+        const uint32_t b1 = bucket_of(h);
+        for (uint32_t cand : {b1, alt_bucket(b1, sig)}) {
+            Bucket& bk = buckets_[cand];
+            for (uint32_t i = 0; i < kSlots; ++i)
+                if (bk.ref[i] == ref && bk.sig[i] == sig) {
+                    bk.sig[i] = 0;
+                    bk.ref[i] = 0;
+                    return;
+                }
+        }
+    }
+
+    List& list_of(const Record& r) noexcept { return lists_[static_cast<int>(r.state) - 1]; }
+
+    void list_push(uint32_t id, uint32_t enq_ms) noexcept {
+        Record& r = records_[id];
+        List& l = list_of(r);
+        r.enq_ms = enq_ms;
+        r.prev = l.tail;
+        r.next = kNone;
+        if (l.tail != kNone) records_[l.tail].next = id; else l.head = id;
+        l.tail = id;
+    }
+    void list_unlink(uint32_t id) noexcept {
+        Record& r = records_[id];
+        List& l = list_of(r);
+        if (r.prev != kNone) records_[r.prev].next = r.next; else l.head = r.next;
+        if (r.next != kNone) records_[r.next].prev = r.prev; else l.tail = r.prev;
+    }
+    void release(uint32_t id) noexcept {
+        Record& r = records_[id];
+        r.state = FlowState::free;
+        r.next = free_head_;
+        free_head_ = id;
+        --used_;
+    }
+
+    template <class Rehash>
+    void drop_flow(uint32_t id, Rehash& rehash) noexcept {
+        uint64_t hf = 0, hr = 0;
+        bool has_rev = false;
+        rehash(id, hf, hr, has_rev);
+        index_erase(hf, id << 1);
+        if (has_rev) index_erase(hr, id << 1 | 1u);
+        list_unlink(id);
+        release(id);
+    }
+
+    // Evicts the list head closest to its deadline. O(number of timeout classes).
+    template <class Rehash>
+    bool evict_one(uint32_t now_ms, Rehash& rehash) noexcept {
+        int best = -1;
+        int64_t best_left = 0;
+        for (int c = 0; c < kTimeoutClasses; ++c) {
+            const uint32_t id = lists_[c].head;
+            if (id == kNone) continue;
+            const int64_t left = static_cast<int64_t>(timeout_ms_[c]) -
+                                 static_cast<int32_t>(now_ms - records_[id].last_ms);
+            if (best < 0 || left < best_left) {
+                best = c;
+                best_left = left;
+            }
+        }
+        if (best < 0) return false;
+        drop_flow(lists_[best].head, rehash);
+        ++stats_.evictions;
+        return true;
+    }
+
+    struct AlignedDelete {
+        void operator()(Bucket* p) const noexcept { ::operator delete[](p, std::align_val_t{64}); }
+    };
+
+    uint32_t capacity_;
+    uint32_t nb_buckets_ = 0;
+    uint32_t free_head_ = kNone;
+    uint32_t used_ = 0;
+    uint32_t timeout_ms_[kTimeoutClasses] = {};
+    List lists_[kTimeoutClasses];
+    std::unique_ptr<Bucket[], AlignedDelete> buckets_;
+    std::unique_ptr<Record[]> records_;
+    FlowTableStats stats_;
+};
+
+}  // namespace sluice::lb

@@ -1,0 +1,79 @@
+// Service: the configuration compiled into the form the data path reads.
+//
+// Built once on the control plane from a validated Config: VIPs with their Maglev tables,
+// backend entries with next-hop MACs, SNAT and own addresses, and a VIP lookup index keyed by
+// (address, port, protocol). Backend entries are per (VIP, backend) pair so counters are per
+// VIP and a backend may serve several VIPs.
+// Thread contract: immutable after build(); shared read-only by all workers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lib/common/expected.hpp"
+#include "lib/lb/config.hpp"
+#include "lib/lb/maglev.hpp"
+#include "lib/net/addr.hpp"
+
+namespace sluice::lb {
+
+struct BackendEntry {
+    net::IpAddr addr;
+    uint16_t port_raw = 0;  // network order
+    uint16_t vip = 0;
+    uint32_t weight = 0;
+    net::Mac mac;
+};
+
+struct VipEntry {
+    std::string name;
+    net::IpAddr addr;
+    uint16_t port_raw = 0;
+    Proto proto = Proto::tcp;
+    Mode mode = Mode::nat;
+    std::vector<uint16_t> backends;  // backend entry indices, in the order Maglev was built with
+    Maglev maglev;
+};
+
+class Service {
+public:
+    static constexpr uint16_t kNoVip = 0xFFFF;
+
+    static Expected<Service> build(const Config& config);
+
+    // VIP index for a packet's (destination address, destination port, protocol), or kNoVip.
+    // addr points at 4 or 16 bytes in network order.
+    uint16_t find_vip(net::Family f, const uint8_t* addr, uint16_t port_raw, uint8_t proto) const noexcept;
+    // True if the address is one Sluice answers ARP/ND for (VIPs, SNAT, self addresses).
+    bool owns_address(net::Family f, const uint8_t* addr) const noexcept;
+    // True if the address is a VIP address (any port/protocol).
+    bool is_vip_address(net::Family f, const uint8_t* addr) const noexcept;
+
+    const std::vector<VipEntry>& vips() const noexcept { return vips_; }
+    const std::vector<BackendEntry>& backends() const noexcept { return backends_; }
+    const std::vector<net::IpAddr>& snat(net::Family f) const noexcept { return f == net::Family::v4 ? snat4_ : snat6_; }
+    const Config& config() const noexcept { return config_; }
+
+private:
+    struct Slot {
+        uint64_t key_lo = 0, key_hi = 0;  // address bytes
+        uint32_t meta = 0;                // family | proto << 8 | used << 31
+        uint16_t port_raw = 0;
+        uint16_t vip = kNoVip;
+    };
+    static uint64_t slot_hash(uint64_t lo, uint64_t hi, uint32_t meta, uint16_t port) noexcept;
+
+    Config config_;
+    std::vector<VipEntry> vips_;
+    std::vector<BackendEntry> backends_;
+    std::vector<net::IpAddr> snat4_, snat6_, own_;
+    std::vector<Slot> index_;  // open addressing, power-of-two size, load <= 50%
+};
+
+// The hash Maglev is indexed with: a fixed function of the flow's 5-tuple, so every instance
+// and every worker picks the same backend for the same flow.
+uint64_t maglev_flow_hash(net::Family f, const uint8_t* src, const uint8_t* dst, uint16_t sport_raw,
+                          uint16_t dport_raw, uint8_t proto) noexcept;
+
+}  // namespace sluice::lb

@@ -1,0 +1,56 @@
+#include "lib/net/checksum.hpp"
+
+#include <cstring>
+
+#include "lib/net/wire.hpp"
+
+namespace sluice::net {
+
+uint32_t csum_partial(const uint8_t* data, size_t len, uint32_t sum) noexcept {
+    uint64_t acc = sum;
+    while (len >= 8) {
+        uint64_t w;
+        std::memcpy(&w, data, 8);
+        acc += (w & 0xFFFFFFFF) + (w >> 32);
+        data += 8;
+        len -= 8;
+    }
+    while (len >= 2) {
+        acc += load_raw16(data);
+        data += 2;
+        len -= 2;
+    }
+    if (len) {
+        uint8_t tail[2] = {data[0], 0};
+        acc += load_raw16(tail);
+    }
+    acc = (acc & 0xFFFFFFFF) + (acc >> 32);
+    acc = (acc & 0xFFFFFFFF) + (acc >> 32);
+    return csum_fold(static_cast<uint32_t>(acc));
+}
+
+uint16_t csum_update128(uint16_t hc, const uint8_t* old_addr, const uint8_t* new_addr) noexcept {
+    uint32_t s = static_cast<uint16_t>(~hc);
+    for (size_t i = 0; i < 16; i += 2) {
+        s += static_cast<uint16_t>(~load_raw16(old_addr + i));
+        s += load_raw16(new_addr + i);
+    }
+    return static_cast<uint16_t>(~csum_fold(s));
+}
+
+uint32_t pseudo_sum_v4(const uint8_t* src, const uint8_t* dst, uint8_t proto, uint16_t l4_len) noexcept {
+    uint8_t tail[4] = {0, proto, static_cast<uint8_t>(l4_len >> 8), static_cast<uint8_t>(l4_len)};
+    uint32_t s = csum_partial(src, 4);
+    s = csum_partial(dst, 4, s);
+    return csum_partial(tail, 4, s);
+}
+
+uint32_t pseudo_sum_v6(const uint8_t* src, const uint8_t* dst, uint8_t proto, uint32_t l4_len) noexcept {
+    uint8_t tail[8] = {static_cast<uint8_t>(l4_len >> 24), static_cast<uint8_t>(l4_len >> 16),
+                       static_cast<uint8_t>(l4_len >> 8), static_cast<uint8_t>(l4_len), 0, 0, 0, proto};
+    uint32_t s = csum_partial(src, 16);
+    s = csum_partial(dst, 16, s);
+    return csum_partial(tail, 8, s);
+}
+
+}  // namespace sluice::net

@@ -1,0 +1,50 @@
+// Internet checksum: full computation (RFC 1071) and incremental update (RFC 1624).
+//
+// The data path rewrites addresses and ports in place and patches the existing checksums
+// with RFC 1624 eqn. 3 (HC' = ~(~HC + ~m + m')), which is exact, including for the 0xFFFF/0
+// corner cases, and costs a few adds per changed word instead of a pass over the payload.
+// Operands are raw memory-order 16-bit words: one's-complement sums are byte-order neutral.
+// Thread contract: pure functions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace sluice::net {
+
+// One's-complement sum of len bytes, folded to 32 bits (not complemented).
+uint32_t csum_partial(const uint8_t* data, size_t len, uint32_t sum = 0) noexcept;
+
+inline uint16_t csum_fold(uint32_t sum) noexcept {
+    sum = (sum & 0xFFFF) + (sum >> 16);
+    sum = (sum & 0xFFFF) + (sum >> 16);
+    return static_cast<uint16_t>(sum);
+}
+
+// Complemented checksum of a buffer (what goes into an IPv4 header csum field).
+inline uint16_t csum(const uint8_t* data, size_t len) noexcept {
+    return static_cast<uint16_t>(~csum_fold(csum_partial(data, len)));
+}
+
+// RFC 1624: update checksum `hc` (raw field value) when a 16-bit word changes old -> new.
+inline uint16_t csum_update16(uint16_t hc, uint16_t old_w, uint16_t new_w) noexcept {
+    uint32_t s = static_cast<uint16_t>(~hc);
+    s += static_cast<uint16_t>(~old_w);
+    s += new_w;
+    return static_cast<uint16_t>(~csum_fold(s));
+}
+// Same for a 32-bit value (two words).
+inline uint16_t csum_update32(uint16_t hc, uint32_t old_w, uint32_t new_w) noexcept {
+    uint32_t s = static_cast<uint16_t>(~hc);
+    s += static_cast<uint16_t>(~old_w) + static_cast<uint16_t>(~(old_w >> 16));
+    s += (new_w & 0xFFFF) + (new_w >> 16);
+    return static_cast<uint16_t>(~csum_fold(s));
+}
+// Same for a 128-bit value (an IPv6 address), given as raw bytes.
+uint16_t csum_update128(uint16_t hc, const uint8_t* old_addr, const uint8_t* new_addr) noexcept;
+
+// Pseudo-header sums (RFC 793 / RFC 8200 §8.1), not complemented, for full L4 checksums.
+uint32_t pseudo_sum_v4(const uint8_t* src, const uint8_t* dst, uint8_t proto, uint16_t l4_len) noexcept;
+uint32_t pseudo_sum_v6(const uint8_t* src, const uint8_t* dst, uint8_t proto, uint32_t l4_len) noexcept;
+
+}  // namespace sluice::net

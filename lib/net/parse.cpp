@@ -1,0 +1,144 @@
+#include "lib/net/parse.hpp"
+
+#include "lib/net/checksum.hpp"
+#include "lib/net/wire.hpp"
+
+namespace sluice::net {
+
+const char* to_string(ParseStatus s) noexcept {
+    switch (s) {
+        case ParseStatus::ok: return "ok";
+        case ParseStatus::runt: return "runt";
+        case ParseStatus::bad_vlan: return "bad_vlan";
+        case ParseStatus::unknown_ethertype: return "unknown_ethertype";
+        case ParseStatus::truncated_arp: return "truncated_arp";
+        case ParseStatus::truncated_l3: return "truncated_l3";
+        case ParseStatus::bad_ip_version: return "bad_ip_version";
+        case ParseStatus::bad_ihl: return "bad_ihl";
+        case ParseStatus::bad_ip_length: return "bad_ip_length";
+        case ParseStatus::bad_ip_checksum: return "bad_ip_checksum";
+        case ParseStatus::fragment: return "fragment";
+        case ParseStatus::bad_ext_header: return "bad_ext_header";
+        case ParseStatus::truncated_l4: return "truncated_l4";
+        case ParseStatus::bad_l4_length: return "bad_l4_length";
+    }
+    return "?";
+}
+
+namespace {
+
+// Parses the transport header at [off, end). `end` is where the IP packet ends.
+ParseStatus parse_l4(const uint8_t* f, uint32_t off, uint32_t end, uint8_t proto, ParsedPacket& out) noexcept {
+    out.l4_proto = proto;
+    out.l4_off = static_cast<uint16_t>(off);
+    out.l4_len = static_cast<uint16_t>(end - off);
+    const uint32_t avail = end - off;
+    switch (proto) {
+        case kIpProtoTcp: {
+            if (avail < kTcpMinHdrLen) return ParseStatus::truncated_l4;
+            const uint32_t doff = (f[off + TcpOff::off] >> 4) * 4u;
+            if (doff < kTcpMinHdrLen || doff > avail) return ParseStatus::bad_l4_length;
+            out.tcp_flags = f[off + TcpOff::flags];
+            out.sport_raw = load_raw16(f + off + TcpOff::sport);
+            out.dport_raw = load_raw16(f + off + TcpOff::dport);
+            return ParseStatus::ok;
+        }
+        case kIpProtoUdp: {
+            if (avail < kUdpHdrLen) return ParseStatus::truncated_l4;
+            const uint32_t ulen = load_be16(f + off + UdpOff::len);
+            if (ulen != avail) return ParseStatus::bad_l4_length;
+            out.sport_raw = load_raw16(f + off + UdpOff::sport);
+            out.dport_raw = load_raw16(f + off + UdpOff::dport);
+            return ParseStatus::ok;
+        }
+        case kIpProtoIcmp:
+        case kIpProtoIcmpv6:
+            if (avail < kIcmpHdrLen) return ParseStatus::truncated_l4;
+            return ParseStatus::ok;
+        default:
+            return ParseStatus::ok;  // other protocols: the classifier decides
+    }
+}
+
+ParseStatus parse_ipv4(const uint8_t* f, uint32_t off, uint32_t len, ParsedPacket& out) noexcept {
+    if (len - off < kIpv4MinHdrLen) return ParseStatus::truncated_l3;
+    const uint8_t vi = f[off + Ipv4Off::ver_ihl];
+    if ((vi >> 4) != 4) return ParseStatus::bad_ip_version;
+    const uint32_t ihl = (vi & 0x0F) * 4u;
+    if (ihl < kIpv4MinHdrLen || ihl > len - off) return ParseStatus::bad_ihl;
+    const uint32_t total = load_be16(f + off + Ipv4Off::total_len);
+    if (total < ihl || total > len - off) return ParseStatus::bad_ip_length;
+    if (csum_fold(csum_partial(f + off, ihl)) != 0xFFFF) return ParseStatus::bad_ip_checksum;
+    const uint16_t frag = load_be16(f + off + Ipv4Off::frag);
+    if (frag & 0x3FFF) return ParseStatus::fragment;  // MF set or non-zero offset
+    out.l3 = L3::ipv4;
+    out.l3_off = static_cast<uint16_t>(off);
+    out.ip_end = static_cast<uint16_t>(off + total);
+    return parse_l4(f, off + ihl, off + total, f[off + Ipv4Off::proto], out);
+}
+
+ParseStatus parse_ipv6(const uint8_t* f, uint32_t off, uint32_t len, ParsedPacket& out) noexcept {
+    if (len - off < kIpv6HdrLen) return ParseStatus::truncated_l3;
+    if ((f[off] >> 4) != 6) return ParseStatus::bad_ip_version;
+    const uint32_t end = off + kIpv6HdrLen + load_be16(f + off + Ipv6Off::payload_len);
+    if (end > len) return ParseStatus::bad_ip_length;
+    out.l3 = L3::ipv6;
+    out.l3_off = static_cast<uint16_t>(off);
+    out.ip_end = static_cast<uint16_t>(end);
+    uint8_t next = f[off + Ipv6Off::next];
+    uint32_t pos = off + kIpv6HdrLen;
+    // RFC 8200 §4.1 recommends at most a handful of extension headers; more is an attack.
+    for (int i = 0; i < 8; ++i) {
+        switch (next) {
+            case kIpProtoHopOpts:
+                if (i != 0) return ParseStatus::bad_ext_header;  // must come first
+                [[fallthrough]];
+            case kIpProtoRouting:
+            case kIpProtoDstOpts: {
+                if (end - pos < 8) return ParseStatus::bad_ext_header;
+                const uint32_t hlen = (f[pos + 1] + 1u) * 8u;
+                if (hlen > end - pos) return ParseStatus::bad_ext_header;
+                next = f[pos];
+                pos += hlen;
+                continue;
+            }
+            case kIpProtoFragment:
+                return ParseStatus::fragment;
+            case kIpProtoAh:
+            case kIpProtoEsp:
+            case kIpProtoNone:
+                return ParseStatus::bad_ext_header;
+            default:
+                return parse_l4(f, pos, end, next, out);
+        }
+    }
+    return ParseStatus::bad_ext_header;
+}
+
+}  // namespace
+
+ParseStatus parse_packet(const uint8_t* f, uint32_t len, ParsedPacket& out) noexcept {
+    out = ParsedPacket{};
+    if (len < kEthHdrLen) return ParseStatus::runt;
+    uint32_t off = kEthHdrLen;
+    uint16_t type = load_be16(f + EthOff::type);
+    if (type == kEtherTypeVlan) {
+        if (len < kEthHdrLen + kVlanHdrLen) return ParseStatus::bad_vlan;
+        out.vlan = true;
+        type = load_be16(f + kEthHdrLen + 2);
+        off += kVlanHdrLen;
+        if (type == kEtherTypeVlan || type == kEtherTypeQinQ) return ParseStatus::bad_vlan;
+    }
+    switch (type) {
+        case kEtherTypeIpv4: return parse_ipv4(f, off, len, out);
+        case kEtherTypeIpv6: return parse_ipv6(f, off, len, out);
+        case kEtherTypeArp:
+            if (len - off < kArpIpv4Len) return ParseStatus::truncated_arp;
+            out.l3 = L3::arp;
+            out.l3_off = static_cast<uint16_t>(off);
+            return ParseStatus::ok;
+        default: return ParseStatus::unknown_ethertype;
+    }
+}
+
+}  // namespace sluice::net
