@@ -208,20 +208,22 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args) {
         worker_loop(&g_rt.slots[0]);
     } else {
         for (uint16_t w = 0; w < nb_workers; ++w) rte_eal_remote_launch(worker_loop, &g_rt.slots[w], lcores[w]);
-        uint64_t last_rx = 0, last_tsc = start;
+        uint64_t last_rx = 0, last_tx = 0, last_new = 0, last_tsc = start;
         while (!g_stop.load(std::memory_order_relaxed)) {
-            rte_delay_ms(100);
+            rte_delay_ms(50);
             const uint64_t now = rte_get_tsc_cycles();
-            if (cfg.stats_period_s && now - last_tsc >= cfg.stats_period_s * rte_get_tsc_hz()) {
-                lb::WorkerCounters t;
-                for (auto* d : dataplanes()) t.add(d->counters());
-                const double secs = static_cast<double>(now - last_tsc) / static_cast<double>(rte_get_tsc_hz());
-                fmt::print("stats: rx-pps {:.0f} {}\n", static_cast<double>(t.rx - last_rx) / secs,
-                           lb::stats_summary(dataplanes()));
-                std::fflush(stdout);
-                last_rx = t.rx;
-                last_tsc = now;
-            }
+            if (!cfg.stats_period_s || now - last_tsc < cfg.stats_period_s * rte_get_tsc_hz()) continue;
+            lb::WorkerCounters t;
+            for (auto* d : dataplanes()) t.add(d->counters());
+            const double secs = static_cast<double>(now - last_tsc) / static_cast<double>(rte_get_tsc_hz());
+            auto rate = [secs](uint64_t now_v, uint64_t then_v) { return static_cast<double>(now_v - then_v) / secs; };
+            fmt::print("stats: rx-pps {:.0f} tx-pps {:.0f} new-flows-ps {:.0f} | {}\n", rate(t.rx, last_rx),
+                       rate(t.tx, last_tx), rate(t.maglev_picks, last_new), lb::stats_summary(dataplanes()));
+            std::fflush(stdout);
+            last_rx = t.rx;
+            last_tx = t.tx;
+            last_new = t.maglev_picks;
+            last_tsc = now;
         }
         rte_eal_mp_wait_lcore();
     }

@@ -184,22 +184,19 @@ void Dataplane::remove_stale(uint32_t id) noexcept {
 void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     ParsedPacket pp[kMaxBurst];
     ParseStatus st[kMaxBurst];
+    Lookup lk[kMaxBurst];
     if (n > kMaxBurst) n = kMaxBurst;
-    // Pass 1: parse everything and prefetch the flow buckets the packets will need.
+    // Pass 1: parse and classify everything and prefetch the flow-table buckets the packets
+    // will need, so the table's cache misses overlap instead of stalling one by one.
     for (uint32_t i = 0; i < n; ++i) {
         PacketRef& p = pkts[i];
         if (p.redirected) ++counters_.redirected_in; else ++counters_.rx;
         if (i + 1 < n) __builtin_prefetch(pkts[i + 1].data);
         st[i] = parse_packet(p.data, p.len, pp[i]);
-        if (st[i] != ParseStatus::ok) continue;
-        if (pp[i].l3 == L3::ipv4 && (pp[i].l4_proto == kIpProtoTcp || pp[i].l4_proto == kIpProtoUdp)) {
-            const uint8_t* ip = p.data + pp[i].l3_off;
-            const uint16_t vip = service_->find_vip(Family::v4, ip + Ipv4Off::dst, pp[i].dport_raw, pp[i].l4_proto);
-            flows4_->prefetch(vip != Service::kNoVip
-                                  ? fwd_hash<4>(vip, ip + Ipv4Off::src, pp[i].sport_raw)
-                                  : rev_hash<4>(ip + Ipv4Off::src, ip + Ipv4Off::dst, pp[i].sport_raw,
-                                                pp[i].dport_raw, pp[i].l4_proto));
-        }
+        lk[i] = Lookup{};
+        if (st[i] != ParseStatus::ok || (pp[i].l4_proto != kIpProtoTcp && pp[i].l4_proto != kIpProtoUdp)) continue;
+        if (pp[i].l3 == L3::ipv4) classify<4>(p, pp[i], lk[i]);
+        else if (pp[i].l3 == L3::ipv6) classify<16>(p, pp[i], lk[i]);
     }
     // Pass 2: decide and rewrite.
     for (uint32_t i = 0; i < n; ++i) {
@@ -209,8 +206,8 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
             continue;
         }
         switch (pp[i].l3) {
-            case L3::ipv4: handle_ip<4>(p, pp[i], now_ms); break;
-            case L3::ipv6: handle_ip<16>(p, pp[i], now_ms); break;
+            case L3::ipv4: handle_ip<4>(p, pp[i], lk[i], now_ms); break;
+            case L3::ipv6: handle_ip<16>(p, pp[i], lk[i], now_ms); break;
             case L3::arp: handle_arp(p, pp[i]); break;
             case L3::none: drop(p, Drop::unknown_ethertype); break;
         }
@@ -219,16 +216,25 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
 }
 
 template <size_t A>
-void Dataplane::handle_ip(PacketRef& p, const ParsedPacket& pp, uint32_t now_ms) noexcept {
+void Dataplane::classify(const PacketRef& p, const ParsedPacket& pp, Lookup& lk) noexcept {
+    const uint8_t* ip = p.data + pp.l3_off;
+    lk.vip = service_->find_vip(Ip<A>::kFamily, ip + Ip<A>::kDst, pp.dport_raw, pp.l4_proto);
+    lk.hash = lk.vip != Service::kNoVip
+                  ? fwd_hash<A>(lk.vip, ip + Ip<A>::kSrc, pp.sport_raw)
+                  : rev_hash<A>(ip + Ip<A>::kSrc, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw, pp.l4_proto);
+    table<A>().prefetch(lk.hash);
+}
+
+template <size_t A>
+void Dataplane::handle_ip(PacketRef& p, const ParsedPacket& pp, const Lookup& lk, uint32_t now_ms) noexcept {
     const uint8_t* ip = p.data + pp.l3_off;
     constexpr Family f = Ip<A>::kFamily;
     const uint8_t proto = pp.l4_proto;
     if (proto == kIpProtoTcp || proto == kIpProtoUdp) {
         if (A == 16 && proto == kIpProtoUdp && load_raw16(p.data + pp.l4_off + UdpOff::csum) == 0)
             return drop(p, Drop::udp6_zero_checksum);
-        const uint16_t vip = service_->find_vip(f, ip + Ip<A>::kDst, pp.dport_raw, proto);
-        if (vip != Service::kNoVip) return forward<A>(p, pp, vip, now_ms);
-        return reply<A>(p, pp, now_ms);
+        if (lk.vip != Service::kNoVip) return forward<A>(p, pp, lk.vip, lk.hash, now_ms);
+        return reply<A>(p, pp, lk.hash, now_ms);
     }
     if (A == 16 && proto == kIpProtoIcmpv6 && p.data[pp.l4_off + IcmpOff::type] == kIcmp6NeighborSolicit)
         return handle_nd(p, pp);
@@ -238,7 +244,7 @@ void Dataplane::handle_ip(PacketRef& p, const ParsedPacket& pp, uint32_t now_ms)
 }
 
 template <size_t A>
-void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, uint32_t now_ms) noexcept {
+void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, uint64_t hf, uint32_t now_ms) noexcept {
     uint8_t* ip = p.data + pp.l3_off;
     const VipEntry& vip = service_->vips()[vip_idx];
     const uint8_t* client = ip + Ip<A>::kSrc;
@@ -256,7 +262,6 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
     if (vip.mode != Mode::dsr && ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
 
     FlowTable<A>& ft = table<A>();
-    const uint64_t hf = fwd_hash<A>(vip_idx, client, pp.sport_raw);
     uint32_t ref = ft.find(hf, [&](uint32_t r) {
         const FlowRecord<A>& rec = ft.record(FlowTable<A>::ref_id(r));
         return FlowTable<A>::ref_dir(r) == 0 && rec.vip == vip_idx && rec.client_port_raw == pp.sport_raw &&
@@ -346,12 +351,11 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
 }
 
 template <size_t A>
-void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint32_t now_ms) noexcept {
+void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_t now_ms) noexcept {
     uint8_t* ip = p.data + pp.l3_off;
     const uint8_t* src = ip + Ip<A>::kSrc;
     const uint8_t* dst = ip + Ip<A>::kDst;
     FlowTable<A>& ft = table<A>();
-    const uint64_t hr = rev_hash<A>(src, dst, pp.sport_raw, pp.dport_raw, pp.l4_proto);
     const uint32_t ref = ft.find(hr, [&](uint32_t r) {
         if (FlowTable<A>::ref_dir(r) != 1) return false;
         const FlowRecord<A>& rec = ft.record(FlowTable<A>::ref_id(r));

@@ -68,17 +68,23 @@ public:
     uint16_t nat_owner(const uint8_t* client_addr, size_t addr_len) const noexcept;
 
 private:
-    template <size_t A>
-    struct Ctx;  // per-packet scratch for one address size
+    // What pass 1 of process() learnt about a TCP/UDP packet: its VIP (or kNoVip for a
+    // possible reply) and the flow-table hash of its key.
+    struct Lookup {
+        uint16_t vip = Service::kNoVip;
+        uint64_t hash = 0;
+    };
 
     template <size_t A>
     FlowTable<A>& table() noexcept;
     template <size_t A>
-    void handle_ip(PacketRef& p, const net::ParsedPacket& pp, uint32_t now_ms) noexcept;
+    void classify(const PacketRef& p, const net::ParsedPacket& pp, Lookup& lk) noexcept;
     template <size_t A>
-    void forward(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip, uint32_t now_ms) noexcept;
+    void handle_ip(PacketRef& p, const net::ParsedPacket& pp, const Lookup& lk, uint32_t now_ms) noexcept;
     template <size_t A>
-    void reply(PacketRef& p, const net::ParsedPacket& pp, uint32_t now_ms) noexcept;
+    void forward(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip, uint64_t h_fwd, uint32_t now_ms) noexcept;
+    template <size_t A>
+    void reply(PacketRef& p, const net::ParsedPacket& pp, uint64_t h_rev, uint32_t now_ms) noexcept;
     template <size_t A>
     bool pick_snat(const BackendEntry& b, uint8_t proto, uint8_t& idx, uint16_t& port_raw) noexcept;
     template <size_t A>
