@@ -300,7 +300,7 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
         uint16_t snat_port = 0;
         uint64_t hr = 0;
         if (vip.mode == Mode::fullnat) {
-            if (!pick_snat<A>(be, pp.l4_proto, snat_idx, snat_port)) return drop(p, Drop::snat_exhausted);
+            if (!pick_snat<A>(be, pp.l4_proto, now_ms, snat_idx, snat_port)) return drop(p, Drop::snat_exhausted);
             hr = rev_hash<A>(be.addr.bytes.data(), service_->snat(Ip<A>::kFamily)[snat_idx].bytes.data(), be.port_raw,
                              snat_port, pp.l4_proto);
         } else if (vip.mode == Mode::nat) {
@@ -416,7 +416,8 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
 }
 
 template <size_t A>
-bool Dataplane::pick_snat(const BackendEntry& b, uint8_t proto, uint8_t& idx, uint16_t& port_raw) noexcept {
+bool Dataplane::pick_snat(const BackendEntry& b, uint8_t proto, uint32_t now_ms, uint8_t& idx,
+                          uint16_t& port_raw) noexcept {
     const auto& addrs = service_->snat(Ip<A>::kFamily);
     if (addrs.empty()) return false;
     const int fam = A == 4 ? 0 : 1;
@@ -444,10 +445,16 @@ bool Dataplane::pick_snat(const BackendEntry& b, uint8_t proto, uint8_t& idx, ui
             const uint32_t used = ft.find(hr, [&](uint32_t r) {
                 const FlowRecord<A>& rec = ft.record(FlowTable<A>::ref_id(r));
                 return FlowTable<A>::ref_dir(r) == 1 && rec.snat_port_raw == craw && rec.snat_idx == ai &&
+                       static_cast<uint8_t>(service_->vips()[rec.vip].proto) == proto &&
                        service_->backends()[rec.backend].port_raw == b.port_raw &&
                        service_->backends()[rec.backend].addr == b.addr;
             });
-            if (used != FlowTable<A>::kNone) continue;
+            if (used != FlowTable<A>::kNone) {
+                // A flow idle past its timeout no longer holds its port, even if the expiry
+                // pass has not reached it yet.
+                if (!ft.is_stale(FlowTable<A>::ref_id(used), now_ms)) continue;
+                remove_stale<A>(FlowTable<A>::ref_id(used));
+            }
             idx = ai;
             port_raw = craw;
             snat_cursor_[fam] = cand >= hi ? lo : cand + 1;

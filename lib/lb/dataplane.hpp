@@ -86,7 +86,7 @@ private:
     template <size_t A>
     void reply(PacketRef& p, const net::ParsedPacket& pp, uint64_t h_rev, uint32_t now_ms) noexcept;
     template <size_t A>
-    bool pick_snat(const BackendEntry& b, uint8_t proto, uint8_t& idx, uint16_t& port_raw) noexcept;
+    bool pick_snat(const BackendEntry& b, uint8_t proto, uint32_t now_ms, uint8_t& idx, uint16_t& port_raw) noexcept;
     template <size_t A>
     void flow_hashes(uint32_t id, uint64_t& h_fwd, uint64_t& h_rev, bool& has_rev) const noexcept;
     template <size_t A>

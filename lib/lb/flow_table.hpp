@@ -9,9 +9,13 @@
 //    derived from the signature alone, so entries can move without their key; keys are never
 //    stored twice, a hit is confirmed against the record by the caller's predicate.
 //    Sized for 2 x capacity slots at <= 85% load: ~19 bytes per flow.
-//  - expiry: one FIFO list per timeout class. Touching a flow only stamps last_ms; the expiry
-//    pass looks at list heads, frees those idle past their timeout and re-queues the others,
-//    so expiry needs no scan and a packet costs no list surgery (lazy + incremental).
+//  - expiry: one timer wheel per timeout class (256 slots of timeout/128 ms each). A flow is
+//    filed under the slot of its deadline when it is created or changes state; touching it
+//    only stamps last_ms. The expiry pass walks the slots whose time has passed: flows idle
+//    past their timeout are freed, the others are re-filed under their real deadline. So expiry
+//    needs no scan, a packet costs no list surgery (lazy + incremental), and a flow is freed at
+//    most one slot (timeout/128) after its deadline. Lookups treat a flow idle past its
+//    timeout as gone (is_stale), so forwarding is exact whatever the expiry lag.
 //  - when the records run out, the flow closest to its expiry is evicted (bounded work).
 // Time is a caller-supplied millisecond clock (wrapping uint32), so tests and the replay
 // harness drive it.
@@ -42,7 +46,7 @@ struct FlowRecord {
     FlowState state;
     uint8_t snat_idx;          // which SNAT address (fullnat)
     uint32_t last_ms;          // last packet seen
-    uint32_t enq_ms;           // when it was (re)queued on its expiry list
+    uint32_t tick;             // expiry wheel slot it is filed under
     uint32_t prev, next;       // expiry list links (next doubles as the free-list link)
 };
 static_assert(sizeof(FlowRecord<4>) == 40 || sizeof(FlowRecord<4>) == 36);
@@ -93,14 +97,18 @@ public:
         for (uint32_t i = 0; i < capacity_; ++i) records_[i].next = i + 1 < capacity_ ? i + 1 : kNone;
         free_head_ = 0;
         set_timeouts(t);
-        for (auto& l : lists_) l = List{};
     }
 
+    // Only valid while the table is empty (at start): flows are filed by the old timeouts.
     void set_timeouts(const Timeouts& t) noexcept {
-        timeout_ms_[0] = t.tcp_syn_ms;
-        timeout_ms_[1] = t.tcp_established_ms;
-        timeout_ms_[2] = t.tcp_closing_ms;
-        timeout_ms_[3] = t.udp_ms;
+        timeout_ms_[0] = t.tcp_syn_ms ? t.tcp_syn_ms : 1;
+        timeout_ms_[1] = t.tcp_established_ms ? t.tcp_established_ms : 1;
+        timeout_ms_[2] = t.tcp_closing_ms ? t.tcp_closing_ms : 1;
+        timeout_ms_[3] = t.udp_ms ? t.udp_ms : 1;
+        for (int c = 0; c < kTimeoutClasses; ++c) {
+            wheels_[c].gran_ms = (timeout_ms_[c] + kWheelSlots / 2 - 1) / (kWheelSlots / 2);
+            wheels_[c].started = false;
+        }
     }
 
     uint32_t capacity() const noexcept { return capacity_; }
@@ -157,7 +165,7 @@ public:
         Record& r = records_[id];
         r.state = state;
         r.last_ms = now_ms;
-        list_push(id, now_ms);
+        list_push(id, extend(now_ms) + timeout_ms(state));
         ++used_;
         ++stats_.inserts;
         return id;
@@ -178,7 +186,7 @@ public:
         if (r.state == s) return;
         list_unlink(id);
         r.state = s;
-        list_push(id, now_ms);
+        list_push(id, extend(now_ms) + timeout_ms(s));
     }
 
     // Removes flow id (whose hashes the caller supplies); `expired` picks the counter.
@@ -190,25 +198,36 @@ public:
         ++(expired ? stats_.expiries : stats_.removals);
     }
 
-    // Frees up to `budget` flows idle past their timeout; returns how many heads it examined.
+    // Frees flows idle past their timeout, doing at most `budget` units of work (flows
+    // examined or empty slots passed); returns the work done.
     template <class Rehash>
     uint32_t expire(uint32_t now_ms, uint32_t budget, Rehash&& rehash) noexcept {
         uint32_t work = 0;
+        const uint64_t now64 = extend(now_ms);
         for (int c = 0; c < kTimeoutClasses && work < budget; ++c) {
-            List& l = lists_[c];
-            while (l.head != kNone && work < budget) {
+            Wheel& w = wheels_[c];
+            if (!w.started) continue;
+            const uint64_t target = now64 / w.gran_ms;
+            // After a long pause every filed tick is due: visit each slot once, not each tick.
+            if (target > w.cursor + kWheelSlots) w.cursor = target - kWheelSlots;
+            // Only slots entirely in the past: every deadline filed there has passed.
+            while (w.cursor < target && work < budget) {
+                List& l = w.slots[w.cursor % kWheelSlots];
+                if (l.head == kNone) {
+                    ++w.cursor;
+                    ++work;
+                    continue;
+                }
                 const uint32_t id = l.head;
                 Record& r = records_[id];
-                // Nothing on this list was touched before it was queued: if the head was queued
-                // less than a timeout ago, no flow behind it can have expired either.
-                if (static_cast<int32_t>(now_ms - r.enq_ms) < static_cast<int32_t>(timeout_ms_[c])) break;
                 ++work;
                 if (static_cast<int32_t>(now_ms - r.last_ms) >= static_cast<int32_t>(timeout_ms_[c])) {
                     drop_flow(id, rehash);
                     ++stats_.expiries;
                 } else {
                     list_unlink(id);
-                    list_push(id, r.last_ms);  // re-queue as of its last packet
+                    // Re-file under its real deadline (last_ms is within a timeout of now).
+                    list_push(id, now64 - static_cast<uint32_t>(now_ms - r.last_ms) + timeout_ms_[c]);
                 }
             }
         }
@@ -302,12 +321,37 @@ private:
         }
     }
 
-    List& list_of(const Record& r) noexcept { return lists_[static_cast<int>(r.state) - 1]; }
+    struct Wheel {
+        uint32_t gran_ms = 1;
+        uint64_t cursor = 0;  // first tick not yet processed
+        bool started = false;
+        List slots[256];
+    };
+    static constexpr uint32_t kWheelSlots = 256;
 
-    void list_push(uint32_t id, uint32_t enq_ms) noexcept {
+    Wheel& wheel_of(const Record& r) noexcept { return wheels_[static_cast<int>(r.state) - 1]; }
+
+    // The caller's wrapping millisecond clock extended to 64 bits, so the wheels' ticks never
+    // wrap (the clock is monotonic; it wraps every 49.7 days).
+    uint64_t extend(uint32_t now_ms) noexcept {
+        if (now_ms < last_now_ && last_now_ - now_ms > 0x80000000u) ++epoch_;
+        last_now_ = now_ms;
+        return static_cast<uint64_t>(epoch_) << 32 | now_ms;
+    }
+
+    // Files the flow under the tick of deadline_ms, clamped to the wheel's horizon.
+    void list_push(uint32_t id, uint64_t deadline_ms) noexcept {
         Record& r = records_[id];
-        List& l = list_of(r);
-        r.enq_ms = enq_ms;
+        Wheel& w = wheel_of(r);
+        uint64_t tick = deadline_ms / w.gran_ms;
+        if (!w.started) {
+            w.cursor = tick;
+            w.started = true;
+        }
+        if (tick < w.cursor) tick = w.cursor;
+        if (tick - w.cursor >= kWheelSlots) tick = w.cursor + kWheelSlots - 1;
+        r.tick = static_cast<uint32_t>(tick % kWheelSlots);
+        List& l = w.slots[r.tick];
         r.prev = l.tail;
         r.next = kNone;
         if (l.tail != kNone) records_[l.tail].next = id; else l.head = id;
@@ -315,7 +359,7 @@ private:
     }
     void list_unlink(uint32_t id) noexcept {
         Record& r = records_[id];
-        List& l = list_of(r);
+        List& l = wheel_of(r).slots[r.tick];
         if (r.prev != kNone) records_[r.prev].next = r.next; else l.head = r.next;
         if (r.next != kNone) records_[r.next].prev = r.prev; else l.tail = r.prev;
     }
@@ -338,23 +382,29 @@ private:
         release(id);
     }
 
-    // Evicts the list head closest to its deadline. O(number of timeout classes).
+    // Evicts a flow from the earliest non-empty slot of any wheel, preferring the one whose
+    // deadline is nearest. Bounded: at most kWheelSlots slots per timeout class.
     template <class Rehash>
     bool evict_one(uint32_t now_ms, Rehash& rehash) noexcept {
-        int best = -1;
+        uint32_t best = kNone;
         int64_t best_left = 0;
         for (int c = 0; c < kTimeoutClasses; ++c) {
-            const uint32_t id = lists_[c].head;
-            if (id == kNone) continue;
-            const int64_t left = static_cast<int64_t>(timeout_ms_[c]) -
-                                 static_cast<int32_t>(now_ms - records_[id].last_ms);
-            if (best < 0 || left < best_left) {
-                best = c;
-                best_left = left;
+            const Wheel& w = wheels_[c];
+            if (!w.started) continue;
+            for (uint32_t i = 0; i < kWheelSlots; ++i) {
+                const uint32_t id = w.slots[(w.cursor + i) % kWheelSlots].head;
+                if (id == kNone) continue;
+                const int64_t left = static_cast<int64_t>(timeout_ms_[c]) -
+                                     static_cast<int32_t>(now_ms - records_[id].last_ms);
+                if (best == kNone || left < best_left) {
+                    best = id;
+                    best_left = left;
+                }
+                break;
             }
         }
-        if (best < 0) return false;
-        drop_flow(lists_[best].head, rehash);
+        if (best == kNone) return false;
+        drop_flow(best, rehash);
         ++stats_.evictions;
         return true;
     }
@@ -367,8 +417,10 @@ private:
     uint32_t nb_buckets_ = 0;
     uint32_t free_head_ = kNone;
     uint32_t used_ = 0;
+    uint32_t last_now_ = 0;
+    uint32_t epoch_ = 0;
     uint32_t timeout_ms_[kTimeoutClasses] = {};
-    List lists_[kTimeoutClasses];
+    Wheel wheels_[kTimeoutClasses];
     std::unique_ptr<Bucket[], AlignedDelete> buckets_;
     std::unique_ptr<Record[]> records_;
     FlowTableStats stats_;
