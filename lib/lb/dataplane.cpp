@@ -152,9 +152,11 @@ Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& en
     snat_cursor_[0] = snat_cursor_[1] = service_->config().snat_port_min;
 }
 
-uint16_t Dataplane::nat_owner(const uint8_t* client_addr, size_t addr_len) const noexcept {
+uint16_t Dataplane::nat_owner(const uint8_t* client_addr, size_t addr_len, uint16_t client_port_raw) const noexcept {
     if (env_.nb_workers <= 1) return env_.worker_id;
-    return env_.reta.queue(toeplitz_.hash_at(0, client_addr, addr_len));
+    uint8_t port[2];
+    std::memcpy(port, &client_port_raw, 2);
+    return env_.reta.queue(toeplitz_.hash_at(0, client_addr, addr_len) ^ toeplitz_.hash_at(addr_len, port, 2));
 }
 
 template <size_t A>
@@ -251,7 +253,7 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
     const bool tcp = pp.l4_proto == kIpProtoTcp;
 
     if (vip.mode == Mode::nat && !p.redirected) {
-        const uint16_t owner = nat_owner(client, A);
+        const uint16_t owner = nat_owner(client, A, pp.sport_raw);
         if (owner != env_.worker_id) {
             p.verdict = Verdict::redirect;
             p.out = owner;
@@ -376,7 +378,7 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
         // A nat reply is owned by the worker of its client (the destination); fullnat replies
         // reach their owner through RSS, so a miss there is final.
         if (env_.nb_workers > 1 && !service_->owns_address(Ip<A>::kFamily, dst)) {
-            const uint16_t owner = nat_owner(dst, A);
+            const uint16_t owner = nat_owner(dst, A, pp.dport_raw);
             if (owner != env_.worker_id) {
                 if (p.redirected) return drop(p, Drop::redirect_loop);
                 p.verdict = Verdict::redirect;

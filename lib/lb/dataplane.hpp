@@ -63,9 +63,11 @@ public:
     const FlowTable<16>& flows6() const noexcept { return *flows6_; }
     const Service& service() const noexcept { return *service_; }
 
-    // The worker that owns a nat flow with this client address: a function of the client
-    // address alone, so both directions agree (as a NIC hashing only the client-side address).
-    uint16_t nat_owner(const uint8_t* client_addr, size_t addr_len) const noexcept;
+    // The worker that owns a nat flow: Toeplitz over the client's address and port, which both
+    // directions carry (source on the way in, destination on the way back), so a reply that
+    // RSS put on another worker's queue is handed to the owner. Including the port spreads the
+    // many flows of one big client (a NAT gateway) over all workers.
+    uint16_t nat_owner(const uint8_t* client_addr, size_t addr_len, uint16_t client_port_raw) const noexcept;
 
 private:
     // What pass 1 of process() learnt about a TCP/UDP packet: its VIP (or kNoVip for a
