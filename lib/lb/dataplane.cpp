@@ -252,9 +252,12 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
     const uint8_t* client = ip + Ip<A>::kSrc;
     const bool tcp = pp.l4_proto == kIpProtoTcp;
 
-    if (vip.mode == Mode::nat && !p.redirected) {
+    if (vip.mode == Mode::nat && env_.nb_workers > 1) {
         const uint16_t owner = nat_owner(client, A, pp.sport_raw);
         if (owner != env_.worker_id) {
+            // Handed over already yet not ours either: workers disagree on ownership (a
+            // misconfigured redirection table). Creating the flow here would strand its replies.
+            if (p.redirected) return drop(p, Drop::redirect_loop);
             p.verdict = Verdict::redirect;
             p.out = owner;
             ++counters_.redirected_out;
