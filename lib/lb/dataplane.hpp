@@ -74,7 +74,7 @@ private:
     // possible reply) and the flow-table hash of its key.
     struct Lookup {
         uint16_t vip = Service::kNoVip;
-        uint64_t hash = 0;
+        uint64_t hash = 0;  // 0: no flow lookup needed (a real hash of 0 only costs a prefetch)
     };
 
     template <size_t A>

@@ -89,7 +89,7 @@ public:
     FlowTable(uint32_t capacity, const Timeouts& t) : capacity_(capacity) {
         if (capacity_ < 2) capacity_ = 2;
         nb_buckets_ = static_cast<uint32_t>((2ull * capacity_ * 100 / 85 + kSlots - 1) / kSlots);
-        if (nb_buckets_ < 2) nb_buckets_ = 2;
+        if (nb_buckets_ < 16) nb_buckets_ = 16;  // tiny tables: room for displacement to work
         buckets_.reset(new (std::align_val_t{64}) Bucket[nb_buckets_]);
         std::memset(static_cast<void*>(buckets_.get()), 0, sizeof(Bucket) * nb_buckets_);
         records_.reset(new Record[capacity_]);
@@ -127,7 +127,14 @@ public:
         __builtin_prefetch(&buckets_[bucket_of(h)]);
         __builtin_prefetch(&buckets_[alt_bucket(bucket_of(h), sig_of(h))]);
     }
-    void prefetch_record(uint32_t ref) const noexcept { __builtin_prefetch(&records_[ref_id(ref)]); }
+    // Prefetches the records of h's primary bucket whose signature matches (call once the
+    // bucket itself has been prefetched): the second stage of a burst's lookup pipeline.
+    void prefetch_records(uint64_t h) const noexcept {
+        const uint32_t sig = sig_of(h);
+        const Bucket& bk = buckets_[bucket_of(h)];
+        for (uint32_t i = 0; i < kSlots; ++i)
+            if (bk.sig[i] == sig) __builtin_prefetch(&records_[ref_id(bk.ref[i])]);
+    }
 
     // Returns the reference (id << 1 | dir) whose record satisfies match(ref), or kNone.
     template <class Match>
@@ -252,7 +259,8 @@ private:
     // Partial-key cuckoo: alt(alt(b)) == b for any bucket count, so a displaced entry's other
     // bucket follows from its signature.
     uint32_t alt_bucket(uint32_t b, uint32_t sig) const noexcept {
-        const uint32_t t = static_cast<uint32_t>(((flow_mix(sig) >> 32) * nb_buckets_) >> 32);
+        // One multiply spreads the signature (already a hash) over the buckets.
+        const uint32_t t = static_cast<uint32_t>((((sig * 0x9E3779B97F4A7C15ULL) >> 32) * nb_buckets_) >> 32);
         return t >= b ? t - b : t + nb_buckets_ - b;
     }
 

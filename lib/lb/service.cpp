@@ -50,6 +50,7 @@ Expected<Service> Service::build(const Config& config) {
     size_t slots = 16;
     while (slots < config.vips.size() * 2) slots *= 2;
     s.index_.assign(slots, Slot{});
+    s.index4_.assign(slots, Slot4{});
 
     for (const auto& vc : config.vips) {
         if (s.vips_.size() >= kNoVip) return make_error("too many VIPs");
@@ -86,6 +87,16 @@ Expected<Service> Service::build(const Config& config) {
         if (!m) return make_error(fmt::format("VIP {}: {}", vc.name, m.error()));
         v.maglev = std::move(*m);
 
+        if (vc.addr.is_v4()) {
+            const uint64_t key = v4_key(vc.addr.v4_be(), v.port_raw, static_cast<uint8_t>(vc.proto));
+            size_t i = v4_slot(key) & (slots - 1);
+            for (; s.index4_[i].key != 0; i = (i + 1) & (slots - 1))
+                if (s.index4_[i].key == key) return make_error(fmt::format("VIP {} duplicates another VIP", vc.name));
+            s.index4_[i] = Slot4{key, vip_idx};
+            s.own_.push_back(vc.addr);
+            s.vips_.push_back(std::move(v));
+            continue;
+        }
         uint64_t lo, hi;
         split(vc.addr.bytes.data(), 16, lo, hi);
         const uint32_t meta = static_cast<uint32_t>(vc.addr.family) | static_cast<uint32_t>(vc.proto) << 8 | 1u << 31;
@@ -103,10 +114,10 @@ Expected<Service> Service::build(const Config& config) {
     return s;
 }
 
-uint16_t Service::find_vip(net::Family f, const uint8_t* addr, uint16_t port_raw, uint8_t proto) const noexcept {
+uint16_t Service::find_vip6(const uint8_t* addr, uint16_t port_raw, uint8_t proto) const noexcept {
     uint64_t lo, hi;
-    split(addr, f == net::Family::v4 ? 4 : 16, lo, hi);
-    const uint32_t meta = static_cast<uint32_t>(f) | static_cast<uint32_t>(proto) << 8 | 1u << 31;
+    split(addr, 16, lo, hi);
+    const uint32_t meta = static_cast<uint32_t>(net::Family::v6) | static_cast<uint32_t>(proto) << 8 | 1u << 31;
     const size_t mask = index_.size() - 1;
     for (size_t i = slot_hash(lo, hi, meta, port_raw) & mask;; i = (i + 1) & mask) {
         const Slot& s = index_[i];

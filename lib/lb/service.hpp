@@ -44,7 +44,21 @@ public:
 
     // VIP index for a packet's (destination address, destination port, protocol), or kNoVip.
     // addr points at 4 or 16 bytes in network order.
-    uint16_t find_vip(net::Family f, const uint8_t* addr, uint16_t port_raw, uint8_t proto) const noexcept;
+    uint16_t find_vip(net::Family f, const uint8_t* addr, uint16_t port_raw, uint8_t proto) const noexcept {
+        if (f == net::Family::v4) {
+            // IPv4, the hot case: the whole key is one word, one multiply finds its slot.
+            uint32_t a;
+            __builtin_memcpy(&a, addr, 4);
+            const uint64_t key = v4_key(a, port_raw, proto);
+            const size_t mask = index4_.size() - 1;
+            for (size_t i = v4_slot(key) & mask;; i = (i + 1) & mask) {
+                const Slot4& s = index4_[i];
+                if (s.key == key) return s.vip;
+                if (s.key == 0) return kNoVip;
+            }
+        }
+        return find_vip6(addr, port_raw, proto);
+    }
     // True if the address is one Sluice answers ARP/ND for (VIPs, SNAT, self addresses).
     bool owns_address(net::Family f, const uint8_t* addr) const noexcept;
     // True if the address is a VIP address (any port/protocol).
@@ -56,6 +70,16 @@ public:
     const Config& config() const noexcept { return config_; }
 
 private:
+    struct Slot4 {
+        uint64_t key = 0;  // v4_key(); 0 = empty
+        uint16_t vip = kNoVip;
+    };
+    static uint64_t v4_key(uint32_t addr_raw, uint16_t port_raw, uint8_t proto) noexcept {
+        return uint64_t{addr_raw} | uint64_t{port_raw} << 32 | uint64_t{proto} << 48 | uint64_t{1} << 56;
+    }
+    static size_t v4_slot(uint64_t key) noexcept { return static_cast<size_t>((key * 0x9E3779B97F4A7C15ULL) >> 40); }
+    uint16_t find_vip6(const uint8_t* addr, uint16_t port_raw, uint8_t proto) const noexcept;
+
     struct Slot {
         uint64_t key_lo = 0, key_hi = 0;  // address bytes
         uint32_t meta = 0;                // family | proto << 8 | used << 31
@@ -68,7 +92,8 @@ private:
     std::vector<VipEntry> vips_;
     std::vector<BackendEntry> backends_;
     std::vector<net::IpAddr> snat4_, snat6_, own_;
-    std::vector<Slot> index_;  // open addressing, power-of-two size, load <= 50%
+    std::vector<Slot4> index4_;  // IPv4 VIPs: open addressing, power-of-two size, load <= 50%
+    std::vector<Slot> index_;    // IPv6 VIPs: the same
 };
 
 // The hash Maglev is indexed with: a fixed function of the flow's 5-tuple, so every instance

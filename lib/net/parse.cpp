@@ -27,8 +27,18 @@ const char* to_string(ParseStatus s) noexcept {
 
 namespace {
 
+// The common 20-byte header is summed as five 32-bit words; options take the generic path.
+[[gnu::always_inline]] inline bool ipv4_header_csum_ok(const uint8_t* h, uint32_t ihl) noexcept {
+    if (ihl != kIpv4MinHdrLen) return csum_fold(csum_partial(h, ihl)) == 0xFFFF;
+    uint64_t s = uint64_t{load_raw32(h)} + load_raw32(h + 4) + load_raw32(h + 8) + load_raw32(h + 12) + load_raw32(h + 16);
+    s = (s & 0xFFFFFFFF) + (s >> 32);
+    s = (s & 0xFFFFFFFF) + (s >> 32);
+    return csum_fold(static_cast<uint32_t>(s)) == 0xFFFF;
+}
+
 // Parses the transport header at [off, end). `end` is where the IP packet ends.
-ParseStatus parse_l4(const uint8_t* f, uint32_t off, uint32_t end, uint8_t proto, ParsedPacket& out) noexcept {
+[[gnu::always_inline]] inline ParseStatus parse_l4(const uint8_t* f, uint32_t off, uint32_t end, uint8_t proto,
+                                                  ParsedPacket& out) noexcept {
     out.l4_proto = proto;
     out.l4_off = static_cast<uint16_t>(off);
     out.l4_len = static_cast<uint16_t>(end - off);
@@ -68,7 +78,7 @@ ParseStatus parse_ipv4(const uint8_t* f, uint32_t off, uint32_t len, ParsedPacke
     if (ihl < kIpv4MinHdrLen || ihl > len - off) return ParseStatus::bad_ihl;
     const uint32_t total = load_be16(f + off + Ipv4Off::total_len);
     if (total < ihl || total > len - off) return ParseStatus::bad_ip_length;
-    if (csum_fold(csum_partial(f + off, ihl)) != 0xFFFF) return ParseStatus::bad_ip_checksum;
+    if (!ipv4_header_csum_ok(f + off, ihl)) return ParseStatus::bad_ip_checksum;
     const uint16_t frag = load_be16(f + off + Ipv4Off::frag);
     if (frag & 0x3FFF) return ParseStatus::fragment;  // MF set or non-zero offset
     out.l3 = L3::ipv4;
