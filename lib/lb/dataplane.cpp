@@ -504,6 +504,7 @@ void Dataplane::handle_nd(PacketRef& p, const ParsedPacket& pp) noexcept {
 
     std::memcpy(p.data + EthOff::dst, p.data + EthOff::src, 6);
     std::memcpy(p.data + EthOff::src, mine.bytes.data(), 6);
+    store_be32(ip + Ipv6Off::vtc, 0x60000000u);  // version 6; our own traffic class and flow label
     store_be16(ip + Ipv6Off::payload_len, 32);
     ip[Ipv6Off::next] = kIpProtoIcmpv6;
     ip[Ipv6Off::hop_limit] = 255;
