@@ -38,7 +38,8 @@ struct WorkerSlot {
     uint16_t queue = 0;
     std::vector<rte_ring*> rings_in;   // from every other worker
     std::vector<rte_ring*> rings_out;  // to every other worker (nullptr for itself)
-    uint64_t busy_loops = 0;
+    uint64_t loops = 0;       // poll-loop iterations
+    uint64_t busy_loops = 0;  // iterations that found packets (busy / loops = load)
 };
 
 struct Runtime {
@@ -104,6 +105,7 @@ int worker_loop(void* arg) {
         flush(s);
         w.expire(now, 64);
         s.busy_loops += busy;
+        ++s.loops;
     }
     return 0;
 }
@@ -239,6 +241,11 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args) {
                    st.ipackets, st.imissed + st.ierrors, st.opackets, st.oerrors);
     }
     fmt::print("  {}\n", lb::stats_summary(dataplanes()));
+    for (size_t w = 0; w < g_rt.slots.size(); ++w) {
+        const WorkerSlot& s = g_rt.slots[w];
+        fmt::print("  worker {}: {} polls, {:.1f}% found packets\n", w, s.loops,
+                   s.loops ? 100.0 * static_cast<double>(s.busy_loops) / static_cast<double>(s.loops) : 0.0);
+    }
     fmt::print("  elapsed {:.3f} s, rx {:.3f} Mpps, tx {:.3f} Mpps\n", secs,
                static_cast<double>(total.rx) / secs / 1e6, static_cast<double>(total.tx) / secs / 1e6);
     if (!cfg.stats_json.empty()) {
