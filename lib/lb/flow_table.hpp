@@ -91,6 +91,7 @@ public:
         nb_buckets_ = static_cast<uint32_t>((2ull * capacity_ * 100 / 85 + kSlots - 1) / kSlots);
         if (nb_buckets_ < 16) nb_buckets_ = 16;  // tiny tables: room for displacement to work
         buckets_.reset(new (std::align_val_t{64}) Bucket[nb_buckets_]);
+        overflow_.reset(new uint64_t[(nb_buckets_ + 63) / 64]());
         std::memset(static_cast<void*>(buckets_.get()), 0, sizeof(Bucket) * nb_buckets_);
         records_.reset(new Record[capacity_]);
         std::memset(static_cast<void*>(records_.get()), 0, sizeof(Record) * capacity_);
@@ -114,7 +115,9 @@ public:
     uint32_t capacity() const noexcept { return capacity_; }
     uint32_t size() const noexcept { return used_; }
     const FlowTableStats& stats() const noexcept { return stats_; }
-    size_t memory_bytes() const noexcept { return sizeof(Bucket) * nb_buckets_ + sizeof(Record) * capacity_; }
+    size_t memory_bytes() const noexcept {
+        return sizeof(Bucket) * nb_buckets_ + sizeof(uint64_t) * ((nb_buckets_ + 63) / 64) + sizeof(Record) * capacity_;
+    }
     Record& record(uint32_t id) noexcept { return records_[id]; }
     const Record& record(uint32_t id) const noexcept { return records_[id]; }
 
@@ -142,6 +145,9 @@ public:
         const uint32_t sig = sig_of(h);
         const uint32_t b1 = bucket_of(h);
         if (uint32_t r = scan(buckets_[b1], sig, match); r != kNone) return r;
+        // Nothing whose primary bucket is b1 was ever placed in its alternate: a miss is
+        // final without touching a second cache line (the common case for new flows).
+        if (!overflowed(b1)) return kNone;
         const uint32_t b2 = alt_bucket(b1, sig);
         if (b2 == b1) return kNone;
         return scan(buckets_[b2], sig, match);
@@ -217,6 +223,7 @@ public:
             const uint64_t target = now64 / w.gran_ms;
             // After a long pause every filed tick is due: visit each slot once, not each tick.
             if (target > w.cursor + kWheelSlots) w.cursor = target - kWheelSlots;
+            if (w.cursor < target) w.evict_hint = 0;  // offsets are relative to the cursor
             // Only slots entirely in the past: every deadline filed there has passed.
             while (w.cursor < target && work < budget) {
                 List& l = w.slots[w.cursor % kWheelSlots];
@@ -284,6 +291,7 @@ private:
             if (int s = free_slot(buckets_[cand]); s >= 0) {
                 buckets_[cand].sig[s] = sig;
                 buckets_[cand].ref[s] = ref;
+                if (cand != b) mark_overflow(b);
                 return true;
             }
         }
@@ -298,6 +306,8 @@ private:
             path[k] = {cur_b, slot};
             std::swap(bk.sig[slot], cur_sig);
             std::swap(bk.ref[slot], cur_ref);
+            // The kicked entry leaves cur_b for its other bucket; cur_b may have been its primary.
+            mark_overflow(cur_b);
             cur_b = alt_bucket(cur_b, cur_sig);
             if (int s = free_slot(buckets_[cur_b]); s >= 0) {
                 buckets_[cur_b].sig[s] = cur_sig;
@@ -314,6 +324,11 @@ private:
         }
         return false;
     }
+
+    // One bit per bucket: set once an entry that may have this bucket as its primary was
+    // placed in its alternate. Never cleared (conservative); lookups only need it to be sound.
+    bool overflowed(uint32_t b) const noexcept { return (overflow_[b / 64] >> (b % 64)) & 1u; }
+    void mark_overflow(uint32_t b) noexcept { overflow_[b / 64] |= uint64_t{1} << (b % 64); }
 
     void index_erase(uint64_t h, uint32_t ref) noexcept {
         const uint32_t sig = sig_of(h);
@@ -332,6 +347,7 @@ private:
     struct Wheel {
         uint32_t gran_ms = 1;
         uint64_t cursor = 0;  // first tick not yet processed
+        uint32_t evict_hint = 0;  // no flow is filed less than this many slots past the cursor
         bool started = false;
         List slots[256];
     };
@@ -358,6 +374,7 @@ private:
         }
         if (tick < w.cursor) tick = w.cursor;
         if (tick - w.cursor >= kWheelSlots) tick = w.cursor + kWheelSlots - 1;
+        if (tick - w.cursor < w.evict_hint) w.evict_hint = static_cast<uint32_t>(tick - w.cursor);
         r.tick = static_cast<uint32_t>(tick % kWheelSlots);
         List& l = w.slots[r.tick];
         r.prev = l.tail;
@@ -397,9 +414,12 @@ private:
         uint32_t best = kNone;
         int64_t best_left = 0;
         for (int c = 0; c < kTimeoutClasses; ++c) {
-            const Wheel& w = wheels_[c];
+            Wheel& w = wheels_[c];
             if (!w.started) continue;
-            for (uint32_t i = 0; i < kWheelSlots; ++i) {
+            // Under a flood the oldest slots empty one by one while the cursor waits for their
+            // time: start where the last search found a flow instead of rescanning them.
+            uint32_t i = w.evict_hint;
+            for (; i < kWheelSlots; ++i) {
                 const uint32_t id = w.slots[(w.cursor + i) % kWheelSlots].head;
                 if (id == kNone) continue;
                 const int64_t left = static_cast<int64_t>(timeout_ms_[c]) -
@@ -410,6 +430,7 @@ private:
                 }
                 break;
             }
+            w.evict_hint = i;
         }
         if (best == kNone) return false;
         drop_flow(best, rehash);
@@ -430,6 +451,7 @@ private:
     uint32_t timeout_ms_[kTimeoutClasses] = {};
     Wheel wheels_[kTimeoutClasses];
     std::unique_ptr<Bucket[], AlignedDelete> buckets_;
+    std::unique_ptr<uint64_t[]> overflow_;
     std::unique_ptr<Record[]> records_;
     FlowTableStats stats_;
 };

@@ -31,12 +31,17 @@ uint64_t Service::slot_hash(uint64_t lo, uint64_t hi, uint32_t meta, uint16_t po
 
 uint64_t maglev_flow_hash(net::Family f, const uint8_t* src, const uint8_t* dst, uint16_t sport_raw,
                           uint16_t dport_raw, uint8_t proto) noexcept {
-    const size_t n = f == net::Family::v4 ? 4 : 16;
-    uint64_t slo, shi, dlo, dhi;
-    split(src, n, slo, shi);
-    split(dst, n, dlo, dhi);
     const uint64_t ports = static_cast<uint64_t>(sport_raw) | static_cast<uint64_t>(dport_raw) << 16 |
                            static_cast<uint64_t>(proto) << 32;
+    if (f == net::Family::v4) {  // the same function with the upper address words known to be zero
+        uint32_t s4, d4;
+        std::memcpy(&s4, src, 4);
+        std::memcpy(&d4, dst, 4);
+        return flow_mix(flow_mix(s4 ^ 0x5851F42D4C957F2DULL) ^ flow_mix(d4) ^ flow_mix(ports));
+    }
+    uint64_t slo, shi, dlo, dhi;
+    split(src, 16, slo, shi);
+    split(dst, 16, dlo, dhi);
     return flow_mix(flow_mix(slo ^ 0x5851F42D4C957F2DULL) ^ flow_mix(shi + dlo) ^ flow_mix(dhi ^ ports));
 }
 
