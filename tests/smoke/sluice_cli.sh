@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The sluice binary's command line without DPDK: --help, --version and --check-config work
+# with no EAL options, and a bad option or config file names the offending value and exits
+# non-zero before the EAL starts (no DPDK runtime directory is created).
+#   sluice_cli.sh SLUICE
+set -euo pipefail
+sluice=$1
+work=$(mktemp -d /tmp/sluice-cli.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+"$sluice" --help | grep -q -- "--vip" || fail "--help does not describe --vip"
+[ "$("$sluice" --version)" = "sluice 0.1.0" ] || fail "--version"
+
+cat > "$work/good.conf" <<'CONF'
+# a nat VIP with two backends
+vip = web,203.0.113.10:80/tcp,nat
+backend = web,198.51.100.11:8080,weight=2
+backend = web,198.51.100.12:8080
+neighbor = 198.51.100.11,02:00:00:00:b1:01
+neighbor = 198.51.100.12,02:00:00:00:b1:02
+CONF
+"$sluice" --config "$work/good.conf" --check-config | grep -q "1 VIP" || fail "--check-config summary"
+
+expect_error() {  # expected-substring args...
+  local want=$1; shift
+  local before out rc=0
+  before=$(ls /var/run/dpdk 2>/dev/null | wc -l)
+  out=$("$sluice" -l 0 --no-huge --no-pci --file-prefix "sluice-cli-$$" -- "$@" 2>&1) || rc=$?
+  [ "$rc" -ne 0 ] || fail "'$*' was accepted"
+  grep -qF -- "$want" <<<"$out" || fail "'$*': error does not mention '$want': $out"
+  [ "$(ls /var/run/dpdk 2>/dev/null | wc -l)" = "$before" ] || fail "'$*': DPDK was started"
+  [ ! -e "/var/run/dpdk/sluice-cli-$$" ] || fail "'$*': DPDK runtime directory created"
+}
+expect_error "99999" --vip 'web,203.0.113.10:99999/tcp,nat' --backend web,198.51.100.11
+expect_error "sctp" --vip 'web,203.0.113.10:80/sctp,nat'
+expect_error "--no-such-option" --no-such-option 1
+expect_error "nobody" --backend 'nobody,198.51.100.11:80'
+printf 'vip = web,203.0.113.10:80/tcp,nat\nbackend = web,198.51.100.11:8080,weight=70000\n' > "$work/bad.conf"
+expect_error "70000" --config "$work/bad.conf"
+expect_error "missing.conf" --config "$work/missing.conf"
+echo "ok: --help, --version, --check-config without EAL; bad options rejected before DPDK starts"
