@@ -72,22 +72,14 @@ uint64_t rev_hash(const uint8_t* src, const uint8_t* dst, uint16_t sport_raw, ui
     }
 }
 
-// One's-complement folding of a 64-bit accumulator of 16/32-bit words.
-inline uint16_t fold64(uint64_t s) noexcept {
-    s = (s & 0xFFFFFFFF) + (s >> 32);
-    s = (s & 0xFFFFFFFF) + (s >> 32);
-    return csum_fold(static_cast<uint32_t>(s));
-}
-
-// Adds "address changes from `field` to `to`" to a checksum delta (RFC 1624 eqn. 3: ~m + m'),
-// then writes the new address.
+// Adds "address changes from `field` to `to`" to a checksum delta, then writes the new address.
 template <size_t A>
-[[gnu::always_inline]] inline void move_addr(uint8_t* field, const uint8_t* to, uint64_t& delta) noexcept {
-    for (size_t i = 0; i < A; i += 4) delta += uint64_t{~load_raw32(field + i)} + load_raw32(to + i);
+[[gnu::always_inline]] inline void move_addr(uint8_t* field, const uint8_t* to, CsumDelta& delta) noexcept {
+    for (size_t i = 0; i < A; i += 4) delta.change32(load_raw32(field + i), load_raw32(to + i));
     std::memcpy(field, to, A);
 }
-[[gnu::always_inline]] inline void move_port(uint8_t* field, uint16_t to_raw, uint64_t& delta) noexcept {
-    delta += uint64_t{static_cast<uint16_t>(~load_raw16(field))} + to_raw;
+[[gnu::always_inline]] inline void move_port(uint8_t* field, uint16_t to_raw, CsumDelta& delta) noexcept {
+    delta.change16(load_raw16(field), to_raw);
     std::memcpy(field, &to_raw, 2);
 }
 
@@ -99,21 +91,22 @@ template <size_t A>
                                                uint16_t sport_raw, const uint8_t* dst, uint16_t dport_raw) noexcept {
     uint8_t* ip = frame + pp.l3_off;
     uint8_t* l4 = frame + pp.l4_off;
-    uint64_t addr_delta = 0, port_delta = 0;
+    CsumDelta addrs, ports;
     if (src) {
-        move_addr<A>(ip + Ip<A>::kSrc, src, addr_delta);
-        move_port(l4 + TcpOff::sport, sport_raw, port_delta);
+        move_addr<A>(ip + Ip<A>::kSrc, src, addrs);
+        move_port(l4 + TcpOff::sport, sport_raw, ports);
     }
     if (dst) {
-        move_addr<A>(ip + Ip<A>::kDst, dst, addr_delta);
-        move_port(l4 + TcpOff::dport, dport_raw, port_delta);
+        move_addr<A>(ip + Ip<A>::kDst, dst, addrs);
+        move_port(l4 + TcpOff::dport, dport_raw, ports);
     }
     if constexpr (A == 4) {
         uint8_t* ttl = ip + Ipv4Off::ttl;  // TTL and protocol share a 16-bit word
-        uint64_t ip_delta = addr_delta + static_cast<uint16_t>(~load_raw16(ttl));
+        CsumDelta hdr = addrs;
+        const uint16_t old_w = load_raw16(ttl);
         --*ttl;
-        ip_delta += load_raw16(ttl);
-        const uint16_t c = static_cast<uint16_t>(~fold64(uint64_t{static_cast<uint16_t>(~load_raw16(ip + Ipv4Off::csum))} + ip_delta));
+        hdr.change16(old_w, load_raw16(ttl));
+        const uint16_t c = hdr.apply(load_raw16(ip + Ipv4Off::csum));
         std::memcpy(ip + Ipv4Off::csum, &c, 2);
     } else {
         --ip[Ipv6Off::hop_limit];
@@ -122,7 +115,8 @@ template <size_t A>
     uint8_t* l4c = l4 + (udp ? UdpOff::csum : TcpOff::csum);
     const uint16_t old_c = load_raw16(l4c);
     if (A == 4 && udp && old_c == 0) return;  // IPv4 UDP checksum 0 = none: keep it that way
-    uint16_t c = static_cast<uint16_t>(~fold64(uint64_t{static_cast<uint16_t>(~old_c)} + addr_delta + port_delta));
+    addrs += ports;
+    uint16_t c = addrs.apply(old_c);
     if (udp && c == 0) c = 0xFFFF;  // RFC 768: a computed 0 is sent as all ones
     std::memcpy(l4c, &c, 2);
 }

@@ -29,13 +29,14 @@ uint32_t csum_partial(const uint8_t* data, size_t len, uint32_t sum) noexcept {
     return csum_fold(static_cast<uint32_t>(acc));
 }
 
+void CsumDelta::change_bytes(const uint8_t* old_p, const uint8_t* new_p, size_t len) noexcept {
+    for (size_t i = 0; i < len; i += 4) change32(load_raw32(old_p + i), load_raw32(new_p + i));
+}
+
 uint16_t csum_update128(uint16_t hc, const uint8_t* old_addr, const uint8_t* new_addr) noexcept {
-    uint32_t s = static_cast<uint16_t>(~hc);
-    for (size_t i = 0; i < 16; i += 2) {
-        s += static_cast<uint16_t>(~load_raw16(old_addr + i));
-        s += load_raw16(new_addr + i);
-    }
-    return static_cast<uint16_t>(~csum_fold(s));
+    CsumDelta d;
+    d.change_bytes(old_addr, new_addr, 16);
+    return d.apply(hc);
 }
 
 uint32_t pseudo_sum_v4(const uint8_t* src, const uint8_t* dst, uint8_t proto, uint16_t l4_len) noexcept {

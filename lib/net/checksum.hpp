@@ -26,21 +26,39 @@ inline uint16_t csum(const uint8_t* data, size_t len) noexcept {
     return static_cast<uint16_t>(~csum_fold(csum_partial(data, len)));
 }
 
-// RFC 1624: update checksum `hc` (raw field value) when a 16-bit word changes old -> new.
+// RFC 1624 eqn. 3 accumulated: note every changed word as ~m + m', then patch a checksum once
+// (HC' = ~(~HC + sum)). The data path sums all of a packet's rewrites this way and folds once
+// per checksum instead of once per field.
+struct CsumDelta {
+    uint64_t sum = 0;
+    void change16(uint16_t old_raw, uint16_t new_raw) noexcept { sum += static_cast<uint16_t>(~old_raw) + new_raw; }
+    // A 32-bit field as two words: one's-complement sums fold 32-bit words just as well.
+    void change32(uint32_t old_raw, uint32_t new_raw) noexcept { sum += uint64_t{~old_raw} + new_raw; }
+    void change_bytes(const uint8_t* old_p, const uint8_t* new_p, size_t len) noexcept;  // len % 4 == 0
+    CsumDelta& operator+=(const CsumDelta& o) noexcept {
+        sum += o.sum;
+        return *this;
+    }
+    uint16_t apply(uint16_t hc) const noexcept {
+        uint64_t s = static_cast<uint16_t>(~hc) + sum;
+        s = (s & 0xFFFFFFFF) + (s >> 32);
+        s = (s & 0xFFFFFFFF) + (s >> 32);
+        return static_cast<uint16_t>(~csum_fold(static_cast<uint32_t>(s)));
+    }
+};
+
+// Single-field forms: update checksum `hc` (raw field value) when a 16-bit word, a 32-bit value
+// or a 128-bit address (raw bytes) changes from old to new.
 inline uint16_t csum_update16(uint16_t hc, uint16_t old_w, uint16_t new_w) noexcept {
-    uint32_t s = static_cast<uint16_t>(~hc);
-    s += static_cast<uint16_t>(~old_w);
-    s += new_w;
-    return static_cast<uint16_t>(~csum_fold(s));
+    CsumDelta d;
+    d.change16(old_w, new_w);
+    return d.apply(hc);
 }
-// Same for a 32-bit value (two words).
 inline uint16_t csum_update32(uint16_t hc, uint32_t old_w, uint32_t new_w) noexcept {
-    uint32_t s = static_cast<uint16_t>(~hc);
-    s += static_cast<uint16_t>(~old_w) + static_cast<uint16_t>(~(old_w >> 16));
-    s += (new_w & 0xFFFF) + (new_w >> 16);
-    return static_cast<uint16_t>(~csum_fold(s));
+    CsumDelta d;
+    d.change32(old_w, new_w);
+    return d.apply(hc);
 }
-// Same for a 128-bit value (an IPv6 address), given as raw bytes.
 uint16_t csum_update128(uint16_t hc, const uint8_t* old_addr, const uint8_t* new_addr) noexcept;
 
 // Pseudo-header sums (RFC 793 / RFC 8200 §8.1), not complemented, for full L4 checksums.
