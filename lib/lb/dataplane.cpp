@@ -482,21 +482,26 @@ void Dataplane::handle_arp(PacketRef& p, const ParsedPacket& pp) noexcept {
 
 void Dataplane::handle_nd(PacketRef& p, const ParsedPacket& pp) noexcept {
     // RFC 4861 §7.1.1: hop limit 255, code 0, at least 24 bytes; §7.2.4: answer with an
-    // advertisement (Solicited, Override) carrying our link-layer address.
+    // advertisement (Solicited, Override) carrying our link-layer address. A solicitation from
+    // the unspecified address is another node's duplicate address detection: the answer goes
+    // to all-nodes with Solicited clear, which defends the address.
     uint8_t* ip = p.data + pp.l3_off;
     const uint8_t* icmp = p.data + pp.l4_off;
     static constexpr uint8_t kUnspecified[16] = {};
+    static constexpr uint8_t kAllNodes[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static constexpr uint8_t kAllNodesMac[6] = {0x33, 0x33, 0, 0, 0, 1};
     if (ip[Ipv6Off::hop_limit] != 255 || icmp[IcmpOff::code] != 0 || pp.l4_len < 24 ||
-        std::memcmp(ip + Ipv6Off::src, kUnspecified, 16) == 0 || !service_->owns_address(Family::v6, icmp + 8))
+        !service_->owns_address(Family::v6, icmp + 8))
         return drop(p, Drop::nd_ignored);
+    const bool dad = std::memcmp(ip + Ipv6Off::src, kUnspecified, 16) == 0;
     const uint32_t new_len = pp.l3_off + kIpv6HdrLen + 32;
     if (new_len > p.cap) return drop(p, Drop::nd_ignored);
     uint8_t target[16], asker[16];
     std::memcpy(target, icmp + 8, 16);
-    std::memcpy(asker, ip + Ipv6Off::src, 16);
+    std::memcpy(asker, dad ? kAllNodes : ip + Ipv6Off::src, 16);
     const Mac& mine = env_.port_macs[p.in_port];
 
-    std::memcpy(p.data + EthOff::dst, p.data + EthOff::src, 6);
+    std::memcpy(p.data + EthOff::dst, dad ? kAllNodesMac : p.data + EthOff::src, 6);
     std::memcpy(p.data + EthOff::src, mine.bytes.data(), 6);
     store_be32(ip + Ipv6Off::vtc, 0x60000000u);  // version 6; our own traffic class and flow label
     store_be16(ip + Ipv6Off::payload_len, 32);
@@ -507,7 +512,7 @@ void Dataplane::handle_nd(PacketRef& p, const ParsedPacket& pp) noexcept {
     uint8_t* na = ip + kIpv6HdrLen;
     std::memset(na, 0, 32);
     na[IcmpOff::type] = kIcmp6NeighborAdvert;
-    na[4] = 0x60;  // Solicited | Override
+    na[4] = dad ? 0x20 : 0x60;  // Override, and Solicited unless answering DAD
     std::memcpy(na + 8, target, 16);
     na[24] = 2;  // Target Link-Layer Address option, 1 x 8 bytes
     na[25] = 1;
