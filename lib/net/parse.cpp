@@ -127,46 +127,7 @@ ParseStatus parse_ipv6(const uint8_t* f, uint32_t off, uint32_t len, ParsedPacke
 
 }  // namespace
 
-namespace {
-
-// The overwhelmingly common frame: untagged IPv4 without options or fragmentation carrying
-// TCP or UDP. Checked in a few loads and filled in one go; anything else (or anything wrong)
-// falls through to the general parser, which also finds the precise drop reason.
-[[gnu::always_inline]] inline bool parse_fast_ipv4(const uint8_t* f, uint32_t len, ParsedPacket& out) noexcept {
-    constexpr uint32_t l3 = kEthHdrLen, l4 = kEthHdrLen + kIpv4MinHdrLen;
-    if (len < l4 + kUdpHdrLen || load_raw16(f + EthOff::type) != 0x0008 || f[l3] != 0x45) return false;
-    const uint32_t total = load_be16(f + l3 + Ipv4Off::total_len);
-    if (total > len - l3 || total < kIpv4MinHdrLen + kUdpHdrLen) return false;
-    if (load_raw16(f + l3 + Ipv4Off::frag) & 0xFF3F) return false;  // MF or offset (network order)
-    const uint8_t proto = f[l3 + Ipv4Off::proto];
-    const uint32_t l4_len = total - kIpv4MinHdrLen;
-    uint8_t flags = 0;
-    if (proto == kIpProtoTcp) {
-        if (l4_len < kTcpMinHdrLen) return false;
-        const uint32_t doff = (f[l4 + TcpOff::off] >> 4) * 4u;
-        if (doff < kTcpMinHdrLen || doff > l4_len) return false;
-        flags = f[l4 + TcpOff::flags];
-    } else if (proto != kIpProtoUdp || load_be16(f + l4 + UdpOff::len) != l4_len) {
-        return false;
-    }
-    if (!ipv4_header_csum_ok(f + l3, kIpv4MinHdrLen)) return false;
-    out.l3 = L3::ipv4;
-    out.vlan = false;
-    out.l4_proto = proto;
-    out.tcp_flags = flags;
-    out.l3_off = l3;
-    out.l4_off = l4;
-    out.l4_len = static_cast<uint16_t>(l4_len);
-    out.ip_end = static_cast<uint16_t>(l3 + total);
-    out.sport_raw = load_raw16(f + l4);  // TCP and UDP ports share their place
-    out.dport_raw = load_raw16(f + l4 + 2);
-    return true;
-}
-
-}  // namespace
-
-ParseStatus parse_packet(const uint8_t* f, uint32_t len, ParsedPacket& out) noexcept {
-    if (parse_fast_ipv4(f, len, out)) return ParseStatus::ok;
+ParseStatus parse_packet_general(const uint8_t* f, uint32_t len, ParsedPacket& out) noexcept {
     out = ParsedPacket{};
     if (len < kEthHdrLen) return ParseStatus::runt;
     uint32_t off = kEthHdrLen;
