@@ -172,11 +172,9 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
         return 1;
     }
     const uint16_t nb_ports = static_cast<uint16_t>(std::max<int>(h.in.rbegin()->first, h.out.empty() ? 0 : h.out.rbegin()->first) + 1);
-    const int client_port = cfg.client_port >= 0 ? cfg.client_port : 0;
-    const int backend_port = cfg.backend_port >= 0 ? cfg.backend_port : (nb_ports > 1 ? 1 : client_port);
-    if (client_port >= nb_ports || backend_port >= nb_ports) {
-        fmt::print(stderr, "sluice-replay: --client-port {} / --backend-port {}: only {} ports given\n", client_port,
-                   backend_port, nb_ports);
+    lb::WorkerEnv env;
+    if (auto st = lb::assign_port_roles(cfg, nb_ports, env); !st) {
+        fmt::print(stderr, "sluice-replay: {}\n", st.error());
         return 1;
     }
 
@@ -197,10 +195,7 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
         return 1;
     }
     auto shared = std::make_shared<const lb::Service>(std::move(*service));
-    lb::WorkerEnv env;
     env.nb_workers = h.workers;
-    env.client_port = static_cast<uint16_t>(client_port);
-    env.backend_port = static_cast<uint16_t>(backend_port);
     env.reta = net::Reta::round_robin(h.workers);
     for (uint16_t p = 0; p < nb_ports; ++p) {
         net::Mac m{{0x02, 0, 0, 0, 0, static_cast<uint8_t>(p + 1)}};

@@ -130,11 +130,9 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args) {
         return 1;
     }
     g_rt.nb_ports = nb_ports;
-    const int client_port = cfg.client_port >= 0 ? cfg.client_port : 0;
-    const int backend_port = cfg.backend_port >= 0 ? cfg.backend_port : (nb_ports > 1 ? 1 : client_port);
-    if (client_port >= nb_ports || backend_port >= nb_ports) {
-        fmt::print(stderr, "sluice: --client-port {} / --backend-port {}: only {} ports exist\n", client_port,
-                   backend_port, nb_ports);
+    lb::WorkerEnv env;
+    if (auto st = lb::assign_port_roles(cfg, nb_ports, env); !st) {
+        fmt::print(stderr, "sluice: {}\n", st.error());
         return 1;
     }
 
@@ -156,10 +154,7 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args) {
         return 1;
     }
 
-    lb::WorkerEnv env;
     env.nb_workers = nb_workers;
-    env.client_port = static_cast<uint16_t>(client_port);
-    env.backend_port = static_cast<uint16_t>(backend_port);
     env.reta = net::Reta::round_robin(nb_workers);
     for (uint16_t p = 0; p < nb_ports; ++p) {
         auto info = dpdk::setup_port(p, {nb_workers, static_cast<uint16_t>(cfg.rxd), static_cast<uint16_t>(cfg.txd), pool});
@@ -202,7 +197,7 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args) {
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     fmt::print("sluice: {} VIPs, {} workers, {} ports ({}), forwarding; Ctrl-C to stop\n", shared->vips().size(),
-               nb_workers, nb_ports, nb_ports == 1 || client_port == backend_port ? "one-arm" : "two-arm");
+               nb_workers, nb_ports, env.client_port == env.backend_port ? "one-arm" : "two-arm");
     std::fflush(stdout);
 
     const uint64_t start = rte_get_tsc_cycles();

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include <fmt/format.h>
+
 #include "lib/net/checksum.hpp"
 #include "lib/net/wire.hpp"
 
@@ -128,6 +130,17 @@ void set_macs(uint8_t* frame, const Mac& dst, const Mac& src) noexcept {
 
 
 }  // namespace
+
+Status assign_port_roles(const Config& config, uint16_t nb_ports, WorkerEnv& env) {
+    const int client = config.client_port >= 0 ? config.client_port : 0;
+    const int backend = config.backend_port >= 0 ? config.backend_port : (nb_ports > 1 ? 1 : client);
+    if (client >= nb_ports || backend >= nb_ports)
+        return make_error(fmt::format("--client-port {} / --backend-port {}: only {} ports exist", client, backend,
+                                      nb_ports));
+    env.client_port = static_cast<uint16_t>(client);
+    env.backend_port = static_cast<uint16_t>(backend);
+    return {};
+}
 
 template <size_t A>
 FlowTable<A>& Dataplane::table() noexcept {

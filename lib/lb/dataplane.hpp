@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "lib/common/expected.hpp"
 #include "lib/lb/counters.hpp"
 #include "lib/lb/flow_table.hpp"
 #include "lib/lb/service.hpp"
@@ -45,6 +46,11 @@ struct WorkerEnv {
     std::vector<net::Mac> port_macs;  // indexed by port id
     net::Reta reta = net::Reta::round_robin(1);
 };
+
+// Fills env's client and backend port from the configuration, or from the defaults (client
+// side port 0; backend side port 1 when there are two ports, else the client port: one-arm).
+// The error names both options when either port does not exist.
+Status assign_port_roles(const Config& config, uint16_t nb_ports, WorkerEnv& env);
 
 class Dataplane {
 public:

@@ -98,21 +98,19 @@ Expected<Service> Service::build(const Config& config) {
             for (; s.index4_[i].key != 0; i = (i + 1) & (slots - 1))
                 if (s.index4_[i].key == key) return make_error(fmt::format("VIP {} duplicates another VIP", vc.name));
             s.index4_[i] = Slot4{key, vip_idx};
-            s.own_.push_back(vc.addr);
-            s.vips_.push_back(std::move(v));
-            continue;
+        } else {
+            uint64_t lo, hi;
+            split(vc.addr.bytes.data(), 16, lo, hi);
+            const uint32_t meta =
+                static_cast<uint32_t>(vc.addr.family) | static_cast<uint32_t>(vc.proto) << 8 | 1u << 31;
+            size_t i = slot_hash(lo, hi, meta, v.port_raw) & (slots - 1);
+            for (; s.index_[i].meta != 0; i = (i + 1) & (slots - 1)) {
+                const Slot& o = s.index_[i];
+                if (o.key_lo == lo && o.key_hi == hi && o.meta == meta && o.port_raw == v.port_raw)
+                    return make_error(fmt::format("VIP {} duplicates another VIP", vc.name));
+            }
+            s.index_[i] = Slot{lo, hi, meta, v.port_raw, vip_idx};
         }
-        uint64_t lo, hi;
-        split(vc.addr.bytes.data(), 16, lo, hi);
-        const uint32_t meta = static_cast<uint32_t>(vc.addr.family) | static_cast<uint32_t>(vc.proto) << 8 | 1u << 31;
-        size_t i = slot_hash(lo, hi, meta, v.port_raw) & (slots - 1);
-        while (s.index_[i].meta != 0) {
-            const Slot& o = s.index_[i];
-            if (o.key_lo == lo && o.key_hi == hi && o.meta == meta && o.port_raw == v.port_raw)
-                return make_error(fmt::format("VIP {} duplicates another VIP", vc.name));
-            i = (i + 1) & (slots - 1);
-        }
-        s.index_[i] = Slot{lo, hi, meta, v.port_raw, vip_idx};
         s.own_.push_back(vc.addr);
         s.vips_.push_back(std::move(v));
     }
