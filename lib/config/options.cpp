@@ -49,6 +49,34 @@ const char* to_string(Proto p) {
     return "unknown";
 }
 
+const char* to_string(BackendState s) {
+    switch (s) {
+        case BackendState::up: return "up";
+        case BackendState::down: return "down";
+        case BackendState::draining: return "draining";
+        case BackendState::disabled: return "disabled";
+    }
+    return "unknown";
+}
+
+const char* to_string(DownPolicy p) {
+    switch (p) {
+        case DownPolicy::reschedule: return "reschedule";
+        case DownPolicy::keep: return "keep";
+        case DownPolicy::drop: return "drop";
+    }
+    return "unknown";
+}
+
+const char* to_string(CheckConf::Kind k) {
+    switch (k) {
+        case CheckConf::Kind::none: return "none";
+        case CheckConf::Kind::tcp: return "tcp";
+        case CheckConf::Kind::http: return "http";
+    }
+    return "unknown";
+}
+
 }  // namespace sluice::lb
 
 namespace sluice::config {

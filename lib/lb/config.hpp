@@ -16,14 +16,40 @@ namespace sluice::lb {
 
 enum class Mode : uint8_t { dsr, nat, fullnat };
 enum class Proto : uint8_t { tcp = 6, udp = 17 };
+// A backend's administrative/health state. up: takes new flows; draining: keeps its flows,
+// takes no new ones (as weight 0); down: failed its health checks (flows follow the VIP's
+// DownPolicy); disabled: taken out by the operator (as down).
+enum class BackendState : uint8_t { up, down, draining, disabled };
+// What happens to the established flows of a backend that is down or disabled.
+enum class DownPolicy : uint8_t { reschedule, keep, drop };
 
 const char* to_string(Mode m);
 const char* to_string(Proto p);
+const char* to_string(BackendState s);
+const char* to_string(DownPolicy p);
+
+// Active health check of every backend of a VIP, with HAProxy's meaning: one probe every
+// inter_ms; a probe not finished after timeout_ms failed; `fall` consecutive failures take an
+// up backend down, `rise` consecutive successes bring a down one back.
+struct CheckConf {
+    enum class Kind : uint8_t { none, tcp, http };
+    Kind kind = Kind::none;
+    uint32_t inter_ms = 2000;
+    uint32_t timeout_ms = 0;      // 0: inter_ms
+    uint32_t rise = 2;
+    uint32_t fall = 3;
+    std::string http_path = "/";
+    int http_status = 200;        // expected status code
+    std::string http_body;        // expected substring of the body; empty = any
+    uint32_t effective_timeout_ms() const noexcept { return timeout_ms ? timeout_ms : inter_ms; }
+};
+const char* to_string(CheckConf::Kind k);
 
 struct BackendConf {
     net::IpAddr addr;
     uint16_t port = 0;       // 0 = same as the VIP's port (required 0 or equal in dsr)
     uint32_t weight = 1;     // 0 = drained: keeps existing flows, takes no new ones
+    BackendState state = BackendState::up;
 };
 
 struct VipConf {
@@ -33,6 +59,8 @@ struct VipConf {
     Proto proto = Proto::tcp;
     Mode mode = Mode::nat;
     uint32_t table_size = 65537;  // Maglev lookup table size: a prime
+    DownPolicy on_down = DownPolicy::reschedule;
+    CheckConf check;
     std::vector<BackendConf> backends;
 };
 
