@@ -47,6 +47,8 @@ void Worker::handle(rte_mbuf** pkts, uint16_t n, bool redirected, uint32_t now_m
                 }
             } else if (r.verdict == lb::Verdict::redirect && r.out < redirect_.size()) {
                 s = &redirect_[r.out];
+            } else if (r.verdict == lb::Verdict::control) {
+                s = &control_;
             }
             if (s && s->n < Staging::kCap) {
                 s->pkts[s->n++] = m;

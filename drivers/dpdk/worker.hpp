@@ -3,7 +3,8 @@
 // handle() is the single entry point for received packets, shared by the sluice binary's
 // poll loop and the replay harness, so both run exactly the same packet code. It leaves
 // packets to transmit in per-port TX staging arrays and packets owned by another worker in
-// per-worker redirect staging arrays; the caller flushes them (rte_eth_tx_burst / rte_ring, or
+// per-worker redirect staging arrays, and packets for the kernel side in a control staging
+// array; the caller flushes them (rte_eth_tx_burst / rte_ring, or
 // pcap files in the harness). Dropped packets are freed here.
 // Thread contract: one Worker per lcore; only that lcore calls its methods, except the
 // read-only counters() used for statistics.
@@ -41,6 +42,7 @@ public:
 
     Staging& tx(uint16_t port) noexcept { return tx_[port]; }
     Staging& redirect(uint16_t worker) noexcept { return redirect_[worker]; }
+    Staging& control() noexcept { return control_; }
     uint16_t nb_ports() const noexcept { return nb_ports_; }
     uint16_t nb_workers() const noexcept { return static_cast<uint16_t>(redirect_.size()); }
 
@@ -54,6 +56,7 @@ private:
     uint16_t nb_ports_;
     std::vector<Staging> tx_;
     std::vector<Staging> redirect_;
+    Staging control_;
 };
 
 }  // namespace sluice::dpdk

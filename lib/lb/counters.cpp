@@ -25,6 +25,8 @@ void WorkerCounters::add(const WorkerCounters& o) {
     non_syn_miss += o.non_syn_miss;
     maglev_picks += o.maglev_picks;
     flow_hits += o.flow_hits;
+    rescheduled += o.rescheduled;
+    to_control += o.to_control;
     for (size_t i = 0; i < kDropReasons; ++i) drops[i] += o.drops[i];
     auto sum = [](std::vector<TrafficCounters>& a, const std::vector<TrafficCounters>& b) {
         if (a.size() < b.size()) a.resize(b.size());
@@ -32,10 +34,21 @@ void WorkerCounters::add(const WorkerCounters& o) {
             a[i].packets += b[i].packets;
             a[i].bytes += b[i].bytes;
             a[i].new_flows += b[i].new_flows;
+            a[i].handshake_failures += b[i].handshake_failures;
         }
     };
     sum(vips, o.vips);
     sum(backends, o.backends);
+}
+
+void WorkerCounters::clear() noexcept {
+    // Field by field, in place: a reader may be walking the vectors, which must not move.
+    rx = tx = forwarded = replies = arp_replies = nd_replies = 0;
+    redirected_out = redirected_in = non_syn_miss = maglev_picks = flow_hits = 0;
+    rescheduled = to_control = 0;
+    drops.fill(0);
+    for (auto& c : vips) c = TrafficCounters{};
+    for (auto& c : backends) c = TrafficCounters{};
 }
 
 }  // namespace sluice::lb

@@ -32,12 +32,15 @@ namespace sluice::lb {
     X(no_vip)             /* neither to a VIP nor a reply of a known flow */               \
     X(unsupported_l4)     /* to a VIP address with a protocol Sluice does not balance */  \
     X(icmp_unhandled)     /* ICMP/ICMPv6 other than ND for Sluice's addresses */           \
-    X(no_backend)         /* every backend of the VIP has weight 0 */                       \
+    X(no_backend)         /* no backend of the VIP is up with weight > 0 */                 \
+    X(backend_down)       /* flow of a down backend, VIP policy on-down=drop */            \
+    X(no_neighbor)        /* the backend's MAC is not known (yet) */                        \
     X(flow_table_full)                                                                      \
     X(snat_exhausted)     /* no free SNAT port whose reply lands on this worker */         \
     X(no_flow)            /* reply of a nat/fullnat flow Sluice does not know */            \
     X(redirect_loop)      /* a redirected packet that this worker does not own either */  \
     X(redirect_full)      /* the ring to the owning worker was full */                     \
+    X(for_self)           /* for Sluice's own addresses, and no exception path is set up */ \
     X(arp_ignored)        /* ARP that is not a request for one of Sluice's addresses */   \
     X(nd_ignored)         /* neighbour discovery not for Sluice's addresses, or invalid */ \
     X(tx_full)            /* the port's TX queue did not take the packet */
@@ -55,6 +58,9 @@ struct TrafficCounters {
     uint64_t packets = 0;
     uint64_t bytes = 0;
     uint64_t new_flows = 0;
+    // TCP handshakes that failed on this backend: a SYN retransmitted before any answer, or
+    // an RST answering the SYN. The control core's passive health check reads it.
+    uint64_t handshake_failures = 0;
 };
 
 struct alignas(64) WorkerCounters {
@@ -69,9 +75,13 @@ struct alignas(64) WorkerCounters {
     uint64_t non_syn_miss = 0;    // TCP non-SYN forward packet with no flow: state was lost
     uint64_t maglev_picks = 0;
     uint64_t flow_hits = 0;
+    uint64_t rescheduled = 0;     // flows moved off a backend that went down or was removed
+    uint64_t to_control = 0;      // exception path: handed to the control core (kernel)
     std::array<uint64_t, kDropReasons> drops{};
-    std::vector<TrafficCounters> vips;      // indexed like the service's VIPs
-    std::vector<TrafficCounters> backends;  // indexed like the service's backend entries
+    // Indexed like the service's VIPs and backend entries; capacity reserved for the whole
+    // index space up front, so growing them never moves them under a reader.
+    std::vector<TrafficCounters> vips;
+    std::vector<TrafficCounters> backends;
 
     void drop(Drop d) noexcept { ++drops[static_cast<size_t>(d)]; }
     uint64_t total_drops() const noexcept {
@@ -81,6 +91,8 @@ struct alignas(64) WorkerCounters {
     }
     // Adds another worker's counters into this one (for totals).
     void add(const WorkerCounters& o);
+    // Zeroes every counter, keeping the per-VIP and per-backend sizes.
+    void clear() noexcept;
 };
 
 }  // namespace sluice::lb

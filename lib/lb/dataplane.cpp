@@ -1,5 +1,6 @@
 #include "lib/lb/dataplane.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -148,13 +149,39 @@ FlowTable<A>& Dataplane::table() noexcept {
 }
 
 Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& env, uint32_t flow_capacity)
-    : service_(std::move(service)),
+    : initial_(std::move(service)),
+      service_(initial_.get()),
       env_(env),
       flows4_(std::make_unique<FlowTable<4>>(flow_capacity, service_->config().timeouts)),
       flows6_(std::make_unique<FlowTable<16>>(flow_capacity, service_->config().timeouts)) {
-    counters_.vips.resize(service_->vips().size());
-    counters_.backends.resize(service_->backends().size());
+    counters_.vips.reserve(kMaxVipSlots);
+    counters_.backends.reserve(kMaxBackendSlots);
+    set_service(service_);
     snat_cursor_[0] = snat_cursor_[1] = service_->config().snat_port_min;
+}
+
+void Dataplane::set_service(const Service* s) {
+    service_ = s;
+    // Within the reserved capacity: no reallocation, so readers of the counters stay safe.
+    if (counters_.vips.size() < s->vips().size()) counters_.vips.resize(s->vips().size());
+    if (counters_.backends.size() < s->backends().size()) counters_.backends.resize(s->backends().size());
+}
+
+void Dataplane::flush_backend(uint16_t backend) {
+    if (std::find(flush_.begin(), flush_.end(), backend) != flush_.end()) return;
+    if (flush_.empty()) flush_cursor_[0] = flush_cursor_[1] = 0;
+    flush_.push_back(backend);
+}
+
+template <size_t A>
+void Dataplane::sweep(uint32_t budget) noexcept {
+    FlowTable<A>& ft = table<A>();
+    uint32_t& cur = flush_cursor_[A == 4 ? 0 : 1];
+    for (uint32_t end = std::min(ft.capacity(), cur + budget); cur < end; ++cur) {
+        const FlowRecord<A>& r = ft.record(cur);
+        if (r.state != FlowState::free && std::find(flush_.begin(), flush_.end(), r.backend) != flush_.end())
+            remove_flow<A>(cur, false);
+    }
 }
 
 uint16_t Dataplane::nat_owner(const uint8_t* client_addr, size_t addr_len, uint16_t client_port_raw) const noexcept {
@@ -181,11 +208,21 @@ void Dataplane::flow_hashes(uint32_t id, uint64_t& h_fwd, uint64_t& h_rev, bool&
 }
 
 template <size_t A>
-void Dataplane::remove_stale(uint32_t id) noexcept {
+void Dataplane::remove_flow(uint32_t id, bool expired) noexcept {
     uint64_t hf = 0, hr = 0;
     bool has_rev = false;
     flow_hashes<A>(id, hf, hr, has_rev);
-    table<A>().remove(id, hf, hr, has_rev, true);
+    table<A>().remove(id, hf, hr, has_rev, expired);
+}
+
+template <size_t A>
+uint32_t Dataplane::find_forward(uint16_t vip, const uint8_t* client, uint16_t cport_raw, uint64_t h) const noexcept {
+    const FlowTable<A>& ft = const_cast<Dataplane*>(this)->table<A>();
+    return ft.find(h, [&](uint32_t r) {
+        const FlowRecord<A>& rec = ft.record(FlowTable<A>::ref_id(r));
+        return FlowTable<A>::ref_dir(r) == 0 && rec.vip == vip && rec.client_port_raw == cport_raw &&
+               std::memcmp(rec.client_addr, client, A) == 0;
+    });
 }
 
 void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
@@ -256,6 +293,9 @@ void Dataplane::handle_ip(PacketRef& p, const ParsedPacket& pp, const Lookup& lk
     }
     if (A == 16 && proto == kIpProtoIcmpv6 && p.data[pp.l4_off + IcmpOff::type] == kIcmp6NeighborSolicit)
         return handle_nd(p, pp);
+    if (A == 16 && proto == kIpProtoIcmpv6 && p.data[pp.l4_off + IcmpOff::type] == kIcmp6NeighborAdvert)
+        return to_control(p);  // the answer to a solicitation of the kernel side (or unsolicited)
+    if (service_->is_self_address(f, ip + Ip<A>::kDst)) return to_control(p);  // ping, probes' ICMP
     if (proto == kIpProtoIcmp || proto == kIpProtoIcmpv6) return drop(p, Drop::icmp_unhandled);
     if (service_->is_vip_address(f, ip + Ip<A>::kDst)) return drop(p, Drop::unsupported_l4);
     drop(p, Drop::no_vip);
@@ -283,17 +323,25 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
     if (vip.mode != Mode::dsr && ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
 
     FlowTable<A>& ft = table<A>();
-    uint32_t ref = ft.find(hf, [&](uint32_t r) {
-        const FlowRecord<A>& rec = ft.record(FlowTable<A>::ref_id(r));
-        return FlowTable<A>::ref_dir(r) == 0 && rec.vip == vip_idx && rec.client_port_raw == pp.sport_raw &&
-               std::memcmp(rec.client_addr, client, A) == 0;
-    });
+    uint32_t ref = find_forward<A>(vip_idx, client, pp.sport_raw, hf);
 
     uint32_t id;
     const uint8_t flags = pp.tcp_flags;
-    if (ref != FlowTable<A>::kNone && ft.is_stale(FlowTable<A>::ref_id(ref), now_ms)) {
-        remove_stale<A>(FlowTable<A>::ref_id(ref));
-        ref = FlowTable<A>::kNone;
+    bool moved = false;
+    if (ref != FlowTable<A>::kNone) {
+        const uint32_t hit = FlowTable<A>::ref_id(ref);
+        if (ft.is_stale(hit, now_ms)) {
+            remove_flow<A>(hit, true);
+            ref = FlowTable<A>::kNone;
+        } else if (const BackendEntry& hb = service_->backends()[ft.record(hit).backend];
+                   !hb.keeps_flows(vip.on_down)) [[unlikely]] {
+            // Its backend is down or gone: the VIP's policy says drop, or decide again.
+            if (vip.on_down == DownPolicy::drop && !hb.removed) return drop(p, Drop::backend_down);
+            remove_flow<A>(hit, false);
+            ref = FlowTable<A>::kNone;
+            moved = true;
+            ++counters_.rescheduled;
+        }
     }
     if (ref != FlowTable<A>::kNone) {
         id = FlowTable<A>::ref_id(ref);
@@ -301,6 +349,11 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
         ft.touch(id, now_ms);
         FlowRecord<A>& rec = ft.record(id);
         if (tcp) {
+            // Passive health: the client sends its SYN again and the backend has not answered
+            // (nat/fullnat see the SYN-ACK; in dsr nothing answers through Sluice, so any
+            // retransmitted SYN counts, which is what a dead dsr backend looks like).
+            if ((flags & (kTcpSyn | kTcpAck)) == kTcpSyn && rec.state == FlowState::tcp_syn && !rec.replied)
+                ++counters_.backends[rec.backend].handshake_failures;
             if (flags & (kTcpRst | kTcpFin)) ft.set_state(id, FlowState::tcp_closing, now_ms);
             else if ((flags & kTcpSyn) && rec.state == FlowState::tcp_closing) ft.set_state(id, FlowState::tcp_syn, now_ms);
             else if (!(flags & kTcpSyn) && (flags & kTcpAck) && rec.state == FlowState::tcp_syn)
@@ -309,7 +362,7 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
     } else {
         // Miss: Maglev decides, so a flow whose state was lost (eviction, restart, another
         // instance behind ECMP) gets the same backend while the backend set is unchanged.
-        if (tcp && !(flags & kTcpSyn)) ++counters_.non_syn_miss;
+        if (tcp && !(flags & kTcpSyn) && !moved) ++counters_.non_syn_miss;
         const uint64_t mh = maglev_flow_hash(Ip<A>::kFamily, client, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw,
                                              pp.l4_proto);
         const uint16_t pick = vip.maglev.lookup(mh);
@@ -338,7 +391,8 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
         std::memcpy(rec.client_addr, client, A);
         rec.client_port_raw = pp.sport_raw;
         rec.snat_port_raw = snat_port;
-        rec.snat_idx = snat_idx;
+        rec.snat_idx = snat_idx & 0x7F;
+        rec.replied = 0;
         rec.vip = vip_idx;
         rec.backend = be_idx;
         std::memcpy(rec.client_mac, p.data + EthOff::src, 6);
@@ -348,6 +402,7 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
 
     const FlowRecord<A>& rec = ft.record(id);
     const BackendEntry& be = service_->backends()[rec.backend];
+    if (!be.has_mac) [[unlikely]] return drop(p, Drop::no_neighbor);
     if (vip.mode == Mode::nat) {
         nat_rewrite<A>(p.data, pp, nullptr, 0, be.addr.bytes.data(), be.port_raw);
     } else if (vip.mode == Mode::fullnat) {
@@ -384,7 +439,7 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
                std::memcmp(service_->snat(Ip<A>::kFamily)[rec.snat_idx].bytes.data(), dst, A) == 0;
     });
     if (ref != FlowTable<A>::kNone && ft.is_stale(FlowTable<A>::ref_id(ref), now_ms)) {
-        remove_stale<A>(FlowTable<A>::ref_id(ref));
+        remove_flow<A>(FlowTable<A>::ref_id(ref), true);
         return drop(p, Drop::no_flow);
     }
     if (ref == FlowTable<A>::kNone) {
@@ -401,14 +456,20 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
             }
         }
         if (service_->is_vip_address(Ip<A>::kFamily, dst)) return drop(p, Drop::no_vip);
+        if (service_->is_self_address(Ip<A>::kFamily, dst)) return to_control(p);  // e.g. a probe's answer
         return drop(p, Drop::no_flow);
     }
     if (ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
     const uint32_t id = FlowTable<A>::ref_id(ref);
     ft.touch(id, now_ms);
-    if (pp.l4_proto == kIpProtoTcp && (pp.tcp_flags & (kTcpRst | kTcpFin)))
-        ft.set_state(id, FlowState::tcp_closing, now_ms);
-    const FlowRecord<A>& rec = ft.record(id);
+    FlowRecord<A>& rec = ft.record(id);
+    if (pp.l4_proto == kIpProtoTcp) {
+        // Passive health: an RST before the handshake completed is a refused connection.
+        if ((pp.tcp_flags & kTcpRst) && rec.state == FlowState::tcp_syn && !rec.replied)
+            ++counters_.backends[rec.backend].handshake_failures;
+        if ((pp.tcp_flags & (kTcpSyn | kTcpAck)) == (kTcpSyn | kTcpAck)) rec.replied = 1;
+        if (pp.tcp_flags & (kTcpRst | kTcpFin)) ft.set_state(id, FlowState::tcp_closing, now_ms);
+    }
     const VipEntry& vip = service_->vips()[rec.vip];
     if (vip.mode == Mode::fullnat)
         nat_rewrite<A>(p.data, pp, vip.addr.bytes.data(), vip.port_raw, rec.client_addr, rec.client_port_raw);
@@ -462,7 +523,7 @@ bool Dataplane::pick_snat(const BackendEntry& b, uint8_t proto, uint32_t now_ms,
                 // A flow idle past its timeout no longer holds its port, even if the expiry
                 // pass has not reached it yet.
                 if (!ft.is_stale(FlowTable<A>::ref_id(used), now_ms)) continue;
-                remove_stale<A>(FlowTable<A>::ref_id(used));
+                remove_flow<A>(FlowTable<A>::ref_id(used), true);
             }
             idx = ai;
             port_raw = craw;
@@ -477,7 +538,12 @@ bool Dataplane::pick_snat(const BackendEntry& b, uint8_t proto, uint32_t now_ms,
 void Dataplane::handle_arp(PacketRef& p, const ParsedPacket& pp) noexcept {
     uint8_t* a = p.data + pp.l3_off;
     if (load_be16(a + ArpOff::htype) != 1 || load_be16(a + ArpOff::ptype) != kEtherTypeIpv4 || a[ArpOff::hlen] != 6 ||
-        a[ArpOff::plen] != 4 || load_be16(a + ArpOff::op) != 1 || !service_->owns_address(Family::v4, a + ArpOff::tpa))
+        a[ArpOff::plen] != 4)
+        return drop(p, Drop::arp_ignored);
+    // Answers to the kernel side's requests (and gratuitous ARP) teach it and the control
+    // core the neighbours' MACs.
+    if (load_be16(a + ArpOff::op) == 2 && env_.exception_path) return to_control(p);
+    if (load_be16(a + ArpOff::op) != 1 || !service_->owns_address(Family::v4, a + ArpOff::tpa))
         return drop(p, Drop::arp_ignored);
     const Mac& mine = env_.port_macs[p.in_port];
     uint8_t target[4];
@@ -538,7 +604,37 @@ void Dataplane::handle_nd(PacketRef& p, const ParsedPacket& pp) noexcept {
     tx(p, p.in_port);
 }
 
+Dataplane::Explanation Dataplane::explain(Family f, const uint8_t* src, const uint8_t* dst, uint16_t sport_raw,
+                                          uint16_t dport_raw, uint8_t proto, uint32_t now_ms) const noexcept {
+    Explanation e;
+    e.vip = service_->find_vip(f, dst, dport_raw, proto);
+    if (e.vip == Service::kNoVip) return e;
+    const VipEntry& vip = service_->vips()[e.vip];
+    const auto hit = [&]<size_t A>(const FlowTable<A>& ft) {
+        const uint32_t ref = find_forward<A>(e.vip, src, sport_raw, fwd_hash<A>(e.vip, src, sport_raw));
+        if (ref == FlowTable<A>::kNone || ft.is_stale(FlowTable<A>::ref_id(ref), now_ms)) return false;
+        e.how = Explanation::How::flow_hit;
+        e.backend = ft.record(FlowTable<A>::ref_id(ref)).backend;
+        e.would_reschedule = !service_->backends()[e.backend].keeps_flows(vip.on_down);
+        return true;
+    };
+    if (f == Family::v4 ? hit.template operator()<4>(*flows4_) : hit.template operator()<16>(*flows6_)) return e;
+    const uint16_t pick = vip.maglev.lookup(maglev_flow_hash(f, src, dst, sport_raw, dport_raw, proto));
+    if (pick == Maglev::kNoBackend) {
+        e.how = Explanation::How::no_backend;
+        return e;
+    }
+    e.how = Explanation::How::maglev;
+    e.backend = vip.backends[pick];
+    return e;
+}
+
 void Dataplane::expire(uint32_t now_ms, uint32_t budget) noexcept {
+    if (!flush_.empty()) {
+        sweep<4>(budget);
+        sweep<16>(budget);
+        if (flush_cursor_[0] >= flows4_->capacity() && flush_cursor_[1] >= flows6_->capacity()) flush_.clear();
+    }
     flows4_->expire(now_ms, budget, [this](uint32_t id, uint64_t& a, uint64_t& b, bool& r) { flow_hashes<4>(id, a, b, r); });
     flows6_->expire(now_ms, budget, [this](uint32_t id, uint64_t& a, uint64_t& b, bool& r) { flow_hashes<16>(id, a, b, r); });
 }

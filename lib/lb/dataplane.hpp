@@ -6,7 +6,8 @@
 // Per burst it parses every packet and prefetches the flow-table buckets before looking any
 // up, so the table's cache misses overlap.
 // Thread contract: one Dataplane per worker, used only by that worker. The Service it reads
-// is immutable and shared.
+// is immutable and shared; the worker switches to a newer one with set_service() between
+// bursts (the caller keeps it alive until the worker has moved on: RCU in the binary).
 #pragma once
 
 #include <cstdint>
@@ -23,7 +24,9 @@
 namespace sluice::lb {
 
 // What the worker must do with a packet after process().
-enum class Verdict : uint8_t { tx, drop, redirect };
+// control: for Sluice's own kernel side (the exception path): replies to its probes, ARP and
+// ND answers, ICMP for its own addresses.
+enum class Verdict : uint8_t { tx, drop, redirect, control };
 
 struct PacketRef {
     uint8_t* data = nullptr;
@@ -45,6 +48,7 @@ struct WorkerEnv {
     uint16_t backend_port = 0;
     std::vector<net::Mac> port_macs;  // indexed by port id
     net::Reta reta = net::Reta::round_robin(1);
+    bool exception_path = false;  // a kernel side exists: Verdict::control is allowed
 };
 
 // Fills env's client and backend port from the configuration, or from the defaults (client
@@ -60,8 +64,27 @@ public:
 
     // Processes up to kMaxBurst packets; sets each PacketRef's verdict. Counts everything.
     void process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept;
-    // Frees flows idle past their timeout, examining at most `budget` entries.
+    // Frees flows idle past their timeout, examining at most `budget` entries; also advances a
+    // pending flush by `budget` records.
     void expire(uint32_t now_ms, uint32_t budget) noexcept;
+
+    // Switches to another snapshot of the same service (indices compatible: built from this
+    // one's lineage by Service::build(config, previous)). Call between bursts.
+    void set_service(const Service* s);
+    // Forgets the flows of backend entry `backend` (removed from the configuration): done
+    // incrementally by expire(), a budget at a time, so a large table never stalls the worker.
+    void flush_backend(uint16_t backend);
+    bool flush_pending() const noexcept { return !flush_.empty(); }
+
+    // Where a flow of this tuple goes and why, without changing anything (sluicectl explain).
+    struct Explanation {
+        enum class How : uint8_t { flow_hit, maglev, no_vip, no_backend } how = How::no_vip;
+        uint16_t vip = Service::kNoVip;
+        uint16_t backend = 0;  // backend entry index (flow_hit, maglev)
+        bool would_reschedule = false;  // flow_hit on a backend that no longer keeps flows
+    };
+    Explanation explain(net::Family f, const uint8_t* src, const uint8_t* dst, uint16_t sport_raw, uint16_t dport_raw,
+                        uint8_t proto, uint32_t now_ms) const noexcept;
 
     WorkerCounters& counters() noexcept { return counters_; }
     const WorkerCounters& counters() const noexcept { return counters_; }
@@ -98,7 +121,11 @@ private:
     template <size_t A>
     void flow_hashes(uint32_t id, uint64_t& h_fwd, uint64_t& h_rev, bool& has_rev) const noexcept;
     template <size_t A>
-    void remove_stale(uint32_t id) noexcept;
+    void remove_flow(uint32_t id, bool expired) noexcept;
+    template <size_t A>
+    uint32_t find_forward(uint16_t vip, const uint8_t* client, uint16_t cport_raw, uint64_t h) const noexcept;
+    template <size_t A>
+    void sweep(uint32_t budget) noexcept;
     void handle_arp(PacketRef& p, const net::ParsedPacket& pp) noexcept;
     void handle_nd(PacketRef& p, const net::ParsedPacket& pp) noexcept;
     void drop(PacketRef& p, Drop d) noexcept {
@@ -106,12 +133,18 @@ private:
         p.reason = d;
         counters_.drop(d);
     }
+    void to_control(PacketRef& p) noexcept {
+        if (!env_.exception_path) return drop(p, Drop::for_self);
+        p.verdict = Verdict::control;
+        ++counters_.to_control;
+    }
     void tx(PacketRef& p, uint16_t port) noexcept {
         p.verdict = Verdict::tx;
         p.out = port;
     }
 
-    std::shared_ptr<const Service> service_;
+    std::shared_ptr<const Service> initial_;  // keeps the constructor's snapshot alive
+    const Service* service_;
     WorkerEnv env_;
     net::Toeplitz toeplitz_;
     std::unique_ptr<FlowTable<4>> flows4_;
@@ -119,6 +152,9 @@ private:
     uint32_t snat_cursor_[2] = {0, 0};  // next SNAT port to try, per family
     uint8_t snat_addr_cursor_[2] = {0, 0};
     WorkerCounters counters_;
+    // Backends whose flows are being flushed, and the sweep's position in each table.
+    std::vector<uint16_t> flush_;
+    uint32_t flush_cursor_[2] = {0, 0};
 };
 
 }  // namespace sluice::lb

@@ -44,7 +44,8 @@ struct FlowRecord {
     uint16_t backend;          // backend index in the worker's service table
     uint8_t client_mac[6];     // where replies to the client go
     FlowState state;
-    uint8_t snat_idx;          // which SNAT address (fullnat)
+    uint8_t snat_idx : 7;      // which SNAT address (fullnat)
+    uint8_t replied : 1;       // the backend has answered (SYN-ACK seen; nat/fullnat)
     uint32_t last_ms;          // last packet seen
     uint32_t tick;             // expiry wheel slot it is filed under
     uint32_t prev, next;       // expiry list links (next doubles as the free-list link)

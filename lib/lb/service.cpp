@@ -1,5 +1,6 @@
 #include "lib/lb/service.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -45,10 +46,31 @@ uint64_t maglev_flow_hash(net::Family f, const uint8_t* src, const uint8_t* dst,
     return flow_mix(flow_mix(slo ^ 0x5851F42D4C957F2DULL) ^ flow_mix(shi + dlo) ^ flow_mix(dhi ^ ports));
 }
 
-Expected<Service> Service::build(const Config& config) {
+namespace {
+bool same_service(const VipEntry& v, const VipConf& c) {
+    return !v.removed && v.name == c.name && v.addr == c.addr && v.port_raw == to_raw(c.port) && v.proto == c.proto &&
+           v.mode == c.mode;
+}
+}  // namespace
+
+int Service::find_vip_by_name(std::string_view name) const noexcept {
+    for (size_t i = 0; i < vips_.size(); ++i)
+        if (!vips_[i].removed && vips_[i].name == name) return static_cast<int>(i);
+    return -1;
+}
+
+int Service::find_backend(uint16_t vip, const net::IpAddr& addr, uint16_t port) const noexcept {
+    if (vip >= vips_.size()) return -1;
+    for (uint16_t b : vips_[vip].backends)
+        if (backends_[b].addr == addr && backends_[b].port_raw == to_raw(port)) return b;
+    return -1;
+}
+
+Expected<Service> Service::build(const Config& config, const Service* previous, bool require_neighbors) {
     Service s;
     s.config_ = config;
     for (const auto& a : config.snat_addrs) (a.is_v4() ? s.snat4_ : s.snat6_).push_back(a);
+    s.self_ = config.self_addrs;
     s.own_ = config.snat_addrs;
     s.own_.insert(s.own_.end(), config.self_addrs.begin(), config.self_addrs.end());
 
@@ -57,40 +79,109 @@ Expected<Service> Service::build(const Config& config) {
     s.index_.assign(slots, Slot{});
     s.index4_.assign(slots, Slot4{});
 
+    // Start from the previous snapshot's entries, all marked removed; what the config still
+    // has is revived in place below, the rest stays a tombstone.
+    if (previous) {
+        s.vips_ = previous->vips_;
+        s.backends_ = previous->backends_;
+        for (auto& v : s.vips_) v.removed = true;
+        for (auto& b : s.backends_) b.removed = true;
+    }
+    const auto mac_of = [&](const net::IpAddr& a, net::Mac& mac) {
+        for (const auto& n : config.neighbors)
+            if (n.addr == a) {
+                mac = n.mac;
+                return true;
+            }
+        return false;
+    };
+
     for (const auto& vc : config.vips) {
-        if (s.vips_.size() >= kNoVip) return make_error("too many VIPs");
-        const auto vip_idx = static_cast<uint16_t>(s.vips_.size());
-        VipEntry v;
+        int found = -1;
+        if (previous)
+            for (size_t i = 0; i < previous->vips_.size(); ++i)
+                if (same_service(previous->vips_[i], vc)) found = static_cast<int>(i);
+        if (found < 0) {
+            if (s.vips_.size() >= kMaxVipSlots)
+                return make_error(fmt::format("VIP {}: {} VIPs were created since start, the most one process holds; "
+                                              "restart Sluice to compact",
+                                              vc.name, kMaxVipSlots));
+            found = static_cast<int>(s.vips_.size());
+            s.vips_.emplace_back();
+        }
+        const auto vip_idx = static_cast<uint16_t>(found);
+        VipEntry& v = s.vips_[vip_idx];
+        const Maglev* reusable = previous && vip_idx < previous->vips_.size() && !previous->vips_[vip_idx].removed
+                                     ? &previous->vips_[vip_idx].maglev
+                                     : nullptr;
+        std::vector<MaglevMember> old_members;
+        if (reusable)
+            for (uint16_t b : previous->vips_[vip_idx].backends) {
+                const BackendEntry& be = previous->backends_[b];
+                if (be.removed) continue;
+                old_members.push_back({backend_id(be.addr, to_raw(be.port_raw)), be.state == BackendState::up && be.has_mac ? be.weight : 0});
+            }
         v.name = vc.name;
         v.addr = vc.addr;
         v.port_raw = to_raw(vc.port);
         v.proto = vc.proto;
         v.mode = vc.mode;
+        v.on_down = vc.on_down;
+        v.removed = false;
+        // Backends of this VIP that left the config stay listed (as removed) after the current
+        // ones, so a flow on them can still be resolved; Maglev never picks them.
+        std::vector<uint16_t> gone;
+        for (uint16_t b : v.backends) gone.push_back(b);
+        v.backends.clear();
         std::vector<MaglevMember> members;
         for (const auto& bc : vc.backends) {
-            BackendEntry b;
-            b.addr = bc.addr;
             const uint16_t port = bc.port ? bc.port : vc.port;
+            int bi = -1;
+            for (uint16_t b : gone)
+                if (s.backends_[b].addr == bc.addr && s.backends_[b].port_raw == to_raw(port)) bi = b;
+            if (bi < 0) {
+                if (s.backends_.size() >= kMaxBackendSlots)
+                    return make_error(fmt::format("backend {} of VIP {}: {} backend entries were created since start, "
+                                                  "the most one process holds; restart Sluice to compact",
+                                                  net::to_string(bc.addr, port), vc.name, kMaxBackendSlots));
+                bi = static_cast<int>(s.backends_.size());
+                s.backends_.emplace_back();
+            }
+            std::erase(gone, static_cast<uint16_t>(bi));
+            BackendEntry& b = s.backends_[static_cast<size_t>(bi)];
+            b.addr = bc.addr;
             b.port_raw = to_raw(port);
             b.vip = vip_idx;
             b.weight = bc.weight;
-            bool found = false;
-            for (const auto& n : config.neighbors)
-                if (n.addr == bc.addr) {
-                    b.mac = n.mac;
-                    found = true;
-                }
-            if (!found)
+            b.state = bc.state;
+            b.removed = false;
+            b.has_mac = mac_of(bc.addr, b.mac);
+            if (!b.has_mac && require_neighbors)
                 return make_error(fmt::format("backend {} of VIP {} has no --neighbor entry",
                                               net::to_string(bc.addr, port), vc.name));
-            if (s.backends_.size() >= 0xFFFF) return make_error("too many backends");
-            v.backends.push_back(static_cast<uint16_t>(s.backends_.size()));
-            members.push_back({backend_id(bc.addr, port), bc.weight});
-            s.backends_.push_back(b);
+            v.backends.push_back(static_cast<uint16_t>(bi));
+            // Only backends that are up and reachable take new flows.
+            members.push_back({backend_id(bc.addr, port), b.state == BackendState::up && b.has_mac ? bc.weight : 0});
         }
-        auto m = Maglev::build(members, vc.table_size);
-        if (!m) return make_error(fmt::format("VIP {}: {}", vc.name, m.error()));
-        v.maglev = std::move(*m);
+        std::vector<MaglevMember> sorted_new = members, sorted_old = old_members;
+        const auto by_id = [](const MaglevMember& a, const MaglevMember& b) { return a.id < b.id; };
+        std::sort(sorted_new.begin(), sorted_new.end(), by_id);
+        std::sort(sorted_old.begin(), sorted_old.end(), by_id);
+        const bool same = reusable && reusable->size() == vc.table_size && sorted_new.size() == sorted_old.size() &&
+                          std::equal(sorted_new.begin(), sorted_new.end(), sorted_old.begin(),
+                                     [](const MaglevMember& a, const MaglevMember& b) {
+                                         return a.id == b.id && a.weight == b.weight;
+                                     }) &&
+                          std::equal(members.begin(), members.end(), old_members.begin(), old_members.end(),
+                                     [](const MaglevMember& a, const MaglevMember& b) { return a.id == b.id; });
+        if (same) {
+            v.maglev = *reusable;
+        } else {
+            auto m = Maglev::build(members, vc.table_size);
+            if (!m) return make_error(fmt::format("VIP {}: {}", vc.name, m.error()));
+            v.maglev = std::move(*m);
+        }
+        for (uint16_t b : gone) v.backends.push_back(b);
 
         if (vc.addr.is_v4()) {
             const uint64_t key = v4_key(vc.addr.v4_be(), v.port_raw, static_cast<uint8_t>(vc.proto));
@@ -112,7 +203,6 @@ Expected<Service> Service::build(const Config& config) {
             s.index_[i] = Slot{lo, hi, meta, v.port_raw, vip_idx};
         }
         s.own_.push_back(vc.addr);
-        s.vips_.push_back(std::move(v));
     }
     return s;
 }
@@ -136,10 +226,17 @@ bool Service::owns_address(net::Family f, const uint8_t* addr) const noexcept {
     return false;
 }
 
+bool Service::is_self_address(net::Family f, const uint8_t* addr) const noexcept {
+    const size_t n = f == net::Family::v4 ? 4 : 16;
+    for (const auto& a : self_)
+        if (a.family == f && std::memcmp(a.bytes.data(), addr, n) == 0) return true;
+    return false;
+}
+
 bool Service::is_vip_address(net::Family f, const uint8_t* addr) const noexcept {
     const size_t n = f == net::Family::v4 ? 4 : 16;
     for (const auto& v : vips_)
-        if (v.addr.family == f && std::memcmp(v.addr.bytes.data(), addr, n) == 0) return true;
+        if (!v.removed && v.addr.family == f && std::memcmp(v.addr.bytes.data(), addr, n) == 0) return true;
     return false;
 }
 

@@ -1,14 +1,23 @@
 // Service: the configuration compiled into the form the data path reads.
 //
-// Built once on the control plane from a validated Config: VIPs with their Maglev tables,
-// backend entries with next-hop MACs, SNAT and own addresses, and a VIP lookup index keyed by
-// (address, port, protocol). Backend entries are per (VIP, backend) pair so counters are per
+// Built on the control plane from a validated Config: VIPs with their Maglev tables, backend
+// entries with states and next-hop MACs, SNAT and own addresses, and a VIP lookup index keyed
+// by (address, port, protocol). Backend entries are per (VIP, backend) pair so counters are per
 // VIP and a backend may serve several VIPs.
+//
+// A Service is one snapshot of the service settings. Flow records and counters refer to VIPs
+// and backends by index, so every snapshot built from a previous one keeps the indices of the
+// VIPs (same name, address, port, protocol and mode) and backends (same VIP, address and port)
+// it shares with it; new ones take fresh indices, and ones that left stay behind as `removed`
+// entries (in no lookup index and no Maglev table) so records that still name them resolve to
+// something harmless until the workers have flushed them. Indices are never reused, so a
+// process accepts kMaxVipSlots VIPs and kMaxBackendSlots backend entries over its lifetime.
 // Thread contract: immutable after build(); shared read-only by all workers.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lib/common/expected.hpp"
@@ -18,12 +27,24 @@
 
 namespace sluice::lb {
 
+// Index space of VIPs and backend entries over a process's lifetime (see above).
+constexpr size_t kMaxVipSlots = 4096;
+constexpr size_t kMaxBackendSlots = 65535;  // 16-bit indices; 0xFFFF is Maglev's "none"
+
 struct BackendEntry {
     net::IpAddr addr;
     uint16_t port_raw = 0;  // network order
     uint16_t vip = 0;
-    uint32_t weight = 0;
+    uint32_t weight = 0;    // configured weight (the Maglev weight is 0 unless state is up)
+    BackendState state = BackendState::up;
+    bool removed = false;   // left the configuration: takes no flows, its flows move
+    bool has_mac = false;   // next hop known (static or resolved); packets wait for it
     net::Mac mac;
+    // May this backend keep forwarding the flows it already has, under the VIP's policy?
+    bool keeps_flows(DownPolicy p) const noexcept {
+        if (removed) return false;
+        return state == BackendState::up || state == BackendState::draining || p == DownPolicy::keep;
+    }
 };
 
 struct VipEntry {
@@ -32,6 +53,8 @@ struct VipEntry {
     uint16_t port_raw = 0;
     Proto proto = Proto::tcp;
     Mode mode = Mode::nat;
+    DownPolicy on_down = DownPolicy::reschedule;
+    bool removed = false;            // left the configuration (kept so indices stay stable)
     std::vector<uint16_t> backends;  // backend entry indices, in the order Maglev was built with
     Maglev maglev;
 };
@@ -40,7 +63,15 @@ class Service {
 public:
     static constexpr uint16_t kNoVip = 0xFFFF;
 
-    static Expected<Service> build(const Config& config);
+    // Builds a snapshot of config. With `previous`, indices of the VIPs and backends both share
+    // are kept, and the Maglev table of a VIP whose members and weights did not change is
+    // reused instead of rebuilt. Errors: index space exhausted, a backend with no next hop
+    // while `require_neighbors`, Maglev errors.
+    static Expected<Service> build(const Config& config, const Service* previous = nullptr,
+                                   bool require_neighbors = true);
+    // Index of the backend entry (vip, addr, port) or -1; of the VIP named `name` or -1.
+    int find_backend(uint16_t vip, const net::IpAddr& addr, uint16_t port) const noexcept;
+    int find_vip_by_name(std::string_view name) const noexcept;
 
     // VIP index for a packet's (destination address, destination port, protocol), or kNoVip.
     // addr points at 4 or 16 bytes in network order.
@@ -61,6 +92,8 @@ public:
     }
     // True if the address is one Sluice answers ARP/ND for (VIPs, SNAT, self addresses).
     bool owns_address(net::Family f, const uint8_t* addr) const noexcept;
+    // True if the address is one of Sluice's own (--self): traffic for its kernel side.
+    bool is_self_address(net::Family f, const uint8_t* addr) const noexcept;
     // True if the address is a VIP address (any port/protocol).
     bool is_vip_address(net::Family f, const uint8_t* addr) const noexcept;
 
@@ -91,7 +124,7 @@ private:
     Config config_;
     std::vector<VipEntry> vips_;
     std::vector<BackendEntry> backends_;
-    std::vector<net::IpAddr> snat4_, snat6_, own_;
+    std::vector<net::IpAddr> snat4_, snat6_, own_, self_;
     std::vector<Slot4> index4_;  // IPv4 VIPs: open addressing, power-of-two size, load <= 50%
     std::vector<Slot> index_;    // IPv6 VIPs: the same
 };

@@ -180,6 +180,7 @@ const char* name(Verdict v) {
         case Verdict::tx: return "tx";
         case Verdict::drop: return "drop";
         case Verdict::redirect: return "redirect";
+        case Verdict::control: return "control";
     }
     return "?";
 }
