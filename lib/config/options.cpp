@@ -117,20 +117,31 @@ constexpr OptSpec kOptions[] = {
     {"check-config", nullptr, Kind::flag, true, "General",
      "validate the configuration, print a summary and exit\n(needs no EAL or hugepages)"},
 
-    {"vip", "NAME,ADDR:PORT/PROTO,MODE[,table=PRIME]", Kind::list, false, "Services (repeatable)",
+    {"vip", "NAME,ADDR:PORT/PROTO,MODE[,KEY=VALUE...]", Kind::list, false, "Services (repeatable)",
      "a virtual service; PROTO tcp|udp, MODE dsr|nat|fullnat;\n"
      "IPv6 in brackets: web6,[2001:db8::10]:443/tcp,fullnat;\n"
-     "table: Maglev table size, prime, <= 655373 (default 65537)"},
-    {"backend", "VIP,ADDR[:PORT][,weight=N]", Kind::list, false, "Services (repeatable)",
+     "table=PRIME  Maglev table size, <= 655373 (default 65537)\n"
+     "on-down=reschedule|keep|drop  flows of a down backend\n"
+     "  (default reschedule: they move on their next packet)\n"
+     "check=none|tcp|http  active health check (default none)\n"
+     "inter=DUR rise=N fall=N timeout=DUR  HAProxy's meaning;\n"
+     "  defaults 2s, 2, 3, timeout = inter; DUR: 500ms, 2s, 1m\n"
+     "http-path=/PATH http-status=CODE http-body=TEXT  for\n"
+     "  check=http (defaults /, 200, any body)\n"
+     "passive=N  mark a backend down after N failed TCP\n"
+     "  handshakes within one inter (default 0: off)"},
+    {"backend", "VIP,ADDR[:PORT][,weight=N][,state=S]", Kind::list, false, "Services (repeatable)",
      "a backend of VIP; PORT defaults to the VIP's port (and\n"
      "must equal it in dsr); weight 0..65535, default 1,\n"
-     "0 = drained (keeps its flows, takes no new ones)"},
+     "0 = drained (keeps its flows, takes no new ones);\n"
+     "state up|draining|disabled (default up)"},
     {"snat", "ADDR", Kind::list, false, "Services (repeatable)",
      "a source address for fullnat (one per family in use)"},
     {"self", "ADDR", Kind::list, false, "Services (repeatable)",
      "an address of Sluice itself (e.g. nat backends' gateway)"},
     {"neighbor", "ADDR,MAC", Kind::list, false, "Services (repeatable)",
-     "static next-hop MAC for ADDR; every backend needs one"},
+     "static next-hop MAC for ADDR; every backend needs one\n"
+     "unless --kernel-if resolves them"},
 
     {"timeout-tcp-syn", "SECONDS", Kind::scalar, false, "Flow timeouts (1..86400 s)",
      "half-open TCP flows (default 5)"},
@@ -159,6 +170,14 @@ constexpr OptSpec kOptions[] = {
      "print counters every SECONDS, 0..86400 (default 0: never)"},
     {"stats-json", "FILE", Kind::scalar, false, "Process settings (restart-only)",
      "write the counters as JSON to FILE on exit"},
+    {"control-socket", "PATH", Kind::scalar, false, "Process settings (restart-only)",
+     "Unix socket for sluicectl (default /run/sluice/sluice.sock;\n"
+     "'none' = no control socket)"},
+    {"kernel-if", "NAME", Kind::scalar, false, "Process settings (restart-only)",
+     "exception path: a TAP interface NAME<port> per data port\n"
+     "for Sluice's kernel side (its --self addresses go on the\n"
+     "backend port's); enables health probes through the data\n"
+     "ports and ARP/ND resolution of backends without --neighbor"},
 };
 
 const OptSpec* find_spec(std::string_view name) {
@@ -292,22 +311,70 @@ Expected<Endpoint> parse_endpoint(std::string_view s) {
     return ep;
 }
 
-// Trailing `key=N` fields of --vip and --backend; only `key` is known.
-Expected<std::optional<uint64_t>> parse_extras(const std::vector<std::string_view>& fields, size_t first,
-                                               std::string_view key, uint64_t lo, uint64_t hi,
-                                               std::string_view what) {
-    std::optional<uint64_t> value;
-    for (size_t i = first; i < fields.size(); ++i) {
-        auto f = fields[i];
-        auto eq = f.find('=');
-        if (eq == std::string_view::npos || f.substr(0, eq) != key)
-            return make_error(fmt::format("unknown field '{}' (expected {}=N)", f, key));
-        if (value) return make_error(fmt::format("{} given twice", key));
-        auto v = parse_number(f.substr(eq + 1), lo, hi, what);
-        if (!v) return Error{v.error()};
-        value = *v;
+// "500ms", "2s", "1m", or a plain number of milliseconds (HAProxy's default unit).
+Expected<uint32_t> parse_duration_ms(std::string_view s, std::string_view what) {
+    uint64_t scale = 1;
+    if (s.ends_with("ms")) s.remove_suffix(2);
+    else if (s.ends_with("s")) { s.remove_suffix(1); scale = 1000; }
+    else if (s.ends_with("m")) { s.remove_suffix(1); scale = 60'000; }
+    auto n = parse_number(s, 1, 3'600'000, what);
+    if (!n) return Error{n.error()};
+    if (*n * scale > 3'600'000) return make_error(fmt::format("{} above one hour", what));
+    return static_cast<uint32_t>(*n * scale);
+}
+
+Status apply_vip_field(VipConf& v, std::string_view key, std::string_view val) {
+    auto& c = v.check;
+    auto number = [&](uint32_t& field, uint64_t lo, uint64_t hi) -> Status {
+        auto n = parse_number(val, lo, hi, key);
+        if (!n) return make_error(n.error());
+        field = static_cast<uint32_t>(*n);
+        return {};
+    };
+    auto duration = [&](uint32_t& field) -> Status {
+        auto d = parse_duration_ms(val, key);
+        if (!d) return make_error(d.error());
+        field = *d;
+        return {};
+    };
+    if (key == "table") return number(v.table_size, 1, kMaxTableSize);
+    if (key == "on-down") {
+        if (val == "reschedule") v.on_down = lb::DownPolicy::reschedule;
+        else if (val == "keep") v.on_down = lb::DownPolicy::keep;
+        else if (val == "drop") v.on_down = lb::DownPolicy::drop;
+        else return make_error(fmt::format("bad on-down '{}' (reschedule, keep or drop)", val));
+        return {};
     }
-    return value;
+    if (key == "check") {
+        if (val == "none") c.kind = lb::CheckConf::Kind::none;
+        else if (val == "tcp") c.kind = lb::CheckConf::Kind::tcp;
+        else if (val == "http") c.kind = lb::CheckConf::Kind::http;
+        else return make_error(fmt::format("bad check '{}' (none, tcp or http)", val));
+        return {};
+    }
+    if (key == "inter") return duration(c.inter_ms);
+    if (key == "timeout") return duration(c.timeout_ms);
+    if (key == "rise") return number(c.rise, 1, 100);
+    if (key == "fall") return number(c.fall, 1, 100);
+    if (key == "passive") return number(v.passive_failures, 0, 1'000'000);
+    if (key == "http-status") {
+        uint32_t code = 0;
+        if (auto st = number(code, 100, 599); !st) return st;
+        c.http_status = static_cast<int>(code);
+        return {};
+    }
+    if (key == "http-path" || key == "http-body") {
+        // Sent in a request line or matched as is: printable ASCII, no spaces.
+        if (val.empty() || !std::all_of(val.begin(), val.end(), [](char ch) { return ch > 32 && ch < 127; }))
+            return make_error(fmt::format("bad {} '{}' (printable characters, no spaces or commas)", key, val));
+        if (key == "http-path" && val.front() != '/')
+            return make_error(fmt::format("bad http-path '{}' (starts with /)", val));
+        (key == "http-path" ? c.http_path : c.http_body) = std::string(val);
+        return {};
+    }
+    return make_error(fmt::format("unknown field '{}={}' (table, on-down, check, inter, timeout, rise, fall, "
+                                  "passive, http-path, http-status, http-body)",
+                                  key, val));
 }
 
 Expected<VipConf> parse_vip(std::string_view text) {
@@ -341,9 +408,17 @@ Expected<VipConf> parse_vip(std::string_view text) {
     else
         return make_error(fmt::format("bad mode '{}' (dsr, nat or fullnat)", f[2]));
 
-    auto table = parse_extras(f, 3, "table", 1, kMaxTableSize, "table size");
-    if (!table) return Error{table.error()};
-    if (*table) v.table_size = static_cast<uint32_t>(**table);
+    std::set<std::string_view> given;
+    for (size_t i = 3; i < f.size(); ++i) {
+        auto eq = f[i].find('=');
+        if (eq == std::string_view::npos) return make_error(fmt::format("'{}': expected KEY=VALUE", f[i]));
+        auto key = f[i].substr(0, eq), val = f[i].substr(eq + 1);
+        if (!given.insert(key).second) return make_error(fmt::format("{} given twice", key));
+        if (auto st = apply_vip_field(v, key, val); !st) return Error{st.error()};
+    }
+    if (v.check.kind != lb::CheckConf::Kind::http)
+        for (auto key : {"http-path", "http-status", "http-body"})
+            if (given.count(key)) return make_error(fmt::format("{} needs check=http", key));
     return v;
 }
 
@@ -356,9 +431,28 @@ Expected<std::pair<std::string, BackendConf>> parse_backend(std::string_view tex
     BackendConf b;
     b.addr = ep->addr;
     b.port = ep->port.value_or(0);
-    auto weight = parse_extras(f, 2, "weight", 0, kMaxWeight, "weight");
-    if (!weight) return Error{weight.error()};
-    if (*weight) b.weight = static_cast<uint32_t>(**weight);
+    std::set<std::string_view> given;
+    for (size_t i = 2; i < f.size(); ++i) {
+        auto eq = f[i].find('=');
+        auto key = f[i].substr(0, eq);
+        auto val = eq == std::string_view::npos ? std::string_view() : f[i].substr(eq + 1);
+        if (eq == std::string_view::npos || (key != "weight" && key != "state"))
+            return make_error(fmt::format("unknown field '{}' (expected weight=N or state=S)", f[i]));
+        if (!given.insert(key).second) return make_error(fmt::format("{} given twice", key));
+        if (key == "weight") {
+            auto w = parse_number(val, 0, kMaxWeight, "weight");
+            if (!w) return Error{w.error()};
+            b.weight = static_cast<uint32_t>(*w);
+        } else if (val == "up") {
+            b.state = lb::BackendState::up;
+        } else if (val == "draining") {
+            b.state = lb::BackendState::draining;
+        } else if (val == "disabled") {
+            b.state = lb::BackendState::disabled;
+        } else {
+            return make_error(fmt::format("bad state '{}' (up, draining or disabled)", val));
+        }
+    }
     return std::pair{std::string(f[0]), b};
 }
 
@@ -425,6 +519,11 @@ public:
     Status run() {
         if (auto s = check_numbers(); !s) return s;
         if (auto s = check_addrs("snat", c_.snat_addrs, o_ ? &o_->snat : nullptr); !s) return s;
+        // Flow records hold a 7-bit index into each family's SNAT addresses.
+        for (auto fam : {net::Family::v4, net::Family::v6})
+            if (std::count_if(c_.snat_addrs.begin(), c_.snat_addrs.end(),
+                              [&](const IpAddr& a) { return a.family == fam; }) > 127)
+                return make_error(fmt::format("--snat: more than 127 {} addresses", family_name(fam)));
         if (auto s = check_addrs("self", c_.self_addrs, o_ ? &o_->self : nullptr); !s) return s;
         if (auto s = check_neighbors(); !s) return s;
         return check_vips();
@@ -545,9 +644,9 @@ private:
             if (!seen.emplace(b.addr, port).second)
                 return fail(backend(i, j), fmt::format("duplicate backend {} in VIP '{}'",
                                                        net::to_string(b.addr, port), v.name));
-            if (!neighbors_.count(b.addr))
+            if (!neighbors_.count(b.addr) && c_.kernel_if.empty())
                 return fail(backend(i, j),
-                            fmt::format("no --neighbor for {} (static next-hop MACs are the only resolution for now)",
+                            fmt::format("no --neighbor for {} (give one, or --kernel-if to resolve it with ARP/ND)",
                                         net::to_string(b.addr)));
         }
         return {};
@@ -610,6 +709,18 @@ public:
         } else if (o.name == "stats-json") {
             if (o.value.empty()) return fail(describe(o), "missing file name");
             cfg_.stats_json = o.value;
+        } else if (o.name == "control-socket") {
+            if (o.value.empty()) return fail(describe(o), "missing path ('none' for no socket)");
+            cfg_.control_socket = o.value == "none" ? std::string() : o.value;
+        } else if (o.name == "kernel-if") {
+            // Linux interface names are at most 15 characters; the port number takes one or two.
+            if (o.value.empty() || o.value.size() > 13 ||
+                !std::all_of(o.value.begin(), o.value.end(), [](char ch) {
+                    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                           ch == '-' || ch == '_';
+                }))
+                return fail(describe(o), "bad interface name (1..13 letters, digits, '-', '_')");
+            cfg_.kernel_if = o.value;
         } else {
             Status st = fail(describe(o), "unhandled option");  // a kOptions entry without a case
             for_each_number(cfg_, [&](std::string_view name, uint32_t& field, uint64_t lo, uint64_t hi,

@@ -61,6 +61,7 @@ struct VipConf {
     uint32_t table_size = 65537;  // Maglev lookup table size: a prime
     DownPolicy on_down = DownPolicy::reschedule;
     CheckConf check;
+    uint32_t passive_failures = 0;  // failed handshakes per check interval that mark a backend down; 0 = off
     std::vector<BackendConf> backends;
 };
 
@@ -96,6 +97,8 @@ struct Config {
     uint32_t total_num_mbufs = 0;          // 0 = sized from ports, queues and workers
     uint32_t stats_period_s = 0;
     std::string stats_json;                // where to write the counters as JSON on exit
+    std::string control_socket = "/run/sluice/sluice.sock";  // empty = none
+    std::string kernel_if;                 // exception path TAP name prefix; empty = none
 };
 
 }  // namespace sluice::lb

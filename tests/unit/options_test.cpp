@@ -94,8 +94,8 @@ TEST_CASE("--help, -h and --version work without other arguments", "[options]") 
         CHECK(r->action == Action::help);
         CHECK(r->text == usage());
     }
-    CHECK_THAT(usage(), Contains("--vip NAME,ADDR:PORT/PROTO,MODE[,table=PRIME]"));
-    CHECK_THAT(usage(), Contains("--backend VIP,ADDR[:PORT][,weight=N]"));
+    CHECK_THAT(usage(), Contains("--vip NAME,ADDR:PORT/PROTO,MODE[,KEY=VALUE...]"));
+    CHECK_THAT(usage(), Contains("--backend VIP,ADDR[:PORT][,weight=N][,state=S]"));
     CHECK_THAT(usage(), Contains("--check-config"));
 
     auto v = parse_args({"--version"});
@@ -273,6 +273,18 @@ TEST_CASE("bad VIP values are rejected with the value quoted", "[options]") {
         {"table not a number", vip("x,203.0.113.20:80/tcp,nat,table=big"), {"'big'"}},
         {"table twice", vip("x,203.0.113.20:80/tcp,nat,table=7,table=11"), {"table given twice"}},
         {"unknown field", vip("x,203.0.113.20:80/tcp,nat,tabel=7"), {"'tabel=7'"}},
+        {"field without value", vip("x,203.0.113.20:80/tcp,nat,check"), {"'check'", "KEY=VALUE"}},
+        {"bad check", vip("x,203.0.113.20:80/tcp,nat,check=icmp"), {"'icmp'", "none, tcp or http"}},
+        {"bad on-down", vip("x,203.0.113.20:80/tcp,nat,on-down=panic"), {"'panic'", "reschedule"}},
+        {"inter zero", vip("x,203.0.113.20:80/tcp,nat,inter=0"), {"inter out of range"}},
+        {"inter unit", vip("x,203.0.113.20:80/tcp,nat,inter=2h"), {"'2h'"}},
+        {"inter too long", vip("x,203.0.113.20:80/tcp,nat,inter=61m"), {"above one hour"}},
+        {"rise zero", vip("x,203.0.113.20:80/tcp,nat,rise=0"), {"rise out of range"}},
+        {"fall too big", vip("x,203.0.113.20:80/tcp,nat,fall=101"), {"fall out of range"}},
+        {"http field without http", vip("x,203.0.113.20:80/tcp,nat,check=tcp,http-path=/h"), {"needs check=http"}},
+        {"http path relative", vip("x,203.0.113.20:80/tcp,nat,check=http,http-path=h"), {"starts with /"}},
+        {"http status", vip("x,203.0.113.20:80/tcp,nat,check=http,http-status=99"), {"http-status out of range"}},
+        {"check twice", vip("x,203.0.113.20:80/tcp,nat,check=tcp,check=http"), {"check given twice"}},
         {"bad name", vip("we b,203.0.113.20:80/tcp,nat"), {"'we b'"}},
         {"empty name", vip(",203.0.113.20:80/tcp,nat"), {"bad VIP name ''"}},
         {"unspecified v4", vip("x,0.0.0.0:80/tcp,nat"), {"0.0.0.0", "not unicast"}},
@@ -293,6 +305,34 @@ TEST_CASE("bad VIP values are rejected with the value quoted", "[options]") {
           "2001:db8:2::11,02:00:00:00:00:11", "--snat", "192.0.2.100"},
          {"f6,[2001:db8:1::10]:80/tcp,fullnat", "IPv6"}},
     });
+}
+
+TEST_CASE("health-check, down-policy and state fields", "[options]") {
+    auto r = parse_args({"--vip", "web,203.0.113.10:80/tcp,nat,check=http,inter=500ms,timeout=1s,rise=3,fall=2,"
+                                  "http-path=/healthz,http-status=204,http-body=ok,on-down=keep,passive=5",
+                         "--backend", "web,198.51.100.11:8080,state=draining,weight=3", "--backend",
+                         "web,198.51.100.12:8080,state=disabled", "--kernel-if", "sl"});
+    REQUIRE(r.ok());
+    const auto& v = r->config.vips.at(0);
+    CHECK(v.check.kind == sluice::lb::CheckConf::Kind::http);
+    CHECK(v.check.inter_ms == 500);
+    CHECK(v.check.effective_timeout_ms() == 1000);
+    CHECK(v.check.rise == 3);
+    CHECK(v.check.fall == 2);
+    CHECK(v.check.http_path == "/healthz");
+    CHECK(v.check.http_status == 204);
+    CHECK(v.check.http_body == "ok");
+    CHECK(v.on_down == sluice::lb::DownPolicy::keep);
+    CHECK(v.passive_failures == 5);
+    CHECK(v.backends.at(0).state == sluice::lb::BackendState::draining);
+    CHECK(v.backends.at(0).weight == 3);
+    CHECK(v.backends.at(1).state == sluice::lb::BackendState::disabled);
+    CHECK(r->config.kernel_if == "sl");  // and no --neighbor needed with it
+
+    auto d = parse_args({"--vip", "web,203.0.113.10:80/tcp,nat,inter=2s", "--backend", "web,198.51.100.11"});
+    REQUIRE_FALSE(d.ok());
+    CHECK_THAT(d.error(), Contains("no --neighbor for 198.51.100.11"));
+    CHECK_THAT(d.error(), Contains("--kernel-if"));
 }
 
 TEST_CASE("bad backend values are rejected with the value quoted", "[options]") {
