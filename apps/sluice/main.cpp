@@ -1,13 +1,18 @@
 // sluice: the load balancer. `sluice [EAL options] -- [options]`.
 //
-// The main lcore sets up ports and workers, then prints periodic statistics until SIGINT or
-// SIGTERM; every other lcore runs one worker's poll loop. With a single lcore, the main lcore
-// runs the only worker itself.
+// The main lcore sets up ports and workers, then is the control core until SIGINT or SIGTERM:
+// control socket, health probes, reloads (SIGHUP), snapshot publishing over RCU, the exception
+// path to the kernel side (--kernel-if) and periodic statistics. Every other lcore runs one
+// worker's poll loop. With a single lcore, the main lcore runs the only worker and gives the
+// control core a turn every millisecond.
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <rte_cycles.h>
@@ -16,28 +21,57 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_pdump.h>
+#include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
+#include <rte_telemetry.h>
+
+#include <sys/stat.h>
 
 #include <fmt/format.h>
 
 #include "drivers/dpdk/eal.hpp"
 #include "drivers/dpdk/port.hpp"
 #include "drivers/dpdk/worker.hpp"
+#include "drivers/linux/netlink.hpp"
 #include "lib/config/options.hpp"
+#include "lib/control/control_plane.hpp"
+#include "lib/control/ctl_server.hpp"
 #include "lib/lb/stats_json.hpp"
+#include "lib/net/neighbor.hpp"
 
 using namespace sluice;
 
 namespace {
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
 void on_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
+void on_hup(int) { g_reload.store(true, std::memory_order_relaxed); }
+
+int g_logtype = -1;  // rte_log type "sluice.control": --log-level=sluice.control:debug works
+
+// A request from the control core to one worker (the control core never touches a worker's
+// table itself). The worker runs it between bursts and sets `done`.
+struct WorkerCommand {
+    enum class Kind : uint8_t { flush_backend, clear_counters, explain } kind = Kind::clear_counters;
+    uint16_t backend = 0;
+    net::Family family = net::Family::v4;
+    uint8_t src[16] = {}, dst[16] = {};
+    uint16_t sport_raw = 0, dport_raw = 0;
+    uint8_t proto = 0;
+    lb::Dataplane::Explanation result;
+    std::atomic<bool> done{false};
+};
 
 struct WorkerSlot {
     std::unique_ptr<dpdk::Worker> worker;
     uint16_t queue = 0;
     std::vector<rte_ring*> rings_in;   // from every other worker
     std::vector<rte_ring*> rings_out;  // to every other worker (nullptr for itself)
+    rte_ring* commands = nullptr;      // control core -> worker (WorkerCommand*)
+    rte_ring* to_control = nullptr;    // worker -> control core (mbufs for the kernel side)
+    rte_ring* inject = nullptr;        // control core -> worker (mbufs to send as they are)
     uint64_t loops = 0;       // poll-loop iterations
     uint64_t busy_loops = 0;  // iterations that found packets (busy / loops = load)
 };
@@ -47,11 +81,16 @@ struct Runtime {
     uint16_t nb_ports = 0;
     uint32_t burst = 32;
     uint64_t tsc_per_ms = 1;
+    rte_rcu_qsbr* qsbr = nullptr;
+    std::atomic<const lb::Service*> current{nullptr};
+    bool main_runs_worker = false;
+    std::function<void()> control_step;  // the control core's turn (main lcore)
 };
 
 Runtime g_rt;
 
 uint32_t now_ms() noexcept { return static_cast<uint32_t>(rte_get_tsc_cycles() / g_rt.tsc_per_ms); }
+uint64_t now_ms64() noexcept { return rte_get_tsc_cycles() / g_rt.tsc_per_ms; }
 
 void flush(WorkerSlot& s) noexcept {
     dpdk::Worker& w = *s.worker;
@@ -78,6 +117,32 @@ void flush(WorkerSlot& s) noexcept {
         }
         st.n = 0;
     }
+    if (dpdk::Staging& st = w.control(); st.n) {
+        const unsigned q =
+            s.to_control ? rte_ring_sp_enqueue_burst(s.to_control, reinterpret_cast<void**>(st.pkts), st.n, nullptr) : 0;
+        if (q < st.n) {
+            w.count_drop(lb::Drop::redirect_full, st.n - q);
+            rte_pktmbuf_free_bulk(st.pkts + q, st.n - q);
+        }
+        st.n = 0;
+    }
+}
+
+void run_commands(WorkerSlot& s, uint32_t now) noexcept {
+    void* items[8];
+    const unsigned n = rte_ring_sc_dequeue_burst(s.commands, items, 8, nullptr);
+    lb::Dataplane& dp = s.worker->dataplane();
+    for (unsigned i = 0; i < n; ++i) {
+        auto* c = static_cast<WorkerCommand*>(items[i]);
+        switch (c->kind) {
+            case WorkerCommand::Kind::flush_backend: dp.flush_backend(c->backend); break;
+            case WorkerCommand::Kind::clear_counters: dp.counters().clear(); break;
+            case WorkerCommand::Kind::explain:
+                c->result = dp.explain(c->family, c->src, c->dst, c->sport_raw, c->dport_raw, c->proto, now);
+                break;
+        }
+        c->done.store(true, std::memory_order_release);
+    }
 }
 
 int worker_loop(void* arg) {
@@ -85,7 +150,17 @@ int worker_loop(void* arg) {
     dpdk::Worker& w = *s.worker;
     rte_mbuf* pkts[512];
     const uint16_t burst = static_cast<uint16_t>(g_rt.burst);
+    rte_rcu_qsbr_thread_register(g_rt.qsbr, s.queue);
+    rte_rcu_qsbr_thread_online(g_rt.qsbr, s.queue);
+    const lb::Service* running = &w.dataplane().service();
+    uint64_t next_control = 0;
     while (!g_stop.load(std::memory_order_relaxed)) {
+        // A newer snapshot: switch between bursts. The old one stays alive until every worker
+        // has reported a quiescent state after this point (RCU).
+        if (const lb::Service* cur = g_rt.current.load(std::memory_order_acquire); cur != running) {
+            w.dataplane().set_service(cur);
+            running = cur;
+        }
         const uint32_t now = now_ms();
         bool busy = false;
         for (uint16_t port = 0; port < w.nb_ports(); ++port) {
@@ -102,11 +177,32 @@ int worker_loop(void* arg) {
                 busy = true;
             }
         }
+        if (s.inject) {  // frames of the kernel side and the control core, sent unchanged
+            const unsigned n = rte_ring_sc_dequeue_burst(s.inject, reinterpret_cast<void**>(pkts), burst, nullptr);
+            for (unsigned i = 0; i < n; ++i) {
+                dpdk::Staging& st = w.tx(pkts[i]->port < w.nb_ports() ? pkts[i]->port : 0);
+                if (st.n < dpdk::Staging::kCap) {
+                    st.pkts[st.n++] = pkts[i];
+                    ++w.dataplane().counters().tx;
+                } else {
+                    w.count_drop(lb::Drop::tx_full);
+                    rte_pktmbuf_free(pkts[i]);
+                }
+            }
+        }
         flush(s);
         w.expire(now, 64);
+        run_commands(s, now);
+        rte_rcu_qsbr_quiescent(g_rt.qsbr, s.queue);
         s.busy_loops += busy;
         ++s.loops;
+        if (g_rt.main_runs_worker && now >= next_control) {  // one lcore: it is the control core too
+            g_rt.control_step();
+            next_control = now + 1;
+        }
     }
+    rte_rcu_qsbr_thread_offline(g_rt.qsbr, s.queue);
+    rte_rcu_qsbr_thread_unregister(g_rt.qsbr, s.queue);
     return 0;
 }
 
@@ -116,11 +212,119 @@ std::vector<const lb::Dataplane*> dataplanes() {
     return v;
 }
 
-int run(const lb::Config& cfg, const std::vector<std::string>& eal_args) {
+lb::WorkerCounters total_counters() {
+    lb::WorkerCounters t;
+    for (auto* d : dataplanes()) t.add(d->counters());
+    return t;
+}
+
+// ---- the control core's side of the workers -------------------------------------------------
+
+// Snapshots published to the workers and not yet reclaimed: freed once every worker has
+// passed a quiescent state after the publish (rte_rcu_qsbr token).
+struct Publisher {
+    std::shared_ptr<const lb::Service> live;
+    std::vector<std::pair<std::shared_ptr<const lb::Service>, uint64_t>> retired;
+
+    void publish(std::shared_ptr<const lb::Service> s) {
+        g_rt.current.store(s.get(), std::memory_order_release);
+        if (live) retired.emplace_back(std::move(live), rte_rcu_qsbr_start(g_rt.qsbr));
+        live = std::move(s);
+    }
+    void reclaim() {
+        while (!retired.empty() && rte_rcu_qsbr_check(g_rt.qsbr, retired.front().second, false) == 1)
+            retired.erase(retired.begin());
+    }
+};
+
+// Commands in flight to the workers; freed once done (or at exit, after the workers stopped).
+struct Commander {
+    std::vector<std::unique_ptr<WorkerCommand>> inflight;
+
+    WorkerCommand* send(uint16_t worker, std::unique_ptr<WorkerCommand> c) {
+        WorkerCommand* raw = c.get();
+        if (rte_ring_mp_enqueue(g_rt.slots[worker].commands, raw) != 0) return nullptr;
+        inflight.push_back(std::move(c));
+        return raw;
+    }
+    void broadcast(const WorkerCommand& proto) {
+        for (uint16_t w = 0; w < g_rt.slots.size(); ++w) {
+            auto c = std::make_unique<WorkerCommand>();
+            c->kind = proto.kind;
+            c->backend = proto.backend;
+            if (!send(w, std::move(c)))
+                rte_log(RTE_LOG_ERR, static_cast<uint32_t>(g_logtype), "sluice: worker %u command ring full\n", w);
+        }
+    }
+    void reap() {
+        std::erase_if(inflight, [](const auto& c) { return c->done.load(std::memory_order_acquire); });
+    }
+};
+
+// Where the kernel side lives: one TAP per data port, MAC-identical to it, so the kernel's
+// frames leave with the port's address and frames for the port's address reach the kernel.
+struct KernelSide {
+    std::vector<uint16_t> tap_of;   // data port -> TAP port id
+    std::vector<uint16_t> data_of;  // TAP port id -> data port (indexed by TAP port id)
+};
+
+Expected<KernelSide> setup_kernel_side(const lb::Config& cfg, uint16_t nb_ports, const std::vector<net::Mac>& macs,
+                                       uint16_t backend_port, rte_mempool* pool) {
+    KernelSide k;
+    k.tap_of.resize(nb_ports);
+    for (uint16_t p = 0; p < nb_ports; ++p) {
+        const std::string iface = fmt::format("{}{}", cfg.kernel_if, p);
+        const std::string vdev = fmt::format("net_tap_sluice{}", p);
+        const std::string args = fmt::format("iface={},mac={}", iface, net::to_string(macs[p]));
+        if (int rc = rte_eal_hotplug_add("vdev", vdev.c_str(), args.c_str()); rc != 0)
+            return make_error(fmt::format("cannot create TAP {} ({}): {} (is the tun module loaded?)", iface, args,
+                                          rte_strerror(-rc)));
+        uint16_t id = 0;
+        if (rte_eth_dev_get_port_by_name(vdev.c_str(), &id) != 0)
+            return make_error(fmt::format("TAP {} has no port id", iface));
+        auto info = dpdk::setup_port(id, {1, 256, 256, pool});
+        if (!info) return make_error(info.error());
+        k.tap_of[p] = id;
+        if (k.data_of.size() <= id) k.data_of.resize(id + 1, UINT16_MAX);
+        k.data_of[id] = p;
+        fmt::print("port {}: kernel side {} (port {})\n", p, iface, id);
+    }
+    const std::string iface = fmt::format("{}{}", cfg.kernel_if, backend_port);
+    for (size_t i = 0; i < cfg.self_addrs.size(); ++i) {
+        const uint8_t len = i < cfg.self_prefixes.size() ? cfg.self_prefixes[i] : (cfg.self_addrs[i].is_v4() ? 32 : 128);
+        if (auto st = linux_nl::add_address(iface, cfg.self_addrs[i], len); !st) return make_error(st.error());
+        fmt::print("kernel side: {}/{} on {}\n", net::to_string(cfg.self_addrs[i]), len, iface);
+    }
+    return k;
+}
+
+// Telemetry: /sluice/stats and /sluice/drops for dpdk-telemetry.py (read from the telemetry
+// thread: worker counters are read as the stats line reads them, slightly stale).
+int telemetry_stats(const char*, const char*, rte_tel_data* d) {
+    const lb::WorkerCounters t = total_counters();
+    rte_tel_data_start_dict(d);
+    const std::pair<const char*, uint64_t> items[] = {
+        {"rx", t.rx}, {"tx", t.tx}, {"forwarded", t.forwarded}, {"replies", t.replies},
+        {"flow_hits", t.flow_hits}, {"maglev_picks", t.maglev_picks}, {"rescheduled", t.rescheduled},
+        {"non_syn_miss", t.non_syn_miss}, {"redirected_out", t.redirected_out}, {"to_control", t.to_control},
+        {"arp_replies", t.arp_replies}, {"nd_replies", t.nd_replies}, {"drops", t.total_drops()}};
+    for (auto [k, v] : items) rte_tel_data_add_dict_u64(d, k, v);
+    return 0;
+}
+int telemetry_drops(const char*, const char*, rte_tel_data* d) {
+    const lb::WorkerCounters t = total_counters();
+    rte_tel_data_start_dict(d);
+    for (size_t i = 0; i < lb::kDropReasons; ++i) rte_tel_data_add_dict_u64(d, lb::to_string(static_cast<lb::Drop>(i)), t.drops[i]);
+    return 0;
+}
+
+int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const std::vector<std::string>& app_args) {
     if (auto st = dpdk::init_eal(eal_args); !st) {
         fmt::print(stderr, "sluice: {}\n", st.error());
         return 1;
     }
+    g_logtype = rte_log_register_type_and_pick_level("sluice.control", RTE_LOG_INFO);
+    if (g_logtype < 0) g_logtype = RTE_LOGTYPE_USER1;
     g_rt.tsc_per_ms = rte_get_tsc_hz() / 1000;
     g_rt.burst = cfg.burst;
     const uint16_t nb_ports = rte_eth_dev_count_avail();
@@ -140,12 +344,13 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args) {
     unsigned lc;
     RTE_LCORE_FOREACH_WORKER(lc) lcores.push_back(lc);
     const bool main_runs_worker = lcores.empty();
+    g_rt.main_runs_worker = main_runs_worker;
     const uint16_t nb_workers = main_runs_worker ? 1 : static_cast<uint16_t>(lcores.size());
 
     uint32_t nb_mbufs = cfg.total_num_mbufs;
     if (!nb_mbufs)
         nb_mbufs = std::max<uint32_t>(16384, nb_ports * nb_workers * (cfg.rxd + cfg.txd + 4 * cfg.burst) +
-                                                 nb_workers * 4 * 1024);
+                                                 nb_workers * 4 * 1024 + (cfg.kernel_if.empty() ? 0 : nb_ports * 2048));
     rte_mempool* pool = rte_pktmbuf_pool_create("sluice_mbufs", nb_mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
                                                 static_cast<int>(rte_socket_id()));
     if (!pool) {
@@ -156,6 +361,7 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args) {
 
     env.nb_workers = nb_workers;
     env.reta = net::Reta::round_robin(nb_workers);
+    env.exception_path = !cfg.kernel_if.empty();
     for (uint16_t p = 0; p < nb_ports; ++p) {
         auto info = dpdk::setup_port(p, {nb_workers, static_cast<uint16_t>(cfg.rxd), static_cast<uint16_t>(cfg.txd), pool});
         if (!info) {
@@ -166,20 +372,111 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args) {
         fmt::print("port {}: {} ({}) mac {} queues {}{}\n", p, info->name, info->driver, net::to_string(info->mac),
                    nb_workers, info->rss ? " rss" : "");
     }
+    KernelSide kernel;
+    if (env.exception_path) {
+        auto k = setup_kernel_side(cfg, nb_ports, env.port_macs, env.backend_port, pool);
+        if (!k) {
+            fmt::print(stderr, "sluice: {}\n", k.error());
+            return 1;
+        }
+        kernel = std::move(*k);
+    }
+    if (rte_pdump_init() != 0)  // lets dpdk-dumpcap capture from the running process
+        fmt::print(stderr, "sluice: warning: pdump unavailable: {}\n", rte_strerror(rte_errno));
 
-    auto service = lb::Service::build(cfg);
-    if (!service) {
-        fmt::print(stderr, "sluice: {}\n", service.error());
+    const size_t qsbr_size = rte_rcu_qsbr_get_memsize(nb_workers);
+    g_rt.qsbr = static_cast<rte_rcu_qsbr*>(rte_zmalloc("sluice_qsbr", qsbr_size, RTE_CACHE_LINE_SIZE));
+    if (!g_rt.qsbr || rte_rcu_qsbr_init(g_rt.qsbr, nb_workers) != 0) {
+        fmt::print(stderr, "sluice: cannot set up RCU for {} workers\n", nb_workers);
         return 1;
     }
-    auto shared = std::make_shared<const lb::Service>(std::move(*service));
+
+    // The control plane builds the first snapshot; workers start on it.
+    auto prober = control::Prober::create();
+    if (!prober) {
+        fmt::print(stderr, "sluice: {}\n", prober.error());
+        return 1;
+    }
+    Publisher publisher;
+    Commander commander;
+    control::Hooks hooks;
+    hooks.publish = [&](std::shared_ptr<const lb::Service> s) { publisher.publish(std::move(s)); };
+    hooks.flush_backend = [&](uint16_t b) {
+        WorkerCommand c;
+        c.kind = WorkerCommand::Kind::flush_backend;
+        c.backend = b;
+        commander.broadcast(c);
+    };
+    hooks.clear_counters = [&] {
+        WorkerCommand c;
+        c.kind = WorkerCommand::Kind::clear_counters;
+        commander.broadcast(c);
+    };
+    hooks.counters = [] { return total_counters(); };
+    hooks.log = [](const std::string& line) {
+        rte_log(RTE_LOG_NOTICE, static_cast<uint32_t>(g_logtype), "sluice: %s\n", line.c_str());
+    };
+    hooks.reread = [&]() -> Expected<lb::Config> {
+        auto p = config::parse_args(app_args);
+        if (!p) return make_error(p.error());
+        return p->config;
+    };
+    hooks.explain = [&](const control::Hooks::Tuple& t) -> std::optional<lb::Dataplane::Explanation> {
+        // Every worker answers from its own table; a hit anywhere wins (the flow's owner).
+        std::vector<WorkerCommand*> asked;
+        for (uint16_t w = 0; w < g_rt.slots.size(); ++w) {
+            auto c = std::make_unique<WorkerCommand>();
+            c->kind = WorkerCommand::Kind::explain;
+            const auto& [proto, src, sport, dst, dport] = t;
+            c->family = src.family;
+            std::memcpy(c->src, src.bytes.data(), 16);
+            std::memcpy(c->dst, dst.bytes.data(), 16);
+            c->sport_raw = rte_cpu_to_be_16(sport);
+            c->dport_raw = rte_cpu_to_be_16(dport);
+            c->proto = static_cast<uint8_t>(proto);
+            if (auto* raw = commander.send(w, std::move(c))) asked.push_back(raw);
+        }
+        const uint64_t deadline = now_ms64() + 200;
+        std::optional<lb::Dataplane::Explanation> best;
+        for (WorkerCommand* c : asked) {
+            while (!c->done.load(std::memory_order_acquire)) {
+                if (now_ms64() > deadline) return std::nullopt;
+                if (g_rt.main_runs_worker) run_commands(g_rt.slots[0], now_ms());
+                rte_pause();
+            }
+            if (!best || c->result.how == lb::Dataplane::Explanation::How::flow_hit) best = c->result;
+        }
+        return best;
+    };
+    control::ControlPlane cp(cfg, std::move(hooks), std::move(*prober));
+    // Probes leave from Sluice's own address on the backend side.
+    for (const auto& a : cfg.self_addrs) cp.prober().set_source(a);
+    if (auto st = cp.start(now_ms64()); !st) {
+        fmt::print(stderr, "sluice: {}\n", st.error());
+        return 1;
+    }
+    auto shared = cp.service();
 
     g_rt.slots.resize(nb_workers);
     for (uint16_t w = 0; w < nb_workers; ++w) {
         env.worker_id = w;
-        g_rt.slots[w].worker = std::make_unique<dpdk::Worker>(shared, env, cfg.flow_capacity, nb_ports);
-        g_rt.slots[w].queue = w;
-        g_rt.slots[w].rings_out.assign(nb_workers, nullptr);
+        WorkerSlot& s = g_rt.slots[w];
+        s.worker = std::make_unique<dpdk::Worker>(shared, env, cfg.flow_capacity, nb_ports);
+        s.queue = w;
+        s.rings_out.assign(nb_workers, nullptr);
+        s.commands = rte_ring_create(fmt::format("cmd_{}", w).c_str(), 256, static_cast<int>(rte_socket_id()),
+                                     RING_F_SC_DEQ);
+        if (env.exception_path) {
+            s.to_control = rte_ring_create(fmt::format("ctl_{}", w).c_str(), 1024, static_cast<int>(rte_socket_id()),
+                                           RING_F_SP_ENQ | RING_F_SC_DEQ);
+            if (w == 0)
+                s.inject = rte_ring_create("inject_0", 1024, static_cast<int>(rte_socket_id()),
+                                           RING_F_SP_ENQ | RING_F_SC_DEQ);
+        }
+        if (!s.commands || (env.exception_path && !s.to_control) || (env.exception_path && w == 0 && !s.inject)) {
+            fmt::print(stderr, "sluice: cannot create worker rings: {}\n", rte_strerror(rte_errno));
+            return 1;
+        }
     }
     for (uint16_t a = 0; a < nb_workers; ++a)
         for (uint16_t b = 0; b < nb_workers; ++b) {
@@ -194,11 +491,88 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args) {
             g_rt.slots[b].rings_in.push_back(r);
         }
 
+    std::optional<control::CtlServer> ctl;
+    if (!cfg.control_socket.empty()) {
+        // The default lives in /run/sluice (systemd's RuntimeDirectory); make it if absent.
+        if (auto slash = cfg.control_socket.rfind('/'); slash != std::string::npos && slash > 0)
+            ::mkdir(cfg.control_socket.substr(0, slash).c_str(), 0750);
+        auto srv = control::CtlServer::open(cfg.control_socket);
+        if (!srv) {
+            fmt::print(stderr, "sluice: control socket: {} (or pass --control-socket none)\n", srv.error());
+            return 1;
+        }
+        ctl.emplace(std::move(*srv));
+    }
+    rte_telemetry_register_cmd("/sluice/stats", telemetry_stats, "Sluice totals. Takes no parameters");
+    rte_telemetry_register_cmd("/sluice/drops", telemetry_drops, "Sluice drops by reason. Takes no parameters");
+
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
-    fmt::print("sluice: {} VIPs, {} workers, {} ports ({}), forwarding; Ctrl-C to stop\n", shared->vips().size(),
+    std::signal(SIGHUP, on_hup);
+    fmt::print("sluice: {} VIPs, {} workers, {} ports ({}), forwarding; Ctrl-C to stop\n", cfg.vips.size(),
                nb_workers, nb_ports, env.client_port == env.backend_port ? "one-arm" : "two-arm");
     std::fflush(stdout);
+
+    // The control core's turn: control socket, probes, reload, the exception path, neighbour
+    // resolution, snapshot reclamation. Never blocks for long (a worker may be running it).
+    uint64_t next_resolve = 0, next_refresh = 0;
+    const int ctl_wait = main_runs_worker ? 0 : 1;
+    const auto control_handler = [&](const Expected<control::Command>& c) { return cp.handle(c, now_ms64()); };
+    g_rt.control_step = [&] {
+        const uint64_t now = now_ms64();
+        if (ctl) ctl->poll(0, control_handler);
+        cp.poll(now, ctl_wait);
+        if (g_reload.exchange(false)) {
+            if (auto st = cp.reload(now); !st) fmt::print(stderr, "sluice: reload failed: {}\n", st.error());
+        }
+        if (env.exception_path) {
+            rte_mbuf* pkts[32];
+            // Worker -> kernel: learn neighbours on the way, then hand the frame to the TAP.
+            for (WorkerSlot& s : g_rt.slots) {
+                const unsigned n = rte_ring_sc_dequeue_burst(s.to_control, reinterpret_cast<void**>(pkts), 32, nullptr);
+                for (unsigned i = 0; i < n; ++i) {
+                    rte_mbuf* m = pkts[i];
+                    if (auto nb = net::learn_neighbor(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len))
+                        cp.learn_neighbor(nb->first, nb->second);
+                    const uint16_t tap = kernel.tap_of[m->port < nb_ports ? m->port : 0];
+                    if (rte_eth_tx_burst(tap, 0, &m, 1) != 1) rte_pktmbuf_free(m);
+                }
+            }
+            // Kernel -> wire: through worker 0's TX queue (the control core owns no data queue).
+            for (uint16_t p = 0; p < nb_ports; ++p) {
+                const uint16_t n = rte_eth_rx_burst(kernel.tap_of[p], 0, pkts, 32);
+                for (uint16_t i = 0; i < n; ++i) pkts[i]->port = p;
+                const unsigned q = n ? rte_ring_sp_enqueue_burst(g_rt.slots[0].inject, reinterpret_cast<void**>(pkts), n, nullptr) : 0;
+                if (q < n) rte_pktmbuf_free_bulk(pkts + q, n - q);
+            }
+            // Neighbour resolution for backends without a static MAC: every second while
+            // unresolved, every 30 s for the others (a replaced server changes MAC).
+            const bool refresh = now >= next_refresh;
+            if (now >= next_resolve || refresh) {
+                next_resolve = now + 1000;
+                if (refresh) next_refresh = now + 30'000;
+                const auto targets = refresh ? cp.dynamic_neighbors() : cp.unresolved();
+                for (const auto& t : targets) {
+                    const net::IpAddr* sender = nullptr;
+                    for (const auto& a : cfg.self_addrs)
+                        if (a.family == t.family) sender = &a;
+                    if (!sender && !t.is_v4()) continue;  // a solicitation needs a source address
+                    rte_mbuf* m = rte_pktmbuf_alloc(pool);
+                    if (!m) break;
+                    uint8_t* buf = rte_pktmbuf_mtod(m, uint8_t*);
+                    const net::IpAddr any = net::IpAddr{};
+                    const size_t len = t.is_v4() ? net::build_arp_request(buf, env.port_macs[env.backend_port], sender ? *sender : any, t)
+                                                 : net::build_neighbor_solicit(buf, env.port_macs[env.backend_port], *sender, t);
+                    m->data_len = static_cast<uint16_t>(len);
+                    m->pkt_len = static_cast<uint32_t>(len);
+                    m->port = env.backend_port;
+                    if (rte_ring_sp_enqueue(g_rt.slots[0].inject, m) != 0) rte_pktmbuf_free(m);
+                }
+            }
+        }
+        publisher.reclaim();
+        commander.reap();
+    };
 
     const uint64_t start = rte_get_tsc_cycles();
     if (main_runs_worker) {
@@ -207,11 +581,10 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args) {
         for (uint16_t w = 0; w < nb_workers; ++w) rte_eal_remote_launch(worker_loop, &g_rt.slots[w], lcores[w]);
         uint64_t last_rx = 0, last_tx = 0, last_new = 0, last_tsc = start;
         while (!g_stop.load(std::memory_order_relaxed)) {
-            rte_delay_ms(50);
+            g_rt.control_step();
             const uint64_t now = rte_get_tsc_cycles();
             if (!cfg.stats_period_s || now - last_tsc < cfg.stats_period_s * rte_get_tsc_hz()) continue;
-            lb::WorkerCounters t;
-            for (auto* d : dataplanes()) t.add(d->counters());
+            const lb::WorkerCounters t = total_counters();
             const double secs = static_cast<double>(now - last_tsc) / static_cast<double>(rte_get_tsc_hz());
             auto rate = [secs](uint64_t now_v, uint64_t then_v) { return static_cast<double>(now_v - then_v) / secs; };
             fmt::print("stats: rx-pps {:.0f} tx-pps {:.0f} new-flows-ps {:.0f} | {}\n", rate(t.rx, last_rx),
@@ -226,8 +599,7 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args) {
     }
     const double secs = static_cast<double>(rte_get_tsc_cycles() - start) / static_cast<double>(rte_get_tsc_hz());
 
-    lb::WorkerCounters total;
-    for (auto* d : dataplanes()) total.add(d->counters());
+    lb::WorkerCounters total = total_counters();
     fmt::print("\n---------------------- Forward statistics for all ports ----------------------\n");
     for (uint16_t p = 0; p < nb_ports; ++p) {
         rte_eth_stats st{};
@@ -246,7 +618,10 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args) {
     if (!cfg.stats_json.empty()) {
         std::ofstream(cfg.stats_json) << lb::stats_to_json(dataplanes());
     }
-    for (uint16_t p = 0; p < nb_ports; ++p) {
+    g_rt.control_step = nullptr;
+    ctl.reset();
+    rte_telemetry_register_cmd("/sluice/stats", nullptr, nullptr);
+    for (uint16_t p = 0; p < rte_eth_dev_count_avail(); ++p) {
         rte_eth_dev_stop(p);
         rte_eth_dev_close(p);
     }
@@ -273,5 +648,5 @@ int main(int argc, char** argv) {
         case config::Action::run:
             break;
     }
-    return run(parsed->config, args.eal);
+    return run(parsed->config, args.eal, args.app);
 }

@@ -137,8 +137,9 @@ constexpr OptSpec kOptions[] = {
      "state up|draining|disabled (default up)"},
     {"snat", "ADDR", Kind::list, false, "Services (repeatable)",
      "a source address for fullnat (one per family in use)"},
-    {"self", "ADDR", Kind::list, false, "Services (repeatable)",
-     "an address of Sluice itself (e.g. nat backends' gateway)"},
+    {"self", "ADDR[/LEN]", Kind::list, false, "Services (repeatable)",
+     "an address of Sluice itself (e.g. nat backends' gateway);\n"
+     "with --kernel-if it goes on the kernel side as ADDR/LEN"},
     {"neighbor", "ADDR,MAC", Kind::list, false, "Services (repeatable)",
      "static next-hop MAC for ADDR; every backend needs one\n"
      "unless --kernel-if resolves them"},
@@ -683,8 +684,20 @@ public:
             if (!b) return fail(describe(o), b.error());
             pending_.push_back({o, std::move(b->first), b->second});
         } else if (o.name == "snat" || o.name == "self") {
-            auto a = parse_addr(o.value);
+            std::string_view text = o.value;
+            uint8_t prefix = 0;
+            if (auto slash = text.find('/'); slash != std::string_view::npos && o.name == "self") {
+                auto len = parse_number(text.substr(slash + 1), 1, 128, "prefix length");
+                if (!len) return fail(describe(o), len.error());
+                prefix = static_cast<uint8_t>(*len);
+                text = text.substr(0, slash);
+            }
+            auto a = parse_addr(text);
             if (!a) return fail(describe(o), a.error());
+            if (o.name == "self") {
+                if (a->is_v4() && prefix > 32) return fail(describe(o), "prefix length out of range (1..32)");
+                cfg_.self_prefixes.push_back(prefix ? prefix : (a->is_v4() ? 32 : 128));
+            }
             (o.name == "snat" ? cfg_.snat_addrs : cfg_.self_addrs).push_back(*a);
             (o.name == "snat" ? origins_.snat : origins_.self).push_back(o);
         } else if (o.name == "neighbor") {

@@ -82,6 +82,7 @@ struct Config {
     std::vector<VipConf> vips;
     std::vector<net::IpAddr> snat_addrs;  // fullnat source addresses owned by Sluice
     std::vector<net::IpAddr> self_addrs;  // Sluice's own addresses (nat backends' gateway)
+    std::vector<uint8_t> self_prefixes;   // their prefix lengths on the kernel side (parallel)
     std::vector<NeighborConf> neighbors;  // static next-hop MACs for backends
     Timeouts timeouts;
 

@@ -43,7 +43,7 @@ mac=02:70:63:61:70:00
 run_sluice() {  # name lcores vdev-args
   local name=$1 lcores=$2 vdev=$3
   timeout -s INT 4 "$sluice" --lcores "$lcores" "${eal[@]}" --file-prefix "sluice-smoke-$name-$$" \
-    --vdev "$vdev" -- "${opts[@]}" --stats-json "$work/$name.json" >"$work/$name.log" 2>&1 || true
+    --vdev "$vdev" -- "${opts[@]}" --control-socket "$work/$name.sock" --stats-json "$work/$name.json" >"$work/$name.log" 2>&1 || true
   grep -q "Forward statistics" "$work/$name.log" || { cat "$work/$name.log"; fail "$name: no clean shutdown"; }
 }
 

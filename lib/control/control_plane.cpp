@@ -1,0 +1,397 @@
+#include "lib/control/control_plane.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "lib/config/options.hpp"
+
+namespace sluice::control {
+
+namespace {
+
+std::string backend_label(const std::string& vip, const net::IpAddr& addr, uint16_t port) {
+    return fmt::format("{}/{}", vip, net::to_string(addr, port));
+}
+
+uint16_t port_of(const lb::VipConf& v, const lb::BackendConf& b) { return b.port ? b.port : v.port; }
+
+// Restart-only settings a reload must not change (they size tables and name ports, or flow
+// records index into them: SNAT addresses, timeouts).
+Status same_process_settings(const lb::Config& a, const lb::Config& b) {
+    std::vector<std::string> changed;
+    if (a.snat_addrs != b.snat_addrs) changed.push_back("--snat");
+    if (a.self_addrs != b.self_addrs) changed.push_back("--self");
+    const auto& ta = a.timeouts;
+    const auto& tb = b.timeouts;
+    if (ta.tcp_syn_ms != tb.tcp_syn_ms || ta.tcp_established_ms != tb.tcp_established_ms ||
+        ta.tcp_closing_ms != tb.tcp_closing_ms || ta.udp_ms != tb.udp_ms)
+        changed.push_back("--timeout-*");
+    if (a.flow_capacity != b.flow_capacity) changed.push_back("--flow-capacity");
+    if (a.snat_port_min != b.snat_port_min || a.snat_port_max != b.snat_port_max) changed.push_back("--snat-ports");
+    if (a.client_port != b.client_port || a.backend_port != b.backend_port) changed.push_back("--client-port/--backend-port");
+    if (a.burst != b.burst || a.rxd != b.rxd || a.txd != b.txd || a.total_num_mbufs != b.total_num_mbufs)
+        changed.push_back("--burst/--rxd/--txd/--total-num-mbufs");
+    if (a.control_socket != b.control_socket) changed.push_back("--control-socket");
+    if (a.kernel_if != b.kernel_if) changed.push_back("--kernel-if");
+    if (changed.empty()) return {};
+    std::string list;
+    for (const auto& c : changed) list += (list.empty() ? "" : ", ") + c;
+    return make_error(fmt::format("restart-only settings changed ({}); restart Sluice to apply them", list));
+}
+
+}  // namespace
+
+ControlPlane::ControlPlane(lb::Config config, Hooks hooks, Prober prober)
+    : config_(std::move(config)), hooks_(std::move(hooks)), prober_(std::move(prober)) {}
+
+void ControlPlane::log(const std::string& line) const {
+    if (hooks_.log) hooks_.log(line);
+}
+
+lb::BackendState ControlPlane::effective(const lb::VipConf& v, const lb::BackendConf& b) const {
+    if (b.state == lb::BackendState::disabled) return lb::BackendState::disabled;
+    if (b.state == lb::BackendState::down) return lb::BackendState::down;
+    auto it = health_.find(Key{v.name, b.addr, port_of(v, b)});
+    if (it != health_.end() && !it->second.up) return lb::BackendState::down;
+    if (b.state == lb::BackendState::draining || b.weight == 0) return lb::BackendState::draining;
+    return lb::BackendState::up;
+}
+
+Status ControlPlane::start(uint64_t now_ms) {
+    last_passive_ms_ = now_ms;
+    return apply(config_, nullptr);
+}
+
+// The one path every change takes: build from the current snapshot, publish, flush departed
+// backends, then (re)arm the probes of the new backend set.
+Status ControlPlane::apply(lb::Config next, const char* why) {
+    if (auto st = config::validate(next); !st) return st;
+    lb::Config build_input = next;
+    for (auto& v : build_input.vips)
+        for (auto& b : v.backends) b.state = effective(v, b);
+    for (const auto& [addr, mac] : learnt_) {
+        const bool is_static = std::any_of(next.neighbors.begin(), next.neighbors.end(),
+                                           [&](const lb::NeighborConf& n) { return n.addr == addr; });
+        if (!is_static) build_input.neighbors.push_back({addr, mac});
+    }
+    auto built = lb::Service::build(build_input, service_.get(), next.kernel_if.empty());
+    if (!built) return make_error(built.error());
+    auto fresh = std::make_shared<const lb::Service>(std::move(*built));
+    std::vector<uint16_t> departed;
+    if (service_)
+        for (size_t i = 0; i < fresh->backends().size(); ++i)
+            if (fresh->backends()[i].removed && (i >= service_->backends().size() || !service_->backends()[i].removed))
+                departed.push_back(static_cast<uint16_t>(i));
+    config_ = std::move(next);
+    service_ = fresh;
+    if (hooks_.publish) hooks_.publish(service_);
+    for (uint16_t b : departed)
+        if (hooks_.flush_backend) hooks_.flush_backend(b);
+    sync_probes();
+    if (why) log(why);
+    return {};
+}
+
+void ControlPlane::sync_probes() {
+    std::map<Key, Health> next;
+    for (const auto& v : config_.vips)
+        for (const auto& b : v.backends) {
+            const uint16_t port = port_of(v, b);
+            Key k{v.name, b.addr, port};
+            auto it = health_.find(k);
+            Health h = it != health_.end() ? it->second : Health{};
+            if (it != health_.end()) health_.erase(it);
+            if (h.probe == 0 && v.check.kind != lb::CheckConf::Kind::none)
+                h.probe = prober_.add(b.addr, port, v.check, backend_label(v.name, b.addr, port), h.up);
+            next.emplace(std::move(k), std::move(h));
+        }
+    for (const auto& [k, h] : health_)  // backends that left
+        if (h.probe) prober_.remove(h.probe);
+    health_ = std::move(next);
+}
+
+void ControlPlane::poll(uint64_t now_ms, int max_wait_ms) {
+    events_.clear();
+    prober_.poll(now_ms, max_wait_ms, events_);
+    bool changed = false;
+    for (const auto& e : events_)
+        for (auto& [k, h] : health_)
+            if (h.probe == e.id && h.up != e.up) {
+                h.up = e.up;
+                h.reason = e.reason;
+                log(fmt::format("backend {} {}: {}", e.label, e.up ? "UP" : "DOWN", e.reason));
+                changed = true;
+            }
+    passive_check(now_ms);
+    if (changed)
+        if (auto st = apply(config_, nullptr); !st) log(fmt::format("cannot apply health change: {}", st.error()));
+}
+
+// Passive detection: per VIP, handshake failures counted by the workers over one check
+// interval; at the threshold the backend is marked down and only active checks bring it back.
+void ControlPlane::passive_check(uint64_t now_ms) {
+    bool any = false;
+    uint32_t period = UINT32_MAX;
+    for (const auto& v : config_.vips)
+        if (v.passive_failures) {
+            any = true;
+            period = std::min(period, v.check.inter_ms);
+        }
+    if (!any || !hooks_.counters || now_ms - last_passive_ms_ < period) return;
+    last_passive_ms_ = now_ms;
+    const lb::WorkerCounters total = hooks_.counters();
+    bool changed = false;
+    for (const auto& v : config_.vips)
+        for (const auto& b : v.backends) {
+            const uint16_t port = port_of(v, b);
+            auto it = health_.find(Key{v.name, b.addr, port});
+            const int idx = service_->find_backend(static_cast<uint16_t>(service_->find_vip_by_name(v.name)), b.addr, port);
+            if (it == health_.end() || idx < 0 || static_cast<size_t>(idx) >= total.backends.size()) continue;
+            Health& h = it->second;
+            const uint64_t seen = total.backends[static_cast<size_t>(idx)].handshake_failures;
+            const uint64_t delta = seen >= h.passive_seen ? seen - h.passive_seen : seen;  // counters may be cleared
+            h.passive_seen = seen;
+            if (!v.passive_failures || !h.up || delta < v.passive_failures) continue;
+            h.up = false;
+            h.reason = fmt::format("passive: {} failed TCP handshakes in {} ms (threshold {})", delta, period,
+                                   v.passive_failures);
+            if (h.probe) prober_.force(h.probe, false);
+            log(fmt::format("backend {} DOWN: {}", backend_label(v.name, b.addr, port), h.reason));
+            changed = true;
+        }
+    if (changed)
+        if (auto st = apply(config_, nullptr); !st) log(fmt::format("cannot apply passive change: {}", st.error()));
+}
+
+lb::BackendConf* ControlPlane::find(const std::string& vip, const net::IpAddr& addr, uint16_t port, lb::VipConf** out) {
+    for (auto& v : config_.vips) {
+        if (v.name != vip) continue;
+        if (out) *out = &v;
+        for (auto& b : v.backends)
+            if (b.addr == addr && (port == 0 || port_of(v, b) == port)) return &b;
+        return nullptr;
+    }
+    return nullptr;
+}
+
+namespace {
+Error no_vip(const std::string& vip) { return make_error(fmt::format("unknown VIP '{}'", vip)); }
+Error no_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port) {
+    return make_error(fmt::format("VIP '{}' has no backend {}", vip, port ? net::to_string(addr, port) : net::to_string(addr)));
+}
+}  // namespace
+
+Status ControlPlane::set_state(const std::string& vip, const net::IpAddr& addr, uint16_t port, lb::BackendState s) {
+    lb::VipConf* v = nullptr;
+    const lb::BackendConf* b = find(vip, addr, port, &v);
+    if (!v) return no_vip(vip);
+    if (!b) return no_backend(vip, addr, port);
+    const size_t vi = static_cast<size_t>(v - config_.vips.data());
+    const size_t bi = static_cast<size_t>(b - v->backends.data());
+    lb::Config next = config_;
+    next.vips[vi].backends[bi].state = s;
+    // An operator (or monitoring agent) saying "up" overrides the health verdict too.
+    if (s == lb::BackendState::up) {
+        auto it = health_.find(Key{vip, b->addr, port_of(*v, *b)});
+        if (it != health_.end() && !it->second.up) {
+            it->second.up = true;
+            it->second.reason = "set up by the operator";
+            if (it->second.probe) prober_.force(it->second.probe, true);
+        }
+    }
+    return apply(std::move(next), fmt::format("backend {} set {} by the operator",
+                                              backend_label(vip, b->addr, port_of(*v, *b)), lb::to_string(s))
+                                      .c_str());
+}
+
+Status ControlPlane::set_weight(const std::string& vip, const net::IpAddr& addr, uint16_t port, uint32_t weight) {
+    lb::VipConf* v = nullptr;
+    const lb::BackendConf* b = find(vip, addr, port, &v);
+    if (!v) return no_vip(vip);
+    if (!b) return no_backend(vip, addr, port);
+    const size_t vi = static_cast<size_t>(v - config_.vips.data());
+    const size_t bi = static_cast<size_t>(b - v->backends.data());
+    lb::Config next = config_;
+    next.vips[vi].backends[bi].weight = weight;
+    return apply(std::move(next), fmt::format("backend {} weight {} by the operator",
+                                              backend_label(vip, b->addr, port_of(*v, *b)), weight)
+                                      .c_str());
+}
+
+Status ControlPlane::add_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port, uint32_t weight) {
+    lb::VipConf* v = nullptr;
+    find(vip, addr, port, &v);
+    if (!v) return no_vip(vip);
+    const size_t vi = static_cast<size_t>(v - config_.vips.data());
+    lb::Config next = config_;
+    next.vips[vi].backends.push_back(lb::BackendConf{addr, port, weight, lb::BackendState::up});
+    const std::string label = backend_label(vip, addr, port ? port : v->port);
+    return apply(std::move(next), fmt::format("backend {} added by the operator (weight {})", label, weight).c_str());
+}
+
+Status ControlPlane::remove_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port) {
+    lb::VipConf* v = nullptr;
+    const lb::BackendConf* b = find(vip, addr, port, &v);
+    if (!v) return no_vip(vip);
+    if (!b) return no_backend(vip, addr, port);
+    if (v->backends.size() == 1)
+        return make_error(fmt::format("VIP '{}' would have no backend left; disable it instead", vip));
+    const size_t vi = static_cast<size_t>(v - config_.vips.data());
+    const size_t bi = static_cast<size_t>(b - v->backends.data());
+    const std::string label = backend_label(vip, b->addr, port_of(*v, *b));
+    lb::Config next = config_;
+    next.vips[vi].backends.erase(next.vips[vi].backends.begin() + static_cast<std::ptrdiff_t>(bi));
+    return apply(std::move(next), fmt::format("backend {} removed by the operator", label).c_str());
+}
+
+Status ControlPlane::reload(uint64_t /*now_ms*/) {
+    if (!hooks_.reread) return make_error("this instance has no configuration source to reload");
+    auto next = hooks_.reread();
+    if (!next) {
+        log(fmt::format("reload rejected, the running configuration stays: {}", next.error()));
+        return make_error(next.error());
+    }
+    if (auto st = same_process_settings(config_, *next); !st) {
+        log(fmt::format("reload rejected, the running configuration stays: {}", st.error()));
+        return st;
+    }
+    // Health verdicts and passive counts of backends that stay are kept by sync_probes().
+    if (auto st = apply(std::move(*next), "configuration reloaded"); !st) {
+        log(fmt::format("reload rejected, the running configuration stays: {}", st.error()));
+        return st;
+    }
+    return {};
+}
+
+void ControlPlane::learn_neighbor(const net::IpAddr& addr, const net::Mac& mac) {
+    bool wanted = false;
+    for (const auto& v : config_.vips)
+        for (const auto& b : v.backends) wanted |= b.addr == addr;
+    for (const auto& n : config_.neighbors) wanted &= n.addr != addr;  // static entries win
+    if (!wanted) return;
+    auto it = learnt_.find(addr);
+    if (it != learnt_.end() && it->second == mac) return;
+    log(fmt::format("neighbor {} is at {}{}", net::to_string(addr), net::to_string(mac),
+                    it == learnt_.end() ? "" : fmt::format(" (was {})", net::to_string(it->second))));
+    learnt_[addr] = mac;
+    if (auto st = apply(config_, nullptr); !st) log(fmt::format("cannot apply neighbor change: {}", st.error()));
+}
+
+std::vector<net::IpAddr> ControlPlane::dynamic_neighbors() const {
+    std::vector<net::IpAddr> out;
+    for (const auto& v : config_.vips)
+        for (const auto& b : v.backends) {
+            const bool is_static = std::any_of(config_.neighbors.begin(), config_.neighbors.end(),
+                                               [&](const lb::NeighborConf& n) { return n.addr == b.addr; });
+            if (!is_static && std::find(out.begin(), out.end(), b.addr) == out.end()) out.push_back(b.addr);
+        }
+    return out;
+}
+
+std::vector<net::IpAddr> ControlPlane::unresolved() const {
+    std::vector<net::IpAddr> out;
+    for (const auto& a : dynamic_neighbors())
+        if (!learnt_.count(a)) out.push_back(a);
+    return out;
+}
+
+std::string ControlPlane::list() const {
+    const lb::WorkerCounters total = hooks_.counters ? hooks_.counters() : lb::WorkerCounters{};
+    std::string o;
+    for (const auto& v : config_.vips) {
+        const int vi = service_->find_vip_by_name(v.name);
+        const lb::TrafficCounters vc =
+            vi >= 0 && static_cast<size_t>(vi) < total.vips.size() ? total.vips[static_cast<size_t>(vi)] : lb::TrafficCounters{};
+        o += fmt::format("vip {} {}/{} {} on-down={} check={} packets={} bytes={} new_flows={}\n", v.name,
+                         net::to_string(v.addr, v.port), lb::to_string(v.proto), lb::to_string(v.mode),
+                         lb::to_string(v.on_down), lb::to_string(v.check.kind), vc.packets, vc.bytes, vc.new_flows);
+        for (const auto& b : v.backends) {
+            const uint16_t port = port_of(v, b);
+            const int bi = vi >= 0 ? service_->find_backend(static_cast<uint16_t>(vi), b.addr, port) : -1;
+            const lb::TrafficCounters bc = bi >= 0 && static_cast<size_t>(bi) < total.backends.size()
+                                               ? total.backends[static_cast<size_t>(bi)]
+                                               : lb::TrafficCounters{};
+            auto it = health_.find(Key{v.name, b.addr, port});
+            const bool healthy = it == health_.end() || it->second.up;
+            const bool has_mac = bi >= 0 && service_->backends()[static_cast<size_t>(bi)].has_mac;
+            o += fmt::format("  backend {} state={} admin={} health={} weight={} mac={} packets={} bytes={} "
+                             "new_flows={} handshake_failures={}{}\n",
+                             net::to_string(b.addr, port), lb::to_string(effective(v, b)), lb::to_string(b.state),
+                             healthy ? "up" : "down", b.weight,
+                             has_mac ? net::to_string(service_->backends()[static_cast<size_t>(bi)].mac) : "unresolved",
+                             bc.packets, bc.bytes, bc.new_flows, bc.handshake_failures,
+                             it != health_.end() && !it->second.reason.empty()
+                                 ? fmt::format(" last_change=\"{}\"", it->second.reason)
+                                 : "");
+        }
+    }
+    return o;
+}
+
+std::string ControlPlane::stats() const {
+    const lb::WorkerCounters t = hooks_.counters ? hooks_.counters() : lb::WorkerCounters{};
+    std::string o = fmt::format(
+        "rx={} tx={} forwarded={} replies={} flow_hits={} maglev_picks={} rescheduled={} non_syn_miss={} "
+        "redirected_out={} to_control={} arp_replies={} nd_replies={} drops={}\n",
+        t.rx, t.tx, t.forwarded, t.replies, t.flow_hits, t.maglev_picks, t.rescheduled, t.non_syn_miss,
+        t.redirected_out, t.to_control, t.arp_replies, t.nd_replies, t.total_drops());
+    for (size_t i = 0; i < lb::kDropReasons; ++i)
+        if (t.drops[i]) o += fmt::format("drop {}={}\n", lb::to_string(static_cast<lb::Drop>(i)), t.drops[i]);
+    return o;
+}
+
+Expected<std::string> ControlPlane::explain(const Command& c) const {
+    if (!hooks_.explain) return make_error("explain is not available in this instance");
+    auto e = hooks_.explain(Hooks::Tuple{c.proto, c.src_addr, c.src_port, c.dst_addr, c.dst_port});
+    if (!e) return make_error("the workers did not answer in time; try again");
+    using How = lb::Dataplane::Explanation::How;
+    if (e->how == How::no_vip)
+        return make_error(fmt::format("no VIP is {}/{}", net::to_string(c.dst_addr, c.dst_port), lb::to_string(c.proto)));
+    const lb::VipEntry& vip = service_->vips()[e->vip];
+    if (e->how == How::no_backend) return fmt::format("vip {}: no backend is up: the packet would be dropped\n", vip.name);
+    const lb::BackendEntry& b = service_->backends()[e->backend];
+    const std::string be = net::to_string(b.addr, static_cast<uint16_t>(b.port_raw >> 8 | b.port_raw << 8));
+    if (e->how == How::maglev)
+        return fmt::format("vip {}: backend {} (Maglev pick: no flow yet, or its state was lost)\n", vip.name, be);
+    if (e->would_reschedule) {
+        if (vip.on_down == lb::DownPolicy::drop && !b.removed)
+            return fmt::format("vip {}: flow-table hit on backend {}, which is {}: on-down=drop drops it\n", vip.name,
+                               be, lb::to_string(b.state));
+        return fmt::format("vip {}: flow-table hit on backend {}, which is {}: rescheduled by Maglev on its next "
+                           "packet\n",
+                           vip.name, be, b.removed ? "removed" : lb::to_string(b.state));
+    }
+    return fmt::format("vip {}: backend {} (flow-table hit)\n", vip.name, be);
+}
+
+std::string ControlPlane::handle(const Expected<Command>& cmd, uint64_t now_ms) {
+    if (!cmd) return error_response(cmd.error());
+    const Command& c = *cmd;
+    auto done = [](const Status& st, std::string_view ok_text) {
+        return st ? ok_response(ok_text) : error_response(st.error());
+    };
+    switch (c.op) {
+        case Op::help: return ok_response(help_text());
+        case Op::list: return ok_response(list());
+        case Op::stats: return ok_response(stats());
+        case Op::add_backend: return done(add_backend(c.vip, c.addr, c.port, c.weight.value_or(1)), "backend added");
+        case Op::remove_backend: return done(remove_backend(c.vip, c.addr, c.port), "backend removed");
+        case Op::set_weight: return done(set_weight(c.vip, c.addr, c.port, c.weight.value_or(1)), "weight set");
+        case Op::drain:
+            return done(set_state(c.vip, c.addr, c.port, lb::BackendState::draining), "draining: existing flows stay, no new ones");
+        case Op::set_state: return done(set_state(c.vip, c.addr, c.port, c.state), "state set");
+        case Op::reload: return done(reload(now_ms), "configuration reloaded");
+        case Op::clear_counters:
+            if (hooks_.clear_counters) hooks_.clear_counters();
+            for (auto& [k, h] : health_) h.passive_seen = 0;
+            return ok_response("counters cleared");
+        case Op::explain: {
+            auto e = explain(c);
+            return e ? ok_response(*e) : error_response(e.error());
+        }
+    }
+    return error_response("unhandled command");
+}
+
+}  // namespace sluice::control

@@ -1,0 +1,114 @@
+// The control core's brain: the desired configuration, backend health, and the snapshots the
+// workers run on. No DPDK: the binary plugs it into rings, RCU and ports through Hooks, and
+// the tests drive it directly.
+//
+// Every change — a health transition, passive failure detection, a neighbour learnt, a
+// sluicectl command, a reload (SIGHUP or `sluicectl reload`) — goes through one path: update
+// the desired state, build a new Service from the current one (so indices stay stable and only
+// changed Maglev tables are rebuilt), publish it, and tell the workers to flush the flows of
+// backends that left. An invalid change is rejected with a message and changes nothing.
+//
+// A backend's effective state combines what the operator set (config or sluicectl: up,
+// draining, disabled, or down from a monitoring agent) with its health (active checks, and
+// passive detection, which only active checks undo): disabled wins, then down, then draining
+// (or weight 0), else up.
+//
+// Thread contract: one ControlPlane, used only by the control core thread. Hooks are called
+// from that thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "lib/common/expected.hpp"
+#include "lib/control/ctl_protocol.hpp"
+#include "lib/control/health.hpp"
+#include "lib/lb/config.hpp"
+#include "lib/lb/counters.hpp"
+#include "lib/lb/dataplane.hpp"
+#include "lib/lb/service.hpp"
+
+namespace sluice::control {
+
+struct Hooks {
+    // Makes the snapshot current for every worker (the binary: RCU publish).
+    std::function<void(std::shared_ptr<const lb::Service>)> publish;
+    // Asks every worker to forget the flows of backend entry `index`.
+    std::function<void(uint16_t index)> flush_backend;
+    std::function<void()> clear_counters;
+    // The sum of every worker's counters.
+    std::function<lb::WorkerCounters()> counters;
+    // Asks the workers where a flow goes; nullopt if they did not answer in time.
+    using Tuple = std::tuple<lb::Proto, net::IpAddr, uint16_t, net::IpAddr, uint16_t>;
+    std::function<std::optional<lb::Dataplane::Explanation>(const Tuple&)> explain;
+    // One line for the operator's log (state changes, reloads).
+    std::function<void(const std::string&)> log;
+    // Re-reads the configuration for a reload (the binary re-parses its arguments and file).
+    std::function<Expected<lb::Config>()> reread;
+};
+
+class ControlPlane {
+public:
+    ControlPlane(lb::Config config, Hooks hooks, Prober prober);
+
+    // Builds and publishes the first snapshot and starts the health checks.
+    Status start(uint64_t now_ms);
+    // Runs the health checks and passive detection; waits at most max_wait_ms for probes.
+    void poll(uint64_t now_ms, int max_wait_ms);
+    // The control socket's entry point: one command, one response (ctl_protocol framing).
+    std::string handle(const Expected<Command>& cmd, uint64_t now_ms);
+    // Re-reads and applies the configuration; on error the running one stays.
+    Status reload(uint64_t now_ms);
+    // A binding seen on the wire; rebuilds if a backend's next hop changed.
+    void learn_neighbor(const net::IpAddr& addr, const net::Mac& mac);
+    // Backend addresses with no static and no learnt MAC (to resolve), and all dynamic ones.
+    std::vector<net::IpAddr> unresolved() const;
+    std::vector<net::IpAddr> dynamic_neighbors() const;
+
+    const std::shared_ptr<const lb::Service>& service() const noexcept { return service_; }
+    const lb::Config& config() const noexcept { return config_; }
+    Prober& prober() noexcept { return prober_; }
+
+    // The operations behind the commands, one function each (also used by tests).
+    Status set_state(const std::string& vip, const net::IpAddr& addr, uint16_t port, lb::BackendState s);
+    Status set_weight(const std::string& vip, const net::IpAddr& addr, uint16_t port, uint32_t weight);
+    Status add_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port, uint32_t weight);
+    Status remove_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port);
+    std::string list() const;
+    std::string stats() const;
+    Expected<std::string> explain(const Command& c) const;
+
+private:
+    // Health and bookkeeping of one configured backend, keyed by (VIP name, address, port).
+    struct Health {
+        uint32_t probe = 0;          // Prober id; 0 = not probed
+        bool up = true;              // health verdict (checks, passive detection)
+        std::string reason;          // why it last changed
+        uint64_t passive_seen = 0;   // handshake failures counted at the last passive check
+    };
+    using Key = std::tuple<std::string, net::IpAddr, uint16_t>;
+
+    Status apply(lb::Config next, const char* why);
+    lb::BackendConf* find(const std::string& vip, const net::IpAddr& addr, uint16_t port, lb::VipConf** v = nullptr);
+    void sync_probes();
+    void passive_check(uint64_t now_ms);
+    lb::BackendState effective(const lb::VipConf& v, const lb::BackendConf& b) const;
+    void log(const std::string& line) const;
+
+    lb::Config config_;  // desired state (operator's view)
+    Hooks hooks_;
+    Prober prober_;
+    std::shared_ptr<const lb::Service> service_;
+    std::map<Key, Health> health_;
+    std::map<net::IpAddr, net::Mac> learnt_;
+    uint64_t last_passive_ms_ = 0;
+    std::vector<Prober::Event> events_;
+};
+
+}  // namespace sluice::control
