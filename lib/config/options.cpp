@@ -380,7 +380,7 @@ Status apply_vip_field(VipConf& v, std::string_view key, std::string_view val) {
 
 Expected<VipConf> parse_vip(std::string_view text) {
     auto f = split(text, ',');
-    if (f.size() < 3) return make_error("expected NAME,ADDR:PORT/PROTO,MODE[,table=PRIME]");
+    if (f.size() < 3) return make_error("expected NAME,ADDR:PORT/PROTO,MODE[,KEY=VALUE...]");
     VipConf v;
     v.name = std::string(f[0]);
 

@@ -298,6 +298,7 @@ std::vector<net::IpAddr> ControlPlane::unresolved() const {
 
 std::string ControlPlane::list() const {
     const lb::WorkerCounters total = hooks_.counters ? hooks_.counters() : lb::WorkerCounters{};
+    const auto probes = prober_.status();
     std::string o;
     for (const auto& v : config_.vips) {
         const int vi = service_->find_vip_by_name(v.name);
@@ -315,12 +316,19 @@ std::string ControlPlane::list() const {
             auto it = health_.find(Key{v.name, b.addr, port});
             const bool healthy = it == health_.end() || it->second.up;
             const bool has_mac = bi >= 0 && service_->backends()[static_cast<size_t>(bi)].has_mac;
+            std::string check;
+            if (it != health_.end() && it->second.probe)
+                for (const auto& st : probes)
+                    if (st.id == it->second.probe && !st.last_detail.empty())
+                        check = fmt::format(" last_check=\"{}\" ok_streak={} fail_streak={}", st.last_detail,
+                                            st.consecutive_ok, st.consecutive_fail);
             o += fmt::format("  backend {} state={} admin={} health={} weight={} mac={} packets={} bytes={} "
-                             "new_flows={} handshake_failures={}{}\n",
+                             "new_flows={} handshake_failures={}{}{}\n",
                              net::to_string(b.addr, port), lb::to_string(effective(v, b)), lb::to_string(b.state),
                              healthy ? "up" : "down", b.weight,
                              has_mac ? net::to_string(service_->backends()[static_cast<size_t>(bi)].mac) : "unresolved",
                              bc.packets, bc.bytes, bc.new_flows, bc.handshake_failures,
+                             check,
                              it != health_.end() && !it->second.reason.empty()
                                  ? fmt::format(" last_change=\"{}\"", it->second.reason)
                                  : "");

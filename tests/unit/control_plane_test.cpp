@@ -1,0 +1,202 @@
+// ControlPlane: snapshot building and publishing, command handling, health transitions and
+// passive detection, without DPDK (the hooks are plain functions here).
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+#include "lib/config/options.hpp"
+#include "lib/control/control_plane.hpp"
+
+using namespace sluice;
+using namespace sluice::control;
+using Catch::Matchers::Contains;
+
+namespace {
+
+uint64_t now_ms() {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
+
+lb::Config parse(std::vector<std::string> args) {
+    auto p = config::parse_args(args);
+    REQUIRE(p.ok());
+    return p->config;
+}
+
+// A TCP port on 127.0.0.1 that refuses connections (bound, not listening) or accepts them.
+struct LocalPort {
+    int fd = -1;
+    uint16_t port = 0;
+    explicit LocalPort(bool listening) {
+        fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        socklen_t len = sizeof a;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+        port = ntohs(a.sin_port);
+        if (listening) REQUIRE(::listen(fd, 64) == 0);
+    }
+    ~LocalPort() { ::close(fd); }
+};
+
+struct Harness {
+    std::vector<std::shared_ptr<const lb::Service>> published;
+    std::vector<uint16_t> flushed;
+    std::vector<std::string> logs;
+    lb::WorkerCounters counters;
+    lb::Config reread_config;
+    bool reread_fails = false;
+
+    Hooks hooks() {
+        Hooks h;
+        h.publish = [this](std::shared_ptr<const lb::Service> s) { published.push_back(std::move(s)); };
+        h.flush_backend = [this](uint16_t b) { flushed.push_back(b); };
+        h.counters = [this] { return counters; };
+        h.log = [this](const std::string& l) { logs.push_back(l); };
+        h.reread = [this]() -> Expected<lb::Config> {
+            if (reread_fails) return make_error("sluice.conf:1: --vip 'broken': expected NAME");
+            return reread_config;
+        };
+        return h;
+    }
+};
+
+const std::vector<std::string> kBase = {
+    "--vip", "web,203.0.113.10:80/tcp,nat", "--backend", "web,198.51.100.11:8080", "--backend",
+    "web,198.51.100.12:8080", "--backend", "web,198.51.100.13:8080", "--neighbor", "198.51.100.11,02:00:00:00:00:11",
+    "--neighbor", "198.51.100.12,02:00:00:00:00:12", "--neighbor", "198.51.100.13,02:00:00:00:00:13",
+    "--neighbor", "198.51.100.14,02:00:00:00:00:14"};
+
+ControlPlane make(Harness& h, lb::Config c) {
+    auto prober = Prober::create();
+    REQUIRE(prober.ok());
+    return ControlPlane(std::move(c), h.hooks(), std::move(*prober));
+}
+
+Command cmd(const std::string& line) {
+    auto c = parse_command(line);
+    REQUIRE(c.ok());
+    return *c;
+}
+
+}  // namespace
+
+TEST_CASE("commands change the snapshot, keep indices, and reject bad input without change", "[control]") {
+    Harness h;
+    auto cp = make(h, parse(kBase));
+    REQUIRE(cp.start(0).ok());
+    REQUIRE(h.published.size() == 1);
+    const auto first = h.published.back();
+    const uint16_t vip = static_cast<uint16_t>(first->find_vip_by_name("web"));
+    const int b2 = first->find_backend(vip, *net::parse_ip("198.51.100.12"), 8080);
+    REQUIRE(b2 >= 0);
+
+    SECTION("drain: weight 0 in Maglev, state draining, same index") {
+        auto r = cp.handle(cmd("drain web 198.51.100.12:8080"), 0);
+        CHECK_THAT(r, Contains("ok"));
+        const auto& s = *h.published.back();
+        CHECK(s.find_backend(vip, *net::parse_ip("198.51.100.12"), 8080) == b2);
+        CHECK(s.backends()[static_cast<size_t>(b2)].state == lb::BackendState::draining);
+        // Maglev never picks it now.
+        const auto& v = s.vips()[vip];
+        for (uint64_t f = 0; f < 5000; ++f) CHECK(v.backends[v.maglev.lookup(f * 0x9E3779B97F4A7C15ULL)] != b2);
+        CHECK_THAT(cp.list(), Contains("backend 198.51.100.12:8080 state=draining"));
+    }
+    SECTION("remove then add: the old entry becomes a tombstone and is flushed; new one gets a fresh index") {
+        CHECK_THAT(cp.handle(cmd("remove-backend web 198.51.100.12:8080"), 0), Contains("ok"));
+        REQUIRE(h.flushed == std::vector<uint16_t>{static_cast<uint16_t>(b2)});
+        const auto& s = *h.published.back();
+        CHECK(s.backends()[static_cast<size_t>(b2)].removed);
+        CHECK_THAT(cp.handle(cmd("add-backend web 198.51.100.14:8080 weight=2"), 0), Contains("ok"));
+        const auto& t = *h.published.back();
+        const int b4 = t.find_backend(vip, *net::parse_ip("198.51.100.14"), 8080);
+        CHECK(b4 == 3);  // indices are never reused
+        CHECK(t.backends()[3].weight == 2);
+    }
+    SECTION("unchanged VIPs reuse their Maglev table") {
+        CHECK_THAT(cp.handle(cmd("set-state web 198.51.100.12:8080 up"), 0), Contains("ok"));
+        CHECK(h.published.back()->vips()[vip].maglev.lookup(12345) == first->vips()[vip].maglev.lookup(12345));
+    }
+    SECTION("bad control input: clear errors, nothing published") {
+        const size_t before = h.published.size();
+        CHECK_THAT(cp.handle(cmd("drain nope 198.51.100.12:8080"), 0), Contains("error: unknown VIP 'nope'"));
+        CHECK_THAT(cp.handle(cmd("set-weight web 198.51.100.99 3"), 0), Contains("has no backend 198.51.100.99"));
+        CHECK_THAT(cp.handle(parse_command("set-weight web 198.51.100.11 70000"), 0), Contains("error"));
+        CHECK_THAT(cp.handle(cmd("add-backend web 198.51.100.99:8080"), 0), Contains("no --neighbor"));
+        CHECK_THAT(cp.handle(cmd("add-backend web 198.51.100.11:8080"), 0), Contains("duplicate backend"));
+        CHECK(h.published.size() == before);
+    }
+    SECTION("reload: broken file rejected and logged, good file applied") {
+        h.reread_fails = true;
+        const size_t before = h.published.size();
+        CHECK_THAT(cp.handle(cmd("reload"), 0), Contains("error: sluice.conf:1"));
+        CHECK(h.published.size() == before);
+        CHECK_THAT(h.logs.back(), Contains("reload rejected"));
+        h.reread_fails = false;
+        auto c = parse(kBase);
+        c.vips[0].backends.pop_back();
+        h.reread_config = c;
+        CHECK_THAT(cp.handle(cmd("reload"), 0), Contains("ok"));
+        CHECK(h.flushed.size() == 1);
+        auto bad = parse(kBase);
+        bad.flow_capacity = 4096;
+        h.reread_config = bad;
+        CHECK_THAT(cp.handle(cmd("reload"), 0), Contains("restart-only settings changed (--flow-capacity)"));
+    }
+}
+
+TEST_CASE("active checks take a backend down and back, logged once with the reason", "[control]") {
+    LocalPort alive(true), dead(false);
+    Harness h;
+    auto c = parse({"--vip", "web,203.0.113.10:80/tcp,nat,check=tcp,inter=50ms,fall=2,rise=2,timeout=100ms",
+                    "--backend", fmt::format("web,127.0.0.1:{}", alive.port), "--backend",
+                    fmt::format("web,127.0.0.1:{}", dead.port), "--neighbor", "127.0.0.1,02:00:00:00:00:01"});
+    auto cp = make(h, c);
+    const uint64_t t0 = now_ms();
+    REQUIRE(cp.start(t0).ok());
+    bool down = false;
+    while (!down && now_ms() - t0 < 3000) {
+        cp.poll(now_ms(), 10);
+        down = cp.list().find(fmt::format("backend 127.0.0.1:{} state=down", dead.port)) != std::string::npos;
+    }
+    REQUIRE(down);
+    const uint64_t took = now_ms() - t0;
+    CHECK(took <= 2 * 50 + 100 + 50 + 200);  // fall x inter + timeout, plus the first-probe offset and slack
+    const auto& s = *h.published.back();
+    const int dead_idx = s.find_backend(0, *net::parse_ip("127.0.0.1"), dead.port);
+    CHECK(s.backends()[static_cast<size_t>(dead_idx)].state == lb::BackendState::down);
+    REQUIRE(h.logs.size() == 1);
+    CHECK_THAT(h.logs[0], Contains("DOWN: tcp connect"));
+    CHECK_THAT(h.logs[0], Contains("2/2 failures"));
+    CHECK_THAT(cp.list(), Contains(fmt::format("backend 127.0.0.1:{} state=up", alive.port)));
+}
+
+TEST_CASE("passive detection marks a backend down; the operator can bring it back", "[control]") {
+    Harness h;
+    auto args = kBase;
+    args[1] = "web,203.0.113.10:80/tcp,nat,passive=5,inter=1s";
+    auto cp = make(h, parse(args));
+    REQUIRE(cp.start(0).ok());
+    const auto& s0 = *h.published.back();
+    const int b1 = s0.find_backend(0, *net::parse_ip("198.51.100.11"), 8080);
+    h.counters.backends.resize(s0.backends().size());
+    h.counters.backends[static_cast<size_t>(b1)].handshake_failures = 4;
+    cp.poll(1000, 0);
+    CHECK_THAT(cp.list(), Contains("backend 198.51.100.11:8080 state=up"));
+    h.counters.backends[static_cast<size_t>(b1)].handshake_failures = 10;  // 6 more in one interval
+    cp.poll(2000, 0);
+    CHECK_THAT(cp.list(), Contains("backend 198.51.100.11:8080 state=down"));
+    CHECK_THAT(h.logs.back(), Contains("passive: 6 failed TCP handshakes"));
+    CHECK(h.published.back()->backends()[static_cast<size_t>(b1)].state == lb::BackendState::down);
+    CHECK_THAT(cp.handle(cmd("set-state web 198.51.100.11:8080 up"), 3000), Contains("ok"));
+    CHECK_THAT(cp.list(), Contains("backend 198.51.100.11:8080 state=up"));
+}
