@@ -11,10 +11,14 @@
 // Every output packet is written to its port's capture with the timestamp of the input packet
 // that caused it. On exit: forward statistics per port, counters as JSON (--stats-json), and a
 // check that every mbuf went back to the pool.
+// --control-at N=COMMAND runs a sluicectl command through the control plane before the N-th
+// input packet (0-based): the same snapshot building and publishing path as the binary, so a
+// live change can be replayed and checked byte by byte.
 #include <pcap/pcap.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -32,6 +36,7 @@
 #include "drivers/dpdk/eal.hpp"
 #include "drivers/dpdk/worker.hpp"
 #include "lib/config/options.hpp"
+#include "lib/control/control_plane.hpp"
 #include "lib/lb/stats_json.hpp"
 #include "lib/net/parse.hpp"
 #include "lib/net/toeplitz.hpp"
@@ -52,12 +57,13 @@ struct HarnessArgs {
     std::map<uint16_t, std::string> in, out;
     std::map<uint16_t, net::Mac> macs;
     uint16_t workers = 1;
+    std::multimap<uint64_t, std::string> control_at;  // input packet index -> sluicectl command
     std::vector<std::string> rest;  // Sluice's own options
 };
 
 const char* kUsage =
     "usage: sluice-replay [EAL options --] --in PORT=FILE ... [--out PORT=FILE ...] [--workers N]\n"
-    "                     [--port-mac PORT=MAC ...] [sluice options ...]\n"
+    "                     [--port-mac PORT=MAC ...] [--control-at N=COMMAND ...] [sluice options ...]\n"
     "Ports without --port-mac get 02:00:00:00:00:0<PORT+1>. Without EAL options the harness runs with\n"
     "--no-huge -m 256 --no-pci and a private --file-prefix.\n";
 
@@ -78,9 +84,20 @@ Expected<HarnessArgs> parse_harness(const std::vector<std::string>& args) {
     };
     for (size_t i = 0; i < args.size(); ++i) {
         const std::string& a = args[i];
-        if (a == "--in" || a == "--out" || a == "--port-mac" || a == "--workers") {
+        if (a == "--in" || a == "--out" || a == "--port-mac" || a == "--workers" || a == "--control-at") {
             if (i + 1 >= args.size()) return make_error(fmt::format("{}: missing value", a));
             const std::string& v = args[++i];
+            if (a == "--control-at") {
+                const auto eq = v.find('=');
+                uint64_t at = 0;
+                const auto [end, ec] = std::from_chars(v.data(), v.data() + (eq == std::string::npos ? 0 : eq), at);
+                if (eq == std::string::npos || eq == 0 || ec != std::errc() || end != v.data() + eq)
+                    return make_error(fmt::format("--control-at '{}': expected N=COMMAND", v));
+                auto cmd = control::parse_command(v.substr(eq + 1));
+                if (!cmd) return make_error(fmt::format("--control-at '{}': {}", v, cmd.error()));
+                h.control_at.emplace(at, v.substr(eq + 1));
+                continue;
+            }
             if (a == "--workers") {
                 try {
                     const unsigned long n = std::stoul(v);
@@ -189,12 +206,49 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
     }
     const unsigned pool_free_at_start = rte_mempool_avail_count(pool);
 
-    auto service = lb::Service::build(cfg);
-    if (!service) {
-        fmt::print(stderr, "sluice-replay: {}\n", service.error());
+    // The control plane builds every snapshot; the harness is single-threaded, so publishing
+    // is a direct switch (the binary does the same through RCU). Snapshots stay alive to the end.
+    std::vector<std::unique_ptr<dpdk::Worker>> workers;
+    std::vector<std::shared_ptr<const lb::Service>> snapshots;
+    control::Hooks hooks;
+    hooks.publish = [&](std::shared_ptr<const lb::Service> s) {
+        for (auto& w : workers) w->dataplane().set_service(s.get());
+        snapshots.push_back(std::move(s));
+    };
+    hooks.flush_backend = [&](uint16_t b) {
+        for (auto& w : workers) w->dataplane().flush_backend(b);
+    };
+    hooks.clear_counters = [&] {
+        for (auto& w : workers) w->dataplane().counters().clear();
+    };
+    hooks.counters = [&] {
+        lb::WorkerCounters t;
+        for (auto& w : workers) t.add(w->dataplane().counters());
+        return t;
+    };
+    uint32_t clock_ms = 0;
+    hooks.explain = [&](const control::Hooks::Tuple& t) -> std::optional<lb::Dataplane::Explanation> {
+        const auto& [proto, src, sport, dst, dport] = t;
+        std::optional<lb::Dataplane::Explanation> best;
+        for (auto& w : workers) {
+            auto e = w->dataplane().explain(src.family, src.bytes.data(), dst.bytes.data(), rte_cpu_to_be_16(sport),
+                                            rte_cpu_to_be_16(dport), static_cast<uint8_t>(proto), clock_ms);
+            if (!best || e.how == lb::Dataplane::Explanation::How::flow_hit) best = e;
+        }
+        return best;
+    };
+    hooks.log = [](const std::string& line) { fmt::print("sluice-replay: {}\n", line); };
+    auto prober = control::Prober::create();  // never polled: the harness sends no probes
+    if (!prober) {
+        fmt::print(stderr, "sluice-replay: {}\n", prober.error());
         return 1;
     }
-    auto shared = std::make_shared<const lb::Service>(std::move(*service));
+    control::ControlPlane cp(cfg, std::move(hooks), std::move(*prober));
+    if (auto st = cp.start(0); !st) {
+        fmt::print(stderr, "sluice-replay: {}\n", st.error());
+        return 1;
+    }
+    auto shared = cp.service();
     env.nb_workers = h.workers;
     env.reta = net::Reta::round_robin(h.workers);
     for (uint16_t p = 0; p < nb_ports; ++p) {
@@ -202,7 +256,6 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
         if (auto it = h.macs.find(p); it != h.macs.end()) m = it->second;
         env.port_macs.push_back(m);
     }
-    std::vector<std::unique_ptr<dpdk::Worker>> workers;
     for (uint16_t w = 0; w < h.workers; ++w) {
         env.worker_id = w;
         workers.push_back(std::make_unique<dpdk::Worker>(shared, env, cfg.flow_capacity, nb_ports));
@@ -222,8 +275,14 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
     std::vector<uint64_t> rx_per_port(nb_ports), tx_per_port(nb_ports), oversize_per_port(nb_ports),
         rx_per_queue(h.workers);
     uint64_t alloc_failures = 0;
+    uint64_t index = 0;
     for (const InputPacket& in : *inputs) {
         const uint32_t now_ms = static_cast<uint32_t>(in.ts_us / 1000);
+        clock_ms = now_ms;
+        for (auto [it, end] = h.control_at.equal_range(index++); it != end; ++it) {
+            const std::string out = cp.handle(control::parse_command(it->second), now_ms);
+            fmt::print("sluice-replay: control at packet {}: {}: {}", it->first, it->second, out);
+        }
         if (in.bytes.size() > kMaxFrame) {
             ++oversize_per_port[in.port];
             continue;
