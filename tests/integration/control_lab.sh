@@ -52,6 +52,7 @@ for i in 1 2 3; do
   in_ns "$ns_lan" ip link set be$i up
   in_ns $tag-be$i ip link set lo up
   in_ns $tag-be$i ip addr add 198.51.100.1$i/24 dev eth0
+  in_ns $tag-be$i ip addr add 2001:db8:2::1$i/64 dev eth0 nodad
   in_ns $tag-be$i ip link set eth0 up
   # Frames leave with full checksums: Sluice patches them incrementally.
   in_ns $tag-be$i ethtool -K eth0 tx off >/dev/null
@@ -60,9 +61,11 @@ in_ns "$ns_lan" ip link set up0 up
 in_ns "$ns_lan" ip link set br0 up
 in_ns "$ns_cli" ip link set lo up
 in_ns "$ns_cli" ip addr add 192.0.2.10/24 dev cli0
+in_ns "$ns_cli" ip addr add 2001:db8:1::10/64 dev cli0 nodad
 in_ns "$ns_cli" ip link set cli0 up
 in_ns "$ns_cli" ethtool -K cli0 tx off >/dev/null
 in_ns "$ns_cli" ip route add 203.0.113.0/24 dev cli0   # the VIP is on-link: Sluice answers ARP for it
+in_ns "$ns_cli" ip -6 route add 2001:db8:3::/64 dev cli0  # and neighbour solicitations
 for l in lbc lbb; do
   in_ns "$ns_lb" ip link set $l up
   in_ns "$ns_lb" ethtool -K $l tx off rx off >/dev/null 2>&1 || true
@@ -78,6 +81,11 @@ start_backend() {
     >"$work/be$i.log" 2>&1 &
   eval "be${i}_pid=$!"
   pids+=("$!")
+  if [ -z "${2:-}" ]; then  # the IPv6 server runs throughout
+    ip netns exec $tag-be$i /usr/bin/python3 -m http.server 8080 --bind 2001:db8:2::1$i --directory "$work/www$i" \
+      >"$work/be$i-v6.log" 2>&1 &
+    pids+=("$!")
+  fi
 }
 stop_backend() { local v="be${1}_pid"; kill "${!v}"; wait "${!v}" 2>/dev/null || true; }
 for i in 1 2 3; do start_backend $i; done
@@ -89,8 +97,14 @@ vip = web,203.0.113.10:80/tcp,fullnat,check=http,inter=${inter}ms,fall=$fall,ris
 backend = web,198.51.100.11:8080
 backend = web,198.51.100.12:8080
 backend = web,198.51.100.13:8080
+vip = web6,[2001:db8:3::10]:80/tcp,fullnat,check=http,inter=${inter}ms,fall=$fall,rise=$rise,timeout=${timeout}ms
+backend = web6,[2001:db8:2::11]:8080
+backend = web6,[2001:db8:2::12]:8080
+backend = web6,[2001:db8:2::13]:8080
 snat = 198.51.100.100
+snat = 2001:db8:2::100
 self = 198.51.100.1/24
+self = 2001:db8:2::1/64
 kernel-if = slk
 control-socket = $sock
 EOF
@@ -113,7 +127,7 @@ wait_state() {
 
 # Up, and confirmed by real checks through the exception path (not just the initial state).
 t0=$(ms)
-until [ "$(ctl list | grep -c 'state=up .*last_check="http status 200"')" = 3 ]; do
+until [ "$(ctl list 2>/dev/null | grep -c 'state=up .*last_check="http status 200"')" = 6 ]; do
   [ $(($(ms) - t0)) -lt 15000 ] || fail "the backends' health checks do not pass"
   sleep 0.1
 done
@@ -123,16 +137,16 @@ until ! ctl list | grep -q "mac=unresolved"; do
   [ $(($(ms) - t0)) -lt 10000 ] || { ctl list; fail "backend MACs not resolved"; }
   sleep 0.1
 done
-echo "control_lab: three backends up, MACs resolved by ARP"
+echo "control_lab: three backends up over IPv4 and IPv6, MACs resolved by ARP and neighbour discovery"
 in_ns "$ns_lb" ping -c 1 -W 2 198.51.100.11 >/dev/null || fail "the kernel side cannot reach a backend"
 in_ns $tag-be1 ping -c 1 -W 2 198.51.100.1 >/dev/null || fail "Sluice's kernel side does not answer ping"
 echo "control_lab: the kernel side pings a backend and answers a backend's ping"
 
-# Runs N requests; prints "be1 be2 be3 failed" counts.
+# Runs N requests (to URL, default the IPv4 VIP); prints "be1 be2 be3 failed" counts.
 requests() {
-  local n=$1 c1=0 c2=0 c3=0 bad=0 out
+  local n=$1 url=${2:-http://203.0.113.10/} c1=0 c2=0 c3=0 bad=0 out
   for _ in $(seq "$n"); do
-    out=$(in_ns "$ns_cli" curl -s --max-time 3 http://203.0.113.10/ || true)
+    out=$(in_ns "$ns_cli" curl -s -g --max-time 3 "$url" || true)
     case $out in
       "backend be1") c1=$((c1 + 1)) ;;
       "backend be2") c2=$((c2 + 1)) ;;
@@ -148,8 +162,13 @@ echo "control_lab: 60 requests: be1 $a, be2 $b, be3 $c, failed $bad"
 [ "$bad" = 0 ] || fail "$bad requests failed with all backends up"
 [ "$a" -gt 0 ] && [ "$b" -gt 0 ] && [ "$c" -gt 0 ] || fail "a backend got no request"
 
+read -r a b c bad <<<"$(requests 30 'http://[2001:db8:3::10]/')"
+echo "control_lab: 30 IPv6 requests: be1 $a, be2 $b, be3 $c, failed $bad"
+[ "$bad" = 0 ] && [ "$a" -gt 0 ] && [ "$b" -gt 0 ] && [ "$c" -gt 0 ] || fail "IPv6 requests failed or missed a backend"
+in_ns $tag-be1 ping -6 -c 1 -W 2 2001:db8:2::1 >/dev/null || fail "Sluice's kernel side does not answer ping6"
+
 # ---- a backend fails: detection ----------------------------------------------------------------
-stop_backend 2
+stop_backend 2  # its IPv4 server only
 bound=$((fall * inter + timeout))
 detect=$(wait_state 198.51.100.12:8080 $((bound + 3000)) down) || fail "be2 not marked down"
 echo "control_lab: be2 stopped -> marked down after $detect ms (bound fall x inter + timeout = $bound ms)"
@@ -159,7 +178,7 @@ read -r a b c bad <<<"$(requests 40)"
 echo "control_lab: 40 requests with be2 down: be1 $a, be2 $b, be3 $c, failed $bad"
 [ "$bad" = 0 ] && [ "$b" = 0 ] || fail "requests failed or reached the down backend"
 
-start_backend 2
+start_backend 2 v4-only
 recover=$(wait_state 198.51.100.12:8080 $((rise * inter + timeout + 5000)) up) || fail "be2 never came back"
 echo "control_lab: be2 restarted -> marked up after $recover ms (rise = $rise, inter = $inter ms)"
 
