@@ -37,6 +37,7 @@
 #include "drivers/dpdk/worker.hpp"
 #include "lib/config/options.hpp"
 #include "lib/control/control_plane.hpp"
+#include "lib/control/flow_log_writer.hpp"
 #include "lib/lb/stats_json.hpp"
 #include "lib/net/parse.hpp"
 #include "lib/net/toeplitz.hpp"
@@ -256,9 +257,18 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
         if (auto it = h.macs.find(p); it != h.macs.end()) m = it->second;
         env.port_macs.push_back(m);
     }
+    std::vector<std::unique_ptr<lb::FlowLogRing>> flow_rings;
+    control::FlowLogWriter flow_log(cfg.flow_log_rate, [](const std::string& line) {
+        fmt::print("sluice-replay: {}\n", line);
+    });
     for (uint16_t w = 0; w < h.workers; ++w) {
         env.worker_id = w;
         workers.push_back(std::make_unique<dpdk::Worker>(shared, env, cfg.flow_capacity, nb_ports));
+        if (cfg.flow_log_one_in) {
+            flow_rings.push_back(std::make_unique<lb::FlowLogRing>(4096));
+            workers.back()->dataplane().enable_flow_log(cfg.flow_log_one_in, flow_rings.back().get());
+            flow_log.add_ring(flow_rings.back().get());
+        }
     }
 
     std::vector<pcap_dumper_t*> dumpers(nb_ports, nullptr);
@@ -331,6 +341,7 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
             }
         }
         for (auto& w : workers) w->expire(now_ms, 64);
+        if (cfg.flow_log_one_in) flow_log.drain(now_ms, *cp.service());
     }
     for (auto* d : dumpers)
         if (d) pcap_dump_close(d);

@@ -37,6 +37,7 @@
 #include "lib/config/options.hpp"
 #include "lib/control/control_plane.hpp"
 #include "lib/control/ctl_server.hpp"
+#include "lib/control/flow_log_writer.hpp"
 #include "lib/lb/stats_json.hpp"
 #include "lib/net/neighbor.hpp"
 
@@ -49,7 +50,8 @@ std::atomic<bool> g_reload{false};
 void on_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
 void on_hup(int) { g_reload.store(true, std::memory_order_relaxed); }
 
-int g_logtype = -1;  // rte_log type "sluice.control": --log-level=sluice.control:debug works
+int g_logtype = -1;       // rte_log type "sluice.control": --log-level=sluice.control:debug works
+int g_flowlog_type = -1;  // rte_log type "sluice.flowlog"
 
 // A request from the control core to one worker (the control core never touches a worker's
 // table itself). The worker runs it between bursts and sets `done`.
@@ -325,6 +327,8 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
     }
     g_logtype = rte_log_register_type_and_pick_level("sluice.control", RTE_LOG_INFO);
     if (g_logtype < 0) g_logtype = RTE_LOGTYPE_USER1;
+    g_flowlog_type = rte_log_register_type_and_pick_level("sluice.flowlog", RTE_LOG_INFO);
+    if (g_flowlog_type < 0) g_flowlog_type = RTE_LOGTYPE_USER2;
     g_rt.tsc_per_ms = rte_get_tsc_hz() / 1000;
     g_rt.burst = cfg.burst;
     const uint16_t nb_ports = rte_eth_dev_count_avail();
@@ -478,6 +482,17 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
             return 1;
         }
     }
+    // Flow log: one event ring per worker, drained and rate-limited by the control core.
+    std::vector<std::unique_ptr<lb::FlowLogRing>> flow_rings;
+    control::FlowLogWriter flow_log(cfg.flow_log_rate, [](const std::string& line) {
+        rte_log(RTE_LOG_INFO, static_cast<uint32_t>(g_flowlog_type), "sluice: %s\n", line.c_str());
+    });
+    if (cfg.flow_log_one_in)
+        for (WorkerSlot& s : g_rt.slots) {
+            flow_rings.push_back(std::make_unique<lb::FlowLogRing>(4096));
+            s.worker->dataplane().enable_flow_log(cfg.flow_log_one_in, flow_rings.back().get());
+            flow_log.add_ring(flow_rings.back().get());
+        }
     for (uint16_t a = 0; a < nb_workers; ++a)
         for (uint16_t b = 0; b < nb_workers; ++b) {
             if (a == b) continue;
@@ -570,6 +585,7 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
                 }
             }
         }
+        if (cfg.flow_log_one_in) flow_log.drain(now, *cp.service());
         publisher.reclaim();
         commander.reap();
     };

@@ -171,6 +171,12 @@ constexpr OptSpec kOptions[] = {
      "print counters every SECONDS, 0..86400 (default 0: never)"},
     {"stats-json", "FILE", Kind::scalar, false, "Process settings (restart-only)",
      "write the counters as JSON to FILE on exit"},
+    {"flow-log", "N", Kind::scalar, false, "Process settings (restart-only)",
+     "log 1 new flow in N at open and close (tuple, VIP, backend,\n"
+     "decision, packets, bytes, why it closed); 0 = off (default)"},
+    {"flow-log-rate", "LINES", Kind::scalar, false, "Process settings (restart-only)",
+     "at most LINES flow-log lines per second, 1..100000\n"
+     "(default 100; the rest are counted as suppressed)"},
     {"control-socket", "PATH", Kind::scalar, false, "Process settings (restart-only)",
      "Unix socket for sluicectl (default /run/sluice/sluice.sock;\n"
      "'none' = no control socket)"},
@@ -201,6 +207,8 @@ void for_each_number(C& c, F&& f) {
     f("txd", c.txd, 64, 16384, 1);
     f("total-num-mbufs", c.total_num_mbufs, 0, UINT32_MAX, 1);
     f("stats-period", c.stats_period_s, 0, 86400, 1);
+    f("flow-log", c.flow_log_one_in, 0, 1'000'000, 1);
+    f("flow-log-rate", c.flow_log_rate, 1, 100'000, 1);
 }
 
 // One option occurrence, as written.

@@ -168,9 +168,10 @@ void Dataplane::set_service(const Service* s) {
 }
 
 void Dataplane::flush_backend(uint16_t backend) {
-    if (std::find(flush_.begin(), flush_.end(), backend) != flush_.end()) return;
-    if (flush_.empty()) flush_cursor_[0] = flush_cursor_[1] = 0;
-    flush_.push_back(backend);
+    if (std::find(flush_.begin(), flush_.end(), backend) == flush_.end()) flush_.push_back(backend);
+    // (Re)start from the top: the new backend's flows may sit where a running sweep has been;
+    // the backends flushed before lose nothing by a second pass.
+    flush_cursor_[0] = flush_cursor_[1] = 0;
 }
 
 template <size_t A>
@@ -180,7 +181,7 @@ void Dataplane::sweep(uint32_t budget) noexcept {
     for (uint32_t end = std::min(ft.capacity(), cur + budget); cur < end; ++cur) {
         const FlowRecord<A>& r = ft.record(cur);
         if (r.state != FlowState::free && std::find(flush_.begin(), flush_.end(), r.backend) != flush_.end())
-            remove_flow<A>(cur, false);
+            remove_flow<A>(cur, FlowEvent::Why::flushed);
     }
 }
 
@@ -208,11 +209,94 @@ void Dataplane::flow_hashes(uint32_t id, uint64_t& h_fwd, uint64_t& h_rev, bool&
 }
 
 template <size_t A>
-void Dataplane::remove_flow(uint32_t id, bool expired) noexcept {
+void Dataplane::remove_flow(uint32_t id, FlowEvent::Why why) noexcept {
+    if (flow_log_) [[unlikely]] log_close<A>(id, why);
     uint64_t hf = 0, hr = 0;
     bool has_rev = false;
     flow_hashes<A>(id, hf, hr, has_rev);
-    table<A>().remove(id, hf, hr, has_rev, expired);
+    table<A>().remove(id, hf, hr, has_rev, why == FlowEvent::Why::idle);
+}
+
+void Dataplane::enable_flow_log(uint32_t one_in, FlowLogRing* ring) {
+    flow_log_one_in_ = one_in;
+    flow_log_ = one_in && ring ? ring : nullptr;
+    sampled_.assign(flow_log_ ? 8192 : 0, Sampled{});
+}
+
+// Linear probing with backward-shift deletion: no tombstones, so lookups stay short.
+Dataplane::Sampled* Dataplane::sampled_find(uint32_t key) noexcept {
+    const size_t mask = sampled_.size() - 1;
+    for (size_t i = (key * 0x9E3779B1u) & mask, n = 0; n < sampled_.size(); i = (i + 1) & mask, ++n) {
+        if (sampled_[i].key == key) return &sampled_[i];
+        if (sampled_[i].key == UINT32_MAX) return nullptr;
+    }
+    return nullptr;
+}
+
+void Dataplane::sampled_erase(Sampled* e) noexcept {
+    const size_t mask = sampled_.size() - 1;
+    size_t hole = static_cast<size_t>(e - sampled_.data());
+    for (size_t i = (hole + 1) & mask; sampled_[i].key != UINT32_MAX; i = (i + 1) & mask) {
+        const size_t home = (sampled_[i].key * 0x9E3779B1u) & mask;
+        // Move i into the hole unless its home lies cyclically in (hole, i].
+        if (((i - home) & mask) >= ((i - hole) & mask)) {
+            sampled_[hole] = sampled_[i];
+            hole = i;
+        }
+    }
+    sampled_[hole] = Sampled{};
+}
+
+template <size_t A>
+void Dataplane::log_open(uint32_t id, FlowEvent::Why why, uint32_t len, uint32_t now_ms) noexcept {
+    const uint32_t key = id | (A == 16 ? 1u << 31 : 0u);
+    const size_t mask = sampled_.size() - 1;
+    size_t i = (key * 0x9E3779B1u) & mask, n = 0;
+    for (; sampled_[i].key != UINT32_MAX && n < sampled_.size() / 2; i = (i + 1) & mask, ++n) {}
+    if (sampled_[i].key != UINT32_MAX) {  // half full: sample no more until some close
+        ++flow_log_lost_;
+        return;
+    }
+    sampled_[i] = Sampled{key, now_ms, now_ms, 1, len};
+    const FlowRecord<A>& r = table<A>().record(id);
+    FlowEvent e;
+    e.kind = FlowEvent::Kind::open;
+    e.why = why;
+    e.family = Ip<A>::kFamily;
+    std::memcpy(e.client, r.client_addr, A);
+    e.client_port_raw = r.client_port_raw;
+    e.vip = r.vip;
+    e.backend = r.backend;
+    if (!flow_log_->push(e)) ++flow_log_lost_;
+}
+
+template <size_t A>
+void Dataplane::log_packet(uint32_t id, uint32_t len, uint32_t now_ms) noexcept {
+    if (Sampled* e = sampled_find(id | (A == 16 ? 1u << 31 : 0u))) {
+        ++e->packets;
+        e->bytes += len;
+        e->last_ms = now_ms;
+    }
+}
+
+template <size_t A>
+void Dataplane::log_close(uint32_t id, FlowEvent::Why why) noexcept {
+    Sampled* s = sampled_find(id | (A == 16 ? 1u << 31 : 0u));
+    if (!s) return;
+    const FlowRecord<A>& r = table<A>().record(id);
+    FlowEvent e;
+    e.kind = FlowEvent::Kind::close;
+    e.why = why;
+    e.family = Ip<A>::kFamily;
+    std::memcpy(e.client, r.client_addr, A);
+    e.client_port_raw = r.client_port_raw;
+    e.vip = r.vip;
+    e.backend = r.backend;
+    e.duration_ms = s->last_ms - s->start_ms;
+    e.packets = s->packets;
+    e.bytes = s->bytes;
+    sampled_erase(s);
+    if (!flow_log_->push(e)) ++flow_log_lost_;
 }
 
 template <size_t A>
@@ -331,13 +415,13 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
     if (ref != FlowTable<A>::kNone) {
         const uint32_t hit = FlowTable<A>::ref_id(ref);
         if (ft.is_stale(hit, now_ms)) {
-            remove_flow<A>(hit, true);
+            remove_flow<A>(hit, FlowEvent::Why::idle);
             ref = FlowTable<A>::kNone;
         } else if (const BackendEntry& hb = service_->backends()[ft.record(hit).backend];
                    !hb.keeps_flows(vip.on_down)) [[unlikely]] {
             // Its backend is down or gone: the VIP's policy says drop, or decide again.
             if (vip.on_down == DownPolicy::drop && !hb.removed) return drop(p, Drop::backend_down);
-            remove_flow<A>(hit, false);
+            remove_flow<A>(hit, FlowEvent::Why::moved);
             ref = FlowTable<A>::kNone;
             moved = true;
             ++counters_.rescheduled;
@@ -347,6 +431,7 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
         id = FlowTable<A>::ref_id(ref);
         ++counters_.flow_hits;
         ft.touch(id, now_ms);
+        if (flow_log_) [[unlikely]] log_packet<A>(id, p.len, now_ms);
         FlowRecord<A>& rec = ft.record(id);
         if (tcp) {
             // Passive health: the client sends its SYN again and the backend has not answered
@@ -355,8 +440,11 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
             if ((flags & (kTcpSyn | kTcpAck)) == kTcpSyn && rec.state == FlowState::tcp_syn && !rec.replied)
                 ++counters_.backends[rec.backend].handshake_failures;
             if (flags & (kTcpRst | kTcpFin)) ft.set_state(id, FlowState::tcp_closing, now_ms);
-            else if ((flags & kTcpSyn) && rec.state == FlowState::tcp_closing) ft.set_state(id, FlowState::tcp_syn, now_ms);
-            else if (!(flags & kTcpSyn) && (flags & kTcpAck) && rec.state == FlowState::tcp_syn)
+            else if ((flags & kTcpSyn) && rec.state == FlowState::tcp_closing) {
+                // A new connection on the same tuple: its handshake starts unanswered.
+                ft.set_state(id, FlowState::tcp_syn, now_ms);
+                rec.replied = 0;
+            } else if (!(flags & kTcpSyn) && (flags & kTcpAck) && rec.state == FlowState::tcp_syn)
                 ft.set_state(id, FlowState::tcp_established, now_ms);
         }
     } else {
@@ -384,7 +472,10 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
         if (tcp) state = (flags & (kTcpRst | kTcpFin)) ? FlowState::tcp_closing
                          : (flags & kTcpSyn)          ? FlowState::tcp_syn
                                                       : FlowState::tcp_established;
-        auto rehash = [this](uint32_t vid, uint64_t& a, uint64_t& b, bool& r) { flow_hashes<A>(vid, a, b, r); };
+        auto rehash = [this](uint32_t vid, uint64_t& a, uint64_t& b, bool& r) {
+            if (flow_log_) [[unlikely]] log_close<A>(vid, FlowEvent::Why::evicted);
+            flow_hashes<A>(vid, a, b, r);
+        };
         id = ft.insert(hf, hr, vip.mode != Mode::dsr, state, now_ms, rehash);
         if (id == FlowTable<A>::kNone) return drop(p, Drop::flow_table_full);
         FlowRecord<A>& rec = ft.record(id);
@@ -398,6 +489,8 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
         std::memcpy(rec.client_mac, p.data + EthOff::src, 6);
         ++counters_.vips[vip_idx].new_flows;
         ++counters_.backends[be_idx].new_flows;
+        if (flow_log_ && hf % flow_log_one_in_ == 0) [[unlikely]]
+            log_open<A>(id, moved ? FlowEvent::Why::rescheduled : FlowEvent::Why::maglev_pick, p.len, now_ms);
     }
 
     const FlowRecord<A>& rec = ft.record(id);
@@ -439,7 +532,7 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
                std::memcmp(service_->snat(Ip<A>::kFamily)[rec.snat_idx].bytes.data(), dst, A) == 0;
     });
     if (ref != FlowTable<A>::kNone && ft.is_stale(FlowTable<A>::ref_id(ref), now_ms)) {
-        remove_flow<A>(FlowTable<A>::ref_id(ref), true);
+        remove_flow<A>(FlowTable<A>::ref_id(ref), FlowEvent::Why::idle);
         return drop(p, Drop::no_flow);
     }
     if (ref == FlowTable<A>::kNone) {
@@ -462,6 +555,7 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
     if (ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
     const uint32_t id = FlowTable<A>::ref_id(ref);
     ft.touch(id, now_ms);
+    if (flow_log_) [[unlikely]] log_packet<A>(id, p.len, now_ms);
     FlowRecord<A>& rec = ft.record(id);
     if (pp.l4_proto == kIpProtoTcp) {
         // Passive health: an RST before the handshake completed is a refused connection.
@@ -523,7 +617,7 @@ bool Dataplane::pick_snat(const BackendEntry& b, uint8_t proto, uint32_t now_ms,
                 // A flow idle past its timeout no longer holds its port, even if the expiry
                 // pass has not reached it yet.
                 if (!ft.is_stale(FlowTable<A>::ref_id(used), now_ms)) continue;
-                remove_flow<A>(FlowTable<A>::ref_id(used), true);
+                remove_flow<A>(FlowTable<A>::ref_id(used), FlowEvent::Why::idle);
             }
             idx = ai;
             port_raw = craw;
@@ -635,8 +729,14 @@ void Dataplane::expire(uint32_t now_ms, uint32_t budget) noexcept {
         sweep<16>(budget);
         if (flush_cursor_[0] >= flows4_->capacity() && flush_cursor_[1] >= flows6_->capacity()) flush_.clear();
     }
-    flows4_->expire(now_ms, budget, [this](uint32_t id, uint64_t& a, uint64_t& b, bool& r) { flow_hashes<4>(id, a, b, r); });
-    flows6_->expire(now_ms, budget, [this](uint32_t id, uint64_t& a, uint64_t& b, bool& r) { flow_hashes<16>(id, a, b, r); });
+    flows4_->expire(now_ms, budget, [this](uint32_t id, uint64_t& a, uint64_t& b, bool& r) {
+        if (flow_log_) [[unlikely]] log_close<4>(id, FlowEvent::Why::expired);
+        flow_hashes<4>(id, a, b, r);
+    });
+    flows6_->expire(now_ms, budget, [this](uint32_t id, uint64_t& a, uint64_t& b, bool& r) {
+        if (flow_log_) [[unlikely]] log_close<16>(id, FlowEvent::Why::expired);
+        flow_hashes<16>(id, a, b, r);
+    });
 }
 
 }  // namespace sluice::lb

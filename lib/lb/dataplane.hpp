@@ -16,6 +16,7 @@
 
 #include "lib/common/expected.hpp"
 #include "lib/lb/counters.hpp"
+#include "lib/lb/flow_log.hpp"
 #include "lib/lb/flow_table.hpp"
 #include "lib/lb/service.hpp"
 #include "lib/net/parse.hpp"
@@ -83,6 +84,11 @@ public:
         uint16_t backend = 0;  // backend entry index (flow_hit, maglev)
         bool would_reschedule = false;  // flow_hit on a backend that no longer keeps flows
     };
+    // Samples 1 new flow in one_in (0: off) into the flow log; events go to `ring` (owned by
+    // the caller, outliving the Dataplane). Lines lost to a full ring are counted.
+    void enable_flow_log(uint32_t one_in, FlowLogRing* ring);
+    uint64_t flow_log_lost() const noexcept { return flow_log_lost_; }
+
     Explanation explain(net::Family f, const uint8_t* src, const uint8_t* dst, uint16_t sport_raw, uint16_t dport_raw,
                         uint8_t proto, uint32_t now_ms) const noexcept;
 
@@ -121,7 +127,21 @@ private:
     template <size_t A>
     void flow_hashes(uint32_t id, uint64_t& h_fwd, uint64_t& h_rev, bool& has_rev) const noexcept;
     template <size_t A>
-    void remove_flow(uint32_t id, bool expired) noexcept;
+    void remove_flow(uint32_t id, FlowEvent::Why why) noexcept;
+    // Flow log bookkeeping for sampled flows (only called while the log is enabled).
+    template <size_t A>
+    void log_open(uint32_t id, FlowEvent::Why why, uint32_t len, uint32_t now_ms) noexcept;
+    template <size_t A>
+    void log_packet(uint32_t id, uint32_t len, uint32_t now_ms) noexcept;
+    template <size_t A>
+    void log_close(uint32_t id, FlowEvent::Why why) noexcept;
+    struct Sampled {
+        uint32_t key = UINT32_MAX;  // flow id | family bit; UINT32_MAX = empty
+        uint32_t start_ms = 0, last_ms = 0;
+        uint64_t packets = 0, bytes = 0;
+    };
+    Sampled* sampled_find(uint32_t key) noexcept;
+    void sampled_erase(Sampled* e) noexcept;
     template <size_t A>
     uint32_t find_forward(uint16_t vip, const uint8_t* client, uint16_t cport_raw, uint64_t h) const noexcept;
     template <size_t A>
@@ -155,6 +175,11 @@ private:
     // Backends whose flows are being flushed, and the sweep's position in each table.
     std::vector<uint16_t> flush_;
     uint32_t flush_cursor_[2] = {0, 0};
+    // Flow log: sampling rate, event ring, and the sampled flows' counters (open addressing).
+    uint32_t flow_log_one_in_ = 0;
+    FlowLogRing* flow_log_ = nullptr;
+    uint64_t flow_log_lost_ = 0;
+    std::vector<Sampled> sampled_;
 };
 
 }  // namespace sluice::lb

@@ -107,6 +107,8 @@ self = 198.51.100.1/24
 self = 2001:db8:2::1/64
 kernel-if = slk
 control-socket = $sock
+flow-log = 1
+timeout-tcp-closing = 1
 EOF
 cp "$work/sluice.conf" "$work/good.conf"
 ip netns exec "$ns_lb" "$sluice" -l 0 --no-huge -m 512 --no-pci --file-prefix "$tag" \
@@ -219,6 +221,13 @@ read -r a b c bad <<<"$(requests 20)"
 echo "control_lab: reload without be3 applied live: be1 $a, be2 $b, failed $bad"
 
 grep -q "DOWN: tcp connect" "$work/sluice.log" || fail "the down transition was not logged"
+sleep 2  # closing flows expire (timeout-tcp-closing 1 s): their close lines appear
+grep -q "sluice: flow open tcp 192.0.2.10:40001 -> web 203.0.113.10:80 backend" "$work/sluice.log" ||
+  fail "flow log: no open line for the explained flow"
+grep -qE "sluice: flow close tcp .* packets [0-9]+ bytes [0-9]+ duration" "$work/sluice.log" ||
+  fail "flow log: no close line"
+echo "control_lab: flow log: $(grep -c 'flow open' "$work/sluice.log") opens, $(grep -c 'flow close' "$work/sluice.log") closes, e.g."
+grep -m1 "flow close" "$work/sluice.log" | sed 's/^/  /' 
 echo "control_lab: state changes logged:"
 grep -E "sluice: backend .* (UP|DOWN)" "$work/sluice.log" | sed 's/^/  /'
 echo "control_lab: PASS"

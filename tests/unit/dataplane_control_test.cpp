@@ -837,3 +837,47 @@ TEST_CASE("live: clearing the counters zeroes them all and keeps the per-VIP and
     rig.expect(to_vip(rig.svc(), v, 1000, kAck), 3, Verdict::tx, kHit);
     CHECK(wc.rx == 1);
 }
+
+TEST_CASE("live: a new handshake on a closing flow's tuple starts unanswered", "[live]") {
+    // SYN, SYN-ACK, ACK, FIN: then the client reuses the tuple. Its unanswered SYN (repeated)
+    // and a refusal of it must both count, although the first connection was answered.
+    for (const bool refused : {false, true}) {
+        INFO((refused ? "refused" : "unanswered"));
+        Rig rig;
+        const uint16_t v = rig.vip("nat4");
+        const Out syn = rig.run(to_vip(rig.svc(), v, 1000, kSyn), 0);
+        const int b = backend_of(rig.svc(), v, syn);
+        REQUIRE(b >= 0);
+        rig.expect(answer(syn.bytes, kSyn | kAck), 1, Verdict::tx, kReply, 1);
+        rig.expect(to_vip(rig.svc(), v, 1000, kAck), 2, Verdict::tx, kHit);
+        rig.expect(to_vip(rig.svc(), v, 1000, sluice::test::kFin | kAck), 3, Verdict::tx, kHit);
+        const Out again = rig.run(to_vip(rig.svc(), v, 1000, kSyn), 100);
+        REQUIRE(again.verdict == Verdict::tx);
+        if (refused)
+            rig.expect(answer(again.bytes, kRst | kAck), 101, Verdict::tx, kReply, 1);
+        else
+            rig.expect(to_vip(rig.svc(), v, 1000, kSyn), 1100, Verdict::tx, kHit);
+        CHECK(rig.dp->counters().backends[static_cast<size_t>(b)].handshake_failures == 1);
+    }
+}
+
+TEST_CASE("live: a second flush during a sweep still covers the whole table", "[live]") {
+    Rig rig;
+    const uint16_t v = rig.vip("nat4");
+    std::vector<Flow> flows;
+    for (uint16_t sport = 1000; sport < 1100; ++sport) flows.push_back({v, sport, rig.open(v, sport, 0)});
+    const int x = flows[0].backend;
+    int y = -1;
+    for (const Flow& f : flows)
+        if (f.backend != x) y = f.backend;
+    REQUIRE(y >= 0);
+    const auto on = [&](int b) {
+        return static_cast<uint32_t>(std::count_if(flows.begin(), flows.end(), [&](const Flow& f) { return f.backend == b; }));
+    };
+    rig.dp->flush_backend(static_cast<uint16_t>(x));
+    rig.dp->expire(100, 512);  // the sweep is past every record in use
+    rig.dp->flush_backend(static_cast<uint16_t>(y));
+    for (int i = 0; i < 1000 && rig.dp->flush_pending(); ++i) rig.dp->expire(100, 512);
+    CHECK_FALSE(rig.dp->flush_pending());
+    CHECK(rig.dp->flows4().size() == 100 - on(x) - on(y));
+}
