@@ -169,6 +169,11 @@ echo "control_lab: 30 IPv6 requests: be1 $a, be2 $b, be3 $c, failed $bad"
 [ "$bad" = 0 ] && [ "$a" -gt 0 ] && [ "$b" -gt 0 ] && [ "$c" -gt 0 ] || fail "IPv6 requests failed or missed a backend"
 in_ns $tag-be1 ping -6 -c 1 -W 2 2001:db8:2::1 >/dev/null || fail "Sluice's kernel side does not answer ping6"
 
+# DPDK telemetry: the stock client reads Sluice's counters.
+tel=$(echo /sluice/stats | in_ns "$ns_lb" dpdk-telemetry.py -f "$tag" 2>/dev/null | grep -o '"forwarded": [0-9]*' || true)
+[ -n "$tel" ] && [ "${tel#*: }" -gt 0 ] || fail "dpdk-telemetry.py /sluice/stats: no forwarded count"
+echo "control_lab: dpdk-telemetry.py /sluice/stats: $tel"
+
 # ---- a backend fails: detection ----------------------------------------------------------------
 stop_backend 2  # its IPv4 server only
 bound=$((fall * inter + timeout))
