@@ -24,9 +24,15 @@ pids=()
 
 cleanup() {
   set +e
-  [ -n "${sluice_pid:-}" ] && kill -INT "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null
+  if [ -n "${sluice_pid:-}" ] && kill -INT "$sluice_pid" 2>/dev/null; then
+    for _ in $(seq 50); do kill -0 "$sluice_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$sluice_pid" 2>/dev/null
+  fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  for n in "$ns_cli" "$ns_lb" "$ns_lan" $tag-be1 $tag-be2 $tag-be3; do ip netns del "$n" 2>/dev/null; done
+  for n in "$ns_cli" "$ns_lb" "$ns_lan" $tag-be1 $tag-be2 $tag-be3; do
+    ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null
+    ip netns del "$n" 2>/dev/null
+  done
   [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
