@@ -216,8 +216,8 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
         for (auto& w : workers) w->dataplane().set_service(s.get());
         snapshots.push_back(std::move(s));
     };
-    hooks.flush_backend = [&](uint16_t b) {
-        for (auto& w : workers) w->dataplane().flush_backend(b);
+    hooks.flush_removed = [&] {
+        for (auto& w : workers) w->dataplane().flush_removed();
     };
     hooks.clear_counters = [&] {
         for (auto& w : workers) w->dataplane().counters().clear();

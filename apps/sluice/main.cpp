@@ -12,6 +12,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -56,8 +57,7 @@ int g_flowlog_type = -1;  // rte_log type "sluice.flowlog"
 // A request from the control core to one worker (the control core never touches a worker's
 // table itself). The worker runs it between bursts and sets `done`.
 struct WorkerCommand {
-    enum class Kind : uint8_t { flush_backend, clear_counters, explain } kind = Kind::clear_counters;
-    uint16_t backend = 0;
+    enum class Kind : uint8_t { flush_removed, clear_counters, explain } kind = Kind::clear_counters;
     net::Family family = net::Family::v4;
     uint8_t src[16] = {}, dst[16] = {};
     uint16_t sport_raw = 0, dport_raw = 0;
@@ -123,7 +123,7 @@ void flush(WorkerSlot& s) noexcept {
         const unsigned q =
             s.to_control ? rte_ring_sp_enqueue_burst(s.to_control, reinterpret_cast<void**>(st.pkts), st.n, nullptr) : 0;
         if (q < st.n) {
-            w.count_drop(lb::Drop::redirect_full, st.n - q);
+            w.count_drop(lb::Drop::control_full, st.n - q);
             rte_pktmbuf_free_bulk(st.pkts + q, st.n - q);
         }
         st.n = 0;
@@ -137,7 +137,7 @@ void run_commands(WorkerSlot& s, uint32_t now) noexcept {
     for (unsigned i = 0; i < n; ++i) {
         auto* c = static_cast<WorkerCommand*>(items[i]);
         switch (c->kind) {
-            case WorkerCommand::Kind::flush_backend: dp.flush_backend(c->backend); break;
+            case WorkerCommand::Kind::flush_removed: dp.flush_removed(); break;
             case WorkerCommand::Kind::clear_counters: dp.counters().clear(); break;
             case WorkerCommand::Kind::explain:
                 c->result = dp.explain(c->family, c->src, c->dst, c->sport_raw, c->dport_raw, c->proto, now);
@@ -155,7 +155,7 @@ int worker_loop(void* arg) {
     rte_rcu_qsbr_thread_register(g_rt.qsbr, s.queue);
     rte_rcu_qsbr_thread_online(g_rt.qsbr, s.queue);
     const lb::Service* running = &w.dataplane().service();
-    uint64_t next_control = 0;
+    uint64_t next_control = 0;  // 64-bit ms: the 32-bit data-path clock wraps
     while (!g_stop.load(std::memory_order_relaxed)) {
         // A newer snapshot: switch between bursts. The old one stays alive until every worker
         // has reported a quiescent state after this point (RCU).
@@ -198,9 +198,11 @@ int worker_loop(void* arg) {
         rte_rcu_qsbr_quiescent(g_rt.qsbr, s.queue);
         s.busy_loops += busy;
         ++s.loops;
-        if (g_rt.main_runs_worker && now >= next_control) {  // one lcore: it is the control core too
-            g_rt.control_step();
-            next_control = now + 1;
+        if (g_rt.main_runs_worker) {  // one lcore: it is the control core too
+            if (const uint64_t now64 = now_ms64(); now64 >= next_control) {
+                g_rt.control_step();
+                next_control = now64 + 1;
+            }
         }
     }
     rte_rcu_qsbr_thread_offline(g_rt.qsbr, s.queue);
@@ -253,7 +255,6 @@ struct Commander {
         for (uint16_t w = 0; w < g_rt.slots.size(); ++w) {
             auto c = std::make_unique<WorkerCommand>();
             c->kind = proto.kind;
-            c->backend = proto.backend;
             if (!send(w, std::move(c)))
                 rte_log(RTE_LOG_ERR, static_cast<uint32_t>(g_logtype), "sluice: worker %u command ring full\n", w);
         }
@@ -302,9 +303,16 @@ Expected<KernelSide> setup_kernel_side(const lb::Config& cfg, uint16_t nb_ports,
 
 // Telemetry: /sluice/stats and /sluice/drops for dpdk-telemetry.py (read from the telemetry
 // thread: worker counters are read as the stats line reads them, slightly stale).
+// The telemetry thread reads the workers' counters; shutdown flips g_telemetry_live under the
+// mutex before freeing them.
+std::mutex g_telemetry_mutex;
+bool g_telemetry_live = true;
+
 int telemetry_stats(const char*, const char*, rte_tel_data* d) {
-    const lb::WorkerCounters t = total_counters();
+    std::lock_guard<std::mutex> lock(g_telemetry_mutex);
     rte_tel_data_start_dict(d);
+    if (!g_telemetry_live) return 0;
+    const lb::WorkerCounters t = total_counters();
     const std::pair<const char*, uint64_t> items[] = {
         {"rx", t.rx}, {"tx", t.tx}, {"forwarded", t.forwarded}, {"replies", t.replies},
         {"flow_hits", t.flow_hits}, {"maglev_picks", t.maglev_picks}, {"rescheduled", t.rescheduled},
@@ -314,13 +322,19 @@ int telemetry_stats(const char*, const char*, rte_tel_data* d) {
     return 0;
 }
 int telemetry_drops(const char*, const char*, rte_tel_data* d) {
-    const lb::WorkerCounters t = total_counters();
+    std::lock_guard<std::mutex> lock(g_telemetry_mutex);
     rte_tel_data_start_dict(d);
+    if (!g_telemetry_live) return 0;
+    const lb::WorkerCounters t = total_counters();
     for (size_t i = 0; i < lb::kDropReasons; ++i) rte_tel_data_add_dict_u64(d, lb::to_string(static_cast<lb::Drop>(i)), t.drops[i]);
     return 0;
 }
 
 int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const std::vector<std::string>& app_args) {
+    // Before anything slow: a SIGHUP or SIGTERM during start-up must not kill the process.
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    std::signal(SIGHUP, on_hup);
     if (auto st = dpdk::init_eal(eal_args); !st) {
         fmt::print(stderr, "sluice: {}\n", st.error());
         return 1;
@@ -405,10 +419,9 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
     Commander commander;
     control::Hooks hooks;
     hooks.publish = [&](std::shared_ptr<const lb::Service> s) { publisher.publish(std::move(s)); };
-    hooks.flush_backend = [&](uint16_t b) {
+    hooks.flush_removed = [&] {
         WorkerCommand c;
-        c.kind = WorkerCommand::Kind::flush_backend;
-        c.backend = b;
+        c.kind = WorkerCommand::Kind::flush_removed;
         commander.broadcast(c);
     };
     hooks.clear_counters = [&] {
@@ -453,8 +466,10 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
         return best;
     };
     control::ControlPlane cp(cfg, std::move(hooks), std::move(*prober));
-    // Probes leave from Sluice's own address on the backend side.
-    for (const auto& a : cfg.self_addrs) cp.prober().set_source(a);
+    // Probes leave from Sluice's own address on the backend side (which only the kernel side
+    // holds; without one the kernel picks the source).
+    if (env.exception_path)
+        for (const auto& a : cfg.self_addrs) cp.prober().set_source(a);
     if (auto st = cp.start(now_ms64()); !st) {
         fmt::print(stderr, "sluice: {}\n", st.error());
         return 1;
@@ -521,9 +536,6 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
     rte_telemetry_register_cmd("/sluice/stats", telemetry_stats, "Sluice totals. Takes no parameters");
     rte_telemetry_register_cmd("/sluice/drops", telemetry_drops, "Sluice drops by reason. Takes no parameters");
 
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
-    std::signal(SIGHUP, on_hup);
     fmt::print("sluice: {} VIPs, {} workers, {} ports ({}), forwarding; Ctrl-C to stop\n", cfg.vips.size(),
                nb_workers, nb_ports, env.client_port == env.backend_port ? "one-arm" : "two-arm");
     std::fflush(stdout);
@@ -547,8 +559,11 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
                 const unsigned n = rte_ring_sc_dequeue_burst(s.to_control, reinterpret_cast<void**>(pkts), 32, nullptr);
                 for (unsigned i = 0; i < n; ++i) {
                     rte_mbuf* m = pkts[i];
-                    if (auto nb = net::learn_neighbor(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len))
-                        cp.learn_neighbor(nb->first, nb->second);
+                    // Backends live on the backend side: a claim from the client side is not
+                    // believed (it could redirect a backend's traffic).
+                    if (m->port == env.backend_port)
+                        if (auto nb = net::learn_neighbor(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len))
+                            cp.learn_neighbor(nb->first, nb->second);
                     const uint16_t tap = kernel.tap_of[m->port < nb_ports ? m->port : 0];
                     if (rte_eth_tx_burst(tap, 0, &m, 1) != 1) rte_pktmbuf_free(m);
                 }
@@ -594,7 +609,12 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
     if (main_runs_worker) {
         worker_loop(&g_rt.slots[0]);
     } else {
-        for (uint16_t w = 0; w < nb_workers; ++w) rte_eal_remote_launch(worker_loop, &g_rt.slots[w], lcores[w]);
+        for (uint16_t w = 0; w < nb_workers; ++w)
+            if (int rc = rte_eal_remote_launch(worker_loop, &g_rt.slots[w], lcores[w]); rc != 0) {
+                fmt::print(stderr, "sluice: cannot start worker {} on lcore {}: {}\n", w, lcores[w], rte_strerror(-rc));
+                g_stop.store(true);
+                break;
+            }
         uint64_t last_rx = 0, last_tx = 0, last_new = 0, last_tsc = start;
         while (!g_stop.load(std::memory_order_relaxed)) {
             g_rt.control_step();
@@ -615,6 +635,8 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
     }
     const double secs = static_cast<double>(rte_get_tsc_cycles() - start) / static_cast<double>(rte_get_tsc_hz());
 
+    // Workers stopped: point them at the live snapshot (the one they last ran may be reclaimed).
+    for (WorkerSlot& s : g_rt.slots) s.worker->dataplane().set_service(cp.service().get());
     lb::WorkerCounters total = total_counters();
     fmt::print("\n---------------------- Forward statistics for all ports ----------------------\n");
     for (uint16_t p = 0; p < nb_ports; ++p) {
@@ -636,7 +658,11 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
     }
     g_rt.control_step = nullptr;
     ctl.reset();
-    rte_telemetry_register_cmd("/sluice/stats", nullptr, nullptr);
+    {
+        // DPDK cannot unregister telemetry commands: make them answer empty from now on.
+        std::lock_guard<std::mutex> lock(g_telemetry_mutex);
+        g_telemetry_live = false;
+    }
     for (uint16_t p = 0; p < rte_eth_dev_count_avail(); ++p) {
         rte_eth_dev_stop(p);
         rte_eth_dev_close(p);

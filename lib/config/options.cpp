@@ -129,7 +129,8 @@ constexpr OptSpec kOptions[] = {
      "http-path=/PATH http-status=CODE http-body=TEXT  for\n"
      "  check=http (defaults /, 200, any body)\n"
      "passive=N  mark a backend down after N failed TCP\n"
-     "  handshakes within one inter (default 0: off)"},
+     "  handshakes per inter (judged every second, scaled;\n"
+     "  default 0: off); only active checks bring it back"},
     {"backend", "VIP,ADDR[:PORT][,weight=N][,state=S]", Kind::list, false, "Services (repeatable)",
      "a backend of VIP; PORT defaults to the VIP's port (and\n"
      "must equal it in dsr); weight 0..65535, default 1,\n"
@@ -534,6 +535,11 @@ public:
                               [&](const IpAddr& a) { return a.family == fam; }) > 127)
                 return make_error(fmt::format("--snat: more than 127 {} addresses", family_name(fam)));
         if (auto s = check_addrs("self", c_.self_addrs, o_ ? &o_->self : nullptr); !s) return s;
+        // The kernel side's ephemeral ports (probes) would collide with fullnat's SNAT ports.
+        for (size_t i = 0; i < c_.self_addrs.size(); ++i)
+            if (std::find(c_.snat_addrs.begin(), c_.snat_addrs.end(), c_.self_addrs[i]) != c_.snat_addrs.end())
+                return fail(o_ ? describe(o_->self[i]) : fmt::format("--self '{}'", net::to_string(c_.self_addrs[i])),
+                            "also a --snat address; give Sluice's own address and its SNAT addresses apart");
         if (auto s = check_neighbors(); !s) return s;
         return check_vips();
     }

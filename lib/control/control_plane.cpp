@@ -34,6 +34,11 @@ Status same_process_settings(const lb::Config& a, const lb::Config& b) {
         changed.push_back("--burst/--rxd/--txd/--total-num-mbufs");
     if (a.control_socket != b.control_socket) changed.push_back("--control-socket");
     if (a.kernel_if != b.kernel_if) changed.push_back("--kernel-if");
+    if (a.self_prefixes != b.self_prefixes) changed.push_back("--self prefix lengths");
+    if (a.flow_log_one_in != b.flow_log_one_in || a.flow_log_rate != b.flow_log_rate)
+        changed.push_back("--flow-log/--flow-log-rate");
+    if (a.stats_period_s != b.stats_period_s || a.stats_json != b.stats_json)
+        changed.push_back("--stats-period/--stats-json");
     if (changed.empty()) return {};
     std::string list;
     for (const auto& c : changed) list += (list.empty() ? "" : ", ") + c;
@@ -78,32 +83,57 @@ Status ControlPlane::apply(lb::Config next, const char* why) {
     auto built = lb::Service::build(build_input, service_.get(), next.kernel_if.empty());
     if (!built) return make_error(built.error());
     auto fresh = std::make_shared<const lb::Service>(std::move(*built));
-    std::vector<uint16_t> departed;
+    bool departed = false;
     if (service_)
         for (size_t i = 0; i < fresh->backends().size(); ++i)
-            if (fresh->backends()[i].removed && (i >= service_->backends().size() || !service_->backends()[i].removed))
-                departed.push_back(static_cast<uint16_t>(i));
+            departed |= fresh->backends()[i].removed && i < service_->backends().size() && !service_->backends()[i].removed;
     config_ = std::move(next);
     service_ = fresh;
     if (hooks_.publish) hooks_.publish(service_);
-    for (uint16_t b : departed)
-        if (hooks_.flush_backend) hooks_.flush_backend(b);
+    if (departed && hooks_.flush_removed) hooks_.flush_removed();
     sync_probes();
     if (why) log(why);
     return {};
 }
 
+uint64_t ControlPlane::handshake_failures(const std::string& vip, const net::IpAddr& addr, uint16_t port,
+                                          const lb::WorkerCounters& total) const {
+    const int vi = service_->find_vip_by_name(vip);
+    const int bi = vi >= 0 ? service_->find_backend(static_cast<uint16_t>(vi), addr, port) : -1;
+    if (bi < 0 || static_cast<size_t>(bi) >= total.backends.size()) return 0;
+    return total.backends[static_cast<size_t>(bi)].handshake_failures;
+}
+
+// Keeps the health of backends that stay; probes follow each VIP's current check settings.
 void ControlPlane::sync_probes() {
     std::map<Key, Health> next;
+    std::optional<lb::WorkerCounters> total;  // read once, only if a backend is new
     for (const auto& v : config_.vips)
         for (const auto& b : v.backends) {
             const uint16_t port = port_of(v, b);
             Key k{v.name, b.addr, port};
             auto it = health_.find(k);
-            Health h = it != health_.end() ? it->second : Health{};
-            if (it != health_.end()) health_.erase(it);
+            const bool fresh = it == health_.end();
+            Health h = fresh ? Health{} : it->second;
+            if (!fresh) health_.erase(it);
+            if (fresh) {
+                // Passive detection counts from now: an index reused by a backend added back
+                // carries the old entry's history.
+                if (!total) total = hooks_.counters ? hooks_.counters() : lb::WorkerCounters{};
+                h.passive_seen = handshake_failures(v.name, b.addr, port, *total);
+            }
+            if (h.probe && !(h.check == v.check)) {  // settings changed by a reload
+                prober_.remove(h.probe);
+                h.probe = 0;
+            }
+            if (v.check.kind == lb::CheckConf::Kind::none && !h.up && h.reason.rfind("passive", 0) != 0) {
+                // No active check any more: nothing could bring it back.
+                h.up = true;
+                h.reason = "active check removed";
+            }
             if (h.probe == 0 && v.check.kind != lb::CheckConf::Kind::none)
                 h.probe = prober_.add(b.addr, port, v.check, backend_label(v.name, b.addr, port), h.up);
+            h.check = v.check;
             next.emplace(std::move(k), std::move(h));
         }
     for (const auto& [k, h] : health_)  // backends that left
@@ -131,14 +161,11 @@ void ControlPlane::poll(uint64_t now_ms, int max_wait_ms) {
 // Passive detection: per VIP, handshake failures counted by the workers over one check
 // interval; at the threshold the backend is marked down and only active checks bring it back.
 void ControlPlane::passive_check(uint64_t now_ms) {
-    bool any = false;
-    uint32_t period = UINT32_MAX;
-    for (const auto& v : config_.vips)
-        if (v.passive_failures) {
-            any = true;
-            period = std::min(period, v.check.inter_ms);
-        }
-    if (!any || !hooks_.counters || now_ms - last_passive_ms_ < period) return;
+    // Runs every second whether or not a VIP uses it, so the baseline is always current (a
+    // reload that turns it on must not see a backend's whole history as one interval). Each
+    // VIP's threshold applies per its own inter: scaled from the one-second window.
+    const uint32_t period = 1000;
+    if (!hooks_.counters || now_ms - last_passive_ms_ < period) return;
     last_passive_ms_ = now_ms;
     const lb::WorkerCounters total = hooks_.counters();
     bool changed = false;
@@ -146,16 +173,17 @@ void ControlPlane::passive_check(uint64_t now_ms) {
         for (const auto& b : v.backends) {
             const uint16_t port = port_of(v, b);
             auto it = health_.find(Key{v.name, b.addr, port});
-            const int idx = service_->find_backend(static_cast<uint16_t>(service_->find_vip_by_name(v.name)), b.addr, port);
-            if (it == health_.end() || idx < 0 || static_cast<size_t>(idx) >= total.backends.size()) continue;
+            if (it == health_.end()) continue;
             Health& h = it->second;
-            const uint64_t seen = total.backends[static_cast<size_t>(idx)].handshake_failures;
-            const uint64_t delta = seen >= h.passive_seen ? seen - h.passive_seen : seen;  // counters may be cleared
+            const uint64_t seen = handshake_failures(v.name, b.addr, port, total);
+            const uint64_t delta = seen >= h.passive_seen ? seen - h.passive_seen : 0;
             h.passive_seen = seen;
-            if (!v.passive_failures || !h.up || delta < v.passive_failures) continue;
+            // Threshold per inter, checked over the last second.
+            const uint64_t limit = std::max<uint64_t>(1, uint64_t{v.passive_failures} * period / std::max(1u, v.check.inter_ms));
+            if (!v.passive_failures || !h.up || delta < limit) continue;
             h.up = false;
-            h.reason = fmt::format("passive: {} failed TCP handshakes in {} ms (threshold {})", delta, period,
-                                   v.passive_failures);
+            h.reason = fmt::format("passive: {} failed TCP handshakes in {} ms (threshold {} per {} ms)", delta, period,
+                                   v.passive_failures, v.check.inter_ms);
             if (h.probe) prober_.force(h.probe, false);
             log(fmt::format("backend {} DOWN: {}", backend_label(v.name, b.addr, port), h.reason));
             changed = true;
@@ -360,6 +388,9 @@ Expected<std::string> ControlPlane::explain(const Command& c) const {
     if (e->how == How::no_backend) return fmt::format("vip {}: no backend is up: the packet would be dropped\n", vip.name);
     const lb::BackendEntry& b = service_->backends()[e->backend];
     const std::string be = net::to_string(b.addr, static_cast<uint16_t>(b.port_raw >> 8 | b.port_raw << 8));
+    if (e->no_neighbor)
+        return fmt::format("vip {}: flow-table hit on backend {}, whose MAC is not known yet: dropped as no_neighbor\n",
+                           vip.name, be);
     if (e->how == How::maglev)
         return fmt::format("vip {}: backend {} (Maglev pick: no flow yet, or its state was lost)\n", vip.name, be);
     if (e->would_reschedule) {
@@ -391,8 +422,7 @@ std::string ControlPlane::handle(const Expected<Command>& cmd, uint64_t now_ms) 
         case Op::set_state: return done(set_state(c.vip, c.addr, c.port, c.state), "state set");
         case Op::reload: return done(reload(now_ms), "configuration reloaded");
         case Op::clear_counters:
-            if (hooks_.clear_counters) hooks_.clear_counters();
-            for (auto& [k, h] : health_) h.passive_seen = 0;
+            if (hooks_.clear_counters) hooks_.clear_counters();  // handshake failures are kept
             return ok_response("counters cleared");
         case Op::explain: {
             auto e = explain(c);

@@ -39,8 +39,8 @@ namespace sluice::control {
 struct Hooks {
     // Makes the snapshot current for every worker (the binary: RCU publish).
     std::function<void(std::shared_ptr<const lb::Service>)> publish;
-    // Asks every worker to forget the flows of backend entry `index`.
-    std::function<void(uint16_t index)> flush_backend;
+    // Asks every worker to forget the flows of the backends the published snapshot removed.
+    std::function<void()> flush_removed;
     std::function<void()> clear_counters;
     // The sum of every worker's counters.
     std::function<lb::WorkerCounters()> counters;
@@ -88,6 +88,7 @@ private:
     // Health and bookkeeping of one configured backend, keyed by (VIP name, address, port).
     struct Health {
         uint32_t probe = 0;          // Prober id; 0 = not probed
+        lb::CheckConf check;         // the settings the probe runs with
         bool up = true;              // health verdict (checks, passive detection)
         std::string reason;          // why it last changed
         uint64_t passive_seen = 0;   // handshake failures counted at the last passive check
@@ -97,6 +98,8 @@ private:
     Status apply(lb::Config next, const char* why);
     lb::BackendConf* find(const std::string& vip, const net::IpAddr& addr, uint16_t port, lb::VipConf** v = nullptr);
     void sync_probes();
+    uint64_t handshake_failures(const std::string& vip, const net::IpAddr& addr, uint16_t port,
+                                const lb::WorkerCounters& total) const;
     void passive_check(uint64_t now_ms);
     lb::BackendState effective(const lb::VipConf& v, const lb::BackendConf& b) const;
     void log(const std::string& line) const;

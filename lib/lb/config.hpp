@@ -42,6 +42,7 @@ struct CheckConf {
     int http_status = 200;        // expected status code
     std::string http_body;        // expected substring of the body; empty = any
     uint32_t effective_timeout_ms() const noexcept { return timeout_ms ? timeout_ms : inter_ms; }
+    friend bool operator==(const CheckConf&, const CheckConf&) = default;
 };
 const char* to_string(CheckConf::Kind k);
 

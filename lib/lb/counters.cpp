@@ -47,8 +47,10 @@ void WorkerCounters::clear() noexcept {
     redirected_out = redirected_in = non_syn_miss = maglev_picks = flow_hits = 0;
     rescheduled = to_control = 0;
     drops.fill(0);
-    for (auto& c : vips) c = TrafficCounters{};
-    for (auto& c : backends) c = TrafficCounters{};
+    // handshake_failures stay: passive detection works on their increase, and a clear that
+    // each worker applies at its own moment must not look like (or hide) one.
+    for (auto& c : vips) c = TrafficCounters{0, 0, 0, c.handshake_failures};
+    for (auto& c : backends) c = TrafficCounters{0, 0, 0, c.handshake_failures};
 }
 
 }  // namespace sluice::lb

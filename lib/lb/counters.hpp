@@ -40,6 +40,7 @@ namespace sluice::lb {
     X(no_flow)            /* reply of a nat/fullnat flow Sluice does not know */            \
     X(redirect_loop)      /* a redirected packet that this worker does not own either */  \
     X(redirect_full)      /* the ring to the owning worker was full */                     \
+    X(control_full)       /* the ring to the control core (kernel side) was full */         \
     X(for_self)           /* for Sluice's own addresses, and no exception path is set up */ \
     X(arp_ignored)        /* ARP that is not a request for one of Sluice's addresses */   \
     X(nd_ignored)         /* neighbour discovery not for Sluice's addresses, or invalid */ \
@@ -91,7 +92,8 @@ struct alignas(64) WorkerCounters {
     }
     // Adds another worker's counters into this one (for totals).
     void add(const WorkerCounters& o);
-    // Zeroes every counter, keeping the per-VIP and per-backend sizes.
+    // Zeroes every counter but the handshake failures (monotonic for passive detection),
+    // keeping the per-VIP and per-backend sizes.
     void clear() noexcept;
 };
 

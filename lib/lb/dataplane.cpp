@@ -167,10 +167,10 @@ void Dataplane::set_service(const Service* s) {
     if (counters_.backends.size() < s->backends().size()) counters_.backends.resize(s->backends().size());
 }
 
-void Dataplane::flush_backend(uint16_t backend) {
-    if (std::find(flush_.begin(), flush_.end(), backend) == flush_.end()) flush_.push_back(backend);
-    // (Re)start from the top: the new backend's flows may sit where a running sweep has been;
-    // the backends flushed before lose nothing by a second pass.
+void Dataplane::flush_removed() noexcept {
+    // (Re)start from the top: newly removed backends' flows may sit where a running sweep has
+    // already been; a second pass costs the earlier ones nothing.
+    flushing_ = true;
     flush_cursor_[0] = flush_cursor_[1] = 0;
 }
 
@@ -180,7 +180,7 @@ void Dataplane::sweep(uint32_t budget) noexcept {
     uint32_t& cur = flush_cursor_[A == 4 ? 0 : 1];
     for (uint32_t end = std::min(ft.capacity(), cur + budget); cur < end; ++cur) {
         const FlowRecord<A>& r = ft.record(cur);
-        if (r.state != FlowState::free && std::find(flush_.begin(), flush_.end(), r.backend) != flush_.end())
+        if (r.state != FlowState::free && service_->backends()[r.backend].removed)
             remove_flow<A>(cur, FlowEvent::Why::flushed);
     }
 }
@@ -437,8 +437,11 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
             // Passive health: the client sends its SYN again and the backend has not answered
             // (nat/fullnat see the SYN-ACK; in dsr nothing answers through Sluice, so any
             // retransmitted SYN counts, which is what a dead dsr backend looks like).
-            if ((flags & (kTcpSyn | kTcpAck)) == kTcpSyn && rec.state == FlowState::tcp_syn && !rec.replied)
+            // Judged once per flow: `replied` also marks a failure already counted.
+            if ((flags & (kTcpSyn | kTcpAck)) == kTcpSyn && rec.state == FlowState::tcp_syn && !rec.replied) {
                 ++counters_.backends[rec.backend].handshake_failures;
+                rec.replied = 1;
+            }
             if (flags & (kTcpRst | kTcpFin)) ft.set_state(id, FlowState::tcp_closing, now_ms);
             else if ((flags & kTcpSyn) && rec.state == FlowState::tcp_closing) {
                 // A new connection on the same tuple: its handshake starts unanswered.
@@ -710,6 +713,7 @@ Dataplane::Explanation Dataplane::explain(Family f, const uint8_t* src, const ui
         e.how = Explanation::How::flow_hit;
         e.backend = ft.record(FlowTable<A>::ref_id(ref)).backend;
         e.would_reschedule = !service_->backends()[e.backend].keeps_flows(vip.on_down);
+        e.no_neighbor = !service_->backends()[e.backend].has_mac;
         return true;
     };
     if (f == Family::v4 ? hit.template operator()<4>(*flows4_) : hit.template operator()<16>(*flows6_)) return e;
@@ -724,10 +728,10 @@ Dataplane::Explanation Dataplane::explain(Family f, const uint8_t* src, const ui
 }
 
 void Dataplane::expire(uint32_t now_ms, uint32_t budget) noexcept {
-    if (!flush_.empty()) {
+    if (flushing_) {
         sweep<4>(budget);
         sweep<16>(budget);
-        if (flush_cursor_[0] >= flows4_->capacity() && flush_cursor_[1] >= flows6_->capacity()) flush_.clear();
+        if (flush_cursor_[0] >= flows4_->capacity() && flush_cursor_[1] >= flows6_->capacity()) flushing_ = false;
     }
     flows4_->expire(now_ms, budget, [this](uint32_t id, uint64_t& a, uint64_t& b, bool& r) {
         if (flow_log_) [[unlikely]] log_close<4>(id, FlowEvent::Why::expired);

@@ -72,10 +72,11 @@ public:
     // Switches to another snapshot of the same service (indices compatible: built from this
     // one's lineage by Service::build(config, previous)). Call between bursts.
     void set_service(const Service* s);
-    // Forgets the flows of backend entry `backend` (removed from the configuration): done
+    // Forgets the flows of every backend the current snapshot marks removed: done
     // incrementally by expire(), a budget at a time, so a large table never stalls the worker.
-    void flush_backend(uint16_t backend);
-    bool flush_pending() const noexcept { return !flush_.empty(); }
+    // Judged at sweep time, so a backend added back meanwhile keeps its new flows.
+    void flush_removed() noexcept;
+    bool flush_pending() const noexcept { return flushing_; }
 
     // Where a flow of this tuple goes and why, without changing anything (sluicectl explain).
     struct Explanation {
@@ -83,6 +84,7 @@ public:
         uint16_t vip = Service::kNoVip;
         uint16_t backend = 0;  // backend entry index (flow_hit, maglev)
         bool would_reschedule = false;  // flow_hit on a backend that no longer keeps flows
+        bool no_neighbor = false;       // flow_hit on a backend whose MAC is unknown (dropped)
     };
     // Samples 1 new flow in one_in (0: off) into the flow log; events go to `ring` (owned by
     // the caller, outliving the Dataplane). Lines lost to a full ring are counted.
@@ -172,8 +174,8 @@ private:
     uint32_t snat_cursor_[2] = {0, 0};  // next SNAT port to try, per family
     uint8_t snat_addr_cursor_[2] = {0, 0};
     WorkerCounters counters_;
-    // Backends whose flows are being flushed, and the sweep's position in each table.
-    std::vector<uint16_t> flush_;
+    // The flush sweep's state and position in each table.
+    bool flushing_ = false;
     uint32_t flush_cursor_[2] = {0, 0};
     // Flow log: sampling rate, event ring, and the sampled flows' counters (open addressing).
     uint32_t flow_log_one_in_ = 0;

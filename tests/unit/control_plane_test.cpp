@@ -50,7 +50,7 @@ struct LocalPort {
 
 struct Harness {
     std::vector<std::shared_ptr<const lb::Service>> published;
-    std::vector<uint16_t> flushed;
+    int flushes = 0;
     std::vector<std::string> logs;
     lb::WorkerCounters counters;
     lb::Config reread_config;
@@ -59,7 +59,7 @@ struct Harness {
     Hooks hooks() {
         Hooks h;
         h.publish = [this](std::shared_ptr<const lb::Service> s) { published.push_back(std::move(s)); };
-        h.flush_backend = [this](uint16_t b) { flushed.push_back(b); };
+        h.flush_removed = [this] { ++flushes; };
         h.counters = [this] { return counters; };
         h.log = [this](const std::string& l) { logs.push_back(l); };
         h.reread = [this]() -> Expected<lb::Config> {
@@ -113,7 +113,7 @@ TEST_CASE("commands change the snapshot, keep indices, and reject bad input with
     }
     SECTION("remove then add: the old entry becomes a tombstone and is flushed; new one gets a fresh index") {
         CHECK_THAT(cp.handle(cmd("remove-backend web 198.51.100.12:8080"), 0), Contains("ok"));
-        REQUIRE(h.flushed == std::vector<uint16_t>{static_cast<uint16_t>(b2)});
+        REQUIRE(h.flushes == 1);
         const auto& s = *h.published.back();
         CHECK(s.backends()[static_cast<size_t>(b2)].removed);
         CHECK_THAT(cp.handle(cmd("add-backend web 198.51.100.14:8080 weight=2"), 0), Contains("ok"));
@@ -146,7 +146,7 @@ TEST_CASE("commands change the snapshot, keep indices, and reject bad input with
         c.vips[0].backends.pop_back();
         h.reread_config = c;
         CHECK_THAT(cp.handle(cmd("reload"), 0), Contains("ok"));
-        CHECK(h.flushed.size() == 1);
+        CHECK(h.flushes == 1);
         auto bad = parse(kBase);
         bad.flow_capacity = 4096;
         h.reread_config = bad;
@@ -199,4 +199,31 @@ TEST_CASE("passive detection marks a backend down; the operator can bring it bac
     CHECK(h.published.back()->backends()[static_cast<size_t>(b1)].state == lb::BackendState::down);
     CHECK_THAT(cp.handle(cmd("set-state web 198.51.100.11:8080 up"), 3000), Contains("ok"));
     CHECK_THAT(cp.list(), Contains("backend 198.51.100.11:8080 state=up"));
+}
+
+TEST_CASE("a reload that changes a VIP's check settings re-arms its probes", "[control]") {
+    LocalPort dead(false);
+    Harness h;
+    auto make_cfg = [&](const char* check) {
+        return parse({"--vip", fmt::format("web,203.0.113.10:80/tcp,nat,{}", check), "--backend",
+                      fmt::format("web,127.0.0.1:{}", dead.port), "--neighbor", "127.0.0.1,02:00:00:00:00:01"});
+    };
+    auto cp = make(h, make_cfg("check=tcp,inter=50ms,fall=1,rise=1,timeout=50ms"));
+    const uint64_t t0 = now_ms();
+    REQUIRE(cp.start(t0).ok());
+    const std::string be = fmt::format("backend 127.0.0.1:{}", dead.port);
+    while (cp.list().find(be + " state=down") == std::string::npos && now_ms() - t0 < 3000) cp.poll(now_ms(), 10);
+    REQUIRE_THAT(cp.list(), Contains(be + " state=down"));
+    // No active check any more: nothing could bring it back, so it is up again.
+    h.reread_config = make_cfg("check=none");
+    REQUIRE(cp.reload(now_ms()).ok());
+    CHECK_THAT(cp.list(), Contains(be + " state=up"));
+    CHECK(cp.prober().status().empty());
+    // A new check kind gets a new probe with the new settings.
+    h.reread_config = make_cfg("check=http,inter=50ms,fall=1,rise=1,timeout=50ms");
+    REQUIRE(cp.reload(now_ms()).ok());
+    REQUIRE(cp.prober().status().size() == 1);
+    const uint64_t t1 = now_ms();
+    while (cp.list().find(be + " state=down") == std::string::npos && now_ms() - t1 < 3000) cp.poll(now_ms(), 10);
+    CHECK_THAT(cp.list(), Contains("last_check=\"tcp connect: Connection refused\""));
 }

@@ -620,3 +620,11 @@ TEST_CASE("at most 65535 backends in all", "[options]") {
     CHECK_THAT(s.error(), Contains("65536 backends"));
     CHECK_THAT(s.error(), Contains("65535"));
 }
+
+TEST_CASE("a --self address may not also be a --snat address", "[options]") {
+    auto r = parse_args({"--vip", "web,203.0.113.10:80/tcp,fullnat", "--backend", "web,198.51.100.11", "--neighbor",
+                         "198.51.100.11,02:00:00:00:00:11", "--snat", "198.51.100.100", "--self", "198.51.100.100/24"});
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error(), Contains("--self '198.51.100.100/24'"));
+    CHECK_THAT(r.error(), Contains("also a --snat address"));
+}
