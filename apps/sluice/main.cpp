@@ -247,7 +247,7 @@ struct Commander {
 
     WorkerCommand* send(uint16_t worker, std::unique_ptr<WorkerCommand> c) {
         WorkerCommand* raw = c.get();
-        if (rte_ring_mp_enqueue(g_rt.slots[worker].commands, raw) != 0) return nullptr;
+        if (rte_ring_sp_enqueue(g_rt.slots[worker].commands, raw) != 0) return nullptr;
         inflight.push_back(std::move(c));
         return raw;
     }
@@ -484,7 +484,7 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
         s.queue = w;
         s.rings_out.assign(nb_workers, nullptr);
         s.commands = rte_ring_create(fmt::format("cmd_{}", w).c_str(), 256, static_cast<int>(rte_socket_id()),
-                                     RING_F_SC_DEQ);
+                                     RING_F_SP_ENQ | RING_F_SC_DEQ);  // control core -> this worker only
         if (env.exception_path) {
             s.to_control = rte_ring_create(fmt::format("ctl_{}", w).c_str(), 1024, static_cast<int>(rte_socket_id()),
                                            RING_F_SP_ENQ | RING_F_SC_DEQ);
