@@ -172,6 +172,10 @@ constexpr OptSpec kOptions[] = {
      "print counters every SECONDS, 0..86400 (default 0: never)"},
     {"stats-json", "FILE", Kind::scalar, false, "Process settings (restart-only)",
      "write the counters as JSON to FILE on exit"},
+    {"new-flow-rate", "N", Kind::scalar, false, "Process settings (restart-only)",
+     "at most N new flows per second per worker, 0..100000000\n"
+     "(default 0: no limit); the rest are dropped as\n"
+     "new_flow_limit, established flows are never limited"},
     {"flow-log", "N", Kind::scalar, false, "Process settings (restart-only)",
      "log 1 new flow in N at open and close (tuple, VIP, backend,\n"
      "decision, packets, bytes, why it closed); 0 = off (default)"},
@@ -208,6 +212,7 @@ void for_each_number(C& c, F&& f) {
     f("txd", c.txd, 64, 16384, 1);
     f("total-num-mbufs", c.total_num_mbufs, 0, UINT32_MAX, 1);
     f("stats-period", c.stats_period_s, 0, 86400, 1);
+    f("new-flow-rate", c.new_flow_rate, 0, 100'000'000, 1);
     f("flow-log", c.flow_log_one_in, 0, 1'000'000, 1);
     f("flow-log-rate", c.flow_log_rate, 1, 100'000, 1);
 }

@@ -35,6 +35,7 @@ Status same_process_settings(const lb::Config& a, const lb::Config& b) {
     if (a.control_socket != b.control_socket) changed.push_back("--control-socket");
     if (a.kernel_if != b.kernel_if) changed.push_back("--kernel-if");
     if (a.self_prefixes != b.self_prefixes) changed.push_back("--self prefix lengths");
+    if (a.new_flow_rate != b.new_flow_rate) changed.push_back("--new-flow-rate");
     if (a.flow_log_one_in != b.flow_log_one_in || a.flow_log_rate != b.flow_log_rate)
         changed.push_back("--flow-log/--flow-log-rate");
     if (a.stats_period_s != b.stats_period_s || a.stats_json != b.stats_json)

@@ -99,6 +99,7 @@ struct Config {
     uint32_t total_num_mbufs = 0;          // 0 = sized from ports, queues and workers
     uint32_t stats_period_s = 0;
     std::string stats_json;                // where to write the counters as JSON on exit
+    uint32_t new_flow_rate = 0;            // new flows per second per worker; 0 = no limit
     uint32_t flow_log_one_in = 0;          // flow log: 1 new flow in N; 0 = off
     uint32_t flow_log_rate = 100;          // flow-log lines per second at most
     std::string control_socket = "/run/sluice/sluice.sock";  // empty = none

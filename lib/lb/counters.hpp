@@ -36,6 +36,7 @@ namespace sluice::lb {
     X(backend_down)       /* flow of a down backend, VIP policy on-down=drop */            \
     X(no_neighbor)        /* the backend's MAC is not known (yet) */                        \
     X(flow_table_full)                                                                      \
+    X(new_flow_limit)     /* over --new-flow-rate: a new flow refused, established ones kept */ \
     X(snat_exhausted)     /* no free SNAT port whose reply lands on this worker */         \
     X(no_flow)            /* reply of a nat/fullnat flow Sluice does not know */            \
     X(redirect_loop)      /* a redirected packet that this worker does not own either */  \

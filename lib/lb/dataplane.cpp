@@ -158,6 +158,21 @@ Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& en
     counters_.backends.reserve(kMaxBackendSlots);
     set_service(service_);
     snat_cursor_[0] = snat_cursor_[1] = service_->config().snat_port_min;
+    new_flow_rate_ = service_->config().new_flow_rate;
+    // Ten milliseconds of burst (at least 64 flows): a flood cannot save up a second's worth.
+    new_flow_burst_ = std::max<uint64_t>(64, new_flow_rate_ / 100) * 1000;
+    new_flow_tokens_ = new_flow_burst_;
+}
+
+bool Dataplane::admit_new_flow(uint32_t now_ms) noexcept {
+    const uint32_t elapsed = now_ms - new_flow_last_ms_;  // wrapping clock
+    if (elapsed) {
+        new_flow_last_ms_ = now_ms;
+        new_flow_tokens_ = std::min(new_flow_burst_, new_flow_tokens_ + uint64_t{elapsed} * new_flow_rate_);
+    }
+    if (new_flow_tokens_ < 1000) return false;
+    new_flow_tokens_ -= 1000;
+    return true;
 }
 
 void Dataplane::set_service(const Service* s) {
@@ -453,6 +468,8 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
     } else {
         // Miss: Maglev decides, so a flow whose state was lost (eviction, restart, another
         // instance behind ECMP) gets the same backend while the backend set is unchanged.
+        if (new_flow_rate_ && !admit_new_flow(now_ms)) [[unlikely]]
+            return drop(p, Drop::new_flow_limit);
         if (tcp && !(flags & kTcpSyn) && !moved) ++counters_.non_syn_miss;
         const uint64_t mh = maglev_flow_hash(Ip<A>::kFamily, client, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw,
                                              pp.l4_proto);

@@ -178,6 +178,12 @@ private:
     bool flushing_ = false;
     uint32_t flush_cursor_[2] = {0, 0};
     // Flow log: sampling rate, event ring, and the sampled flows' counters (open addressing).
+    // New-flow rate limit: a token bucket in thousandths of a flow, refilled per millisecond.
+    bool admit_new_flow(uint32_t now_ms) noexcept;
+    uint64_t new_flow_rate_ = 0;     // flows per second; 0 = unlimited
+    uint64_t new_flow_tokens_ = 0;
+    uint64_t new_flow_burst_ = 0;    // bucket size, in thousandths
+    uint32_t new_flow_last_ms_ = 0;
     uint32_t flow_log_one_in_ = 0;
     FlowLogRing* flow_log_ = nullptr;
     uint64_t flow_log_lost_ = 0;
