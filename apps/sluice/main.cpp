@@ -317,7 +317,8 @@ int telemetry_stats(const char*, const char*, rte_tel_data* d) {
         {"rx", t.rx}, {"tx", t.tx}, {"forwarded", t.forwarded}, {"replies", t.replies},
         {"flow_hits", t.flow_hits}, {"maglev_picks", t.maglev_picks}, {"rescheduled", t.rescheduled},
         {"non_syn_miss", t.non_syn_miss}, {"redirected_out", t.redirected_out}, {"to_control", t.to_control},
-        {"arp_replies", t.arp_replies}, {"nd_replies", t.nd_replies}, {"drops", t.total_drops()}};
+        {"arp_replies", t.arp_replies}, {"nd_replies", t.nd_replies}, {"echo_replies", t.echo_replies},
+        {"drops", t.total_drops()}};
     for (auto [k, v] : items) rte_tel_data_add_dict_u64(d, k, v);
     return 0;
 }

@@ -20,6 +20,7 @@ void WorkerCounters::add(const WorkerCounters& o) {
     replies += o.replies;
     arp_replies += o.arp_replies;
     nd_replies += o.nd_replies;
+    echo_replies += o.echo_replies;
     redirected_out += o.redirected_out;
     redirected_in += o.redirected_in;
     non_syn_miss += o.non_syn_miss;
@@ -43,7 +44,7 @@ void WorkerCounters::add(const WorkerCounters& o) {
 
 void WorkerCounters::clear() noexcept {
     // Field by field, in place: a reader may be walking the vectors, which must not move.
-    rx = tx = forwarded = replies = arp_replies = nd_replies = 0;
+    rx = tx = forwarded = replies = arp_replies = nd_replies = echo_replies = 0;
     redirected_out = redirected_in = non_syn_miss = maglev_picks = flow_hits = 0;
     rescheduled = to_control = 0;
     drops.fill(0);

@@ -72,6 +72,7 @@ struct alignas(64) WorkerCounters {
     uint64_t replies = 0;         // backend -> client (nat/fullnat)
     uint64_t arp_replies = 0;
     uint64_t nd_replies = 0;
+    uint64_t echo_replies = 0;    // ICMP/ICMPv6 echo requests to a VIP answered
     uint64_t redirected_out = 0;  // handed to the owning worker
     uint64_t redirected_in = 0;
     uint64_t non_syn_miss = 0;    // TCP non-SYN forward packet with no flow: state was lost

@@ -394,6 +394,10 @@ void Dataplane::handle_ip(PacketRef& p, const ParsedPacket& pp, const Lookup& lk
         return handle_nd(p, pp);
     if (A == 16 && proto == kIpProtoIcmpv6 && p.data[pp.l4_off + IcmpOff::type] == kIcmp6NeighborAdvert)
         return to_control(p);  // the answer to a solicitation of the kernel side (or unsolicited)
+    if (proto == (A == 4 ? kIpProtoIcmp : kIpProtoIcmpv6) && pp.l4_len >= kIcmpHdrLen &&
+        p.data[pp.l4_off + IcmpOff::type] == (A == 4 ? kIcmpEchoRequest : kIcmp6EchoRequest) &&
+        p.data[pp.l4_off + IcmpOff::code] == 0 && service_->is_vip_address(f, ip + Ip<A>::kDst))
+        return answer_echo<A>(p, pp);
     if (service_->is_self_address(f, ip + Ip<A>::kDst)) return to_control(p);  // ping, probes' ICMP
     if (proto == kIpProtoIcmp || proto == kIpProtoIcmpv6) return drop(p, Drop::icmp_unhandled);
     if (service_->is_vip_address(f, ip + Ip<A>::kDst)) return drop(p, Drop::unsupported_l4);
@@ -647,6 +651,36 @@ bool Dataplane::pick_snat(const BackendEntry& b, uint8_t proto, uint32_t now_ms,
         snat_addr_cursor_[fam] = static_cast<uint8_t>((ai + 1) % addrs.size());
     }
     return false;
+}
+
+// A VIP answers ping itself, in place: addresses swapped, a fresh TTL, type echo reply, and
+// both checksums patched for exactly what changed (the IPv6 pseudo header sums the same
+// addresses in the other order), so a corrupted request gets an equally corrupted answer.
+template <size_t A>
+void Dataplane::answer_echo(PacketRef& p, const ParsedPacket& pp) noexcept {
+    uint8_t* ip = p.data + pp.l3_off;
+    uint8_t* icmp = p.data + pp.l4_off;
+    uint8_t tmp[A];
+    std::memcpy(tmp, ip + Ip<A>::kSrc, A);
+    std::memcpy(ip + Ip<A>::kSrc, ip + Ip<A>::kDst, A);
+    std::memcpy(ip + Ip<A>::kDst, tmp, A);
+    if constexpr (A == 4) {
+        const uint16_t old_w = load_raw16(ip + Ipv4Off::ttl);
+        ip[Ipv4Off::ttl] = 64;
+        const uint16_t c = csum_update16(load_raw16(ip + Ipv4Off::csum), old_w, load_raw16(ip + Ipv4Off::ttl));
+        std::memcpy(ip + Ipv4Off::csum, &c, 2);
+    } else {
+        ip[Ipv6Off::hop_limit] = 64;
+    }
+    const uint16_t old_type = load_raw16(icmp + IcmpOff::type);
+    icmp[IcmpOff::type] = A == 4 ? kIcmpEchoReply : kIcmp6EchoReply;
+    const uint16_t c = csum_update16(load_raw16(icmp + IcmpOff::csum), old_type, load_raw16(icmp + IcmpOff::type));
+    std::memcpy(icmp + IcmpOff::csum, &c, 2);
+    uint8_t mac[6];
+    std::memcpy(mac, p.data + EthOff::src, 6);
+    set_macs(p.data, Mac{{mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]}}, env_.port_macs[p.in_port]);
+    ++counters_.echo_replies;
+    tx(p, p.in_port);
 }
 
 void Dataplane::handle_arp(PacketRef& p, const ParsedPacket& pp) noexcept {

@@ -148,6 +148,8 @@ private:
     uint32_t find_forward(uint16_t vip, const uint8_t* client, uint16_t cport_raw, uint64_t h) const noexcept;
     template <size_t A>
     void sweep(uint32_t budget) noexcept;
+    template <size_t A>
+    void answer_echo(PacketRef& p, const net::ParsedPacket& pp) noexcept;
     void handle_arp(PacketRef& p, const net::ParsedPacket& pp) noexcept;
     void handle_nd(PacketRef& p, const net::ParsedPacket& pp) noexcept;
     void drop(PacketRef& p, Drop d) noexcept {

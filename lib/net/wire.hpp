@@ -62,6 +62,8 @@ constexpr uint8_t kTcpAck = 0x10;
 
 constexpr uint8_t kIcmpEchoReply = 0;
 constexpr uint8_t kIcmpEchoRequest = 8;
+constexpr uint8_t kIcmp6EchoRequest = 128;
+constexpr uint8_t kIcmp6EchoReply = 129;
 constexpr uint8_t kIcmp6NeighborSolicit = 135;
 constexpr uint8_t kIcmp6NeighborAdvert = 136;
 

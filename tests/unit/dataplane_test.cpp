@@ -155,6 +155,7 @@ Deltas diff(const WorkerCounters& a, const WorkerCounters& b) {
     put("replies", a.replies, b.replies);
     put("arp_replies", a.arp_replies, b.arp_replies);
     put("nd_replies", a.nd_replies, b.nd_replies);
+    put("echo_replies", a.echo_replies, b.echo_replies);
     put("redirected_out", a.redirected_out, b.redirected_out);
     put("redirected_in", a.redirected_in, b.redirected_in);
     put("non_syn_miss", a.non_syn_miss, b.non_syn_miss);
@@ -612,8 +613,9 @@ TEST_CASE("dataplane: neighbour solicitations for Sluice's addresses get a valid
              Drop::nd_ignored, dropped("nd_ignored")),
         drop("NS shorter than 24 bytes", Pkt().eth(kClientMac, kPort0Mac).ipv6(kClient6, kVip6Nat, 255).icmpv6(135).payload(8).build(),
              Drop::nd_ignored, dropped("nd_ignored")),
-        drop("an echo request to the VIP", Pkt().eth(kClientMac, kPort0Mac).ipv6(kClient6, kVip6Nat).icmpv6(128).build(),
-             Drop::icmp_unhandled, dropped("icmp_unhandled")),
+        tx("an echo request to the VIP is answered", Pkt().eth(kClientMac, kPort0Mac).ipv6(kClient6, kVip6Nat).icmpv6(128).build(),
+           0, Pkt().eth(kPort0Mac, kClientMac).ipv6(kVip6Nat, kClient6, 64).icmpv6(129).build(),
+           {{"rx", 1}, {"tx", 1}, {"echo_replies", 1}}),
     });
 }
 
@@ -662,7 +664,11 @@ TEST_CASE("dataplane: every malformed packet is dropped under its reason", "[dat
              dropped("unsupported_l4")),
         drop("GRE elsewhere", from_client().ipv4(kClient, "198.18.0.1").l4_proto(47).payload(20).build(), Drop::no_vip,
              dropped("no_vip")),
-        drop("ICMP echo to a VIP", c4().icmp(8).build(), Drop::icmp_unhandled, dropped("icmp_unhandled")),
+        tx("ICMP echo to a VIP is answered", c4().icmp(8).build(), 0,
+           Pkt().eth(kPort0Mac, kClientMac).ipv4(kVipNat, kClient, 64).icmp(0).build(),
+           {{"rx", 1}, {"tx", 1}, {"echo_replies", 1}}),
+        drop("ICMP echo elsewhere", from_client().ipv4(kClient, "198.18.0.1").icmp(8).build(), Drop::icmp_unhandled,
+             dropped("icmp_unhandled")),
         drop("TCP to a VIP address on another port", from_client().ipv4(kClient, kVipNat).tcp(1, 81).build(), Drop::no_vip,
              dropped("no_vip")),
         drop("UDP to the TCP-only VIP port", from_client().ipv4(kClient, kVipDsr).udp(1, 80).build(), Drop::no_vip,
