@@ -20,6 +20,7 @@ namespace sluice::lb {
     X(truncated_l3)                                                                         \
     X(bad_ip_version)                                                                       \
     X(bad_ihl)                                                                              \
+    X(source_route)       /* IPv4 LSRR/SSRR: its checksum covers another destination */     \
     X(bad_ip_length)                                                                        \
     X(bad_ip_checksum)                                                                      \
     X(fragment)           /* IP fragments are not load-balanced yet */                      \

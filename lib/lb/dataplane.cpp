@@ -23,6 +23,7 @@ Drop drop_of(ParseStatus s) noexcept {
         case ParseStatus::truncated_l3: return Drop::truncated_l3;
         case ParseStatus::bad_ip_version: return Drop::bad_ip_version;
         case ParseStatus::bad_ihl: return Drop::bad_ihl;
+        case ParseStatus::source_route: return Drop::source_route;
         case ParseStatus::bad_ip_length: return Drop::bad_ip_length;
         case ParseStatus::bad_ip_checksum: return Drop::bad_ip_checksum;
         case ParseStatus::fragment: return Drop::fragment;

@@ -15,6 +15,7 @@ const char* to_string(ParseStatus s) noexcept {
         case ParseStatus::truncated_l3: return "truncated_l3";
         case ParseStatus::bad_ip_version: return "bad_ip_version";
         case ParseStatus::bad_ihl: return "bad_ihl";
+        case ParseStatus::source_route: return "source_route";
         case ParseStatus::bad_ip_length: return "bad_ip_length";
         case ParseStatus::bad_ip_checksum: return "bad_ip_checksum";
         case ParseStatus::fragment: return "fragment";
@@ -70,6 +71,26 @@ namespace {
     }
 }
 
+// LSRR or SSRR among the options (RFC 791 §3.1). The transport checksum of a source-routed
+// packet covers its final destination, not the header's (RFC 1122 §4.2.3.1): rewriting the
+// destination would corrupt it, and RFC 7126 §4.3-4.4 recommends dropping them anyway.
+// A malformed option list ends the scan: the header checksum already vouches for it.
+bool has_source_route(const uint8_t* opt, uint32_t n) noexcept {
+    constexpr uint8_t kEol = 0, kNop = 1, kLsrr = 0x83, kSsrr = 0x89;
+    for (uint32_t i = 0; i < n;) {
+        const uint8_t type = opt[i];
+        if (type == kEol) return false;
+        if (type == kNop) {
+            ++i;
+            continue;
+        }
+        if (type == kLsrr || type == kSsrr) return true;
+        if (i + 1 >= n || opt[i + 1] < 2) return false;
+        i += opt[i + 1];
+    }
+    return false;
+}
+
 ParseStatus parse_ipv4(const uint8_t* f, uint32_t off, uint32_t len, ParsedPacket& out) noexcept {
     if (len - off < kIpv4MinHdrLen) return ParseStatus::truncated_l3;
     const uint8_t vi = f[off + Ipv4Off::ver_ihl];
@@ -81,6 +102,8 @@ ParseStatus parse_ipv4(const uint8_t* f, uint32_t off, uint32_t len, ParsedPacke
     if (!ipv4_header_csum_ok(f + off, ihl)) return ParseStatus::bad_ip_checksum;
     const uint16_t frag = load_be16(f + off + Ipv4Off::frag);
     if (frag & 0x3FFF) return ParseStatus::fragment;  // MF set or non-zero offset
+    if (ihl > kIpv4MinHdrLen && has_source_route(f + off + kIpv4MinHdrLen, ihl - kIpv4MinHdrLen))
+        return ParseStatus::source_route;
     out.l3 = L3::ipv4;
     out.l3_off = static_cast<uint16_t>(off);
     out.ip_end = static_cast<uint16_t>(off + total);
@@ -106,6 +129,9 @@ ParseStatus parse_ipv6(const uint8_t* f, uint32_t off, uint32_t len, ParsedPacke
             case kIpProtoRouting:
             case kIpProtoDstOpts: {
                 if (end - pos < 8) return ParseStatus::bad_ext_header;
+                // Segments left: the packet is not at its final destination yet, and its
+                // transport checksum covers that one (RFC 8200 §8.1); Sluice is no router.
+                if (next == kIpProtoRouting && f[pos + 3] != 0) return ParseStatus::bad_ext_header;
                 const uint32_t hlen = (f[pos + 1] + 1u) * 8u;
                 if (hlen > end - pos) return ParseStatus::bad_ext_header;
                 next = f[pos];

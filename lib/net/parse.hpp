@@ -23,6 +23,7 @@ enum class ParseStatus : uint8_t {
     truncated_l3,         // IP header does not fit in the frame
     bad_ip_version,
     bad_ihl,              // IHL < 5 or beyond the frame
+    source_route,         // IPv4 loose or strict source route option
     bad_ip_length,        // total length / payload length lies about the frame
     bad_ip_checksum,
     fragment,

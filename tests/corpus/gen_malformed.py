@@ -364,18 +364,7 @@ class Kind:
 # Kinds whose correct outcome (their `expect`) Sluice does not deliver yet: kind -> what happens
 # instead. check_corpus.py reports them as KNOWN-FAIL while they still fail, and fails the test
 # as soon as one passes (so the entry gets removed with the fix).
-KNOWN_FAILURES = {
-    "ipv4_option_lsrr_nat4":
-        "balanced like any SYN (forwarded 1 per packet, no drop): dst rewritten to the backend and the "
-        "TCP checksum patched for it, though with a source route it covers the final destination, so "
-        "a valid checksum leaves off by the VIP->backend delta. Expected: dropped; no reason fits "
-        "today, this expects a new one named ip_source_route (RFC 7126 §4.3-4.4 drop LSRR/SSRR).",
-    "ipv6_routing_segleft_1_nat6":
-        "balanced like any SYN (forwarded, no drop): the VIP is only a waypoint (segments left 1) and "
-        "the TCP checksum covers the final destination (RFC 8200 §8.1), so patching it for the "
-        "VIP->backend rewrite corrupts a valid checksum. Expected: bad_ext_header (routing header "
-        "with segments left > 0 unsupported).",
-}
+KNOWN_FAILURES = {}
 
 T = 12  # where the data-offset byte sits in a TCP header
 
@@ -486,7 +475,7 @@ def kinds():
         lambda i, m: opts4("fullnat4udp", [IPOption_NOP()] * 4, i))
     add("ipv4_options_max_dsr4", "forwarded", "IPv4 with 40 bytes of NOP options (IHL 15), dsr TCP",
         lambda i, m: opts4("dsr4tcp", [IPOption_NOP()] * 40, i))
-    add("ipv4_option_lsrr_nat4", "ip_source_route",
+    add("ipv4_option_lsrr_nat4", "source_route",
         "loose source route through the VIP to 192.0.2.200: not a connection to the VIP (and its TCP "
         "checksum covers the final destination, not the address Sluice rewrites)",
         lambda i, m: opts4("nat4tcp", [IPOption_LSRR(routers=["192.0.2.200"])], i))
