@@ -134,6 +134,16 @@ std::vector<Row> rows() {
         {"ipv6 payload length beyond the frame", tcp6().payload_len(21).build(), S::bad_ip_length, {}},
         {"bad header checksum", tcp4().ip_csum(0xdead).build(), S::bad_ip_checksum, {}},
         {"checksum checked over the options too", tcp4().ip_options(2).ip_csum(0).build(), S::bad_ip_checksum, {}},
+        {"ipv4 loose source route", [] {
+             Bytes b = tcp4().ip_options(2).build();
+             const uint8_t lsrr[8] = {0x83, 7, 4, 192, 0, 2, 200, 0};  // LSRR via 192.0.2.200, then EOL
+             std::memcpy(&b[14 + 20], lsrr, 8);
+             b[14 + 10] = b[14 + 11] = 0;
+             const uint16_t c = sluice::test::ref_csum(&b[14], 28);
+             b[14 + 10] = static_cast<uint8_t>(c >> 8);
+             b[14 + 11] = static_cast<uint8_t>(c);
+             return b;
+         }(), S::source_route, {}},
 
         // --- fragments ---------------------------------------------------------------------------
         {"ipv4 first fragment (MF)", tcp4().frag(true, 0).build(), S::fragment, {}},
@@ -153,6 +163,11 @@ std::vector<Row> rows() {
         {"ipv6 AH", tcp6().ext(kIpProtoAh).build(), S::bad_ext_header, {}},
         {"ipv6 ESP", Pkt().ipv6(kC6, kV6).l4_proto(kIpProtoEsp).payload(40).build(), S::bad_ext_header, {}},
         {"ipv6 no next header", Pkt().ipv6(kC6, kV6).l4_proto(kIpProtoNone).build(), S::bad_ext_header, {}},
+        {"ipv6 routing header with segments left", [] {
+             Bytes b = tcp6().ext(kIpProtoRouting).build();
+             b[14 + 40 + 3] = 1;  // not the final destination: its checksum covers another address
+             return b;
+         }(), S::bad_ext_header, {}},
 
         // --- transport ---------------------------------------------------------------------------
         {"tcp/ipv4 with 10 bytes of TCP", tcp4().total_len(30).build(), S::truncated_l4, {}},
