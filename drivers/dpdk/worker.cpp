@@ -54,7 +54,10 @@ void Worker::handle(rte_mbuf** pkts, uint16_t n, bool redirected, uint32_t now_m
                 s->pkts[s->n++] = m;
                 continue;
             }
-            if (s) count_drop(r.verdict == lb::Verdict::tx ? lb::Drop::tx_full : lb::Drop::redirect_full);
+            if (s)
+                count_drop(r.verdict == lb::Verdict::tx         ? lb::Drop::tx_full
+                           : r.verdict == lb::Verdict::control ? lb::Drop::control_full
+                                                                : lb::Drop::redirect_full);
             rte_pktmbuf_free(m);
         }
         pkts += take;

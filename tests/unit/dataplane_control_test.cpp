@@ -633,7 +633,7 @@ TEST_CASE("live: in dsr a retransmitted SYN is a failed handshake", "[live]") {
     CHECK(rig.dp->counters().backends[static_cast<size_t>(b2)].handshake_failures == before);
 }
 
-TEST_CASE("live: flush_backend then expire removes only that backend's flows a budget at a time", "[live]") {
+TEST_CASE("live: flush_removed then expire removes only the removed backend's flows a budget at a time", "[live]") {
     Rig rig;
     const uint16_t v4 = rig.vip("nat4"), v6 = rig.vip("nat6");
     std::vector<Flow> flows;
