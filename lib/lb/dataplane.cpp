@@ -263,9 +263,24 @@ void Dataplane::sampled_erase(Sampled* e) noexcept {
     sampled_[hole] = Sampled{};
 }
 
+// The flow's identity as the log reports it (open and close share it).
+template <size_t A>
+FlowEvent Dataplane::flow_event(uint32_t id, FlowEvent::Kind kind, FlowEvent::Why why) const noexcept {
+    const FlowRecord<A>& r = const_cast<Dataplane*>(this)->table<A>().record(id);
+    FlowEvent e;
+    e.kind = kind;
+    e.why = why;
+    e.family = Ip<A>::kFamily;
+    std::memcpy(e.client, r.client_addr, A);
+    e.client_port_raw = r.client_port_raw;
+    e.vip = r.vip;
+    e.backend = r.backend;
+    return e;
+}
+
 template <size_t A>
 void Dataplane::log_open(uint32_t id, FlowEvent::Why why, uint32_t len, uint32_t now_ms) noexcept {
-    const uint32_t key = id | (A == 16 ? 1u << 31 : 0u);
+    const uint32_t key = sampled_key<A>(id);
     const size_t mask = sampled_.size() - 1;
     size_t i = (key * 0x9E3779B1u) & mask, n = 0;
     for (; sampled_[i].key != UINT32_MAX && n < sampled_.size() / 2; i = (i + 1) & mask, ++n) {}
@@ -274,21 +289,12 @@ void Dataplane::log_open(uint32_t id, FlowEvent::Why why, uint32_t len, uint32_t
         return;
     }
     sampled_[i] = Sampled{key, now_ms, now_ms, 1, len};
-    const FlowRecord<A>& r = table<A>().record(id);
-    FlowEvent e;
-    e.kind = FlowEvent::Kind::open;
-    e.why = why;
-    e.family = Ip<A>::kFamily;
-    std::memcpy(e.client, r.client_addr, A);
-    e.client_port_raw = r.client_port_raw;
-    e.vip = r.vip;
-    e.backend = r.backend;
-    if (!flow_log_->push(e)) ++flow_log_lost_;
+    if (!flow_log_->push(flow_event<A>(id, FlowEvent::Kind::open, why))) ++flow_log_lost_;
 }
 
 template <size_t A>
 void Dataplane::log_packet(uint32_t id, uint32_t len, uint32_t now_ms) noexcept {
-    if (Sampled* e = sampled_find(id | (A == 16 ? 1u << 31 : 0u))) {
+    if (Sampled* e = sampled_find(sampled_key<A>(id))) {
         ++e->packets;
         e->bytes += len;
         e->last_ms = now_ms;
@@ -297,17 +303,9 @@ void Dataplane::log_packet(uint32_t id, uint32_t len, uint32_t now_ms) noexcept 
 
 template <size_t A>
 void Dataplane::log_close(uint32_t id, FlowEvent::Why why) noexcept {
-    Sampled* s = sampled_find(id | (A == 16 ? 1u << 31 : 0u));
+    Sampled* s = sampled_find(sampled_key<A>(id));
     if (!s) return;
-    const FlowRecord<A>& r = table<A>().record(id);
-    FlowEvent e;
-    e.kind = FlowEvent::Kind::close;
-    e.why = why;
-    e.family = Ip<A>::kFamily;
-    std::memcpy(e.client, r.client_addr, A);
-    e.client_port_raw = r.client_port_raw;
-    e.vip = r.vip;
-    e.backend = r.backend;
+    FlowEvent e = flow_event<A>(id, FlowEvent::Kind::close, why);
     e.duration_ms = s->last_ms - s->start_ms;
     e.packets = s->packets;
     e.bytes = s->bytes;

@@ -142,6 +142,11 @@ private:
         uint32_t start_ms = 0, last_ms = 0;
         uint64_t packets = 0, bytes = 0;
     };
+    // Sampled flows are keyed by flow id with the family in the top bit.
+    template <size_t A>
+    static uint32_t sampled_key(uint32_t id) noexcept { return id | (A == 16 ? 1u << 31 : 0u); }
+    template <size_t A>
+    FlowEvent flow_event(uint32_t id, FlowEvent::Kind kind, FlowEvent::Why why) const noexcept;
     Sampled* sampled_find(uint32_t key) noexcept;
     void sampled_erase(Sampled* e) noexcept;
     template <size_t A>
