@@ -193,17 +193,6 @@ void ControlPlane::passive_check(uint64_t now_ms) {
         if (auto st = apply(config_, nullptr); !st) log(fmt::format("cannot apply passive change: {}", st.error()));
 }
 
-lb::BackendConf* ControlPlane::find(const std::string& vip, const net::IpAddr& addr, uint16_t port, lb::VipConf** out) {
-    for (auto& v : config_.vips) {
-        if (v.name != vip) continue;
-        if (out) *out = &v;
-        for (auto& b : v.backends)
-            if (b.addr == addr && (port == 0 || port_of(v, b) == port)) return &b;
-        return nullptr;
-    }
-    return nullptr;
-}
-
 namespace {
 Error no_vip(const std::string& vip) { return make_error(fmt::format("unknown VIP '{}'", vip)); }
 Error no_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port) {
@@ -211,67 +200,78 @@ Error no_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port)
 }
 }  // namespace
 
+Expected<size_t> ControlPlane::vip_index(const std::string& vip) const {
+    for (size_t i = 0; i < config_.vips.size(); ++i)
+        if (config_.vips[i].name == vip) return i;
+    return no_vip(vip);
+}
+
+// port 0 matches the backend of that address whatever its port.
+Expected<ControlPlane::Where> ControlPlane::backend_index(const std::string& vip, const net::IpAddr& addr,
+                                                          uint16_t port) const {
+    auto vi = vip_index(vip);
+    if (!vi) return Error{vi.error()};
+    const lb::VipConf& v = config_.vips[*vi];
+    for (size_t j = 0; j < v.backends.size(); ++j)
+        if (v.backends[j].addr == addr && (port == 0 || port_of(v, v.backends[j]) == port)) return Where{*vi, j};
+    return no_backend(vip, addr, port);
+}
+
+std::string ControlPlane::label_of(const Where& w) const {
+    const lb::VipConf& v = config_.vips[w.vip];
+    const lb::BackendConf& b = v.backends[w.backend];
+    return backend_label(v.name, b.addr, port_of(v, b));
+}
+
 Status ControlPlane::set_state(const std::string& vip, const net::IpAddr& addr, uint16_t port, lb::BackendState s) {
-    lb::VipConf* v = nullptr;
-    const lb::BackendConf* b = find(vip, addr, port, &v);
-    if (!v) return no_vip(vip);
-    if (!b) return no_backend(vip, addr, port);
-    const size_t vi = static_cast<size_t>(v - config_.vips.data());
-    const size_t bi = static_cast<size_t>(b - v->backends.data());
-    lb::Config next = config_;
-    next.vips[vi].backends[bi].state = s;
+    auto w = backend_index(vip, addr, port);
+    if (!w) return Error{w.error()};
+    const lb::VipConf& v = config_.vips[w->vip];
+    const lb::BackendConf& b = v.backends[w->backend];
     // An operator (or monitoring agent) saying "up" overrides the health verdict too.
     if (s == lb::BackendState::up) {
-        auto it = health_.find(Key{vip, b->addr, port_of(*v, *b)});
+        auto it = health_.find(Key{vip, b.addr, port_of(v, b)});
         if (it != health_.end() && !it->second.up) {
             it->second.up = true;
             it->second.reason = "set up by the operator";
             if (it->second.probe) prober_.force(it->second.probe, true);
         }
     }
-    return apply(std::move(next), fmt::format("backend {} set {} by the operator",
-                                              backend_label(vip, b->addr, port_of(*v, *b)), lb::to_string(s))
-                                      .c_str());
+    const std::string why = fmt::format("backend {} set {} by the operator", label_of(*w), lb::to_string(s));
+    lb::Config next = config_;
+    next.vips[w->vip].backends[w->backend].state = s;
+    return apply(std::move(next), why.c_str());
 }
 
 Status ControlPlane::set_weight(const std::string& vip, const net::IpAddr& addr, uint16_t port, uint32_t weight) {
-    lb::VipConf* v = nullptr;
-    const lb::BackendConf* b = find(vip, addr, port, &v);
-    if (!v) return no_vip(vip);
-    if (!b) return no_backend(vip, addr, port);
-    const size_t vi = static_cast<size_t>(v - config_.vips.data());
-    const size_t bi = static_cast<size_t>(b - v->backends.data());
+    auto w = backend_index(vip, addr, port);
+    if (!w) return Error{w.error()};
+    const std::string why = fmt::format("backend {} weight {} by the operator", label_of(*w), weight);
     lb::Config next = config_;
-    next.vips[vi].backends[bi].weight = weight;
-    return apply(std::move(next), fmt::format("backend {} weight {} by the operator",
-                                              backend_label(vip, b->addr, port_of(*v, *b)), weight)
-                                      .c_str());
+    next.vips[w->vip].backends[w->backend].weight = weight;
+    return apply(std::move(next), why.c_str());
 }
 
 Status ControlPlane::add_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port, uint32_t weight) {
-    lb::VipConf* v = nullptr;
-    find(vip, addr, port, &v);
-    if (!v) return no_vip(vip);
-    const size_t vi = static_cast<size_t>(v - config_.vips.data());
+    auto vi = vip_index(vip);
+    if (!vi) return Error{vi.error()};
+    const std::string why = fmt::format("backend {} added by the operator (weight {})",
+                                        backend_label(vip, addr, port ? port : config_.vips[*vi].port), weight);
     lb::Config next = config_;
-    next.vips[vi].backends.push_back(lb::BackendConf{addr, port, weight, lb::BackendState::up});
-    const std::string label = backend_label(vip, addr, port ? port : v->port);
-    return apply(std::move(next), fmt::format("backend {} added by the operator (weight {})", label, weight).c_str());
+    next.vips[*vi].backends.push_back(lb::BackendConf{addr, port, weight, lb::BackendState::up});
+    return apply(std::move(next), why.c_str());
 }
 
 Status ControlPlane::remove_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port) {
-    lb::VipConf* v = nullptr;
-    const lb::BackendConf* b = find(vip, addr, port, &v);
-    if (!v) return no_vip(vip);
-    if (!b) return no_backend(vip, addr, port);
-    if (v->backends.size() == 1)
+    auto w = backend_index(vip, addr, port);
+    if (!w) return Error{w.error()};
+    if (config_.vips[w->vip].backends.size() == 1)
         return make_error(fmt::format("VIP '{}' would have no backend left; disable it instead", vip));
-    const size_t vi = static_cast<size_t>(v - config_.vips.data());
-    const size_t bi = static_cast<size_t>(b - v->backends.data());
-    const std::string label = backend_label(vip, b->addr, port_of(*v, *b));
+    const std::string why = fmt::format("backend {} removed by the operator", label_of(*w));
     lb::Config next = config_;
-    next.vips[vi].backends.erase(next.vips[vi].backends.begin() + static_cast<std::ptrdiff_t>(bi));
-    return apply(std::move(next), fmt::format("backend {} removed by the operator", label).c_str());
+    auto& list = next.vips[w->vip].backends;
+    list.erase(list.begin() + static_cast<std::ptrdiff_t>(w->backend));
+    return apply(std::move(next), why.c_str());
 }
 
 Status ControlPlane::reload(uint64_t /*now_ms*/) {

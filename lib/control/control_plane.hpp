@@ -96,7 +96,14 @@ private:
     using Key = std::tuple<std::string, net::IpAddr, uint16_t>;
 
     Status apply(lb::Config next, const char* why);
-    lb::BackendConf* find(const std::string& vip, const net::IpAddr& addr, uint16_t port, lb::VipConf** v = nullptr);
+    // Positions in config_ of a VIP and of one of its backends; errors name what is missing.
+    struct Where {
+        size_t vip;
+        size_t backend;
+    };
+    Expected<size_t> vip_index(const std::string& vip) const;
+    Expected<Where> backend_index(const std::string& vip, const net::IpAddr& addr, uint16_t port) const;
+    std::string label_of(const Where& w) const;
     void sync_probes();
     uint64_t handshake_failures(const std::string& vip, const net::IpAddr& addr, uint16_t port,
                                 const lb::WorkerCounters& total) const;
