@@ -116,6 +116,10 @@ constexpr OptSpec kOptions[] = {
      "command-line values add to lists and override scalars"},
     {"check-config", nullptr, Kind::flag, true, "General",
      "validate the configuration, print a summary and exit\n(needs no EAL or hugepages)"},
+    {"doctor", nullptr, Kind::flag, true, "General",
+     "start EAL, check hosts, ports and configuration against each\n"
+     "other, print the findings and exit: 0 unless one is fatal\n"
+     "(same as `sluice doctor [EAL options] -- [options]`)"},
 
     {"vip", "NAME,ADDR:PORT/PROTO,MODE[,KEY=VALUE...]", Kind::list, false, "Services (repeatable)",
      "a virtual service; PROTO tcp|udp, MODE dsr|nat|fullnat;\n"
@@ -168,6 +172,8 @@ constexpr OptSpec kOptions[] = {
      "TX descriptors per queue, 64..16384 (default 1024)"},
     {"total-num-mbufs", "N", Kind::scalar, false, "Process settings (restart-only)",
      "mbufs in the pool (default 0: sized from ports and workers)"},
+    {"mbcache", "N", Kind::scalar, false, "Process settings (restart-only)",
+     "per-lcore mbuf cache, 0..512 (default 256)"},
     {"stats-period", "SECONDS", Kind::scalar, false, "Process settings (restart-only)",
      "print counters every SECONDS, 0..86400 (default 0: never)"},
     {"stats-json", "FILE", Kind::scalar, false, "Process settings (restart-only)",
@@ -738,6 +744,11 @@ public:
             auto p = parse_number(o.value, 0, kMaxPortId, "port id");
             if (!p) return fail(describe(o), p.error());
             (o.name == "client-port" ? cfg_.client_port : cfg_.backend_port) = static_cast<int>(*p);
+        } else if (o.name == "mbcache") {
+            // Not part of lb::Config: only the mempool at start-up reads it.
+            auto n = parse_number(o.value, 0, 512, "value");  // RTE_MEMPOOL_CACHE_MAX_SIZE
+            if (!n) return fail(describe(o), n.error());
+            mbcache_ = static_cast<uint32_t>(*n);
         } else if (o.name == "stats-json") {
             if (o.value.empty()) return fail(describe(o), "missing file name");
             cfg_.stats_json = o.value;
@@ -783,6 +794,8 @@ public:
         return std::move(cfg_);
     }
 
+    uint32_t mbcache() const noexcept { return mbcache_; }
+
 private:
     struct PendingBackend {
         RawOpt opt;
@@ -794,6 +807,7 @@ private:
     Origins origins_;
     std::vector<PendingBackend> pending_;
     std::set<std::string, std::less<>> seen_;
+    uint32_t mbcache_ = kDefaultMbcache;
 };
 
 // ---- tokenizing with Boost.Program_options -------------------------------------------------
@@ -928,11 +942,12 @@ Expected<Parsed> parse_args(const std::vector<std::string>& args) {
         if (!cli) return Error{cli.error()};
 
         Parsed p;
-        bool help = false, version = false, check = false, have_config = false;
+        bool help = false, version = false, check = false, doctor = false, have_config = false;
         for (const auto& o : *cli) {
             if (o.name == "help") help = true;
             if (o.name == "version") version = true;
             if (o.name == "check-config") check = true;
+            if (o.name == "doctor") doctor = true;
             if (o.name == "config") {
                 if (have_config) return fail(describe(o), "given more than once");
                 if (o.value.empty()) return fail(describe(o), "missing file name");
@@ -969,6 +984,8 @@ Expected<Parsed> parse_args(const std::vector<std::string>& args) {
         auto cfg = b.finish();
         if (!cfg) return Error{cfg.error()};
         p.config = std::move(*cfg);
+        p.mbcache = b.mbcache();
+        if (doctor) p.action = Action::doctor;
         if (check) {
             p.action = Action::check_config;
             p.text = summary(p.config, p.config_path);

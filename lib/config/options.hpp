@@ -17,6 +17,7 @@
 // Thread contract: all functions are reentrant and keep no global state.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,18 +27,22 @@
 
 namespace sluice::config {
 
-enum class Action { run, help, version, check_config };
+enum class Action { run, help, version, check_config, doctor };
+
+// Per-lcore mbuf cache of the pool, in mbufs (--mbcache).
+constexpr uint32_t kDefaultMbcache = 256;
 
 struct Parsed {
     Action action = Action::run;
-    lb::Config config;          // filled (and validated) for run and check_config
+    lb::Config config;          // filled (and validated) for run, check_config and doctor
     std::string text;           // help/version/check-config output, ends with '\n'; print as is
     std::string config_path;    // the --config FILE, empty if none (what a reload re-reads)
+    uint32_t mbcache = kDefaultMbcache;  // --mbcache: restart-only, read at start-up only
 };
 
 // Parses `args` (argv without the program name and without EAL's arguments). --help and
-// --version return at once without reading or checking anything else; run and check_config
-// read --config, merge, and validate(). Never throws; errors name the option and its value.
+// --version return at once without reading or checking anything else; run, check_config and
+// doctor read --config, merge, and validate(). Never throws; errors name the option and its value.
 Expected<Parsed> parse_args(const std::vector<std::string>& args);
 
 // Parses the contents of a config file as a complete configuration and validates it.
