@@ -35,6 +35,7 @@
 #include "drivers/dpdk/port.hpp"
 #include "drivers/dpdk/worker.hpp"
 #include "drivers/linux/netlink.hpp"
+#include "drivers/linux/sd_notify.hpp"
 #include "lib/config/options.hpp"
 #include "lib/control/control_plane.hpp"
 #include "lib/control/ctl_server.hpp"
@@ -50,6 +51,12 @@ std::atomic<bool> g_stop{false};
 std::atomic<bool> g_reload{false};
 void on_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
 void on_hup(int) { g_reload.store(true, std::memory_order_relaxed); }
+
+// Tells systemd (Type=notify) where Sluice stands; a no-op outside systemd. A failure only
+// costs the service manager's view of the state, never the forwarding.
+void sd_notify(const std::string& state) {
+    if (auto st = linux_sd::notify(state); !st) fmt::print(stderr, "sluice: warning: {}\n", st.error());
+}
 
 int g_logtype = -1;       // rte_log type "sluice.control": --log-level=sluice.control:debug works
 int g_flowlog_type = -1;  // rte_log type "sluice.flowlog"
@@ -546,12 +553,29 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
     uint64_t next_resolve = 0, next_refresh = 0;
     const int ctl_wait = main_runs_worker ? 0 : 1;
     const auto control_handler = [&](const Expected<control::Command>& c) { return cp.handle(c, now_ms64()); };
+    // READY=1 waits for the control core's first turn: by then the workers poll their queues.
+    bool announced = false;
+    const std::string status = fmt::format("STATUS=forwarding: {} VIPs, {} workers, {} ports ({})", cfg.vips.size(),
+                                           nb_workers, nb_ports,
+                                           env.client_port == env.backend_port ? "one-arm" : "two-arm");
     g_rt.control_step = [&] {
         const uint64_t now = now_ms64();
+        if (!announced) {
+            announced = true;
+            sd_notify("READY=1\n" + status);
+        }
         if (ctl) ctl->poll(0, control_handler);
         cp.poll(now, ctl_wait);
         if (g_reload.exchange(false)) {
-            if (auto st = cp.reload(now); !st) fmt::print(stderr, "sluice: reload failed: {}\n", st.error());
+            // systemctl reload waits from RELOADING=1 to the next READY=1, failed reload or not
+            // (a rejected file leaves the old configuration forwarding).
+            sd_notify(linux_sd::reloading_message());
+            if (auto st = cp.reload(now); !st) {
+                fmt::print(stderr, "sluice: reload failed: {}\n", st.error());
+                sd_notify("READY=1\nSTATUS=forwarding; reload failed, old configuration kept: " + st.error());
+            } else {
+                sd_notify("READY=1\nSTATUS=forwarding; configuration reloaded");
+            }
         }
         if (env.exception_path) {
             rte_mbuf* pkts[32];
@@ -627,6 +651,8 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
             fmt::print("stats: rx-pps {:.0f} tx-pps {:.0f} new-flows-ps {:.0f} | {}\n", rate(t.rx, last_rx),
                        rate(t.tx, last_tx), rate(t.maglev_picks, last_new), lb::stats_summary(dataplanes()));
             std::fflush(stdout);
+            sd_notify(fmt::format("STATUS=forwarding: rx-pps {:.0f} tx-pps {:.0f} new-flows-ps {:.0f}", rate(t.rx, last_rx),
+                                  rate(t.tx, last_tx), rate(t.maglev_picks, last_new)));
             last_rx = t.rx;
             last_tx = t.tx;
             last_new = t.maglev_picks;
@@ -634,6 +660,7 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
         }
         rte_eal_mp_wait_lcore();
     }
+    sd_notify("STOPPING=1\nSTATUS=stopping: printing totals");
     const double secs = static_cast<double>(rte_get_tsc_cycles() - start) / static_cast<double>(rte_get_tsc_hz());
 
     // Workers stopped: point them at the live snapshot (the one they last ran may be reclaimed).
