@@ -295,10 +295,10 @@ struct Checker {
                                  : p.id == backend                 ? "backend side"
                                                                    : "unused";
         add(Severity::ok, port_subject(p),
-            fmt::format("{} ({}, {}, {}), {}, {}, {} RX / {} TX queues, RSS {}, {} RX descriptors {}..{}", p.name,
-                        p.driver, p.vdev ? "vdev" : "PCI", p.socket >= 0 ? fmt::format("NUMA node {}", p.socket) : "NUMA node unknown",
-                        role, link, p.max_rx_queues, p.max_tx_queues, rss_list(p.rss), p.rx_desc.max ? "" : "(no limits)",
-                        p.rx_desc.min, p.rx_desc.max ? p.rx_desc.max : 65535));
+            fmt::format("{} ({}, {}, {}), {}, {}, {} RX / {} TX queues, RSS {}, RX descriptors {}", p.name, p.driver,
+                        p.vdev ? "vdev" : "PCI", p.socket >= 0 ? fmt::format("NUMA node {}", p.socket) : "NUMA node unknown",
+                        role, link, p.max_rx_queues, p.max_tx_queues, rss_list(p.rss),
+                        p.rx_desc.max ? fmt::format("{}..{}", p.rx_desc.min, p.rx_desc.max) : std::string("unlimited")));
     }
 
     static std::string speed(uint32_t mbps) {
@@ -323,9 +323,8 @@ struct Checker {
         }
         if (r.workers <= most) return;
         add(Severity::fatal, port_subject(p),
-            fmt::format("{} need {} RX and TX queue{} each, {} has {} RX / {} TX",
-                        plural(r.workers, "worker", "workers"), r.workers == 1 ? "a" : "one", r.workers == 1 ? "" : "s",
-                        port_label(p), p.max_rx_queues, p.max_tx_queues),
+            fmt::format("{} workers need one RX and one TX queue each, {} has {} RX / {} TX", r.workers, port_label(p),
+                        p.max_rx_queues, p.max_tx_queues),
             fmt::format("give Sluice at most {}: -l {}", plural(most, "worker", "workers"), lcores_for(most)));
     }
 
@@ -495,13 +494,20 @@ size_t Report::count(Severity s) const noexcept {
 
 Report check(const Facts& facts) {
     Checker c{facts, facts.req, {}};
-    c.ports();
     c.host();
+    c.ports();
     c.mbuf_pool();
     c.flow_tables();
     // Problems first, worst first; ok lines keep their order below them.
     std::stable_sort(c.out.findings.begin(), c.out.findings.end(),
                      [](const Finding& a, const Finding& b) { return a.severity > b.severity; });
+    return std::move(c.out);
+}
+
+Report check_links(const std::vector<PortFacts>& ports) {
+    Facts none;
+    Checker c{none, none.req, {}};
+    for (const PortFacts& p : ports) c.link(p);
     return std::move(c.out);
 }
 

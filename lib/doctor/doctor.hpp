@@ -130,6 +130,10 @@ struct Report {
 // Runs every check. Never throws on odd facts (zero queues, no nodes, unknown sockets).
 Report check(const Facts& facts);
 
+// Only the link rule, for ports already started (links are judged again after start-up,
+// because many NICs raise them only once started).
+Report check_links(const std::vector<PortFacts>& ports);
+
 // One line per finding, severity and subject aligned, its fix on the next line, and a verdict.
 std::string render(const Report& report);
 

@@ -114,7 +114,7 @@ TEST_CASE("doctor: more workers than queues is fatal and names the worker count 
     const auto fatal = with(r, Severity::fatal);
     REQUIRE(fatal.size() == 2);  // both ports
     CHECK(fatal[0].subject == "port 0");
-    CHECK(fatal[0].what == "6 workers need one RX and TX queues each, port 0 (net_ixgbe) has 4 RX / 4 TX");
+    CHECK(fatal[0].what == "6 workers need one RX and one TX queue each, port 0 (net_ixgbe) has 4 RX / 4 TX");
     CHECK(fatal[0].fix == "give Sluice at most 4 workers: -l 0-4");
     CHECK(exit_code(r) == 1);
     CHECK_THAT(render(r), Contains("FATAL  port 0  6 workers need"));
@@ -355,7 +355,7 @@ TEST_CASE("doctor: vdev ports with --no-huge") {
         const auto fatal = with(r, Severity::fatal);
         REQUIRE(fatal.size() == 3);  // queues on both ports, fullnat without RSS on the backend side
         CHECK(fatal[0].fix == "give Sluice at most 1 worker: -l 0,1");
-        CHECK(fatal[0].what == "2 workers need one RX and TX queues each, port 0 (net_null) has 1 RX / 1 TX");
+        CHECK(fatal[0].what == "2 workers need one RX and one TX queue each, port 0 (net_null) has 1 RX / 1 TX");
     }
     SECTION("not enough --no-huge memory") {
         f.host.nodes[0].eal_free_bytes = 20ull << 20;
@@ -458,4 +458,14 @@ TEST_CASE("doctor: helpers") {
     CHECK_FALSE(req.nat);
     CHECK(req.rxd == 512);
     CHECK(req.backend_port == 1);
+}
+
+TEST_CASE("doctor: links checked again after start") {
+    std::vector<PortFacts> ports = {nic_port(0, "0000:3b:00.0"), nic_port(1, "0000:3b:00.1")};
+    CHECK(check_links(ports).findings.empty());
+    ports[0].link = Link::down;
+    const Report r = check_links(ports);
+    REQUIRE(r.findings.size() == 1);
+    CHECK(r.findings[0].severity == Severity::warn);
+    CHECK(r.findings[0].fix == "check the cable, the transceiver and the switch port of 0000:3b:00.0");
 }
