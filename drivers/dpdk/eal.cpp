@@ -1,5 +1,7 @@
 #include "drivers/dpdk/eal.hpp"
 
+#include <vector>
+
 #include <rte_eal.h>
 #include <rte_errno.h>
 
@@ -21,6 +23,21 @@ SplitArgs split_args(int argc, char** argv) {
         for (; i < argc; ++i) s.app.emplace_back(argv[i]);
     }
     return s;
+}
+
+bool split_doctor_args(int argc, char** argv, SplitArgs& out) {
+    if (argc < 2 || std::string(argv[1]) != "doctor") return false;
+    std::vector<char*> rest(argv, argv + argc);
+    rest.erase(rest.begin() + 1);
+    bool sep = false;
+    for (size_t i = 1; i < rest.size(); ++i) sep |= std::string(rest[i]) == "--";
+    out = split_args(static_cast<int>(rest.size()), rest.data());
+    if (!sep) {
+        out.eal.insert(out.eal.end(), out.app.begin(), out.app.end());
+        out.app.clear();
+    }
+    out.app.emplace_back("--doctor");
+    return true;
 }
 
 Status init_eal(const std::vector<std::string>& eal_args) {

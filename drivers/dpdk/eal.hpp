@@ -19,6 +19,11 @@ struct SplitArgs {
 // `--`, every argument is Sluice's, so `sluice --help` needs no EAL options.
 SplitArgs split_args(int argc, char** argv);
 
+// `sluice doctor [EAL options] [-- options]`: false unless argv[1] is `doctor`. The word is
+// dropped and --doctor joins Sluice's options; without `--` every argument is EAL's, since the
+// report needs no VIPs.
+bool split_doctor_args(int argc, char** argv, SplitArgs& out);
+
 // rte_eal_init() with the given arguments; the error names rte_errno's text.
 Status init_eal(const std::vector<std::string>& eal_args);
 
