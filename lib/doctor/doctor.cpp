@@ -91,6 +91,10 @@ struct Checker {
         return static_cast<uint64_t>(mbufs()) * r.mbuf_bytes + kFixedOverhead + queues * (r.rxd + r.txd) * kDescriptorBytes;
     }
 
+    const char* users() const {
+        return r.flow_tables_in_hugepages ? "the mbuf pool and the flow tables need" : "the mbuf pool needs";
+    }
+
     uint64_t tables_bytes() const { return static_cast<uint64_t>(r.workers) * flow_table_bytes(r.flow_capacity); }
 
     // ---- host ---------------------------------------------------------------------------------
@@ -119,7 +123,9 @@ struct Checker {
         }
         if (h.nodes.empty()) add(Severity::info, "host", "the kernel reports no NUMA nodes or hugepage counts (no sysfs?)");
 
-        const uint64_t need = pool_bytes() + (r.flow_tables_in_hugepages ? tables_bytes() : 0);
+        // EAL itself, the ethdev structures and the telemetry take tens of MiB beyond the pool, so
+    // memory suggestions never go below 256 MiB.
+    const uint64_t need = pool_bytes() + (r.flow_tables_in_hugepages ? tables_bytes() : 0);
         const uint64_t setup = std::max<uint64_t>(kGiB, (need + kGiB - 1) / kGiB * kGiB);
         if (h.no_huge) {
             add(Severity::warn, "host",
@@ -129,13 +135,13 @@ struct Checker {
             for (const NumaNode& n : h.nodes) free += n.eal_free_bytes;
             for (const NumaNode& n : h.nodes) total += n.eal_total_bytes;
             if (need > free) {
-                const uint64_t m = ((total + need - free) + 64 * kMiB - 1) / (64 * kMiB) * 64;
+                const uint64_t m = std::max<uint64_t>(256, ((total + need - free) + 64 * kMiB - 1) / (64 * kMiB) * 64);
                 add(Severity::fatal, "host",
-                    fmt::format("the mbuf pool needs {} ({} mbufs) but EAL has {} of its --no-huge memory left", bytes(need),
+                    fmt::format("{} {} ({} mbufs) but EAL has {} of its --no-huge memory left", users(), bytes(need),
                                 mbufs(), bytes(free)),
                     fmt::format("give EAL more memory: -m {}", m));
             } else {
-                add(Severity::ok, "host", fmt::format("memory: the mbuf pool needs {} ({} mbufs), EAL has {} free", bytes(need),
+                add(Severity::ok, "host", fmt::format("memory: {} {} ({} mbufs), EAL has {} free", users(), bytes(need),
                                                       mbufs(), bytes(free)));
             }
             return;
@@ -148,7 +154,7 @@ struct Checker {
                 !h.hugetlbfs_mounted ? "no hugetlbfs is mounted, so EAL has no hugepage memory"
                                      : "no hugepages are reserved on any NUMA node",
                 fmt::format("reserve hugepages: dpdk-hugepages.py -p 2M --setup {} (or run with --no-huge -m {} for a test)",
-                            size_arg(setup), (need + 64 * kMiB - 1) / (64 * kMiB) * 64));
+                            size_arg(setup), std::max<uint64_t>(256, (need + 64 * kMiB - 1) / (64 * kMiB) * 64)));
             return;
         }
         memory_on_pool_node(need);
@@ -168,7 +174,7 @@ struct Checker {
         if (!node) node = &h.nodes.front();
         const std::string where = r.pool_socket >= 0 ? fmt::format(" on NUMA node {}", r.pool_socket) : "";
         if (need <= avail) {
-            add(Severity::ok, "host", fmt::format("memory: the mbuf pool needs {} ({} mbufs){}, {} of hugepages free", bytes(need),
+            add(Severity::ok, "host", fmt::format("memory: {} {} ({} mbufs){}, {} of hugepages free", users(), bytes(need),
                                                   mbufs(), where, bytes(avail)));
             return;
         }
@@ -182,8 +188,8 @@ struct Checker {
         target = (target + per_gib - 1) / per_gib * per_gib;
         const std::string node_arg = h.nodes.size() > 1 ? fmt::format(" --node {}", node->id) : "";
         add(Severity::fatal, "host",
-            fmt::format("the mbuf pool needs {} of hugepages{} ({} mbufs of {} bytes and queues), only {} are free",
-                        bytes(need), where, mbufs(), r.mbuf_bytes, bytes(avail)),
+            fmt::format("{} {} of hugepages{} ({} mbufs of {} bytes and queues), only {} are free",
+                        users(), bytes(need), where, mbufs(), r.mbuf_bytes, bytes(avail)),
             fmt::format("reserve {} {} pages on node {}: dpdk-hugepages.py -p {}{} --reserve {}", target,
                         page_prose(pool.size_kb), node->id, page_arg(pool.size_kb), node_arg, size_arg(target * page)));
     }

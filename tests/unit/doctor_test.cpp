@@ -250,7 +250,7 @@ TEST_CASE("doctor: hugepages") {
         const auto fatal = with(r, Severity::fatal);
         REQUIRE(fatal.size() == 1);
         CHECK(fatal[0].what == "no hugepages are reserved on any NUMA node");
-        CHECK(fatal[0].fix == "reserve hugepages: dpdk-hugepages.py -p 2M --setup 1G (or run with --no-huge -m 128 for a test)");
+        CHECK(fatal[0].fix == "reserve hugepages: dpdk-hugepages.py -p 2M --setup 1G (or run with --no-huge -m 256 for a test)");
     }
     SECTION("no hugetlbfs") {
         Facts f = healthy();
@@ -360,9 +360,14 @@ TEST_CASE("doctor: vdev ports with --no-huge") {
     SECTION("not enough --no-huge memory") {
         f.host.nodes[0].eal_free_bytes = 20ull << 20;
         f.host.nodes[0].eal_total_bytes = 64ull << 20;
-        const auto fatal = with(check(f), Severity::fatal);
+        auto fatal = with(check(f), Severity::fatal);
         REQUIRE(fatal.size() == 1);
-        CHECK(fatal[0].fix == "give EAL more memory: -m 128");
+        CHECK(fatal[0].fix == "give EAL more memory: -m 256");  // never below 256 MiB
+        f.req.flow_tables_in_hugepages = true;  // 122 MiB more
+        f.host.nodes[0].eal_total_bytes = 256ull << 20;
+        fatal = with(check(f), Severity::fatal);
+        REQUIRE(fatal.size() == 1);
+        CHECK(fatal[0].fix == "give EAL more memory: -m 448");
     }
 }
 
