@@ -23,7 +23,8 @@ namespace sluice::lb {
     X(source_route)       /* IPv4 LSRR/SSRR: its checksum covers another destination */     \
     X(bad_ip_length)                                                                        \
     X(bad_ip_checksum)                                                                      \
-    X(fragment)           /* IP fragments are not load-balanced yet */                      \
+    X(bad_fragment)       /* tiny first fragment or overlapping offset (RFC 1858) */      \
+    X(fragment)           /* later fragment whose first one was not seen (or not TCP/UDP) */ \
     X(bad_ext_header)                                                                       \
     X(truncated_l4)                                                                         \
     X(bad_l4_length)                                                                        \
@@ -32,7 +33,9 @@ namespace sluice::lb {
     X(ttl_expired)                                                                          \
     X(no_vip)             /* neither to a VIP nor a reply of a known flow */               \
     X(unsupported_l4)     /* to a VIP address with a protocol Sluice does not balance */  \
-    X(icmp_unhandled)     /* ICMP/ICMPv6 other than ND for Sluice's addresses */           \
+    X(icmp_unhandled)     /* ICMP/ICMPv6 Sluice neither answers nor translates */         \
+    X(icmp_bad_quote)     /* ICMP error quoting a truncated or malformed header */        \
+    X(icmp_no_flow)       /* ICMP error quoting a packet of no flow Sluice knows */      \
     X(no_backend)         /* no backend of the VIP is up with weight > 0 */                 \
     X(backend_down)       /* flow of a down backend, VIP policy on-down=drop */            \
     X(no_neighbor)        /* the backend's MAC is not known (yet) */                        \
@@ -81,6 +84,10 @@ struct alignas(64) WorkerCounters {
     uint64_t flow_hits = 0;
     uint64_t rescheduled = 0;     // flows moved off a backend that went down or was removed
     uint64_t to_control = 0;      // exception path: handed to the control core (kernel)
+    uint64_t icmp_forwarded = 0;  // ICMP errors about a flow, translated to its backend or client
+    uint64_t frag_tracked = 0;    // first fragments whose outcome later fragments will follow
+    uint64_t frag_forwarded = 0;  // later fragments that followed their first one
+    uint64_t frag_evictions = 0;  // tracked datagrams forgotten early (fragment table full)
     std::array<uint64_t, kDropReasons> drops{};
     // Indexed like the service's VIPs and backend entries; capacity reserved for the whole
     // index space up front, so growing them never moves them under a reader.

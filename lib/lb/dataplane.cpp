@@ -26,7 +26,7 @@ Drop drop_of(ParseStatus s) noexcept {
         case ParseStatus::source_route: return Drop::source_route;
         case ParseStatus::bad_ip_length: return Drop::bad_ip_length;
         case ParseStatus::bad_ip_checksum: return Drop::bad_ip_checksum;
-        case ParseStatus::fragment: return Drop::fragment;
+        case ParseStatus::bad_fragment: return Drop::bad_fragment;
         case ParseStatus::bad_ext_header: return Drop::bad_ext_header;
         case ParseStatus::truncated_l4: return Drop::truncated_l4;
         case ParseStatus::bad_l4_length: return Drop::bad_l4_length;
@@ -149,12 +149,23 @@ FlowTable<A>& Dataplane::table() noexcept {
     if constexpr (A == 4) return *flows4_; else return *flows6_;
 }
 
+template <size_t A>
+FragTable<A>& Dataplane::frags() noexcept {
+    if constexpr (A == 4) return *frags4_; else return *frags6_;
+}
+
+// Datagrams in flight in fragments, per worker and family: fragments of one datagram arrive
+// within milliseconds, so this covers far more than a worker's share of a busy link.
+constexpr uint32_t kFragCapacity = 8192;
+
 Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& env, uint32_t flow_capacity)
     : initial_(std::move(service)),
       service_(initial_.get()),
       env_(env),
       flows4_(std::make_unique<FlowTable<4>>(flow_capacity, service_->config().timeouts)),
-      flows6_(std::make_unique<FlowTable<16>>(flow_capacity, service_->config().timeouts)) {
+      flows6_(std::make_unique<FlowTable<16>>(flow_capacity, service_->config().timeouts)),
+      frags4_(std::make_unique<FragTable<4>>(kFragCapacity)),
+      frags6_(std::make_unique<FragTable<16>>(kFragCapacity)) {
     counters_.vips.reserve(kMaxVipSlots);
     counters_.backends.reserve(kMaxBackendSlots);
     set_service(service_);
@@ -341,7 +352,9 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
         if (i + 1 < n) __builtin_prefetch(pkts[i + 1].data);
         st[i] = parse_packet(p.data, p.len, pp[i]);
         lk[i] = Lookup{};
-        if (st[i] != ParseStatus::ok || (pp[i].l4_proto != kIpProtoTcp && pp[i].l4_proto != kIpProtoUdp)) continue;
+        if (st[i] != ParseStatus::ok || (pp[i].l4_proto != kIpProtoTcp && pp[i].l4_proto != kIpProtoUdp) ||
+            pp[i].frag == Frag::later)
+            continue;
         if (pp[i].l3 == L3::ipv4) classify<4>(p, pp[i], lk[i]);
         else if (pp[i].l3 == L3::ipv6) classify<16>(p, pp[i], lk[i]);
     }
@@ -383,6 +396,18 @@ void Dataplane::handle_ip(PacketRef& p, const ParsedPacket& pp, const Lookup& lk
     const uint8_t* ip = p.data + pp.l3_off;
     constexpr Family f = Ip<A>::kFamily;
     const uint8_t proto = pp.l4_proto;
+    if (pp.frag != Frag::none) [[unlikely]] {
+        if (proto != kIpProtoTcp && proto != kIpProtoUdp) return drop(p, Drop::fragment);
+        if (pp.frag == Frag::later) return later_fragment<A>(p, pp, now_ms);
+        // A first fragment is balanced like any packet, then its outcome is remembered.
+        const typename FragTable<A>::Key k = frag_key<A>(ip, pp);
+        const uint8_t ttl = ip[Ip<A>::kTtl];
+        if (A == 16 && proto == kIpProtoUdp && load_raw16(p.data + pp.l4_off + UdpOff::csum) == 0)
+            return drop(p, Drop::udp6_zero_checksum);
+        if (lk.vip != Service::kNoVip) forward<A>(p, pp, lk.vip, lk.hash, now_ms);
+        else reply<A>(p, pp, lk.hash, now_ms);
+        return remember_fragment<A>(p, pp.l3_off, k, ttl, now_ms);
+    }
     if (proto == kIpProtoTcp || proto == kIpProtoUdp) {
         if (A == 16 && proto == kIpProtoUdp && load_raw16(p.data + pp.l4_off + UdpOff::csum) == 0)
             return drop(p, Drop::udp6_zero_checksum);
@@ -398,6 +423,12 @@ void Dataplane::handle_ip(PacketRef& p, const ParsedPacket& pp, const Lookup& lk
         p.data[pp.l4_off + IcmpOff::code] == 0 && service_->is_vip_address(f, ip + Ip<A>::kDst))
         return answer_echo<A>(p, pp);
     if (service_->is_self_address(f, ip + Ip<A>::kDst)) return to_control(p);  // ping, probes' ICMP
+    if (proto == (A == 4 ? kIpProtoIcmp : kIpProtoIcmpv6)) {
+        const uint8_t type = p.data[pp.l4_off + IcmpOff::type];
+        const bool error = A == 4 ? type == kIcmpDestUnreach || type == kIcmpTimeExceeded || type == kIcmpParamProblem
+                                  : type >= kIcmp6DestUnreach && type <= kIcmp6ParamProblem;
+        if (error) return handle_icmp_error<A>(p, pp, now_ms);
+    }
     if (proto == kIpProtoIcmp || proto == kIpProtoIcmpv6) return drop(p, Drop::icmp_unhandled);
     if (service_->is_vip_address(f, ip + Ip<A>::kDst)) return drop(p, Drop::unsupported_l4);
     drop(p, Drop::no_vip);
@@ -410,17 +441,14 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
     const uint8_t* client = ip + Ip<A>::kSrc;
     const bool tcp = pp.l4_proto == kIpProtoTcp;
 
-    if (vip.mode == Mode::nat && env_.nb_workers > 1) {
-        const uint16_t owner = nat_owner(client, A, pp.sport_raw);
-        if (owner != env_.worker_id) {
-            // Handed over already yet not ours either: workers disagree on ownership (a
-            // misconfigured redirection table). Creating the flow here would strand its replies.
-            if (p.redirected) return drop(p, Drop::redirect_loop);
-            p.verdict = Verdict::redirect;
-            p.out = owner;
-            ++counters_.redirected_out;
-            return;
-        }
+    if (env_.nb_workers > 1 && (vip.mode == Mode::nat || pp.frag == Frag::first)) {
+        // nat flows live with their client's worker. Other flows live where RSS puts their
+        // packets, except that a NIC hashes fragments by address only: a first fragment goes
+        // where its unfragmented siblings go.
+        const uint16_t owner = vip.mode == Mode::nat
+                                   ? nat_owner(client, A, pp.sport_raw)
+                                   : rss_owner<A>(client, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw);
+        if (owner != env_.worker_id) return redirect(p, owner);
     }
     if (vip.mode != Mode::dsr && ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
 
@@ -542,34 +570,21 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
     const uint8_t* src = ip + Ip<A>::kSrc;
     const uint8_t* dst = ip + Ip<A>::kDst;
     FlowTable<A>& ft = table<A>();
-    const uint32_t ref = ft.find(hr, [&](uint32_t r) {
-        if (FlowTable<A>::ref_dir(r) != 1) return false;
-        const FlowRecord<A>& rec = ft.record(FlowTable<A>::ref_id(r));
-        const BackendEntry& b = service_->backends()[rec.backend];
-        const VipEntry& v = service_->vips()[rec.vip];
-        if (b.port_raw != pp.sport_raw || static_cast<uint8_t>(v.proto) != pp.l4_proto ||
-            std::memcmp(b.addr.bytes.data(), src, A) != 0)
-            return false;
-        if (v.mode == Mode::nat) return rec.client_port_raw == pp.dport_raw && std::memcmp(rec.client_addr, dst, A) == 0;
-        return rec.snat_port_raw == pp.dport_raw &&
-               std::memcmp(service_->snat(Ip<A>::kFamily)[rec.snat_idx].bytes.data(), dst, A) == 0;
-    });
+    const uint32_t ref = find_reply<A>(src, dst, pp.sport_raw, pp.dport_raw, pp.l4_proto, hr);
     if (ref != FlowTable<A>::kNone && ft.is_stale(FlowTable<A>::ref_id(ref), now_ms)) {
         remove_flow<A>(FlowTable<A>::ref_id(ref), FlowEvent::Why::idle);
         return drop(p, Drop::no_flow);
     }
     if (ref == FlowTable<A>::kNone) {
         // A nat reply is owned by the worker of its client (the destination); fullnat replies
-        // reach their owner through RSS, so a miss there is final.
+        // reach their owner through RSS, so a miss there is final, except for a first fragment,
+        // which RSS hashed by its addresses only.
         if (env_.nb_workers > 1 && !service_->owns_address(Ip<A>::kFamily, dst)) {
             const uint16_t owner = nat_owner(dst, A, pp.dport_raw);
-            if (owner != env_.worker_id) {
-                if (p.redirected) return drop(p, Drop::redirect_loop);
-                p.verdict = Verdict::redirect;
-                p.out = owner;
-                ++counters_.redirected_out;
-                return;
-            }
+            if (owner != env_.worker_id) return redirect(p, owner);
+        } else if (env_.nb_workers > 1 && pp.frag == Frag::first) {
+            const uint16_t owner = rss_owner<A>(src, dst, pp.sport_raw, pp.dport_raw);
+            if (owner != env_.worker_id) return redirect(p, owner);
         }
         if (service_->is_vip_address(Ip<A>::kFamily, dst)) return drop(p, Drop::no_vip);
         if (service_->is_self_address(Ip<A>::kFamily, dst)) return to_control(p);  // e.g. a probe's answer
@@ -650,6 +665,244 @@ bool Dataplane::pick_snat(const BackendEntry& b, uint8_t proto, uint32_t now_ms,
         snat_addr_cursor_[fam] = static_cast<uint8_t>((ai + 1) % addrs.size());
     }
     return false;
+}
+
+template <size_t A>
+uint32_t Dataplane::find_reply(const uint8_t* src, const uint8_t* dst, uint16_t sport_raw, uint16_t dport_raw,
+                               uint8_t proto, uint64_t h) const noexcept {
+    const FlowTable<A>& ft = const_cast<Dataplane*>(this)->table<A>();
+    return ft.find(h, [&](uint32_t r) {
+        if (FlowTable<A>::ref_dir(r) != 1) return false;
+        const FlowRecord<A>& rec = ft.record(FlowTable<A>::ref_id(r));
+        const BackendEntry& b = service_->backends()[rec.backend];
+        const VipEntry& v = service_->vips()[rec.vip];
+        if (b.port_raw != sport_raw || static_cast<uint8_t>(v.proto) != proto ||
+            std::memcmp(b.addr.bytes.data(), src, A) != 0)
+            return false;
+        if (v.mode == Mode::nat) return rec.client_port_raw == dport_raw && std::memcmp(rec.client_addr, dst, A) == 0;
+        return rec.snat_port_raw == dport_raw &&
+               std::memcmp(service_->snat(Ip<A>::kFamily)[rec.snat_idx].bytes.data(), dst, A) == 0;
+    });
+}
+
+template <size_t A>
+uint16_t Dataplane::rss_owner(const uint8_t* src, const uint8_t* dst, uint16_t sport_raw,
+                              uint16_t dport_raw) const noexcept {
+    if (env_.nb_workers <= 1) return env_.worker_id;
+    return env_.reta.queue(toeplitz_.hash_tuple(src, dst, A, sport_raw, dport_raw));
+}
+
+template <size_t A>
+typename FragTable<A>::Key Dataplane::frag_key(const uint8_t* ip, const ParsedPacket& pp) noexcept {
+    typename FragTable<A>::Key k;
+    std::memcpy(k.src, ip + Ip<A>::kSrc, A);
+    std::memcpy(k.dst, ip + Ip<A>::kDst, A);
+    k.id = pp.frag_id;
+    k.proto = A == 4 ? pp.l4_proto : 0;
+    return k;
+}
+
+template <size_t A>
+void Dataplane::remember_fragment(const PacketRef& p, uint16_t l3_off, const typename FragTable<A>::Key& k,
+                                  uint8_t ttl_before, uint32_t now_ms) noexcept {
+    typename FragTable<A>::Outcome o;
+    if (p.verdict == Verdict::redirect) {
+        o.redirect = true;
+        o.out = p.out;
+    } else if (p.verdict == Verdict::tx) {
+        // The outcome as it shows in the rewritten frame: whatever forward() or reply() did.
+        const uint8_t* ip = p.data + l3_off;
+        o.out = p.out;
+        o.ttl_dec = ip[Ip<A>::kTtl] != ttl_before;
+        std::memcpy(o.src, ip + Ip<A>::kSrc, A);
+        std::memcpy(o.dst, ip + Ip<A>::kDst, A);
+        std::memcpy(o.macs, p.data, 12);
+    } else {
+        return;  // dropped: so will its later fragments be, as `fragment`
+    }
+    FragTable<A>& t = frags<A>();
+    const uint64_t before = t.evictions();
+    t.insert(k, o, now_ms);
+    counters_.frag_evictions += t.evictions() - before;
+    ++counters_.frag_tracked;
+}
+
+template <size_t A>
+void Dataplane::later_fragment(PacketRef& p, const ParsedPacket& pp, uint32_t now_ms) noexcept {
+    uint8_t* ip = p.data + pp.l3_off;
+    const typename FragTable<A>::Outcome* o = frags<A>().find(frag_key<A>(ip, pp), now_ms);
+    if (!o) return drop(p, Drop::fragment);
+    if (o->redirect) return redirect(p, o->out);
+    if (o->ttl_dec && ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
+    // No transport header here: only the IP header changes (its checksum with it, for IPv4).
+    CsumDelta d;
+    move_addr<A>(ip + Ip<A>::kSrc, o->src, d);
+    move_addr<A>(ip + Ip<A>::kDst, o->dst, d);
+    if constexpr (A == 4) {
+        if (o->ttl_dec) {
+            const uint16_t old_w = load_raw16(ip + Ipv4Off::ttl);
+            --ip[Ipv4Off::ttl];
+            d.change16(old_w, load_raw16(ip + Ipv4Off::ttl));
+        }
+        const uint16_t c = d.apply(load_raw16(ip + Ipv4Off::csum));
+        std::memcpy(ip + Ipv4Off::csum, &c, 2);
+    } else if (o->ttl_dec) {
+        --ip[Ipv6Off::hop_limit];
+    }
+    std::memcpy(p.data, o->macs, 12);
+    ++counters_.frag_forwarded;
+    tx(p, o->out);
+}
+
+// An ICMP error quotes the IP header and at least 8 bytes of the packet that caused it (RFC
+// 792, RFC 4443 §2.4): enough for its ports, so for its flow. Two kinds concern a flow:
+//  - about a packet Sluice sent a client (quoted source: a VIP; e.g. a router on the way to
+//    the client needs fragmentation): it goes to the flow's backend, translated the way the
+//    backend's packets were, backwards, so the backend's stack recognises its own packet;
+//  - about a packet Sluice sent a backend (quoted destination: the backend): it goes to the
+//    client, translated so the client recognises its packet to the VIP, from the VIP.
+// Every changed word of the quote is also patched into the inner IPv4 and transport checksums
+// (when quoted) and into the ICMP checksum, which covers the quote (and for ICMPv6 the outer
+// addresses); the outer header as for any routed packet. dsr flows: the client's side only,
+// forwarded unchanged to the backend, which owns the VIP too.
+template <size_t A>
+void Dataplane::handle_icmp_error(PacketRef& p, const ParsedPacket& pp, uint32_t now_ms) noexcept {
+    uint8_t* ip = p.data + pp.l3_off;
+    uint8_t* icmp = p.data + pp.l4_off;
+    uint8_t* q = icmp + kIcmpHdrLen;
+    const uint32_t qlen = pp.ip_end - pp.l4_off - kIcmpHdrLen;  // parse checked >= 0
+    uint32_t qhl = kIpv6HdrLen;
+    uint8_t qproto = 0;
+    if constexpr (A == 4) {
+        if (qlen < kIpv4MinHdrLen || (q[0] >> 4) != 4) return drop(p, Drop::icmp_bad_quote);
+        qhl = (q[0] & 0x0F) * 4u;
+        if (qhl < kIpv4MinHdrLen || qlen < qhl + 8) return drop(p, Drop::icmp_bad_quote);
+        if (load_be16(q + Ipv4Off::frag) & 0x1FFF) return drop(p, Drop::icmp_no_flow);  // a later fragment: no ports
+        qproto = q[Ipv4Off::proto];
+    } else {
+        if (qlen < kIpv6HdrLen + 8 || (q[0] >> 4) != 6) return drop(p, Drop::icmp_bad_quote);
+        qproto = q[Ipv6Off::next];  // extension headers in the quote: not a flow Sluice tracks
+    }
+    if (qproto != kIpProtoTcp && qproto != kIpProtoUdp) return drop(p, Drop::icmp_no_flow);
+    uint8_t* qsrc = q + Ip<A>::kSrc;
+    uint8_t* qdst = q + Ip<A>::kDst;
+    uint8_t* ql4 = q + qhl;
+    const uint16_t qsport = load_raw16(ql4), qdport = load_raw16(ql4 + 2);
+    constexpr Family f = Ip<A>::kFamily;
+    FlowTable<A>& ft = table<A>();
+
+    // Which flow, and where it goes: the new outer and quoted addresses (nullptr: unchanged).
+    const uint8_t *out_src = nullptr, *out_dst = nullptr, *in_src = nullptr, *in_dst = nullptr;
+    uint16_t in_sport = 0, in_dport = 0;
+    const Mac* dst_mac;
+    Mac client_mac;
+    uint16_t out_port;
+    bool routed;
+    const uint16_t vip_idx = service_->find_vip(f, qsrc, qsport, qproto);
+    if (vip_idx != Service::kNoVip && std::memcmp(ip + Ip<A>::kDst, qsrc, A) == 0) {
+        // About the client side: the quoted packet went VIP -> client.
+        const VipEntry& vip = service_->vips()[vip_idx];
+        const uint32_t ref = find_forward<A>(vip_idx, qdst, qdport, fwd_hash<A>(vip_idx, qdst, qdport));
+        if (ref == FlowTable<A>::kNone || ft.is_stale(FlowTable<A>::ref_id(ref), now_ms)) {
+            if (env_.nb_workers > 1) {
+                const uint16_t owner = vip.mode == Mode::nat ? nat_owner(qdst, A, qdport)
+                                                             : rss_owner<A>(qdst, qsrc, qdport, qsport);
+                if (owner != env_.worker_id) return redirect(p, owner);
+            }
+            return drop(p, Drop::icmp_no_flow);
+        }
+        const FlowRecord<A>& rec = ft.record(FlowTable<A>::ref_id(ref));
+        const BackendEntry& be = service_->backends()[rec.backend];
+        if (!be.has_mac) return drop(p, Drop::no_neighbor);
+        dst_mac = &be.mac;
+        out_port = env_.backend_port;
+        routed = vip.mode != Mode::dsr;
+        if (routed) {
+            out_dst = in_src = be.addr.bytes.data();
+            in_sport = be.port_raw;
+        }
+        if (vip.mode == Mode::fullnat) {
+            out_src = in_dst = service_->snat(f)[rec.snat_idx].bytes.data();
+            in_dport = rec.snat_port_raw;
+        }
+    } else {
+        // About the backend side: the quoted packet went client (nat) or SNAT (fullnat) ->
+        // backend, and the error is addressed to that source.
+        if (std::memcmp(ip + Ip<A>::kDst, qsrc, A) != 0) return drop(p, Drop::icmp_no_flow);
+        const uint32_t ref = find_reply<A>(qdst, qsrc, qdport, qsport, qproto, rev_hash<A>(qdst, qsrc, qdport, qsport, qproto));
+        if (ref == FlowTable<A>::kNone || ft.is_stale(FlowTable<A>::ref_id(ref), now_ms)) {
+            if (env_.nb_workers > 1) {
+                const uint16_t owner = !service_->owns_address(f, qsrc) ? nat_owner(qsrc, A, qsport)
+                                                                       : rss_owner<A>(qdst, qsrc, qdport, qsport);
+                if (owner != env_.worker_id) return redirect(p, owner);
+            }
+            return drop(p, Drop::icmp_no_flow);
+        }
+        const FlowRecord<A>& rec = ft.record(FlowTable<A>::ref_id(ref));
+        const VipEntry& vip = service_->vips()[rec.vip];
+        std::memcpy(client_mac.bytes.data(), rec.client_mac, 6);
+        dst_mac = &client_mac;
+        out_port = env_.client_port;
+        routed = true;
+        out_src = in_dst = vip.addr.bytes.data();
+        in_dport = vip.port_raw;
+        if (vip.mode == Mode::fullnat) {
+            out_dst = in_src = rec.client_addr;
+            in_sport = rec.client_port_raw;
+        }
+    }
+    if (routed && ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
+
+    CsumDelta icmp_d, in_addrs, in_ports, out_addrs;
+    if (in_src) {
+        move_addr<A>(qsrc, in_src, in_addrs);
+        move_port(ql4, in_sport, in_ports);
+    }
+    if (in_dst) {
+        move_addr<A>(qdst, in_dst, in_addrs);
+        move_port(ql4 + 2, in_dport, in_ports);
+    }
+    icmp_d += in_addrs;
+    icmp_d += in_ports;
+    if constexpr (A == 4) {  // the quoted header's own checksum
+        const uint16_t old_c = load_raw16(q + Ipv4Off::csum);
+        const uint16_t c = in_addrs.apply(old_c);
+        std::memcpy(q + Ipv4Off::csum, &c, 2);
+        icmp_d.change16(old_c, c);
+    }
+    // The quoted transport checksum, when the quote reaches it (UDP's always does; TCP's needs
+    // 18 bytes). It cannot be verified against a truncated payload, only kept consistent.
+    const uint32_t csum_off = qproto == kIpProtoUdp ? UdpOff::csum : TcpOff::csum;
+    if (qhl + csum_off + 2 <= qlen) {
+        const uint16_t old_c = load_raw16(ql4 + csum_off);
+        if (!(A == 4 && qproto == kIpProtoUdp && old_c == 0)) {
+            CsumDelta d = in_addrs;
+            d += in_ports;
+            uint16_t c = d.apply(old_c);
+            if (qproto == kIpProtoUdp && c == 0) c = 0xFFFF;
+            std::memcpy(ql4 + csum_off, &c, 2);
+            icmp_d.change16(old_c, c);
+        }
+    }
+    if (out_src) move_addr<A>(ip + Ip<A>::kSrc, out_src, out_addrs);
+    if (out_dst) move_addr<A>(ip + Ip<A>::kDst, out_dst, out_addrs);
+    if constexpr (A == 4) {
+        if (routed) {
+            const uint16_t old_w = load_raw16(ip + Ipv4Off::ttl);
+            --ip[Ipv4Off::ttl];
+            out_addrs.change16(old_w, load_raw16(ip + Ipv4Off::ttl));
+        }
+        const uint16_t c = out_addrs.apply(load_raw16(ip + Ipv4Off::csum));
+        std::memcpy(ip + Ipv4Off::csum, &c, 2);
+    } else {
+        if (routed) --ip[Ipv6Off::hop_limit];
+        icmp_d += out_addrs;  // ICMPv6 sums the pseudo header (RFC 4443 §2.3); hop limit is not in it
+    }
+    const uint16_t c = icmp_d.apply(load_raw16(icmp + IcmpOff::csum));
+    std::memcpy(icmp + IcmpOff::csum, &c, 2);
+    set_macs(p.data, *dst_mac, env_.port_macs[out_port]);
+    ++counters_.icmp_forwarded;
+    tx(p, out_port);
 }
 
 // A VIP answers ping itself, in place: addresses swapped, a fresh TTL, type echo reply, and

@@ -18,6 +18,7 @@
 #include "lib/lb/counters.hpp"
 #include "lib/lb/flow_log.hpp"
 #include "lib/lb/flow_table.hpp"
+#include "lib/lb/frag_table.hpp"
 #include "lib/lb/service.hpp"
 #include "lib/net/parse.hpp"
 #include "lib/net/toeplitz.hpp"
@@ -155,6 +156,35 @@ private:
     void sweep(uint32_t budget) noexcept;
     template <size_t A>
     void answer_echo(PacketRef& p, const net::ParsedPacket& pp) noexcept;
+    // ICMP errors about a flow (RFC 792 / RFC 4443 quote the offending packet): matched by
+    // the quoted header, translated like the flow's packets, sent to its backend or client.
+    template <size_t A>
+    void handle_icmp_error(PacketRef& p, const net::ParsedPacket& pp, uint32_t now_ms) noexcept;
+    template <size_t A>
+    uint32_t find_reply(const uint8_t* src, const uint8_t* dst, uint16_t sport_raw, uint16_t dport_raw, uint8_t proto,
+                        uint64_t h) const noexcept;
+    // Fragments: a first fragment's outcome is remembered; later ones repeat it.
+    template <size_t A>
+    FragTable<A>& frags() noexcept;
+    template <size_t A>
+    static typename FragTable<A>::Key frag_key(const uint8_t* ip, const net::ParsedPacket& pp) noexcept;
+    template <size_t A>
+    void remember_fragment(const PacketRef& p, uint16_t l3_off, const typename FragTable<A>::Key& k,
+                           uint8_t ttl_before, uint32_t now_ms) noexcept;
+    template <size_t A>
+    void later_fragment(PacketRef& p, const net::ParsedPacket& pp, uint32_t now_ms) noexcept;
+    // The worker a NIC's RSS gives this 4-tuple (where the unfragmented packets of a
+    // fullnat or dsr flow arrive, and so where the flow lives).
+    template <size_t A>
+    uint16_t rss_owner(const uint8_t* src, const uint8_t* dst, uint16_t sport_raw, uint16_t dport_raw) const noexcept;
+    void redirect(PacketRef& p, uint16_t owner) noexcept {
+        // Handed over already yet not ours either: workers disagree on ownership (a
+        // misconfigured redirection table). Keeping it here would strand its flow.
+        if (p.redirected) return drop(p, Drop::redirect_loop);
+        p.verdict = Verdict::redirect;
+        p.out = owner;
+        ++counters_.redirected_out;
+    }
     void handle_arp(PacketRef& p, const net::ParsedPacket& pp) noexcept;
     void handle_nd(PacketRef& p, const net::ParsedPacket& pp) noexcept;
     void drop(PacketRef& p, Drop d) noexcept {
@@ -178,6 +208,8 @@ private:
     net::Toeplitz toeplitz_;
     std::unique_ptr<FlowTable<4>> flows4_;
     std::unique_ptr<FlowTable<16>> flows6_;
+    std::unique_ptr<FragTable<4>> frags4_;
+    std::unique_ptr<FragTable<16>> frags6_;
     uint32_t snat_cursor_[2] = {0, 0};  // next SNAT port to try, per family
     uint8_t snat_addr_cursor_[2] = {0, 0};
     WorkerCounters counters_;

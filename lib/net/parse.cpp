@@ -18,7 +18,7 @@ const char* to_string(ParseStatus s) noexcept {
         case ParseStatus::source_route: return "source_route";
         case ParseStatus::bad_ip_length: return "bad_ip_length";
         case ParseStatus::bad_ip_checksum: return "bad_ip_checksum";
-        case ParseStatus::fragment: return "fragment";
+        case ParseStatus::bad_fragment: return "bad_fragment";
         case ParseStatus::bad_ext_header: return "bad_ext_header";
         case ParseStatus::truncated_l4: return "truncated_l4";
         case ParseStatus::bad_l4_length: return "bad_l4_length";
@@ -37,27 +37,32 @@ namespace {
     return csum_fold(static_cast<uint32_t>(s)) == 0xFFFF;
 }
 
-// Parses the transport header at [off, end). `end` is where the IP packet ends.
+// Parses the transport header at [off, end). `end` is where the IP packet ends. A first
+// fragment (out.frag set by the caller) must hold the whole TCP header or the UDP header, and
+// its UDP length counts the whole datagram, so it can only be longer than the fragment.
 [[gnu::always_inline]] inline ParseStatus parse_l4(const uint8_t* f, uint32_t off, uint32_t end, uint8_t proto,
                                                   ParsedPacket& out) noexcept {
     out.l4_proto = proto;
     out.l4_off = static_cast<uint16_t>(off);
     out.l4_len = static_cast<uint16_t>(end - off);
     const uint32_t avail = end - off;
+    const bool first = out.frag == Frag::first;
+    if (out.frag == Frag::later) return ParseStatus::ok;  // payload only: the first one decides
     switch (proto) {
         case kIpProtoTcp: {
-            if (avail < kTcpMinHdrLen) return ParseStatus::truncated_l4;
+            if (avail < kTcpMinHdrLen) return first ? ParseStatus::bad_fragment : ParseStatus::truncated_l4;
             const uint32_t doff = (f[off + TcpOff::off] >> 4) * 4u;
-            if (doff < kTcpMinHdrLen || doff > avail) return ParseStatus::bad_l4_length;
+            if (doff < kTcpMinHdrLen) return ParseStatus::bad_l4_length;
+            if (doff > avail) return first ? ParseStatus::bad_fragment : ParseStatus::bad_l4_length;
             out.tcp_flags = f[off + TcpOff::flags];
             out.sport_raw = load_raw16(f + off + TcpOff::sport);
             out.dport_raw = load_raw16(f + off + TcpOff::dport);
             return ParseStatus::ok;
         }
         case kIpProtoUdp: {
-            if (avail < kUdpHdrLen) return ParseStatus::truncated_l4;
+            if (avail < kUdpHdrLen) return first ? ParseStatus::bad_fragment : ParseStatus::truncated_l4;
             const uint32_t ulen = load_be16(f + off + UdpOff::len);
-            if (ulen != avail) return ParseStatus::bad_l4_length;
+            if (first ? ulen <= avail : ulen != avail) return ParseStatus::bad_l4_length;
             out.sport_raw = load_raw16(f + off + UdpOff::sport);
             out.dport_raw = load_raw16(f + off + UdpOff::dport);
             return ParseStatus::ok;
@@ -101,9 +106,15 @@ ParseStatus parse_ipv4(const uint8_t* f, uint32_t off, uint32_t len, ParsedPacke
     if (total < ihl || total > len - off) return ParseStatus::bad_ip_length;
     if (!ipv4_header_csum_ok(f + off, ihl)) return ParseStatus::bad_ip_checksum;
     const uint16_t frag = load_be16(f + off + Ipv4Off::frag);
-    if (frag & 0x3FFF) return ParseStatus::fragment;  // MF set or non-zero offset
     if (ihl > kIpv4MinHdrLen && has_source_route(f + off + kIpv4MinHdrLen, ihl - kIpv4MinHdrLen))
         return ParseStatus::source_route;
+    if (frag & 0x3FFF) {  // MF set or non-zero offset
+        const uint16_t offset = frag & 0x1FFF;
+        // RFC 1858 §4: offset 1 (8 bytes) can only serve to overwrite a TCP header's flags.
+        if (offset == 1 && f[off + Ipv4Off::proto] == kIpProtoTcp) return ParseStatus::bad_fragment;
+        out.frag = offset ? Frag::later : Frag::first;
+        out.frag_id = load_be16(f + off + Ipv4Off::id);
+    }
     out.l3 = L3::ipv4;
     out.l3_off = static_cast<uint16_t>(off);
     out.ip_end = static_cast<uint16_t>(off + total);
@@ -138,8 +149,18 @@ ParseStatus parse_ipv6(const uint8_t* f, uint32_t off, uint32_t len, ParsedPacke
                 pos += hlen;
                 continue;
             }
-            case kIpProtoFragment:
-                return ParseStatus::fragment;
+            case kIpProtoFragment: {
+                if (end - pos < 8 || out.frag != Frag::none) return ParseStatus::bad_ext_header;
+                const uint16_t om = load_be16(f + pos + 2);  // offset (13 bits), 2 reserved, M
+                next = f[pos];
+                pos += 8;
+                if (om & 0xFFF9) {  // not atomic (RFC 6946): offset or M set
+                    out.frag = (om >> 3) ? Frag::later : Frag::first;
+                    out.frag_id = load_be32(f + pos - 4);
+                    if (out.frag == Frag::later) return parse_l4(f, pos, end, next, out);
+                }
+                continue;
+            }
             case kIpProtoAh:
             case kIpProtoEsp:
             case kIpProtoNone:

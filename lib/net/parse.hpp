@@ -26,7 +26,8 @@ enum class ParseStatus : uint8_t {
     source_route,         // IPv4 loose or strict source route option
     bad_ip_length,        // total length / payload length lies about the frame
     bad_ip_checksum,
-    fragment,
+    bad_fragment,         // a first fragment too short for its transport header (RFC 1858), or
+                          // an IPv4 fragment at offset 8 (overwrites a TCP header's flags)
     bad_ext_header,       // IPv6 extension header chain truncated, too long or unsupported
     truncated_l4,
     bad_l4_length,        // TCP data offset / UDP length inconsistent
@@ -34,6 +35,11 @@ enum class ParseStatus : uint8_t {
 const char* to_string(ParseStatus s) noexcept;
 
 enum class L3 : uint8_t { none, arp, ipv4, ipv6 };
+
+// Where a packet sits in a fragmented datagram. A first fragment carries the transport header
+// (ports, flags), a later one only payload. RFC 6946 atomic fragments (offset 0, no more
+// fragments) are plain packets.
+enum class Frag : uint8_t { none, first, later };
 
 struct ParsedPacket {
     L3 l3 = L3::none;
@@ -45,7 +51,9 @@ struct ParsedPacket {
     uint16_t l4_len = 0;      // transport header + payload, as the IP header states
     uint16_t ip_end = 0;      // end of the IP packet (frames may carry padding after it)
     uint16_t sport_raw = 0;   // ports as they lie in memory (network order); 0 for non TCP/UDP
-    uint16_t dport_raw = 0;
+    uint16_t dport_raw = 0;   // (and for later fragments, which carry no transport header)
+    Frag frag = Frag::none;
+    uint32_t frag_id = 0;     // IPv4 identification or IPv6 fragment identification (fragments)
 };
 
 // The general parser: every frame, every drop reason. Out of line.
@@ -91,6 +99,8 @@ namespace detail {
     out.ip_end = static_cast<uint16_t>(l3 + total);
     out.sport_raw = load_raw16(f + l4);  // TCP and UDP ports share their place
     out.dport_raw = load_raw16(f + l4 + 2);
+    out.frag = Frag::none;
+    out.frag_id = 0;
     return true;
 }
 }  // namespace detail

@@ -62,6 +62,13 @@ constexpr uint8_t kTcpAck = 0x10;
 
 constexpr uint8_t kIcmpEchoReply = 0;
 constexpr uint8_t kIcmpEchoRequest = 8;
+constexpr uint8_t kIcmpDestUnreach = 3;     // code 4: fragmentation needed (RFC 1191)
+constexpr uint8_t kIcmpTimeExceeded = 11;
+constexpr uint8_t kIcmpParamProblem = 12;
+constexpr uint8_t kIcmp6DestUnreach = 1;
+constexpr uint8_t kIcmp6PacketTooBig = 2;
+constexpr uint8_t kIcmp6TimeExceeded = 3;
+constexpr uint8_t kIcmp6ParamProblem = 4;
 constexpr uint8_t kIcmp6EchoRequest = 128;
 constexpr uint8_t kIcmp6EchoReply = 129;
 constexpr uint8_t kIcmp6NeighborSolicit = 135;

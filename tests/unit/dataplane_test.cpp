@@ -161,6 +161,10 @@ Deltas diff(const WorkerCounters& a, const WorkerCounters& b) {
     put("non_syn_miss", a.non_syn_miss, b.non_syn_miss);
     put("maglev_picks", a.maglev_picks, b.maglev_picks);
     put("flow_hits", a.flow_hits, b.flow_hits);
+    put("icmp_forwarded", a.icmp_forwarded, b.icmp_forwarded);
+    put("frag_tracked", a.frag_tracked, b.frag_tracked);
+    put("frag_forwarded", a.frag_forwarded, b.frag_forwarded);
+    put("frag_evictions", a.frag_evictions, b.frag_evictions);
     for (size_t i = 0; i < kDropReasons; ++i)
         if (a.drops[i] != b.drops[i]) d[std::string("drop.") + to_string(static_cast<Drop>(i))] = b.drops[i] - a.drops[i];
     return d;
@@ -257,11 +261,14 @@ Row redirect(const char* what, Bytes in, uint16_t worker, Deltas d, uint32_t now
     return Row{what, std::move(in), Verdict::redirect, worker, std::nullopt, {}, std::move(d), now, in_port, false};
 }
 
-// True if the frame's (innermost) ethertype is IPv4 or IPv6.
+// True if the frame's (innermost) ethertype is IPv4 or IPv6, and it is not a fragment (whose
+// transport checksum covers bytes it does not carry: rows compare those byte for byte).
 bool carries_ip(const Bytes& f) {
     size_t off = 12;
     while (off + 2 <= f.size() && be16(f, off) == 0x8100) off += 4;
-    return off + 2 <= f.size() && (be16(f, off) == 0x0800 || be16(f, off) == 0x86DD);
+    if (off + 2 > f.size()) return false;
+    if (be16(f, off) == 0x0800) return !(f.size() >= off + 10 && (be16(f, off + 8) & 0x3FFF));
+    return be16(f, off) == 0x86DD && !(f.size() >= off + 10 && f[off + 8] == 44);
 }
 
 void run_rows(Rig& rig, const std::vector<Row>& rows) {
@@ -652,8 +659,14 @@ TEST_CASE("dataplane: every malformed packet is dropped under its reason", "[dat
              dropped("bad_ip_length")),
         drop("bad IPv4 header checksum", c4().tcp(1, 80).ip_csum(0x1234).build(), Drop::bad_ip_checksum,
              dropped("bad_ip_checksum")),
-        drop("IPv4 fragment", c4().tcp(1, 80).frag(true, 0).build(), Drop::fragment, dropped("fragment")),
-        drop("IPv6 fragment", c6().ext(44).tcp(1, 80).build(), Drop::fragment, dropped("fragment")),
+        drop("IPv4 later fragment, first one never seen", c4().tcp(1, 80).frag(false, 8).build(), Drop::fragment,
+             dropped("fragment")),
+        drop("IPv6 later fragment, first one never seen", c6().ext(44).frag(true, 3).tcp(1, 80).build(), Drop::fragment,
+             dropped("fragment")),
+        drop("IPv4 tiny first fragment (RFC 1858)", c4().tcp(1, 80).frag(true, 0).total_len(32).build(),
+             Drop::bad_fragment, dropped("bad_fragment")),
+        drop("ICMP fragment (only TCP and UDP fragments are followed)", c4().icmp(8).frag(true, 0).build(),
+             Drop::fragment, dropped("fragment")),
         drop("IPv6 with AH", c6().ext(51).tcp(1, 80).build(), Drop::bad_ext_header, dropped("bad_ext_header")),
         drop("TCP cut short", c4().tcp(1, 80).total_len(30).build(), Drop::truncated_l4, dropped("truncated_l4")),
         drop("TCP data offset past the end", c4().tcp(1, 80).tcp_doff(10).build(), Drop::bad_l4_length,
@@ -954,4 +967,211 @@ TEST_CASE("dataplane: two workers, fullnat SNAT ports bring replies back to the 
         }
         CHECK(rig.dp->counters().redirected_out == 0);
     }
+}
+
+// --- Fragments -------------------------------------------------------------------------------
+
+TEST_CASE("dataplane: later fragments follow their first one, both ways", "[dataplane][frag]") {
+    Rig rig;
+    // UDP to the nat DNS VIP: the first fragment's UDP length counts the whole datagram.
+    auto first = [](Pkt p) { return p.ip_id(0x4242).udp(5000, 53).payload(24).frag(true, 0).udp_len(8 + 24 + 16); };
+    auto later = [](Pkt p, uint16_t id = 0x4242) { return p.ip_id(id).l4_proto(17).payload(16).frag(false, 4); };
+    auto rfirst = [](Pkt p) { return p.ip_id(7).udp(5353, 5000).payload(40).frag(true, 0).udp_len(8 + 40 + 8); };
+    auto rlater = [](Pkt p) { return p.ip_id(7).l4_proto(17).payload(8).frag(false, 6); };
+    const Deltas kLater = {{"rx", 1}, {"tx", 1}, {"frag_forwarded", 1}};
+    run_rows(rig, {
+        tx("first fragment: balanced and rewritten like any packet",
+           first(from_client().ipv4(kClient, kVipNat, 64)).build(), 1,
+           first(to_backend(kBe1Mac).ipv4(kClient, kBe1, 63)).udp(5000, 5353).build(),
+           {{"rx", 1}, {"tx", 1}, {"forwarded", 1}, {"maglev_picks", 1}, {"frag_tracked", 1}}),
+        tx("later fragment: same addresses, TTL and MACs; payload untouched",
+           later(from_client().ipv4(kClient, kVipNat, 64)).build(), 1,
+           later(to_backend(kBe1Mac).ipv4(kClient, kBe1, 63)).build(), kLater, 1),
+        drop("a later fragment of another datagram", later(from_client().ipv4(kClient, kVipNat, 64), 0x4243).build(),
+             Drop::fragment, dropped("fragment"), 2),
+        drop("a later fragment with TTL 1", later(from_client().ipv4(kClient, kVipNat, 1)).build(), Drop::ttl_expired,
+             dropped("ttl_expired"), 3),
+        tx("reply first fragment", rfirst(from_backend(kBe1Mac).ipv4(kBe1, kClient, 64)).build(), 0,
+           rfirst(to_client().ipv4(kVipNat, kClient, 63)).udp(53, 5000).build(),
+           {{"rx", 1}, {"tx", 1}, {"replies", 1}, {"frag_tracked", 1}}, 4, 1),
+        tx("reply later fragment", rlater(from_backend(kBe1Mac).ipv4(kBe1, kClient, 64)).build(), 0,
+           rlater(to_client().ipv4(kVipNat, kClient, 63)).build(), kLater, 5, 1),
+        drop("five seconds later the datagram is forgotten", later(from_client().ipv4(kClient, kVipNat, 64)).build(),
+             Drop::fragment, dropped("fragment"), 5001),
+    });
+}
+
+TEST_CASE("dataplane: IPv6 fullnat fragments", "[dataplane][frag]") {
+    Rig rig;
+    run_rows(rig, {
+        tx("first fragment: SNAT source, backend destination",
+           from_client().ipv6(kClient6, kVip6Full, 64).ext(44).frag(true, 0).tcp(40000, 80, kAck).payload(8).build(), 1,
+           to_backend(kBe6bMac).ipv6(kSnat6, kBe6b, 63).ext(44).frag(true, 0).tcp(1024, 8080, kAck).payload(8).build(),
+           {{"rx", 1}, {"tx", 1}, {"forwarded", 1}, {"maglev_picks", 1}, {"non_syn_miss", 1}, {"frag_tracked", 1}}),
+        tx("later fragment",
+           from_client().ipv6(kClient6, kVip6Full, 64).ext(44).frag(false, 5).l4_proto(6).payload(16).build(), 1,
+           to_backend(kBe6bMac).ipv6(kSnat6, kBe6b, 63).ext(44).frag(false, 5).l4_proto(6).payload(16).build(),
+           {{"rx", 1}, {"tx", 1}, {"frag_forwarded", 1}}, 1),
+    });
+}
+
+TEST_CASE("dataplane: two workers, fragments of another worker's flow are handed over together", "[dataplane][frag]") {
+    const auto reta = sluice::net::Reta::round_robin(2);
+    Rig w0(lab_config(), env(0, 2)), w1(lab_config(), env(1, 2));
+    const std::string c1 = client_owned_by(1, reta, 5000);
+    const char* a1 = c1.c_str();
+    auto first = [&](Pkt p) { return p.ip_id(9).udp(5000, 53).payload(24).frag(true, 0).udp_len(8 + 24 + 16); };
+    auto later = [&](Pkt p) { return p.ip_id(9).l4_proto(17).payload(16).frag(false, 4); };
+    run_rows(w0, {
+        redirect("first fragment of worker 1's client", first(from_client().ipv4(a1, kVipNat)).build(), 1,
+                 {{"rx", 1}, {"redirected_out", 1}, {"frag_tracked", 1}}),
+        redirect("its later fragment goes the same way", later(from_client().ipv4(a1, kVipNat)).build(), 1,
+                 {{"rx", 1}, {"redirected_out", 1}}, 1),
+    });
+    run_rows(w1, {
+        tx("worker 1 balances the first fragment", first(from_client().ipv4(a1, kVipNat)).build(), 1,
+           first(to_backend(kBe1Mac).ipv4(a1, kBe1, 63)).udp(5000, 5353).build(),
+           {{"redirected_in", 1}, {"tx", 1}, {"forwarded", 1}, {"maglev_picks", 1}, {"frag_tracked", 1}}, 0, 0, true),
+        tx("and the later one", later(from_client().ipv4(a1, kVipNat)).build(), 1,
+           later(to_backend(kBe1Mac).ipv4(a1, kBe1, 63)).build(), {{"redirected_in", 1}, {"tx", 1}, {"frag_forwarded", 1}},
+           1, 0, true),
+    });
+}
+
+TEST_CASE("dataplane: a fragment flood stays within the fragment table", "[dataplane][frag]") {
+    Rig rig;
+    const uint64_t before = rig.dp->counters().frag_tracked;
+    for (uint32_t i = 0; i < 50000; ++i) {
+        const Out o = rig.run(from_client()
+                                  .ipv4(kClient, kVipNat)
+                                  .ip_id(static_cast<uint16_t>(i))
+                                  .udp(static_cast<uint16_t>(1024 + i % 60000), 53)
+                                  .payload(8)
+                                  .frag(true, 0)
+                                  .udp_len(100)
+                                  .build(),
+                              i / 100);
+        REQUIRE(o.verdict == Verdict::tx);
+    }
+    const WorkerCounters& c = rig.dp->counters();
+    CHECK(c.frag_tracked - before == 50000);
+    CHECK(c.frag_evictions > 0);
+    CHECK(c.frag_evictions <= 50000);
+    // The newest datagram is still followed.
+    const Out o = rig.run(from_client().ipv4(kClient, kVipNat).ip_id(49999).l4_proto(17).payload(8).frag(false, 2).build(), 500);
+    CHECK(o.verdict == Verdict::tx);
+}
+
+// --- ICMP errors ------------------------------------------------------------------------------
+
+namespace {
+Bytes ip_part(const Bytes& frame) { return Bytes(frame.begin() + 14, frame.end()); }
+Bytes head(const Bytes& b, size_t n) { return Bytes(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(n)); }
+constexpr const char* kRouter = "198.18.0.1";
+constexpr const char* kRouter6 = "2001:db8:ffff::1";
+const Deltas kIcmp = {{"rx", 1}, {"tx", 1}, {"icmp_forwarded", 1}};
+}  // namespace
+
+TEST_CASE("dataplane: ICMP errors about nat flows reach the other side, translated", "[dataplane][icmp]") {
+    Rig rig;
+    // The packets Sluice sent, as quoted by the routers that could not deliver them.
+    const Bytes to_cl = ip_part(to_client().ipv4(kVipNat, kClient, 63).tcp(80, 40000, kAck).payload(20).build());
+    const Bytes to_cl_b = ip_part(Pkt().ipv4(kBe1, kClient, 63).tcp(8080, 40000, kAck).payload(20).build());
+    const Bytes to_be = ip_part(to_backend(kBe1Mac).ipv4(kClient, kBe1, 63).tcp(40000, 8080, kAck).payload(20).build());
+    const Bytes to_be_c = ip_part(Pkt().ipv4(kClient, kVipNat, 63).tcp(40000, 80, kAck).payload(20).build());
+    run_rows(rig, {
+        tx("the flow", from_client().ipv4(kClient, kVipNat).tcp(40000, 80, kSyn).build(), 1,
+           to_backend(kBe1Mac).ipv4(kClient, kBe1, 63).tcp(40000, 8080, kSyn).build(), kNewFlow),
+        tx("fragmentation needed on the client side: to the backend, quoting the backend's own packet",
+           from_client().ipv4(kRouter, kVipNat, 250).icmp(3, 4).payload(to_cl).build(), 1,
+           to_backend(kBe1Mac).ipv4(kRouter, kBe1, 249).icmp(3, 4).payload(to_cl_b).build(), kIcmp, 1),
+        tx("a quote of only 8 transport bytes (RFC 792): no transport checksum to patch",
+           from_client().ipv4(kRouter, kVipNat, 250).icmp(11, 0).payload(head(to_cl, 28)).build(), 1,
+           to_backend(kBe1Mac).ipv4(kRouter, kBe1, 249).icmp(11, 0).payload(head(to_cl_b, 28)).build(), kIcmp, 2),
+        tx("unreachable on the backend side: to the client, from the VIP, quoting its packet to the VIP",
+           from_backend(kBe1Mac).ipv4("198.51.100.254", kClient, 64).icmp(3, 1).payload(to_be).build(), 0,
+           to_client().ipv4(kVipNat, kClient, 63).icmp(3, 1).payload(to_be_c).build(), kIcmp, 3, 1),
+        tx("the backend itself refuses: its address is hidden too",
+           from_backend(kBe1Mac).ipv4(kBe1, kClient, 64).icmp(3, 3).payload(to_be).build(), 0,
+           to_client().ipv4(kVipNat, kClient, 63).icmp(3, 3).payload(to_be_c).build(), kIcmp, 4, 1),
+        drop("an error about a client port with no flow",
+             from_client().ipv4(kRouter, kVipNat).icmp(3, 4)
+                 .payload(ip_part(Pkt().ipv4(kVipNat, kClient, 63).tcp(80, 40001, kAck).build())).build(),
+             Drop::icmp_no_flow, dropped("icmp_no_flow"), 5),
+        drop("a quote of 10 bytes", from_client().ipv4(kRouter, kVipNat).icmp(3, 4).payload(head(to_cl, 10)).build(),
+             Drop::icmp_bad_quote, dropped("icmp_bad_quote"), 6),
+        drop("a quote of the IP header and 4 bytes", from_client().ipv4(kRouter, kVipNat).icmp(3, 4).payload(head(to_cl, 24)).build(),
+             Drop::icmp_bad_quote, dropped("icmp_bad_quote"), 7),
+        drop("a redirect is not an error", from_client().ipv4(kRouter, kVipNat).icmp(5, 1).payload(to_cl).build(),
+             Drop::icmp_unhandled, dropped("icmp_unhandled"), 8),
+        drop("an error with TTL 1", from_client().ipv4(kRouter, kVipNat, 1).icmp(3, 4).payload(to_cl).build(),
+             Drop::ttl_expired, dropped("ttl_expired"), 9),
+    });
+}
+
+TEST_CASE("dataplane: ICMP errors about fullnat and dsr flows", "[dataplane][icmp]") {
+    Rig rig;
+    const Bytes to_cl = ip_part(Pkt().ipv4(kVipFull, kClient, 63).udp(53, 5001).payload(11).build());
+    const Bytes to_cl_b = ip_part(Pkt().ipv4(kBe2, kSnat, 63).udp(5353, 1024).payload(11).build());
+    const Bytes to_be = ip_part(Pkt().ipv4(kSnat, kBe2, 63).udp(1024, 5353).payload(11).build());
+    const Bytes to_be_c = ip_part(Pkt().ipv4(kClient, kVipFull, 63).udp(5001, 53).payload(11).build());
+    const Bytes dsr_q = ip_part(Pkt().ipv4(kVipDsr, kClient, 64).tcp(80, 40000, kAck).build());
+    run_rows(rig, {
+        tx("the fullnat flow", from_client().ipv4(kClient, kVipFull).udp(5001, 53).payload(11).build(), 1,
+           to_backend(kBe2Mac).ipv4(kSnat, kBe2, 63).udp(1024, 5353).payload(11).build(), kNewFlow),
+        tx("client side: to the backend from the SNAT address, the quote as the backend sent it",
+           from_client().ipv4(kRouter, kVipFull, 64).icmp(3, 4).payload(to_cl).build(), 1,
+           to_backend(kBe2Mac).ipv4(kSnat, kBe2, 63).icmp(3, 4).payload(to_cl_b).build(), kIcmp, 1),
+        tx("backend side: to the client from the VIP, the quote as the client sent it",
+           from_backend(kBe2Mac).ipv4(kBe2, kSnat, 64).icmp(3, 3).payload(to_be).build(), 0,
+           to_client().ipv4(kVipFull, kClient, 63).icmp(3, 3).payload(to_be_c).build(), kIcmp, 2, 1),
+        drop("backend side, addressed to someone other than the quoted source",
+             from_backend(kBe2Mac).ipv4(kBe2, kSelf, 64).icmp(3, 3).payload(to_be).build(), Drop::for_self,
+             dropped("for_self"), 3, 1),
+        tx("the dsr flow", from_client().ipv4(kClient, kVipDsr).tcp(40000, 80, kSyn).build(), 1,
+           to_backend(kBe3Mac).ipv4(kClient, kVipDsr).tcp(40000, 80, kSyn).build(), kNewFlow, 4),
+        tx("dsr: the error about the backend's direct reply goes to it unchanged but for the MACs",
+           from_client().ipv4(kRouter, kVipDsr, 64).icmp(3, 4).payload(dsr_q).build(), 1,
+           to_backend(kBe3Mac).ipv4(kRouter, kVipDsr, 64).icmp(3, 4).payload(dsr_q).build(), kIcmp, 5),
+    });
+}
+
+TEST_CASE("dataplane: ICMPv6 packet too big and unreachable, nat and fullnat", "[dataplane][icmp]") {
+    Rig rig;
+    const Bytes to_cl = ip_part(Pkt().ipv6(kVip6Nat, kClient6, 63).tcp(80, 40000, kAck).payload(30).build());
+    const Bytes to_cl_b = ip_part(Pkt().ipv6(kBe6a, kClient6, 63).tcp(8080, 40000, kAck).payload(30).build());
+    const Bytes to_be = ip_part(Pkt().ipv6(kSnat6, kBe6b, 63).tcp(1024, 8080, kSyn).build());
+    const Bytes to_be_c = ip_part(Pkt().ipv6(kClient6, kVip6Full, 63).tcp(40000, 80, kSyn).build());
+    run_rows(rig, {
+        tx("nat flow", from_client().ipv6(kClient6, kVip6Nat).tcp(40000, 80, kSyn).build(), 1,
+           to_backend(kBe6aMac).ipv6(kClient6, kBe6a, 63).tcp(40000, 8080, kSyn).build(), kNewFlow),
+        tx("packet too big on the client side: to the backend (pseudo header and quote patched)",
+           from_client().ipv6(kRouter6, kVip6Nat, 64).icmpv6(2, 0).payload(to_cl).build(), 1,
+           to_backend(kBe6aMac).ipv6(kRouter6, kBe6a, 63).icmpv6(2, 0).payload(to_cl_b).build(), kIcmp, 1),
+        tx("fullnat flow", from_client().ipv6(kClient6, kVip6Full).tcp(40000, 80, kSyn).build(), 1,
+           to_backend(kBe6bMac).ipv6(kSnat6, kBe6b, 63).tcp(1024, 8080, kSyn).build(), kNewFlow, 2),
+        tx("unreachable on the backend side: to the client",
+           from_backend(kBe6bMac).ipv6("2001:db8:b::fe", kSnat6, 64).icmpv6(1, 4).payload(to_be).build(), 0,
+           to_client().ipv6(kVip6Full, kClient6, 63).icmpv6(1, 4).payload(to_be_c).build(), kIcmp, 3, 1),
+        drop("a quote with an extension header is not matched",
+             from_client().ipv6(kRouter6, kVip6Nat).icmpv6(2, 0)
+                 .payload(ip_part(Pkt().ipv6(kVip6Nat, kClient6).ext(60).tcp(80, 40000, kAck).build())).build(),
+             Drop::icmp_no_flow, dropped("icmp_no_flow"), 4),
+    });
+}
+
+TEST_CASE("dataplane: two workers, an ICMP error lands on the flow's owner", "[dataplane][icmp]") {
+    const auto reta = sluice::net::Reta::round_robin(2);
+    Rig w0(lab_config(), env(0, 2)), w1(lab_config(), env(1, 2));
+    const std::string c1 = client_owned_by(1, reta);
+    const char* a1 = c1.c_str();
+    const Bytes q = ip_part(Pkt().ipv4(kVipNat, a1, 63).tcp(80, 40000, kAck).build());
+    const Bytes icmp = from_client().ipv4(kRouter, kVipNat).icmp(3, 4).payload(q).build();
+    run_rows(w1, {tx("worker 1's flow", from_client().ipv4(a1, kVipNat).tcp(40000, 80, kSyn).build(), 1,
+                     to_backend(kBe1Mac).ipv4(a1, kBe1, 63).tcp(40000, 8080, kSyn).build(), kNewFlow)});
+    run_rows(w0, {redirect("the error arrives at worker 0", icmp, 1, {{"rx", 1}, {"redirected_out", 1}}, 1)});
+    run_rows(w1, {tx("worker 1 translates it", icmp, 1,
+                     to_backend(kBe1Mac).ipv4(kRouter, kBe1, 63).icmp(3, 4)
+                         .payload(ip_part(Pkt().ipv4(kBe1, a1, 63).tcp(8080, 40000, kAck).build())).build(),
+                     {{"redirected_in", 1}, {"tx", 1}, {"icmp_forwarded", 1}}, 2, 0, true)});
 }

@@ -146,12 +146,20 @@ std::vector<Row> rows() {
          }(), S::source_route, {}},
 
         // --- fragments ---------------------------------------------------------------------------
-        {"ipv4 first fragment (MF)", tcp4().frag(true, 0).build(), S::fragment, {}},
-        {"ipv4 last fragment (offset 185)", Pkt().ipv4(kC4, kV4).udp(1, 2).frag(false, 185).build(), S::fragment, {}},
-        {"ipv4 middle fragment with DF noise", tcp4().df().frag(true, 1).build(), S::fragment, {}},
-        {"ipv6 fragment header", tcp6().ext(kIpProtoFragment).frag(true, 0).build(), S::fragment, {}},
-        {"ipv6 atomic fragment after hop-by-hop", tcp6().ext(kIpProtoHopOpts).ext(kIpProtoFragment).build(), S::fragment,
-         {}},
+        {"ipv4 first fragment (MF)", tcp4().frag(true, 0).build(), S::ok,
+         Want{L3::ipv4, false, 6, kSyn, 14, 34, 20, 54, 40000, 80}},
+        {"ipv4 last fragment (offset 185): payload only", Pkt().ipv4(kC4, kV4).udp(1, 2).frag(false, 185).build(), S::ok,
+         Want{L3::ipv4, false, 17, 0, 14, 34, 8, 42, 0, 0}},
+        {"ipv4 TCP fragment at offset 1 (RFC 1858 overlap)", tcp4().df().frag(true, 1).build(), S::bad_fragment, {}},
+        {"ipv4 first fragment with 12 bytes of TCP (RFC 1858 tiny)", tcp4().frag(true, 0).total_len(32).build(),
+         S::bad_fragment, {}},
+        {"ipv4 first UDP fragment whose UDP length fits in it", Pkt().ipv4(kC4, kV4).udp(1, 2).payload(8).frag(true, 0).build(),
+         S::bad_l4_length, {}},
+        {"ipv6 first fragment", tcp6().ext(kIpProtoFragment).frag(true, 0).build(), S::ok,
+         Want{L3::ipv6, false, 6, kSyn, 14, 62, 20, 82, 40000, 80}},
+        {"ipv6 atomic fragment after hop-by-hop is a plain packet",
+         tcp6().ext(kIpProtoHopOpts).ext(kIpProtoFragment).build(), S::ok,
+         Want{L3::ipv6, false, 6, kSyn, 14, 70, 20, 90, 40000, 80}},
 
         // --- IPv6 extension headers ------------------------------------------------------------
         {"eight extension headers", ext_chain(8).tcp(1, 2, kSyn).build(), S::bad_ext_header, {}},
@@ -217,6 +225,33 @@ TEST_CASE("parse_packet: table of packet shapes", "[parse]") {
     }
     // Every status the parser can return appears in the table.
     CHECK(seen.size() == static_cast<size_t>(ParseStatus::bad_l4_length) + 1);
+}
+
+TEST_CASE("parse_packet: fragments carry their identity; later ones no ports", "[parse]") {
+    ParsedPacket pp;
+    const Bytes first4 = tcp4().ip_id(0xBEEF).frag(true, 0).payload(16).build();
+    REQUIRE(parse_packet(first4.data(), static_cast<uint32_t>(first4.size()), pp) == ParseStatus::ok);
+    CHECK(pp.frag == Frag::first);
+    CHECK(pp.frag_id == 0xBEEF);
+    CHECK(host(pp.dport_raw) == 80);
+    const Bytes later4 = tcp4().ip_id(0xBEEF).frag(false, 5).payload(16).build();
+    REQUIRE(parse_packet(later4.data(), static_cast<uint32_t>(later4.size()), pp) == ParseStatus::ok);
+    CHECK(pp.frag == Frag::later);
+    CHECK(pp.frag_id == 0xBEEF);
+    CHECK(pp.sport_raw == 0);
+    CHECK(pp.dport_raw == 0);
+    CHECK(pp.tcp_flags == 0);
+    const Bytes later6 = Pkt().ipv6(kC6, kV6).udp(1, 2).ext(kIpProtoFragment).frag(false, 3).payload(8).build();
+    REQUIRE(parse_packet(later6.data(), static_cast<uint32_t>(later6.size()), pp) == ParseStatus::ok);
+    CHECK(pp.frag == Frag::later);
+    CHECK(pp.frag_id == 0xC0FFEE01);
+    CHECK(int(pp.l4_proto) == 17);
+    CHECK(pp.l4_off == 14 + 40 + 8);
+    const Bytes plain = tcp4().df().build();
+    REQUIRE(parse_packet(plain.data(), static_cast<uint32_t>(plain.size()), pp) == ParseStatus::ok);
+    CHECK(pp.frag == Frag::none);
+    const Bytes two = tcp6().ext(kIpProtoFragment).ext(kIpProtoFragment).frag(true, 0).build();
+    CHECK(parse_packet(two.data(), static_cast<uint32_t>(two.size()), pp) == ParseStatus::bad_ext_header);
 }
 
 TEST_CASE("parse_packet: every status has a name", "[parse]") {
