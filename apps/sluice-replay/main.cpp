@@ -157,11 +157,13 @@ Expected<std::vector<InputPacket>> read_inputs(const HarnessArgs& h) {
 }
 
 // The RX queue a NIC doing standard RSS (TCP/UDP 4-tuple, else the address pair) would pick.
+// Fragments, the first one included, hash by their addresses only, as NICs do.
 uint16_t rss_queue(const net::Toeplitz& tz, const net::Reta& reta, const std::vector<uint8_t>& f) {
     net::ParsedPacket pp;
     if (net::parse_packet(f.data(), static_cast<uint32_t>(f.size()), pp) != net::ParseStatus::ok) return 0;
     const uint8_t* ip = f.data() + pp.l3_off;
-    const bool ports = pp.l4_proto == net::kIpProtoTcp || pp.l4_proto == net::kIpProtoUdp;
+    const bool ports =
+        (pp.l4_proto == net::kIpProtoTcp || pp.l4_proto == net::kIpProtoUdp) && pp.frag == net::Frag::none;
     if (pp.l3 == net::L3::ipv4) {
         const uint8_t* s = ip + net::Ipv4Off::src;
         const uint8_t* d = ip + net::Ipv4Off::dst;

@@ -137,8 +137,8 @@ def dissect(fr):
                  end=off + struct.unpack("!H", fr[off + 2:off + 4])[0])
     elif et == 0x86DD:
         nh, pos = fr[off + 6], off + 40
-        while nh in (0, 43, 60):
-            nh, pos = fr[pos], pos + (fr[pos + 1] + 1) * 8
+        while nh in (0, 43, 44, 60):  # a fragment header (44) is always 8 bytes
+            nh, pos = fr[pos], pos + (8 if nh == 44 else (fr[pos + 1] + 1) * 8)
         d.update(fam=6, ttl=off + 7, src=off + 8, dst=off + 24, alen=16, proto=nh, l4=pos,
                  end=off + 40 + struct.unpack("!H", fr[off + 4:off + 6])[0])
     else:
@@ -479,12 +479,16 @@ def kinds():
         "loose source route through the VIP to 192.0.2.200: not a connection to the VIP (and its TCP "
         "checksum covers the final destination, not the address Sluice rewrites)",
         lambda i, m: opts4("nat4tcp", [IPOption_LSRR(routers=["192.0.2.200"])], i))
-    add("ipv4_fragment_first", "fragment", "IPv4 first fragment (MF set, offset 0)",
+    add("ipv4_fragment_first", "forwarded", "IPv4 first fragment (MF set, offset 0): balanced like any packet",
         lambda i, m: set16(c4(i, payload=bytes(64)), 20, 0x2000, fix=14))
-    add("ipv4_fragment_last", "fragment", "IPv4 last fragment (offset 64 bytes, MF clear)",
-        lambda i, m: set16(c4(i, payload=bytes(64)), 20, 0x0008, fix=14))
-    add("ipv4_fragment_df_mf", "fragment", "IPv4 with DF and MF both set",
+    add("ipv4_fragment_last", "fragment", "IPv4 last fragment (offset 64 bytes, MF clear), its first one never seen",
+        lambda i, m: set16(set16(c4(i, payload=bytes(64)), 18, 0x7000 + i), 20, 0x0008, fix=14))
+    add("ipv4_fragment_df_mf", "forwarded", "IPv4 with DF and MF both set: a first fragment",
         lambda i, m: set16(c4(i), 20, 0x6000, fix=14))
+    add("ipv4_fragment_tiny_first", "bad_fragment", "IPv4 first fragment with 12 bytes of TCP (RFC 1858)",
+        lambda i, m: set16(set16(c4(i)[:14 + 20 + 12], 16, 32), 20, 0x2000, fix=14))
+    add("ipv4_fragment_tcp_offset_8", "bad_fragment", "IPv4 TCP fragment at offset 8: overwrites the flags (RFC 1858)",
+        lambda i, m: set16(c4(i), 20, 0x0001, fix=14))
     add("ipv4_df_nat4", "forwarded", "DF set (not a fragment), nat TCP",
         lambda i, m: set16(c4(i), 20, 0x4000, fix=14))
     add("ipv4_reserved_flag_fullnat4", "forwarded", "the reserved flag bit set (not a fragment), fullnat TCP",
@@ -529,14 +533,23 @@ def kinds():
     add("icmp4_cut_4", "truncated_l4", "4 bytes of ICMP to a VIP address",
         lambda i, m: set16(bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / IP(src=CLIENT4, dst=VIP["nat4tcp"].addr) /
                                  ICMP(type=8, id=i))[:38], 16, 24, fix=14))
-    add("icmp4_unreach_quoting_cut_ip", "icmp_unhandled",
+    add("icmp4_unreach_quoting_cut_ip", "icmp_bad_quote",
         "ICMP fragmentation-needed to a VIP address quoting 10 bytes of an IPv4 header",
         lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / IP(src="192.0.2.1", dst=VIP["nat4tcp"].addr) /
                            ICMP(type=3, code=4, nexthopmtu=1400) / Raw(c4(i)[14:24])))
-    add("icmp4_unreach_quoting_ihl_4", "icmp_unhandled",
+    add("icmp4_unreach_quoting_ihl_4", "icmp_bad_quote",
         "ICMP port unreachable to a fullnat VIP address quoting a header with IHL 4 and no ports",
         lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / IP(src="192.0.2.1", dst=VIP["fullnat4tcp"].addr) /
                            ICMP(type=3, code=3) / Raw(poke(c4(i), 14, 0x44)[14:34])))
+    add("icmp4_unreach_no_flow", "icmp_no_flow",
+        "ICMP fragmentation-needed to a VIP address quoting a reply of a flow that does not exist",
+        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / IP(src="192.0.2.1", dst=VIP["nat4tcp"].addr) /
+                           ICMP(type=3, code=4, nexthopmtu=1400) /
+                           Raw(bytes(IP(src=VIP["nat4tcp"].addr, dst=CLIENT4) /
+                                     TCP(sport=VIP["nat4tcp"].port, dport=50000 + i, flags="A"))[:28])))
+    add("icmp4_echo_fragment", "fragment", "first fragment of an ICMP echo request to a VIP (only TCP/UDP are followed)",
+        lambda i, m: set16(bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / IP(src=CLIENT4, dst=VIP["nat4tcp"].addr) /
+                                 ICMP(type=8, id=i) / Raw(bytes(32))), 20, 0x2000, fix=14))
     add("tcp4_vip_address_other_port", "no_vip", "TCP SYN to a nat VIP's address on port 81",
         lambda i, m: c4(i, dport=81))
     add("udp4_vip_address_tcp_port", "no_vip", "UDP to a TCP-only VIP port (dsr VIP address, port 80)",
@@ -605,13 +618,13 @@ def kinds():
                           IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt()))
     add("ipv6_ext_then_nothing", "truncated_l4", "hop-by-hop header ending the payload, next header TCP",
         lambda i, m: v6raw(i, 0, bytes([6, 0, 1, 4]) + bytes(4)))
-    add("ipv6_fragment_first", "fragment", "IPv6 fragment header, M set, offset 0",
+    add("ipv6_fragment_first", "forwarded", "IPv6 fragment header, M set, offset 0: balanced like any packet",
         lambda i, m: ext6(i, IPv6ExtHdrFragment(m=1, id=0x1000 + i)))
-    add("ipv6_fragment_last", "fragment", "IPv6 fragment header, offset 64 bytes, M clear",
-        lambda i, m: ext6(i, IPv6ExtHdrFragment(m=0, offset=8, id=0x1000 + i)))
-    add("ipv6_fragment_atomic", "fragment", "atomic fragment (offset 0, M clear: RFC 6946)",
+    add("ipv6_fragment_last", "fragment", "IPv6 fragment header, offset 64 bytes, M clear, first one never seen",
+        lambda i, m: ext6(i, IPv6ExtHdrFragment(m=0, offset=8, id=0x7000 + i)))
+    add("ipv6_fragment_atomic", "forwarded", "atomic fragment (offset 0, M clear: RFC 6946), a plain packet",
         lambda i, m: ext6(i, IPv6ExtHdrFragment(m=0, offset=0, id=0x1000 + i)))
-    add("ipv6_fragment_cut", "fragment", "fragment header cut after 4 bytes",
+    add("ipv6_fragment_cut", "bad_ext_header", "fragment header cut after 4 bytes",
         lambda i, m: v6raw(i, 44, bytes([6, 0, 0, 1])))
     add("ipv6_ah", "bad_ext_header", "authentication header before TCP",
         lambda i, m: ext6(i, AH(nh=6, spi=0x100 + i, icv=bytes(12))))
@@ -644,7 +657,7 @@ def kinds():
     add("icmp6_cut_4", "truncated_l4", "4 bytes of ICMPv6 to a VIP address",
         lambda i, m: plen(bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) /
                                 IPv6(src=CLIENT6, dst=VIP["nat6tcp"].addr) / ICMPv6EchoRequest(id=i))[:58], 4))
-    add("icmp6_too_big_quoting_cut_ip", "icmp_unhandled",
+    add("icmp6_too_big_quoting_cut_ip", "icmp_bad_quote",
         "ICMPv6 packet-too-big to a VIP address quoting 20 bytes of an IPv6 header",
         lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / IPv6(src="2001:db8:1::1", dst=VIP["nat6tcp"].addr) /
                            ICMPv6PacketTooBig(mtu=1280) / Raw(c6(i)[14:34])))
