@@ -1,6 +1,7 @@
 #include "drivers/dpdk/port.hpp"
 
 #include <cstring>
+#include <vector>
 
 #include <rte_ethdev.h>
 
@@ -26,16 +27,30 @@ Expected<PortInfo> setup_port(uint16_t port_id, const PortParams& params) {
             port_id, info.name, info.driver, dev_info.max_rx_queues, dev_info.max_tx_queues, params.nb_queues));
 
     rte_eth_conf conf{};
-    static uint8_t rss_key[net::kRssKeyLen];
-    std::memcpy(rss_key, net::kDefaultRssKey.data(), sizeof rss_key);
+    // Sluice's 40-byte key; a longer key (52 bytes on some NICs) starts with it: Toeplitz over
+    // an input of n bytes uses only the first n + 4 key bytes, at most 40 here.
+    static uint8_t rss_key[256];
+    std::memset(rss_key, 0, sizeof rss_key);
+    std::memcpy(rss_key, net::kDefaultRssKey.data(), net::kRssKeyLen);
     const uint64_t want_rss = RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP;
     if (params.nb_queues > 1 && (dev_info.flow_type_rss_offloads & want_rss)) {
+        if (dev_info.hash_key_size < net::kRssKeyLen)  // hash_key_size is a uint8_t: it fits rss_key
+            return make_error(fmt::format("port {} ({}): its RSS key is {} bytes, Sluice needs {} or more to steer "
+                                          "flows to the workers that own them: run one worker",
+                                          port_id, info.driver, dev_info.hash_key_size, net::kRssKeyLen));
+        if (dev_info.reta_size == 0 || dev_info.reta_size % net::Reta::kSize != 0)
+            return make_error(fmt::format("port {} ({}): its RSS redirection table has {} entries, Sluice needs a "
+                                          "multiple of {}: run one worker",
+                                          port_id, info.driver, dev_info.reta_size, net::Reta::kSize));
         conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
         conf.rx_adv_conf.rss_conf.rss_key = rss_key;
-        conf.rx_adv_conf.rss_conf.rss_key_len = dev_info.hash_key_size == net::kRssKeyLen ? net::kRssKeyLen : 0;
-        if (!conf.rx_adv_conf.rss_conf.rss_key_len) conf.rx_adv_conf.rss_conf.rss_key = nullptr;
+        conf.rx_adv_conf.rss_conf.rss_key_len = dev_info.hash_key_size;
         conf.rx_adv_conf.rss_conf.rss_hf = want_rss & dev_info.flow_type_rss_offloads;
         info.rss = true;
+    }
+    if (dev_info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) {
+        conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
+        info.rx_ip_csum = true;
     }
     if (int rc = rte_eth_dev_configure(port_id, params.nb_queues, params.nb_queues, &conf); rc != 0)
         return make_error(fmt::format("port {}: rte_eth_dev_configure: {}", port_id, rte_strerror(-rc)));
@@ -52,6 +67,19 @@ Expected<PortInfo> setup_port(uint16_t port_id, const PortParams& params) {
     }
     if (int rc = rte_eth_dev_start(port_id); rc != 0)
         return make_error(fmt::format("port {}: start: {}", port_id, rte_strerror(-rc)));
+    if (info.rss) {
+        // Entry i -> (i mod 128) mod queues: for a table of k x 128 entries the queue of hash h
+        // is (h mod 128) mod queues, which is what net::Reta::round_robin predicts.
+        std::vector<rte_eth_rss_reta_entry64> reta(dev_info.reta_size / RTE_ETH_RETA_GROUP_SIZE);
+        for (uint32_t i = 0; i < dev_info.reta_size; ++i) {
+            reta[i / RTE_ETH_RETA_GROUP_SIZE].mask |= uint64_t{1} << (i % RTE_ETH_RETA_GROUP_SIZE);
+            reta[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE] =
+                static_cast<uint16_t>((i % net::Reta::kSize) % params.nb_queues);
+        }
+        if (int rc = rte_eth_dev_rss_reta_update(port_id, reta.data(), dev_info.reta_size); rc != 0)
+            return make_error(fmt::format("port {} ({}): cannot program the RSS redirection table: {}: run one worker",
+                                          port_id, info.driver, rte_strerror(-rc)));
+    }
     rte_eth_promiscuous_enable(port_id);  // some vdevs do not support it; harmless then
     rte_ether_addr mac{};
     rte_eth_macaddr_get(port_id, &mac);

@@ -23,8 +23,18 @@ void Worker::handle(rte_mbuf** pkts, uint16_t n, bool redirected, uint32_t now_m
                 rte_pktmbuf_free(m);
                 continue;
             }
+            // RX checksum offload (where the port has it): a header the NIC found bad is
+            // dropped here, one it found good is not summed again.
+            const uint64_t ip_csum = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
+            if (ip_csum == RTE_MBUF_F_RX_IP_CKSUM_BAD) [[unlikely]] {
+                dp_.counters().rx++;
+                count_drop(lb::Drop::bad_ip_checksum);
+                rte_pktmbuf_free(m);
+                continue;
+            }
             lb::PacketRef& r = refs[b];
             burst[b++] = m;
+            r.ip_csum_good = ip_csum == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
             r.data = rte_pktmbuf_mtod(m, uint8_t*);
             r.len = m->data_len;
             r.cap = m->data_len + rte_pktmbuf_tailroom(m);

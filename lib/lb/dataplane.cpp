@@ -350,7 +350,7 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
         PacketRef& p = pkts[i];
         if (p.redirected) ++counters_.redirected_in; else ++counters_.rx;
         if (i + 1 < n) __builtin_prefetch(pkts[i + 1].data);
-        st[i] = parse_packet(p.data, p.len, pp[i]);
+        st[i] = parse_packet(p.data, p.len, pp[i], p.ip_csum_good);
         lk[i] = Lookup{};
         if (st[i] != ParseStatus::ok || (pp[i].l4_proto != kIpProtoTcp && pp[i].l4_proto != kIpProtoUdp) ||
             pp[i].frag == Frag::later)

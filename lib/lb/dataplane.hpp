@@ -36,6 +36,7 @@ struct PacketRef {
     uint32_t cap = 0;         // bytes writable from data (length + tailroom)
     uint16_t in_port = 0;
     bool redirected = false;  // handed over by another worker: never redirect again
+    bool ip_csum_good = false;  // the NIC validated the IPv4 header checksum
     // Results.
     Verdict verdict = Verdict::drop;
     uint16_t out = 0;         // TX port, or the worker to redirect to

@@ -31,10 +31,7 @@ namespace {
 // The common 20-byte header is summed as five 32-bit words; options take the generic path.
 [[gnu::always_inline]] inline bool ipv4_header_csum_ok(const uint8_t* h, uint32_t ihl) noexcept {
     if (ihl != kIpv4MinHdrLen) return csum_fold(csum_partial(h, ihl)) == 0xFFFF;
-    uint64_t s = uint64_t{load_raw32(h)} + load_raw32(h + 4) + load_raw32(h + 8) + load_raw32(h + 12) + load_raw32(h + 16);
-    s = (s & 0xFFFFFFFF) + (s >> 32);
-    s = (s & 0xFFFFFFFF) + (s >> 32);
-    return csum_fold(static_cast<uint32_t>(s)) == 0xFFFF;
+    return detail::ipv4_header_csum_ok20(h);
 }
 
 // Parses the transport header at [off, end). `end` is where the IP packet ends. A first
@@ -96,7 +93,7 @@ bool has_source_route(const uint8_t* opt, uint32_t n) noexcept {
     return false;
 }
 
-ParseStatus parse_ipv4(const uint8_t* f, uint32_t off, uint32_t len, ParsedPacket& out) noexcept {
+ParseStatus parse_ipv4(const uint8_t* f, uint32_t off, uint32_t len, ParsedPacket& out, bool csum_good) noexcept {
     if (len - off < kIpv4MinHdrLen) return ParseStatus::truncated_l3;
     const uint8_t vi = f[off + Ipv4Off::ver_ihl];
     if ((vi >> 4) != 4) return ParseStatus::bad_ip_version;
@@ -104,7 +101,7 @@ ParseStatus parse_ipv4(const uint8_t* f, uint32_t off, uint32_t len, ParsedPacke
     if (ihl < kIpv4MinHdrLen || ihl > len - off) return ParseStatus::bad_ihl;
     const uint32_t total = load_be16(f + off + Ipv4Off::total_len);
     if (total < ihl || total > len - off) return ParseStatus::bad_ip_length;
-    if (!ipv4_header_csum_ok(f + off, ihl)) return ParseStatus::bad_ip_checksum;
+    if (!csum_good && !ipv4_header_csum_ok(f + off, ihl)) return ParseStatus::bad_ip_checksum;
     const uint16_t frag = load_be16(f + off + Ipv4Off::frag);
     if (ihl > kIpv4MinHdrLen && has_source_route(f + off + kIpv4MinHdrLen, ihl - kIpv4MinHdrLen))
         return ParseStatus::source_route;
@@ -174,7 +171,7 @@ ParseStatus parse_ipv6(const uint8_t* f, uint32_t off, uint32_t len, ParsedPacke
 
 }  // namespace
 
-ParseStatus parse_packet_general(const uint8_t* f, uint32_t len, ParsedPacket& out) noexcept {
+ParseStatus parse_packet_general(const uint8_t* f, uint32_t len, ParsedPacket& out, bool ip_csum_good) noexcept {
     out = ParsedPacket{};
     if (len < kEthHdrLen) return ParseStatus::runt;
     uint32_t off = kEthHdrLen;
@@ -187,7 +184,7 @@ ParseStatus parse_packet_general(const uint8_t* f, uint32_t len, ParsedPacket& o
         if (type == kEtherTypeVlan || type == kEtherTypeQinQ) return ParseStatus::bad_vlan;
     }
     switch (type) {
-        case kEtherTypeIpv4: return parse_ipv4(f, off, len, out);
+        case kEtherTypeIpv4: return parse_ipv4(f, off, len, out, ip_csum_good);
         case kEtherTypeIpv6: return parse_ipv6(f, off, len, out);
         case kEtherTypeArp:
             if (len - off < kArpIpv4Len) return ParseStatus::truncated_arp;

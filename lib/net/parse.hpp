@@ -57,13 +57,26 @@ struct ParsedPacket {
 };
 
 // The general parser: every frame, every drop reason. Out of line.
-ParseStatus parse_packet_general(const uint8_t* frame, uint32_t len, ParsedPacket& out) noexcept;
+ParseStatus parse_packet_general(const uint8_t* frame, uint32_t len, ParsedPacket& out,
+                                 bool ip_csum_good = false) noexcept;
 
 namespace detail {
+// RFC 1812 §5.2.2: a 20-byte IPv4 header sums to 0xFFFF; summed as five 32-bit words.
+[[gnu::always_inline]] inline bool ipv4_header_csum_ok20(const uint8_t* h) noexcept {
+    uint64_t s = uint64_t{load_raw32(h)} + load_raw32(h + 4) + load_raw32(h + 8) + load_raw32(h + 12) + load_raw32(h + 16);
+    s = (s & 0xFFFFFFFF) + (s >> 32);
+    s = (s & 0xFFFFFFFF) + (s >> 32);
+    uint32_t s32 = static_cast<uint32_t>(s);
+    s32 = (s32 & 0xFFFF) + (s32 >> 16);
+    s32 = (s32 & 0xFFFF) + (s32 >> 16);
+    return s32 == 0xFFFF;
+}
+
 // The overwhelmingly common frame: untagged IPv4 without options or fragmentation carrying
 // TCP or UDP. Checked in a few loads and filled in one go, inline in the caller; anything else
 // (or anything wrong) goes to the general parser, which also finds the precise drop reason.
-[[gnu::always_inline]] inline bool parse_fast_ipv4(const uint8_t* f, uint32_t len, ParsedPacket& out) noexcept {
+[[gnu::always_inline]] inline bool parse_fast_ipv4(const uint8_t* f, uint32_t len, ParsedPacket& out,
+                                                  bool ip_csum_good) noexcept {
     constexpr uint32_t l3 = kEthHdrLen, l4 = kEthHdrLen + kIpv4MinHdrLen;
     if (len < l4 + kUdpHdrLen || load_raw16(f + EthOff::type) != 0x0008 || f[l3] != 0x45) return false;
     const uint32_t total = load_be16(f + l3 + Ipv4Off::total_len);
@@ -80,15 +93,8 @@ namespace detail {
     } else if (proto != kIpProtoUdp || load_be16(f + l4 + UdpOff::len) != l4_len) {
         return false;
     }
-    // RFC 1812 §5.2.2: the 20-byte header summed as five 32-bit words.
-    uint64_t s = uint64_t{load_raw32(f + l3)} + load_raw32(f + l3 + 4) + load_raw32(f + l3 + 8) +
-                 load_raw32(f + l3 + 12) + load_raw32(f + l3 + 16);
-    s = (s & 0xFFFFFFFF) + (s >> 32);
-    s = (s & 0xFFFFFFFF) + (s >> 32);
-    uint32_t s32 = static_cast<uint32_t>(s);
-    s32 = (s32 & 0xFFFF) + (s32 >> 16);
-    s32 = (s32 & 0xFFFF) + (s32 >> 16);
-    if (s32 != 0xFFFF) return false;
+    // RFC 1812 §5.2.2: the 20-byte header summed as five 32-bit words (unless the NIC did).
+    if (!ip_csum_good && !ipv4_header_csum_ok20(f + l3)) return false;
     out.l3 = L3::ipv4;
     out.vlan = false;
     out.l4_proto = proto;
@@ -107,9 +113,12 @@ namespace detail {
 
 // Parses frame[0, len). On ok, `out` describes the packet; otherwise the packet must be dropped
 // under the returned reason. IPv4 header checksums are verified (RFC 1812 §5.2.2).
-inline ParseStatus parse_packet(const uint8_t* frame, uint32_t len, ParsedPacket& out) noexcept {
-    if (detail::parse_fast_ipv4(frame, len, out)) return ParseStatus::ok;
-    return parse_packet_general(frame, len, out);
+// ip_csum_good: the NIC validated the IPv4 header checksum (RX offload), so it is not summed
+// again; a NIC-reported bad checksum never gets here (the worker drops it).
+inline ParseStatus parse_packet(const uint8_t* frame, uint32_t len, ParsedPacket& out,
+                                bool ip_csum_good = false) noexcept {
+    if (detail::parse_fast_ipv4(frame, len, out, ip_csum_good)) return ParseStatus::ok;
+    return parse_packet_general(frame, len, out, ip_csum_good);
 }
 
 }  // namespace sluice::net
