@@ -206,6 +206,7 @@ doctor::Facts gather(const lb::Config& config, uint32_t mbcache) {
     r.flow_tables_in_hugepages = false;  // each worker's Dataplane allocates them with new
     r.max_ports = kMaxPorts;
     r.rss_key_size = net::kRssKeyLen;
+    r.reta_multiple = net::Reta::kSize;
     return f;
 }
 

@@ -363,7 +363,6 @@ struct Checker {
             if (r.fullnat_v4_udp && !p.rss.ipv4_udp) missing.push_back("ipv4-udp");
             if (r.fullnat_v6_tcp && !p.rss.ipv6_tcp) missing.push_back("ipv6-tcp");
             if (r.fullnat_v6_udp && !p.rss.ipv6_udp) missing.push_back("ipv6-udp");
-            const bool fullnat = r.fullnat_v4_tcp || r.fullnat_v4_udp || r.fullnat_v6_tcp || r.fullnat_v6_udp;
             if (!missing.empty()) {
                 std::string list;
                 for (const char* m : missing) list += fmt::format("{}{}", list.empty() ? "" : ", ", m);
@@ -373,18 +372,23 @@ struct Checker {
                     fmt::format("run one worker ({}), or put the backend side on a NIC with RSS over {}", one, list));
                 return;
             }
-            if (fullnat && p.rss_key_size != r.rss_key_size) {
-                add(Severity::fatal, port_subject(p),
-                    fmt::format("{} takes a {}-byte RSS key, not the {}-byte Toeplitz key Sluice steers fullnat replies with",
-                                port_label(p), p.rss_key_size, r.rss_key_size),
-                    fmt::format("run one worker ({}), or put the backend side on a NIC with a {}-byte RSS key", one,
-                                r.rss_key_size));
-                return;
-            }
-            if (fullnat && p.reta_size == 0)
-                add(Severity::info, port_subject(p),
-                    fmt::format("{} does not report its RSS redirection table; fullnat assumes the usual round-robin one",
-                                port_label(p)));
+        }
+        // setup_port programs Sluice's key and a round-robin table on every RSS port, so that
+        // its software Toeplitz predicts the queue; a port that cannot take them is refused.
+        if (p.rss.any() && p.rss_key_size < r.rss_key_size) {
+            add(Severity::fatal, port_subject(p),
+                fmt::format("{} takes a {}-byte RSS key, shorter than the {}-byte Toeplitz key Sluice steers flows with",
+                            port_label(p), p.rss_key_size, r.rss_key_size),
+                fmt::format("run one worker ({}), or use a NIC whose RSS key has {} bytes or more", one, r.rss_key_size));
+            return;
+        }
+        if (p.rss.any() && (p.reta_size == 0 || p.reta_size % r.reta_multiple != 0)) {
+            add(Severity::fatal, port_subject(p),
+                fmt::format("{} has an RSS redirection table of {} entries, Sluice programs a multiple of {}", port_label(p),
+                            p.reta_size, r.reta_multiple),
+                fmt::format("run one worker ({}), or use a NIC whose redirection table has a multiple of {} entries", one,
+                            r.reta_multiple));
+            return;
         }
         if (!p.rss.any()) {
             const bool nat_here = r.nat && p.id == backend;
@@ -433,15 +437,16 @@ struct Checker {
     }
 
     void offloads(const PortFacts& p) {
+        // Sluice verifies IPv4 header checksums (the NIC's verdict when offered) and leaves
+        // transport checksums to the endpoints, so only IPv4 RX validation matters.
         if (p.vdev) {
-            if (!p.rx_csum.all())
-                add(Severity::info, port_subject(p), fmt::format("{} is a virtual device: checksums are checked in software",
-                                                                 port_label(p)));
-        } else if (!p.rx_csum.all()) {
+            if (!p.rx_csum.ipv4)
+                add(Severity::info, port_subject(p),
+                    fmt::format("{} is a virtual device: IPv4 header checksums are checked in software", port_label(p)));
+        } else if (!p.rx_csum.ipv4) {
             add(Severity::warn, port_subject(p),
-                fmt::format("{} validates {} RX checksums in hardware: the workers check them in software",
-                            port_label(p), p.rx_csum.any() ? "only some" : "no"),
-                "use a NIC with IPv4, TCP and UDP RX checksum offload to spare the workers that work");
+                fmt::format("{} does not validate IPv4 header checksums: the workers check them in software", port_label(p)),
+                "use a NIC with IPv4 RX checksum offload to spare the workers that work");
         }
         if (!p.vdev && !p.tx_csum.all())
             add(Severity::info, port_subject(p),

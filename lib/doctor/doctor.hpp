@@ -105,7 +105,8 @@ struct Requested {
     uint32_t mbuf_bytes = 2368;             // one mbuf in the pool, headers included
     bool flow_tables_in_hugepages = false;  // false: ordinary memory (MemAvailable)
     uint16_t max_ports = 4;
-    uint16_t rss_key_size = 40;             // the key Sluice programs and predicts with
+    uint16_t rss_key_size = 40;             // the key Sluice programs and predicts with (a prefix of longer keys)
+    uint16_t reta_multiple = 128;           // redirection tables Sluice can program (net::Reta::kSize)
 };
 
 struct Facts {

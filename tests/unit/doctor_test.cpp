@@ -172,13 +172,26 @@ TEST_CASE("doctor: several workers without RSS") {
               "run one worker (-l 0,1), or put the backend side on a NIC with RSS over ipv6-udp");
 
         f = healthy();
-        f.ports[1].rss_key_size = 52;
+        f.ports[1].rss_key_size = 52;  // i40e: Sluice's key is its prefix
+        CHECK(check(f).worst() == Severity::ok);
+        f.ports[1].rss_key_size = 16;
         r = check(f);
         REQUIRE(with(r, Severity::fatal).size() == 1);
         CHECK(with(r, Severity::fatal)[0].what ==
-              "port 1 (net_ixgbe) takes a 52-byte RSS key, not the 40-byte Toeplitz key Sluice steers fullnat replies with");
+              "port 1 (net_ixgbe) takes a 16-byte RSS key, shorter than the 40-byte Toeplitz key Sluice steers flows with");
         CHECK(with(r, Severity::fatal)[0].fix ==
-              "run one worker (-l 0,1), or put the backend side on a NIC with a 40-byte RSS key");
+              "run one worker (-l 0,1), or use a NIC whose RSS key has 40 bytes or more");
+    }
+    SECTION("the redirection table must be a multiple of 128 entries, on any RSS port") {
+        Facts f = healthy();
+        f.ports[0].reta_size = 64;
+        const auto fatal = with(check(f), Severity::fatal);
+        REQUIRE(fatal.size() == 1);
+        CHECK(fatal[0].subject == "port 0");
+        CHECK(fatal[0].what == "port 0 (net_ixgbe) has an RSS redirection table of 64 entries, Sluice programs a multiple of 128");
+        CHECK(fatal[0].fix == "run one worker (-l 0,1), or use a NIC whose redirection table has a multiple of 128 entries");
+        f.ports[0].reta_size = 512;
+        CHECK(check(f).worst() == Severity::ok);
     }
     SECTION("nat and dsr work without RSS, but the workers do not share the load") {
         Facts f = healthy();
@@ -309,13 +322,14 @@ TEST_CASE("doctor: link state") {
 
 TEST_CASE("doctor: checksum offloads and frame size") {
     Facts f = healthy();
-    f.ports[0].rx_csum = {true, false, false};
+    f.ports[0].rx_csum = {false, true, true};  // transport checksums are the endpoints' business
+    f.ports[1].rx_csum = {true, false, false};
     f.ports[0].max_rx_pktlen = 1024;
     const Report r = check(f);
     const auto warn = with(r, Severity::warn);
     REQUIRE(warn.size() == 2);
-    CHECK(warn[0].what == "port 0 (net_ixgbe) validates only some RX checksums in hardware: the workers check them in software");
-    CHECK(warn[0].fix == "use a NIC with IPv4, TCP and UDP RX checksum offload to spare the workers that work");
+    CHECK(warn[0].what == "port 0 (net_ixgbe) does not validate IPv4 header checksums: the workers check them in software");
+    CHECK(warn[0].fix == "use a NIC with IPv4 RX checksum offload to spare the workers that work");
     CHECK(warn[1].fix == "use a port that takes 1518-byte frames (MTU 1500)");
 }
 
@@ -342,7 +356,7 @@ TEST_CASE("doctor: vdev ports with --no-huge") {
         CHECK_THAT(render(r), Contains("port 0  net_null0 (net_null, vdev, NUMA node unknown), client side, link down "
                                        "(port stopped), 1 RX / 1 TX queues, RSS none"));
         CHECK_THAT(render(r), Contains("net_pcap0 (net_pcap, vdev"));
-        CHECK_THAT(render(r), Contains("is a virtual device: checksums are checked in software"));
+        CHECK_THAT(render(r), Contains("is a virtual device: IPv4 header checksums are checked in software"));
     }
     SECTION("two workers on single-queue vdevs are fatal") {
         f.host = host(2);
