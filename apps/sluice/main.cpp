@@ -33,6 +33,7 @@
 
 #include "drivers/dpdk/eal.hpp"
 #include "drivers/dpdk/port.hpp"
+#include "drivers/dpdk/port_facts.hpp"
 #include "drivers/dpdk/worker.hpp"
 #include "drivers/linux/netlink.hpp"
 #include "drivers/linux/sd_notify.hpp"
@@ -325,7 +326,8 @@ int telemetry_stats(const char*, const char*, rte_tel_data* d) {
         {"flow_hits", t.flow_hits}, {"maglev_picks", t.maglev_picks}, {"rescheduled", t.rescheduled},
         {"non_syn_miss", t.non_syn_miss}, {"redirected_out", t.redirected_out}, {"to_control", t.to_control},
         {"arp_replies", t.arp_replies}, {"nd_replies", t.nd_replies}, {"echo_replies", t.echo_replies},
-        {"drops", t.total_drops()}};
+        {"icmp_forwarded", t.icmp_forwarded}, {"frag_tracked", t.frag_tracked}, {"frag_forwarded", t.frag_forwarded},
+        {"frag_evictions", t.frag_evictions}, {"drops", t.total_drops()}};
     for (auto [k, v] : items) rte_tel_data_add_dict_u64(d, k, v);
     return 0;
 }
@@ -338,7 +340,8 @@ int telemetry_drops(const char*, const char*, rte_tel_data* d) {
     return 0;
 }
 
-int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const std::vector<std::string>& app_args) {
+int run(const lb::Config& cfg, uint32_t mbcache, const std::vector<std::string>& eal_args,
+        const std::vector<std::string>& app_args) {
     // Before anything slow: a SIGHUP or SIGTERM during start-up must not kill the process.
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
@@ -373,11 +376,12 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
     g_rt.main_runs_worker = main_runs_worker;
     const uint16_t nb_workers = main_runs_worker ? 1 : static_cast<uint16_t>(lcores.size());
 
-    uint32_t nb_mbufs = cfg.total_num_mbufs;
-    if (!nb_mbufs)
-        nb_mbufs = std::max<uint32_t>(16384, nb_ports * nb_workers * (cfg.rxd + cfg.txd + 4 * cfg.burst) +
-                                                 nb_workers * 4 * 1024 + (cfg.kernel_if.empty() ? 0 : nb_ports * 2048));
-    rte_mempool* pool = rte_pktmbuf_pool_create("sluice_mbufs", nb_mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+    // What the hardware cannot serve stops here, before any port or memory is touched.
+    if (!dpdk::preflight(cfg, mbcache)) return 1;
+    const uint32_t nb_mbufs = cfg.total_num_mbufs ? cfg.total_num_mbufs
+                                                  : doctor::mbufs_needed(nb_ports, nb_workers, cfg.rxd, cfg.txd, cfg.burst,
+                                                                         mbcache, !cfg.kernel_if.empty());
+    rte_mempool* pool = rte_pktmbuf_pool_create("sluice_mbufs", nb_mbufs, mbcache, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
                                                 static_cast<int>(rte_socket_id()));
     if (!pool) {
         fmt::print(stderr, "sluice: cannot allocate {} mbufs: {} (reserve hugepages or lower --total-num-mbufs)\n",
@@ -398,6 +402,7 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
         fmt::print("port {}: {} ({}) mac {} queues {}{}\n", p, info->name, info->driver, net::to_string(info->mac),
                    nb_workers, info->rss ? " rss" : "");
     }
+    dpdk::check_links_after_start(nb_ports);
     KernelSide kernel;
     if (env.exception_path) {
         auto k = setup_kernel_side(cfg, nb_ports, env.port_macs, env.backend_port, pool);
@@ -703,7 +708,8 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
 }  // namespace
 
 int main(int argc, char** argv) {
-    const dpdk::SplitArgs args = dpdk::split_args(argc, argv);
+    dpdk::SplitArgs args;
+    if (!dpdk::split_doctor_args(argc, argv, args)) args = dpdk::split_args(argc, argv);
     auto parsed = config::parse_args(args.app);
     if (!parsed) {
         fmt::print(stderr, "sluice: error: {}\n", parsed.error());
@@ -715,8 +721,10 @@ int main(int argc, char** argv) {
         case config::Action::check_config:
             fmt::print("{}", parsed->text);
             return 0;
+        case config::Action::doctor:
+            return dpdk::run_doctor(parsed->config, parsed->mbcache, args.eal);
         case config::Action::run:
             break;
     }
-    return run(parsed->config, args.eal, args.app);
+    return run(parsed->config, parsed->mbcache, args.eal, args.app);
 }
