@@ -218,6 +218,39 @@ int worker_loop(void* arg) {
     return 0;
 }
 
+struct WorkerBuild {
+    WorkerSlot* slot;
+    std::shared_ptr<const lb::Service> service;
+    lb::WorkerEnv env;
+    uint32_t flow_capacity;
+    uint16_t nb_ports;
+};
+int build_worker(void* arg) {
+    auto* b = static_cast<WorkerBuild*>(arg);
+    b->slot->worker = std::make_unique<dpdk::Worker>(b->service, b->env, b->flow_capacity, b->nb_ports);
+    return 0;
+}
+
+// After the workers stopped: mbufs still in the hand-over rings go back to the pool, and each
+// TX queue gets a moment to finish what it was given, then releases it.
+void drain(uint16_t nb_ports, uint16_t nb_queues) {
+    auto empty = [](rte_ring* r) {
+        void* m[64];
+        unsigned n;
+        while (r && (n = rte_ring_sc_dequeue_burst(r, m, 64, nullptr)) > 0)
+            rte_pktmbuf_free_bulk(reinterpret_cast<rte_mbuf**>(m), n);
+    };
+    for (WorkerSlot& s : g_rt.slots) {
+        for (rte_ring* r : s.rings_in) empty(r);
+        empty(s.to_control);
+        empty(s.inject);
+    }
+    rte_delay_ms(10);
+    for (uint16_t p = 0; p < nb_ports; ++p)
+        for (uint16_t q = 0; q < nb_queues; ++q)
+            for (int i = 0; i < 100 && rte_eth_tx_done_cleanup(p, q, 0) > 0; ++i) rte_delay_ms(1);
+}
+
 std::vector<const lb::Dataplane*> dataplanes() {
     std::vector<const lb::Dataplane*> v;
     for (auto& s : g_rt.slots) v.push_back(&s.worker->dataplane());
@@ -381,8 +414,12 @@ int run(const lb::Config& cfg, uint32_t mbcache, const std::vector<std::string>&
     const uint32_t nb_mbufs = cfg.total_num_mbufs ? cfg.total_num_mbufs
                                                   : doctor::mbufs_needed(nb_ports, nb_workers, cfg.rxd, cfg.txd, cfg.burst,
                                                                          mbcache, !cfg.kernel_if.empty());
+    // Packet memory on the NUMA node of the NIC that DMAs into it (the doctor warns when the
+    // workers sit elsewhere); vdevs report no node: the main lcore's.
+    const int port_socket = rte_eth_dev_socket_id(env.client_port);
+    const int data_socket = port_socket >= 0 ? port_socket : static_cast<int>(rte_socket_id());
     rte_mempool* pool = rte_pktmbuf_pool_create("sluice_mbufs", nb_mbufs, mbcache, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                                static_cast<int>(rte_socket_id()));
+                                                data_socket);
     if (!pool) {
         fmt::print(stderr, "sluice: cannot allocate {} mbufs: {} (reserve hugepages or lower --total-num-mbufs)\n",
                    nb_mbufs, rte_strerror(rte_errno));
@@ -493,7 +530,11 @@ int run(const lb::Config& cfg, uint32_t mbcache, const std::vector<std::string>&
     for (uint16_t w = 0; w < nb_workers; ++w) {
         env.worker_id = w;
         WorkerSlot& s = g_rt.slots[w];
-        s.worker = std::make_unique<dpdk::Worker>(shared, env, cfg.flow_capacity, nb_ports);
+        // Built on its own lcore, so the flow tables' pages are first touched, hence placed, on
+        // the worker's NUMA node.
+        WorkerBuild wb{&s, shared, env, cfg.flow_capacity, nb_ports};
+        if (main_runs_worker || rte_eal_remote_launch(build_worker, &wb, lcores[w]) != 0) build_worker(&wb);
+        else rte_eal_wait_lcore(lcores[w]);
         s.queue = w;
         s.rings_out.assign(nb_workers, nullptr);
         s.commands = rte_ring_create(fmt::format("cmd_{}", w).c_str(), 256, static_cast<int>(rte_socket_id()),
@@ -666,6 +707,7 @@ int run(const lb::Config& cfg, uint32_t mbcache, const std::vector<std::string>&
         rte_eal_mp_wait_lcore();
     }
     sd_notify("STOPPING=1\nSTATUS=stopping: printing totals");
+    drain(nb_ports, nb_workers);
     const double secs = static_cast<double>(rte_get_tsc_cycles() - start) / static_cast<double>(rte_get_tsc_hz());
 
     // Workers stopped: point them at the live snapshot (the one they last ran may be reclaimed).
@@ -696,13 +738,28 @@ int run(const lb::Config& cfg, uint32_t mbcache, const std::vector<std::string>&
         std::lock_guard<std::mutex> lock(g_telemetry_mutex);
         g_telemetry_live = false;
     }
-    for (uint16_t p = 0; p < rte_eth_dev_count_avail(); ++p) {
+    // Ids first: closing a port lowers rte_eth_dev_count_avail(), which would leave the last
+    // ports (the kernel side's TAPs) open, their RX rings holding mbufs.
+    std::vector<uint16_t> all_ports;
+    uint16_t pid;
+    RTE_ETH_FOREACH_DEV(pid) all_ports.push_back(pid);
+    for (uint16_t p : all_ports) {
         rte_eth_dev_stop(p);
         rte_eth_dev_close(p);
     }
+    // Every mbuf is back once the ports are closed: anything missing leaked on some path.
+    const unsigned back = rte_mempool_avail_count(pool);
+    int rc = 0;
+    if (back != pool->size) {
+        fmt::print(stderr, "sluice: mbuf leak: {} of {} mbufs not returned to the pool\n", pool->size - back, pool->size);
+        rc = 1;
+    } else {
+        fmt::print("  mbufs: all {} back in the pool\n", pool->size);
+    }
     g_rt.slots.clear();
+    rte_mempool_free(pool);
     rte_eal_cleanup();
-    return 0;
+    return rc;
 }
 
 }  // namespace

@@ -179,4 +179,12 @@ if [ "$mode" = fullnat ]; then
   say "path MTU 1280 on the client side: 4 MiB downloaded byte-exact over IPv4 and IPv6; ICMP errors translated: $((after - before))"
   [ $((after - before)) -ge 2 ] || fail "no ICMP error went through Sluice"
 fi
+
+# ---- the end: a clean stop returns every mbuf (drops, redirects, kernel side, ICMP alike) ----
+pid=$(cat /run/sluice-lab/sluice.pid)
+kill -INT "$pid"
+for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "Sluice did not stop within 10 s of SIGINT"
+grep -q "mbufs: all [0-9]* back in the pool" /run/sluice-lab/sluice.log || fail "mbufs leaked: $(grep -i mbuf /run/sluice-lab/sluice.log)"
+say "stopped cleanly: $(grep -o 'mbufs: all [0-9]* back in the pool' /run/sluice-lab/sluice.log)"
 say PASS

@@ -45,6 +45,8 @@ run_sluice() {  # name lcores vdev-args
   timeout -s INT 4 "$sluice" --lcores "$lcores" "${eal[@]}" --file-prefix "sluice-smoke-$name-$$" \
     --vdev "$vdev" -- "${opts[@]}" --control-socket "$work/$name.sock" --stats-json "$work/$name.json" >"$work/$name.log" 2>&1 || true
   grep -q "Forward statistics" "$work/$name.log" || { cat "$work/$name.log"; fail "$name: no clean shutdown"; }
+  # Drops, redirects and transmits alike return every mbuf by the time the ports are closed.
+  grep -q "mbufs: all [0-9]* back in the pool" "$work/$name.log" || { cat "$work/$name.log"; fail "$name: mbufs leaked"; }
 }
 
 # One worker (the main lcore runs it), one queue.
