@@ -87,30 +87,32 @@ template <size_t A>
     std::memcpy(field, &to_raw, 2);
 }
 
-// The nat/fullnat rewrite of one packet: new source and/or destination (nullptr = unchanged,
-// ports with them), TTL/hop limit minus one, and both checksums patched once from the summed
-// deltas (RFC 1624) instead of once per field. The caller checked TTL > 1.
+// The nat/fullnat rewrite of one packet. One side (destination for client packets, source for
+// replies) moves between a VIP and a backend, whose checksum sums the BackendEntry holds
+// folded (fixed_*; the IPv4 one includes the TTL decrement); the other side may move too
+// (fullnat: SNAT or client address and port, var_*), summed here. TTL / hop limit minus one;
+// each checksum is patched with one add and one fold (RFC 1624). The caller checked TTL > 1
+// and that the fixed side holds the entry's old address and port.
 template <size_t A>
-[[gnu::always_inline]] inline void nat_rewrite(uint8_t* frame, const ParsedPacket& pp, const uint8_t* src,
-                                               uint16_t sport_raw, const uint8_t* dst, uint16_t dport_raw) noexcept {
+[[gnu::always_inline]] inline void nat_rewrite(uint8_t* frame, const ParsedPacket& pp, bool fixed_is_dst,
+                                               const uint8_t* fixed_addr, uint16_t fixed_port_raw,
+                                               uint16_t fixed_ip_sum, uint16_t fixed_l4_sum,
+                                               const uint8_t* var_addr = nullptr, uint16_t var_port_raw = 0) noexcept {
     uint8_t* ip = frame + pp.l3_off;
     uint8_t* l4 = frame + pp.l4_off;
-    CsumDelta addrs, ports;
-    if (src) {
-        move_addr<A>(ip + Ip<A>::kSrc, src, addrs);
-        move_port(l4 + TcpOff::sport, sport_raw, ports);
+    uint32_t ip_sum = fixed_ip_sum, l4_sum = fixed_l4_sum;
+    if (var_addr) {
+        CsumDelta addrs, port;
+        move_addr<A>(ip + (fixed_is_dst ? Ip<A>::kSrc : Ip<A>::kDst), var_addr, addrs);
+        move_port(l4 + (fixed_is_dst ? TcpOff::sport : TcpOff::dport), var_port_raw, port);
+        ip_sum += csum_fold64(addrs.sum);
+        l4_sum += csum_fold64(addrs.sum + port.sum);
     }
-    if (dst) {
-        move_addr<A>(ip + Ip<A>::kDst, dst, addrs);
-        move_port(l4 + TcpOff::dport, dport_raw, ports);
-    }
+    std::memcpy(ip + (fixed_is_dst ? Ip<A>::kDst : Ip<A>::kSrc), fixed_addr, A);
+    std::memcpy(l4 + (fixed_is_dst ? TcpOff::dport : TcpOff::sport), &fixed_port_raw, 2);
     if constexpr (A == 4) {
-        uint8_t* ttl = ip + Ipv4Off::ttl;  // TTL and protocol share a 16-bit word
-        CsumDelta hdr = addrs;
-        const uint16_t old_w = load_raw16(ttl);
-        --*ttl;
-        hdr.change16(old_w, load_raw16(ttl));
-        const uint16_t c = hdr.apply(load_raw16(ip + Ipv4Off::csum));
+        --ip[Ipv4Off::ttl];
+        const uint16_t c = csum_apply16(load_raw16(ip + Ipv4Off::csum), csum_fold(ip_sum));
         std::memcpy(ip + Ipv4Off::csum, &c, 2);
     } else {
         --ip[Ipv6Off::hop_limit];
@@ -119,8 +121,7 @@ template <size_t A>
     uint8_t* l4c = l4 + (udp ? UdpOff::csum : TcpOff::csum);
     const uint16_t old_c = load_raw16(l4c);
     if (A == 4 && udp && old_c == 0) return;  // IPv4 UDP checksum 0 = none: keep it that way
-    addrs += ports;
-    uint16_t c = addrs.apply(old_c);
+    uint16_t c = csum_apply16(old_c, l4_sum);
     if (udp && c == 0) c = 0xFFFF;  // RFC 768: a computed 0 is sent as all ones
     std::memcpy(l4c, &c, 2);
 }
@@ -153,6 +154,10 @@ template <size_t A>
 FragTable<A>& Dataplane::frags() noexcept {
     if constexpr (A == 4) return *frags4_; else return *frags6_;
 }
+
+// Up to this many flows (a few MiB of records and index) the table's lines mostly stay cached
+// between packets of a flow, and prefetching records costs more than it saves.
+constexpr uint32_t kPrefetchFlows = 16384;
 
 // Datagrams in flight in fragments, per worker and family: fragments of one datagram arrive
 // within milliseconds, so this covers far more than a worker's share of a busy link.
@@ -358,12 +363,14 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
         if (pp[i].l3 == L3::ipv4) classify<4>(p, pp[i], lk[i]);
         else if (pp[i].l3 == L3::ipv6) classify<16>(p, pp[i], lk[i]);
     }
-    // Pass 2: the buckets are (mostly) in cache now; prefetch the records they point at.
-    for (uint32_t i = 0; i < n; ++i) {
-        if (lk[i].hash == 0) continue;
-        if (pp[i].l3 == L3::ipv4) flows4_->prefetch_records(lk[i].hash);
-        else flows6_->prefetch_records(lk[i].hash);
-    }
+    // Pass 2: the buckets are (mostly) in cache now; prefetch the records they point at. Not
+    // worth its bucket scans while the tables hold few enough flows to stay in the caches.
+    if (flows4_->size() + flows6_->size() > kPrefetchFlows)
+        for (uint32_t i = 0; i < n; ++i) {
+            if (lk[i].hash == 0) continue;
+            if (pp[i].l3 == L3::ipv4) flows4_->prefetch_records(lk[i].hash);
+            else flows6_->prefetch_records(lk[i].hash);
+        }
     // Pass 3: decide and rewrite.
     for (uint32_t i = 0; i < n; ++i) {
         PacketRef& p = pkts[i];
@@ -391,12 +398,25 @@ void Dataplane::classify(const PacketRef& p, const ParsedPacket& pp, Lookup& lk)
     table<A>().prefetch(lk.hash);
 }
 
+// The common case inline: TCP or UDP, not a fragment. The rest is out of line.
 template <size_t A>
-void Dataplane::handle_ip(PacketRef& p, const ParsedPacket& pp, const Lookup& lk, uint32_t now_ms) noexcept {
+inline void Dataplane::handle_ip(PacketRef& p, const ParsedPacket& pp, const Lookup& lk,
+                                                        uint32_t now_ms) noexcept {
+    const uint8_t proto = pp.l4_proto;
+    if ((proto != kIpProtoTcp && proto != kIpProtoUdp) || pp.frag != Frag::none) [[unlikely]]
+        return handle_other<A>(p, pp, lk, now_ms);
+    if (A == 16 && proto == kIpProtoUdp && load_raw16(p.data + pp.l4_off + UdpOff::csum) == 0)
+        return drop(p, Drop::udp6_zero_checksum);
+    if (lk.vip != Service::kNoVip) return forward<A>(p, pp, lk.vip, lk.hash, now_ms);
+    reply<A>(p, pp, lk.hash, now_ms);
+}
+
+template <size_t A>
+void Dataplane::handle_other(PacketRef& p, const ParsedPacket& pp, const Lookup& lk, uint32_t now_ms) noexcept {
     const uint8_t* ip = p.data + pp.l3_off;
     constexpr Family f = Ip<A>::kFamily;
     const uint8_t proto = pp.l4_proto;
-    if (pp.frag != Frag::none) [[unlikely]] {
+    if (pp.frag != Frag::none) {
         if (proto != kIpProtoTcp && proto != kIpProtoUdp) return drop(p, Drop::fragment);
         if (pp.frag == Frag::later) return later_fragment<A>(p, pp, now_ms);
         // A first fragment is balanced like any packet, then its outcome is remembered.
@@ -407,12 +427,6 @@ void Dataplane::handle_ip(PacketRef& p, const ParsedPacket& pp, const Lookup& lk
         if (lk.vip != Service::kNoVip) forward<A>(p, pp, lk.vip, lk.hash, now_ms);
         else reply<A>(p, pp, lk.hash, now_ms);
         return remember_fragment<A>(p, pp.l3_off, k, ttl, now_ms);
-    }
-    if (proto == kIpProtoTcp || proto == kIpProtoUdp) {
-        if (A == 16 && proto == kIpProtoUdp && load_raw16(p.data + pp.l4_off + UdpOff::csum) == 0)
-            return drop(p, Drop::udp6_zero_checksum);
-        if (lk.vip != Service::kNoVip) return forward<A>(p, pp, lk.vip, lk.hash, now_ms);
-        return reply<A>(p, pp, lk.hash, now_ms);
     }
     if (A == 16 && proto == kIpProtoIcmpv6 && p.data[pp.l4_off + IcmpOff::type] == kIcmp6NeighborSolicit)
         return handle_nd(p, pp);
@@ -434,13 +448,14 @@ void Dataplane::handle_ip(PacketRef& p, const ParsedPacket& pp, const Lookup& lk
     drop(p, Drop::no_vip);
 }
 
+// A client packet to a VIP. Inline, the common case: a flow that exists, is live, keeps its
+// backend and is mid-connection (or UDP); everything else goes to forward_general().
 template <size_t A>
-void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, uint64_t hf, uint32_t now_ms) noexcept {
+inline void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx,
+                                                      uint64_t hf, uint32_t now_ms) noexcept {
     uint8_t* ip = p.data + pp.l3_off;
     const VipEntry& vip = service_->vips()[vip_idx];
     const uint8_t* client = ip + Ip<A>::kSrc;
-    const bool tcp = pp.l4_proto == kIpProtoTcp;
-
     if (env_.nb_workers > 1 && (vip.mode == Mode::nat || pp.frag == Frag::first)) {
         // nat flows live with their client's worker. Other flows live where RSS puts their
         // packets, except that a NIC hashes fragments by address only: a first fragment goes
@@ -453,8 +468,59 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
     if (vip.mode != Mode::dsr && ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
 
     FlowTable<A>& ft = table<A>();
-    uint32_t ref = find_forward<A>(vip_idx, client, pp.sport_raw, hf);
+    const uint32_t ref = find_forward<A>(vip_idx, client, pp.sport_raw, hf);
+    if (ref == FlowTable<A>::kNone) [[unlikely]]
+        return forward_general<A>(p, pp, vip_idx, hf, ref, now_ms);
+    const uint32_t id = FlowTable<A>::ref_id(ref);
+    FlowRecord<A>& rec = ft.record(id);
+    const BackendEntry& be = service_->backends()[rec.backend];
+    const bool steady = pp.l4_proto == kIpProtoUdp ||
+                        (!(pp.tcp_flags & (kTcpSyn | kTcpFin | kTcpRst)) && rec.state == FlowState::tcp_established);
+    if (!steady || ft.is_stale(id, now_ms) || !be.keeps_flows(vip.on_down) || !be.has_mac || flow_log_) [[unlikely]]
+        return forward_general<A>(p, pp, vip_idx, hf, ref, now_ms);
+    ++counters_.flow_hits;
+    ft.touch(id, now_ms);
+    emit_forward<A>(p, pp, vip, rec, be);
+}
 
+// Rewrite toward the flow's backend, count, and queue for the backend port.
+template <size_t A>
+inline void Dataplane::emit_forward(PacketRef& p, const ParsedPacket& pp, const VipEntry& vip,
+                                                           const FlowRecord<A>& rec, const BackendEntry& be) noexcept {
+    // Counters before the rewrite: stores into the packet may alias anything, and would make
+    // the compiler reload the counters' addresses.
+    ++counters_.forwarded;
+    TrafficCounters& vc = counters_.vips[rec.vip];
+    ++vc.packets;
+    vc.bytes += p.len;
+    TrafficCounters& bc = counters_.backends[rec.backend];
+    ++bc.packets;
+    bc.bytes += p.len;
+    const uint16_t out = env_.backend_port;
+    const Mac& src_mac = env_.port_macs[out];
+    if (vip.mode == Mode::nat) {
+        nat_rewrite<A>(p.data, pp, true, be.addr.bytes.data(), be.port_raw, be.ip_sum_to_backend,
+                       be.l4_sum_to_backend);
+    } else if (vip.mode == Mode::fullnat) {
+        nat_rewrite<A>(p.data, pp, true, be.addr.bytes.data(), be.port_raw, be.ip_sum_to_backend,
+                       be.l4_sum_to_backend, service_->snat(Ip<A>::kFamily)[rec.snat_idx].bytes.data(),
+                       rec.snat_port_raw);
+    }
+    set_macs(p.data, be.mac, src_mac);
+    tx(p, out);
+}
+
+// Everything else about a client packet: a miss (Maglev decides, a flow is created), a flow
+// idle past its timeout or whose backend went down or away, TCP state changes, passive health,
+// the flow log. `ref` is what the lookup found (kNone on a miss).
+template <size_t A>
+void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, uint64_t hf, uint32_t ref,
+                                uint32_t now_ms) noexcept {
+    uint8_t* ip = p.data + pp.l3_off;
+    const VipEntry& vip = service_->vips()[vip_idx];
+    const uint8_t* client = ip + Ip<A>::kSrc;
+    const bool tcp = pp.l4_proto == kIpProtoTcp;
+    FlowTable<A>& ft = table<A>();
     uint32_t id;
     const uint8_t flags = pp.tcp_flags;
     bool moved = false;
@@ -547,21 +613,7 @@ void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, 
     const FlowRecord<A>& rec = ft.record(id);
     const BackendEntry& be = service_->backends()[rec.backend];
     if (!be.has_mac) [[unlikely]] return drop(p, Drop::no_neighbor);
-    if (vip.mode == Mode::nat) {
-        nat_rewrite<A>(p.data, pp, nullptr, 0, be.addr.bytes.data(), be.port_raw);
-    } else if (vip.mode == Mode::fullnat) {
-        nat_rewrite<A>(p.data, pp, service_->snat(Ip<A>::kFamily)[rec.snat_idx].bytes.data(), rec.snat_port_raw,
-                       be.addr.bytes.data(), be.port_raw);
-    }
-    set_macs(p.data, be.mac, env_.port_macs[env_.backend_port]);
-    ++counters_.forwarded;
-    auto& vc = counters_.vips[vip_idx];
-    ++vc.packets;
-    vc.bytes += p.len;
-    auto& bc = counters_.backends[rec.backend];
-    ++bc.packets;
-    bc.bytes += p.len;
-    tx(p, env_.backend_port);
+    emit_forward<A>(p, pp, vip, rec, be);
 }
 
 template <size_t A>
@@ -603,10 +655,9 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
         if (pp.tcp_flags & (kTcpRst | kTcpFin)) ft.set_state(id, FlowState::tcp_closing, now_ms);
     }
     const VipEntry& vip = service_->vips()[rec.vip];
-    if (vip.mode == Mode::fullnat)
-        nat_rewrite<A>(p.data, pp, vip.addr.bytes.data(), vip.port_raw, rec.client_addr, rec.client_port_raw);
-    else
-        nat_rewrite<A>(p.data, pp, vip.addr.bytes.data(), vip.port_raw, nullptr, 0);
+    const BackendEntry& be = service_->backends()[rec.backend];
+    nat_rewrite<A>(p.data, pp, false, vip.addr.bytes.data(), vip.port_raw, be.ip_sum_to_vip, be.l4_sum_to_vip,
+                   vip.mode == Mode::fullnat ? rec.client_addr : nullptr, rec.client_port_raw);
     Mac client_mac;
     std::memcpy(client_mac.bytes.data(), rec.client_mac, 6);
     set_macs(p.data, client_mac, env_.port_macs[env_.client_port]);

@@ -120,10 +120,22 @@ private:
     FlowTable<A>& table() noexcept;
     template <size_t A>
     void classify(const PacketRef& p, const net::ParsedPacket& pp, Lookup& lk) noexcept;
+    // Inline into the burst loop: the common case must not pay a call per packet.
     template <size_t A>
-    void handle_ip(PacketRef& p, const net::ParsedPacket& pp, const Lookup& lk, uint32_t now_ms) noexcept;
+    [[gnu::always_inline]] inline void handle_ip(PacketRef& p, const net::ParsedPacket& pp, const Lookup& lk,
+                                                 uint32_t now_ms) noexcept;
     template <size_t A>
-    void forward(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip, uint64_t h_fwd, uint32_t now_ms) noexcept;
+    [[gnu::noinline]] void handle_other(PacketRef& p, const net::ParsedPacket& pp, const Lookup& lk,
+                                        uint32_t now_ms) noexcept;
+    template <size_t A>
+    [[gnu::always_inline]] inline void forward(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip, uint64_t h_fwd,
+                                               uint32_t now_ms) noexcept;
+    template <size_t A>
+    [[gnu::noinline]] void forward_general(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip, uint64_t h_fwd,
+                                           uint32_t ref, uint32_t now_ms) noexcept;
+    template <size_t A>
+    [[gnu::always_inline]] inline void emit_forward(PacketRef& p, const net::ParsedPacket& pp, const VipEntry& vip,
+                                                    const FlowRecord<A>& rec, const BackendEntry& be) noexcept;
     template <size_t A>
     void reply(PacketRef& p, const net::ParsedPacket& pp, uint64_t h_rev, uint32_t now_ms) noexcept;
     template <size_t A>

@@ -1,15 +1,22 @@
 #include "lib/lb/service.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include <fmt/format.h>
 
 #include "lib/lb/flow_table.hpp"
+#include "lib/net/checksum.hpp"
 
 namespace sluice::lb {
 
 namespace {
+
+// The IPv4 TTL, the first byte in memory of its 16-bit header word, minus one: as an RFC 1624
+// sum (~m + m') the same for every TTL > 1 (memory-order words, as everywhere).
+constexpr uint64_t kTtlDecrementSum = std::endian::native == std::endian::little ? 0xFFFE : 0xFEFF;
+
 void split(const uint8_t* addr, size_t n, uint64_t& lo, uint64_t& hi) {
     uint8_t b[16] = {};
     std::memcpy(b, addr, n);
@@ -152,6 +159,18 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
             b.addr = bc.addr;
             b.port_raw = to_raw(port);
             b.vip = vip_idx;
+            {
+                const size_t alen = v.addr.is_v4() ? 4 : 16;
+                net::CsumDelta to_b, to_v, pb, pv;
+                to_b.change_bytes(v.addr.bytes.data(), b.addr.bytes.data(), alen);
+                to_v.change_bytes(b.addr.bytes.data(), v.addr.bytes.data(), alen);
+                pb.change16(v.port_raw, b.port_raw);
+                pv.change16(b.port_raw, v.port_raw);
+                b.ip_sum_to_backend = net::csum_fold64(to_b.sum + kTtlDecrementSum);
+                b.ip_sum_to_vip = net::csum_fold64(to_v.sum + kTtlDecrementSum);
+                b.l4_sum_to_backend = net::csum_fold64(to_b.sum + pb.sum);
+                b.l4_sum_to_vip = net::csum_fold64(to_v.sum + pv.sum);
+            }
             b.weight = bc.weight;
             b.state = bc.state;
             b.removed = false;

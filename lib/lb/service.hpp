@@ -40,6 +40,12 @@ struct BackendEntry {
     bool removed = false;   // left the configuration: takes no flows, its flows move
     bool has_mac = false;   // next hop known (static or resolved); packets wait for it
     net::Mac mac;
+    // The nat rewrite between this backend and its VIP as folded RFC 1624 sums (~old + new
+    // over the changed words), fixed for the entry's lifetime so the data path does not sum
+    // them per packet. to_backend: destination VIP -> backend (client packets); to_vip: source
+    // backend -> VIP (replies). ip: the IPv4 header's (address, and TTL minus one); l4: the
+    // transport checksum's (address in the pseudo header, and port).
+    uint16_t ip_sum_to_backend = 0, l4_sum_to_backend = 0, ip_sum_to_vip = 0, l4_sum_to_vip = 0;
     // May this backend keep forwarding the flows it already has, under the VIP's policy?
     bool keeps_flows(DownPolicy p) const noexcept {
         if (removed) return false;

@@ -47,6 +47,23 @@ struct CsumDelta {
     }
 };
 
+// A sum folded to 16 bits with end-around carry: the same one's-complement value, in the
+// range a single add to a 16-bit word can take without a second fold.
+inline uint16_t csum_fold64(uint64_t s) noexcept {
+    s = (s & 0xFFFFFFFF) + (s >> 32);
+    s = (s & 0xFFFFFFFF) + (s >> 32);
+    return csum_fold(static_cast<uint32_t>(s));
+}
+// RFC 1624 eqn. 3 with the changes already summed and folded (sum16 <= 0xFFFF, or two such
+// added: <= 0x1FFFE): one add and one fold. Gives exactly what CsumDelta::apply gives for the
+// unfolded sum, both being the end-around fold of the same positive integer.
+inline uint16_t csum_apply16(uint16_t hc, uint32_t sum16) noexcept {
+    uint32_t s = static_cast<uint16_t>(~hc) + sum16;
+    s = (s & 0xFFFF) + (s >> 16);
+    s = (s & 0xFFFF) + (s >> 16);
+    return static_cast<uint16_t>(~s);
+}
+
 // Single-field forms: update checksum `hc` (raw field value) when a 16-bit word, a 32-bit value
 // or a 128-bit address (raw bytes) changes from old to new.
 inline uint16_t csum_update16(uint16_t hc, uint16_t old_w, uint16_t new_w) noexcept {
