@@ -28,6 +28,7 @@
 #include <memory>
 #include <new>
 
+#include "lib/common/huge_array.hpp"
 #include "lib/lb/config.hpp"
 
 namespace sluice::lb {
@@ -91,10 +92,12 @@ public:
         if (capacity_ < 2) capacity_ = 2;
         nb_buckets_ = static_cast<uint32_t>((2ull * capacity_ * 100 / 85 + kSlots - 1) / kSlots);
         if (nb_buckets_ < 16) nb_buckets_ = 16;  // tiny tables: room for displacement to work
-        buckets_.reset(new (std::align_val_t{64}) Bucket[nb_buckets_]);
+        // Huge pages where the kernel gives them: lookups land anywhere in these arrays.
+        // Zeroed here, so the pages are first touched (and placed) by the constructing thread.
+        buckets_ = HugeArray<Bucket>(nb_buckets_);
         overflow_.reset(new uint64_t[(nb_buckets_ + 63) / 64]());
         std::memset(static_cast<void*>(buckets_.get()), 0, sizeof(Bucket) * nb_buckets_);
-        records_.reset(new Record[capacity_]);
+        records_ = HugeArray<Record>(capacity_);
         std::memset(static_cast<void*>(records_.get()), 0, sizeof(Record) * capacity_);
         for (uint32_t i = 0; i < capacity_; ++i) records_[i].next = i + 1 < capacity_ ? i + 1 : kNone;
         free_head_ = 0;
@@ -439,9 +442,6 @@ private:
         return true;
     }
 
-    struct AlignedDelete {
-        void operator()(Bucket* p) const noexcept { ::operator delete[](p, std::align_val_t{64}); }
-    };
 
     uint32_t capacity_;
     uint32_t nb_buckets_ = 0;
@@ -451,9 +451,9 @@ private:
     uint32_t epoch_ = 0;
     uint32_t timeout_ms_[kTimeoutClasses] = {};
     Wheel wheels_[kTimeoutClasses];
-    std::unique_ptr<Bucket[], AlignedDelete> buckets_;
+    HugeArray<Bucket> buckets_;
     std::unique_ptr<uint64_t[]> overflow_;
-    std::unique_ptr<Record[]> records_;
+    HugeArray<Record> records_;
     FlowTableStats stats_;
 };
 
