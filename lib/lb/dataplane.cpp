@@ -100,19 +100,19 @@ template <size_t A>
                                                const uint8_t* var_addr = nullptr, uint16_t var_port_raw = 0) noexcept {
     uint8_t* ip = frame + pp.l3_off;
     uint8_t* l4 = frame + pp.l4_off;
-    uint32_t ip_sum = fixed_ip_sum, l4_sum = fixed_l4_sum;
+    uint16_t ip_sum = fixed_ip_sum, l4_sum = fixed_l4_sum;
     if (var_addr) {
         CsumDelta addrs, port;
         move_addr<A>(ip + (fixed_is_dst ? Ip<A>::kSrc : Ip<A>::kDst), var_addr, addrs);
         move_port(l4 + (fixed_is_dst ? TcpOff::sport : TcpOff::dport), var_port_raw, port);
-        ip_sum += csum_fold64(addrs.sum);
-        l4_sum += csum_fold64(addrs.sum + port.sum);
+        ip_sum = csum_fold64(addrs.sum + ip_sum);
+        l4_sum = csum_fold64(addrs.sum + port.sum + l4_sum);
     }
     std::memcpy(ip + (fixed_is_dst ? Ip<A>::kDst : Ip<A>::kSrc), fixed_addr, A);
     std::memcpy(l4 + (fixed_is_dst ? TcpOff::dport : TcpOff::sport), &fixed_port_raw, 2);
     if constexpr (A == 4) {
         --ip[Ipv4Off::ttl];
-        const uint16_t c = csum_apply16(load_raw16(ip + Ipv4Off::csum), csum_fold(ip_sum));
+        const uint16_t c = csum_apply16(load_raw16(ip + Ipv4Off::csum), ip_sum);
         std::memcpy(ip + Ipv4Off::csum, &c, 2);
     } else {
         --ip[Ipv6Off::hop_limit];
@@ -351,9 +351,11 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     // Pass 1: parse and classify everything and prefetch the flow-table buckets the packets
     // will need, so the table's cache misses overlap instead of stalling one by one.
     // (lk.hash == 0 marks packets that need no flow lookup.)
+    // Counted per burst, not per packet (readers accept counters a burst behind).
+    uint32_t redirected = 0, sent = 0;
     for (uint32_t i = 0; i < n; ++i) {
         PacketRef& p = pkts[i];
-        if (p.redirected) ++counters_.redirected_in; else ++counters_.rx;
+        redirected += p.redirected;
         if (i + 1 < n) __builtin_prefetch(pkts[i + 1].data);
         st[i] = parse_packet(p.data, p.len, pp[i], p.ip_csum_good);
         lk[i] = Lookup{};
@@ -363,6 +365,8 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
         if (pp[i].l3 == L3::ipv4) classify<4>(p, pp[i], lk[i]);
         else if (pp[i].l3 == L3::ipv6) classify<16>(p, pp[i], lk[i]);
     }
+    counters_.redirected_in += redirected;
+    counters_.rx += n - redirected;
     // Pass 2: the buckets are (mostly) in cache now; prefetch the records they point at. Not
     // worth its bucket scans while the tables hold few enough flows to stay in the caches.
     if (flows4_->size() + flows6_->size() > kPrefetchFlows)
@@ -384,8 +388,9 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
             case L3::arp: handle_arp(p, pp[i]); break;
             case L3::none: drop(p, Drop::unknown_ethertype); break;
         }
-        if (p.verdict == Verdict::tx) ++counters_.tx;
+        sent += p.verdict == Verdict::tx;
     }
+    counters_.tx += sent;
 }
 
 template <size_t A>

@@ -54,12 +54,12 @@ inline uint16_t csum_fold64(uint64_t s) noexcept {
     s = (s & 0xFFFFFFFF) + (s >> 32);
     return csum_fold(static_cast<uint32_t>(s));
 }
-// RFC 1624 eqn. 3 with the changes already summed and folded (sum16 <= 0xFFFF, or two such
-// added: <= 0x1FFFE): one add and one fold. Gives exactly what CsumDelta::apply gives for the
-// unfolded sum, both being the end-around fold of the same positive integer.
-inline uint16_t csum_apply16(uint16_t hc, uint32_t sum16) noexcept {
-    uint32_t s = static_cast<uint16_t>(~hc) + sum16;
-    s = (s & 0xFFFF) + (s >> 16);
+// RFC 1624 eqn. 3 with the changes already summed and folded (sum16 <= 0xFFFF): one add and
+// one fold (the sum is at most 0x1FFFE, which folds to at most 0xFFFF). Gives exactly what
+// CsumDelta::apply gives for the unfolded sum, both being the end-around fold of the same
+// positive integer.
+inline uint16_t csum_apply16(uint16_t hc, uint16_t sum16) noexcept {
+    uint32_t s = static_cast<uint32_t>(static_cast<uint16_t>(~hc)) + sum16;
     s = (s & 0xFFFF) + (s >> 16);
     return static_cast<uint16_t>(~s);
 }
