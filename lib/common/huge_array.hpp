@@ -56,6 +56,7 @@ public:
     }
 
     T* get() const noexcept { return data_; }
+    size_t bytes() const noexcept { return bytes_; }  // as mapped: whole 2 MiB pages
     T& operator[](size_t i) const noexcept { return data_[i]; }
 
 private:

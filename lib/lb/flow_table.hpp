@@ -124,7 +124,7 @@ public:
     uint32_t size() const noexcept { return used_; }
     const FlowTableStats& stats() const noexcept { return stats_; }
     size_t memory_bytes() const noexcept {
-        return sizeof(Bucket) * nb_buckets_ + sizeof(uint64_t) * ((nb_buckets_ + 63) / 64) + sizeof(Record) * capacity_;
+        return buckets_.bytes() + sizeof(uint64_t) * ((nb_buckets_ + 63) / 64) + records_.bytes();
     }
     Record& record(uint32_t id) noexcept { return records_[id]; }
     const Record& record(uint32_t id) const noexcept { return records_[id]; }
