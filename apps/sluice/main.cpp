@@ -420,6 +420,12 @@ int run(const lb::Config& cfg, uint32_t mbcache, const std::vector<std::string>&
     const int data_socket = port_socket >= 0 ? port_socket : static_cast<int>(rte_socket_id());
     rte_mempool* pool = rte_pktmbuf_pool_create("sluice_mbufs", nb_mbufs, mbcache, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
                                                 data_socket);
+    if (!pool && port_socket >= 0) {
+        // No memory on the NIC's node (hugepages reserved elsewhere): slower, but running.
+        fmt::print(stderr, "sluice: warning: no room for {} mbufs on NUMA node {} (port {}'s): using any node; "
+                   "reserve hugepages on node {}\n", nb_mbufs, port_socket, env.client_port, port_socket);
+        pool = rte_pktmbuf_pool_create("sluice_mbufs", nb_mbufs, mbcache, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+    }
     if (!pool) {
         fmt::print(stderr, "sluice: cannot allocate {} mbufs: {} (reserve hugepages or lower --total-num-mbufs)\n",
                    nb_mbufs, rte_strerror(rte_errno));

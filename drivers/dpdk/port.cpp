@@ -69,16 +69,27 @@ Expected<PortInfo> setup_port(uint16_t port_id, const PortParams& params) {
         return make_error(fmt::format("port {}: start: {}", port_id, rte_strerror(-rc)));
     if (info.rss) {
         // Entry i -> (i mod 128) mod queues: for a table of k x 128 entries the queue of hash h
-        // is (h mod 128) mod queues, which is what net::Reta::round_robin predicts.
+        // is (h mod 128) mod queues, which is what net::Reta::round_robin predicts. Written
+        // once the port runs (what drivers accept); packets in the start-up moment before it
+        // may reach another worker, as a restart under load would anyway.
+        rte_eth_dev_info_get(port_id, &dev_info);  // the size may change with the configuration
+        if (dev_info.reta_size == 0 || dev_info.reta_size % net::Reta::kSize != 0) {
+            rte_eth_dev_stop(port_id);
+            return make_error(fmt::format("port {} ({}): its RSS redirection table has {} entries once configured, "
+                                          "Sluice needs a multiple of {}: run one worker",
+                                          port_id, info.driver, dev_info.reta_size, net::Reta::kSize));
+        }
         std::vector<rte_eth_rss_reta_entry64> reta(dev_info.reta_size / RTE_ETH_RETA_GROUP_SIZE);
         for (uint32_t i = 0; i < dev_info.reta_size; ++i) {
             reta[i / RTE_ETH_RETA_GROUP_SIZE].mask |= uint64_t{1} << (i % RTE_ETH_RETA_GROUP_SIZE);
             reta[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE] =
                 static_cast<uint16_t>((i % net::Reta::kSize) % params.nb_queues);
         }
-        if (int rc = rte_eth_dev_rss_reta_update(port_id, reta.data(), dev_info.reta_size); rc != 0)
+        if (int rc = rte_eth_dev_rss_reta_update(port_id, reta.data(), dev_info.reta_size); rc != 0) {
+            rte_eth_dev_stop(port_id);
             return make_error(fmt::format("port {} ({}): cannot program the RSS redirection table: {}: run one worker",
                                           port_id, info.driver, rte_strerror(-rc)));
+        }
     }
     rte_eth_promiscuous_enable(port_id);  // some vdevs do not support it; harmless then
     rte_ether_addr mac{};

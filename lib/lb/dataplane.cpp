@@ -422,8 +422,11 @@ void Dataplane::handle_other(PacketRef& p, const ParsedPacket& pp, const Lookup&
     constexpr Family f = Ip<A>::kFamily;
     const uint8_t proto = pp.l4_proto;
     if (pp.frag != Frag::none) {
-        if (proto != kIpProtoTcp && proto != kIpProtoUdp) return drop(p, Drop::fragment);
+        // A later fragment is judged by its datagram alone: its "protocol" may be an IPv6
+        // extension header the first fragment walked past, and only TCP/UDP first fragments
+        // are ever remembered.
         if (pp.frag == Frag::later) return later_fragment<A>(p, pp, now_ms);
+        if (proto != kIpProtoTcp && proto != kIpProtoUdp) return drop(p, Drop::fragment);
         // A first fragment is balanced like any packet, then its outcome is remembered.
         const typename FragTable<A>::Key k = frag_key<A>(ip, pp);
         const uint8_t ttl = ip[Ip<A>::kTtl];

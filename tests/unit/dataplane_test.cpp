@@ -1012,6 +1012,14 @@ TEST_CASE("dataplane: IPv6 fullnat fragments", "[dataplane][frag]") {
            from_client().ipv6(kClient6, kVip6Full, 64).ext(44).frag(false, 5).l4_proto(6).payload(16).build(), 1,
            to_backend(kBe6bMac).ipv6(kSnat6, kBe6b, 63).ext(44).frag(false, 5).l4_proto(6).payload(16).build(),
            {{"rx", 1}, {"tx", 1}, {"frag_forwarded", 1}}, 1),
+        tx("a first fragment whose fragmentable part starts with destination options",
+           from_client().ipv6(kClient6, kVip6Full, 64).ext(44).ext(60).frag(true, 0).tcp(40001, 80, kAck).build(), 1,
+           to_backend(kBe6bMac).ipv6(kSnat6, kBe6b, 63).ext(44).ext(60).frag(true, 0).tcp(1025, 8080, kAck).build(),
+           {{"rx", 1}, {"tx", 1}, {"forwarded", 1}, {"maglev_picks", 1}, {"non_syn_miss", 1}, {"frag_tracked", 1}}, 2),
+        tx("its later fragment names that header, not TCP, and still follows",
+           from_client().ipv6(kClient6, kVip6Full, 64).ext(44).frag(false, 3).l4_proto(60).payload(16).build(), 1,
+           to_backend(kBe6bMac).ipv6(kSnat6, kBe6b, 63).ext(44).frag(false, 3).l4_proto(60).payload(16).build(),
+           {{"rx", 1}, {"tx", 1}, {"frag_forwarded", 1}}, 3),
     });
 }
 
