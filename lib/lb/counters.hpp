@@ -24,7 +24,7 @@ namespace sluice::lb {
     X(bad_ip_length)                                                                        \
     X(bad_ip_checksum)                                                                      \
     X(bad_fragment)       /* tiny first fragment or overlapping offset (RFC 1858) */      \
-    X(fragment)           /* later fragment whose first one was not seen (or not TCP/UDP) */ \
+    X(fragment)           /* later fragment whose first one was not seen here (or not TCP/UDP) */ \
     X(bad_ext_header)                                                                       \
     X(truncated_l4)                                                                         \
     X(bad_l4_length)                                                                        \

@@ -791,7 +791,14 @@ void Dataplane::later_fragment(PacketRef& p, const ParsedPacket& pp, uint32_t no
     uint8_t* ip = p.data + pp.l3_off;
     const typename FragTable<A>::Outcome* o = frags<A>().find(frag_key<A>(ip, pp), now_ms);
     if (!o) return drop(p, Drop::fragment);
-    if (o->redirect) return redirect(p, o->out);
+    if (o->redirect) {
+        // Handed over to this worker, yet this worker sent a datagram of the same identity
+        // elsewhere: two datagrams share source, destination and identification (the sender
+        // reused its IP ID within the table's 5 s). This one's first fragment is not known
+        // here; bouncing it back would only loop.
+        if (p.redirected) return drop(p, Drop::fragment);
+        return redirect(p, o->out);
+    }
     if (o->ttl_dec && ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
     // No transport header here: only the IP header changes (its checksum with it, for IPv4).
     CsumDelta d;

@@ -1046,6 +1046,29 @@ TEST_CASE("dataplane: two workers, fragments of another worker's flow are handed
     });
 }
 
+// Found by the fuzzer: two datagrams of one client with the same IP ID, whose flows belong to
+// different workers, each reach the other worker first. Each worker then remembers the
+// identity as "hand over to the other"; a later fragment must not bounce between them.
+TEST_CASE("dataplane: two workers, a reused IP ID does not make fragments loop", "[dataplane][frag]") {
+    const auto reta = sluice::net::Reta::round_robin(2);
+    Rig w0(lab_config(), env(0, 2)), w1(lab_config(), env(1, 2));
+    const std::string c = client_owned_by(1, reta, 5000);
+    uint16_t p0 = 5001;
+    while (owner_of(reta, c, p0) != 0) ++p0;
+    auto first = [&](uint16_t port) {
+        return from_client().ipv4(c.c_str(), kVipNat).ip_id(77).udp(port, 53).payload(24).frag(true, 0).udp_len(48).build();
+    };
+    const Bytes later = from_client().ipv4(c.c_str(), kVipNat).ip_id(77).l4_proto(17).payload(16).frag(false, 4).build();
+    run_rows(w0, {redirect("worker 1's datagram reaches worker 0", first(5000), 1,
+                           {{"rx", 1}, {"redirected_out", 1}, {"frag_tracked", 1}})});
+    run_rows(w1, {redirect("worker 0's datagram, same IP ID, reaches worker 1", first(p0), 0,
+                           {{"rx", 1}, {"redirected_out", 1}, {"frag_tracked", 1}}, 1)});
+    run_rows(w0, {redirect("a later fragment at worker 0 follows its record", later, 1,
+                           {{"rx", 1}, {"redirected_out", 1}}, 2)});
+    run_rows(w1, {drop("handed to worker 1, whose record points back: dropped, not looped", later, Drop::fragment,
+                       {{"redirected_in", 1}, {"drop.fragment", 1}}, 3, 0, true)});
+}
+
 TEST_CASE("dataplane: a fragment flood stays within the fragment table", "[dataplane][frag]") {
     Rig rig;
     const uint64_t before = rig.dp->counters().frag_tracked;
