@@ -300,6 +300,9 @@ bool l4_checksum_ok(const uint8_t* f, const net::ParsedPacket& pp) {
 // Does the transport header carry a checksum to keep valid? (IPv4 UDP may send none.)
 bool has_l4_checksum(const uint8_t* f, const net::ParsedPacket& pp) {
     if (pp.l3 != net::L3::ipv4 && pp.l3 != net::L3::ipv6) return false;
+    // A later fragment carries no transport header (its bytes only look like one), and a
+    // first fragment's checksum covers bytes it does not carry.
+    if (pp.frag != net::Frag::none) return false;
     switch (pp.l4_proto) {
         case net::kIpProtoTcp: return true;
         case net::kIpProtoIcmp: return pp.l3 == net::L3::ipv4;
