@@ -37,6 +37,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pcapfile import read_pcap, write_pcap  # noqa: E402
+
 try:
     from scapy.all import IP, TCP, UDP, Dot1Q, Ether, IPv6, checksum
     from scapy.layers.inet import in4_chksum
@@ -46,29 +49,6 @@ except ImportError:
     sys.exit(77)
 
 OUTCOMES_NOT_DROPS = ("forwarded", "replied", "oversize")
-
-
-def read_pcap(path):
-    """[(ts_us, bytes)] from a classic little- or big-endian microsecond pcap."""
-    with open(path, "rb") as f:
-        data = f.read()
-    magic = struct.unpack("<I", data[:4])[0]
-    endian = {0xA1B2C3D4: "<", 0xD4C3B2A1: ">"}[magic]
-    out, off = [], 24
-    while off < len(data):
-        sec, usec, caplen, _ = struct.unpack(endian + "IIII", data[off:off + 16])
-        off += 16
-        out.append((sec * 1_000_000 + usec, data[off:off + caplen]))
-        off += caplen
-    return out
-
-
-def write_pcap(path, records):
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for ts, b in records:
-            f.write(struct.pack("<IIII", ts // 1_000_000, ts % 1_000_000, len(b), len(b)))
-            f.write(b)
 
 
 def replay(exe, conf, ins, outs, stats, workers):

@@ -35,6 +35,9 @@ import os
 import struct
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pcapfile import write_pcap  # noqa: E402
+
 from scapy.all import (AH, ARP, ESP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6NDOptSrcLLAddr,
                        ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6PacketTooBig, IPOption_LSRR, IPOption_NOP,
                        IPOption_Router_Alert, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
@@ -122,7 +125,6 @@ for _v in VIPS:
     _c = CLIENT4 if _v.fam == 4 else CLIENT6
     _s = SNAT4 if _v.fam == 4 else SNAT6
     assert _visible(_v.addr, _v.baddr) and _visible(_c, _s), _v.name
-
 
 
 def dissect(fr):
@@ -721,15 +723,6 @@ def kinds():
 
 T0 = 1_000_000  # microseconds: the first packet at 1 s of virtual time
 GAP = 1000      # 1 ms apart
-
-
-def write_pcap(path, records):
-    """records: [(ts_us, bytes)], classic microsecond pcap, Ethernet, snaplen 65535."""
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for ts, b in records:
-            f.write(struct.pack("<IIII", ts // 1_000_000, ts % 1_000_000, len(b), len(b)))
-            f.write(b)
 
 
 def play(k, m, first, t0):

@@ -20,30 +20,11 @@ import re
 import struct
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pcapfile import read_pcap  # noqa: E402
+
 BURST = 16
 MAX_LEN = 9216  # scripts/fuzz's -max_len
-
-
-def read_pcap(path):
-    """[(ts_us, bytes)] from a classic pcap file."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 24:
-        return []
-    magic = data[:4]
-    for endian, nano in (("<", False), (">", False), ("<", True), (">", True)):
-        want = 0xA1B23C4D if nano else 0xA1B2C3D4
-        if struct.unpack(endian + "I", magic)[0] == want:
-            break
-    else:
-        raise ValueError(f"{path}: not a classic pcap file")
-    out, off = [], 24
-    while off + 16 <= len(data):
-        sec, frac, caplen, _ = struct.unpack(endian + "IIII", data[off:off + 16])
-        off += 16
-        out.append((sec * 1_000_000 + (frac // 1000 if nano else frac), data[off:off + caplen]))
-        off += caplen
-    return out
 
 
 def write(out_dir, blob):

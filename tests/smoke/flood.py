@@ -20,6 +20,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pcapfile import read_pcap, write_pcap  # noqa: E402
+
 REPLAY = sys.argv[1]
 CAPACITY, RATE = 4096, int(os.environ.get("FLOOD_RATE", "20000"))
 EST, FLOOD, SECONDS = 500, 200_000, 2.0
@@ -48,26 +51,6 @@ def est_src(i):
 
 def est_port(i):
     return 20000 + i
-
-
-def write_pcap(path, pkts):
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for ts_us, data in pkts:
-            f.write(struct.pack("<IIII", ts_us // 1_000_000, ts_us % 1_000_000, len(data), len(data)))
-            f.write(data)
-
-
-def read_pcap(path):
-    out = []
-    with open(path, "rb") as f:
-        f.read(24)
-        while True:
-            h = f.read(16)
-            if len(h) < 16:
-                return out
-            n = struct.unpack("<IIII", h)[2]
-            out.append(f.read(n))
 
 
 def build_inputs():
@@ -115,7 +98,7 @@ def main():
         with open(stats) as f:
             st = json.load(f)
         first, got, moved = {}, {}, 0
-        for f in read_pcap(out):
+        for _, f in read_pcap(out):
             if len(f) < 54 or f[47] not in (0x02, 0x10, 0x18):
                 continue
             key = (f[26:30], struct.unpack("!H", f[34:36])[0])
