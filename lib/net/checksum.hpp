@@ -26,6 +26,14 @@ inline uint16_t csum(const uint8_t* data, size_t len) noexcept {
     return static_cast<uint16_t>(~csum_fold(csum_partial(data, len)));
 }
 
+// A sum folded to 16 bits with end-around carry: the same one's-complement value, in the
+// range a single add to a 16-bit word can take without a second fold.
+inline uint16_t csum_fold64(uint64_t s) noexcept {
+    s = (s & 0xFFFFFFFF) + (s >> 32);
+    s = (s & 0xFFFFFFFF) + (s >> 32);
+    return csum_fold(static_cast<uint32_t>(s));
+}
+
 // RFC 1624 eqn. 3 accumulated: note every changed word as ~m + m', then patch a checksum once
 // (HC' = ~(~HC + sum)). The data path sums all of a packet's rewrites this way and folds once
 // per checksum instead of once per field.
@@ -40,20 +48,10 @@ struct CsumDelta {
         return *this;
     }
     uint16_t apply(uint16_t hc) const noexcept {
-        uint64_t s = static_cast<uint16_t>(~hc) + sum;
-        s = (s & 0xFFFFFFFF) + (s >> 32);
-        s = (s & 0xFFFFFFFF) + (s >> 32);
-        return static_cast<uint16_t>(~csum_fold(static_cast<uint32_t>(s)));
+        return static_cast<uint16_t>(~csum_fold64(static_cast<uint16_t>(~hc) + sum));
     }
 };
 
-// A sum folded to 16 bits with end-around carry: the same one's-complement value, in the
-// range a single add to a 16-bit word can take without a second fold.
-inline uint16_t csum_fold64(uint64_t s) noexcept {
-    s = (s & 0xFFFFFFFF) + (s >> 32);
-    s = (s & 0xFFFFFFFF) + (s >> 32);
-    return csum_fold(static_cast<uint32_t>(s));
-}
 // RFC 1624 eqn. 3 with the changes already summed and folded (sum16 <= 0xFFFF): one add and
 // one fold (the sum is at most 0x1FFFE, which folds to at most 0xFFFF). Gives exactly what
 // CsumDelta::apply gives for the unfolded sum, both being the end-around fold of the same
