@@ -779,10 +779,7 @@ void Dataplane::remember_fragment(const PacketRef& p, uint16_t l3_off, const typ
     } else {
         return;  // dropped: so will its later fragments be, as `fragment`
     }
-    FragTable<A>& t = frags<A>();
-    const uint64_t before = t.evictions();
-    t.insert(k, o, now_ms);
-    counters_.frag_evictions += t.evictions() - before;
+    if (frags<A>().insert(k, o, now_ms)) ++counters_.frag_evictions;
     ++counters_.frag_tracked;
 }
 

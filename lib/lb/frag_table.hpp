@@ -55,7 +55,6 @@ public:
 
     uint32_t capacity() const noexcept { return sets_ * kWays; }
     size_t memory_bytes() const noexcept { return sizeof(Entry) * capacity(); }
-    uint64_t evictions() const noexcept { return evictions_; }
 
     // The live outcome for `k`, or nullptr.
     const Outcome* find(const Key& k, uint32_t now_ms) const noexcept {
@@ -65,8 +64,9 @@ public:
         return nullptr;
     }
 
-    // Remembers `o` for `k` (replacing an older outcome of the same key).
-    void insert(const Key& k, const Outcome& o, uint32_t now_ms) noexcept {
+    // Remembers `o` for `k` (replacing an older outcome of the same key). True if a live
+    // entry of another datagram had to give way (the set was full).
+    bool insert(const Key& k, const Outcome& o, uint32_t now_ms) noexcept {
         Entry* set = &entries_[set_of(k) * kWays];
         Entry* victim = nullptr;
         for (uint32_t w = 0; w < kWays; ++w) {
@@ -81,11 +81,12 @@ public:
                 victim = &e;
             }
         }
-        if (victim->used && !(victim->key == k) && now_ms - victim->stamp_ms < kTimeoutMs) ++evictions_;
+        const bool evicted = victim->used && !(victim->key == k) && now_ms - victim->stamp_ms < kTimeoutMs;
         victim->used = true;
         victim->key = k;
         victim->outcome = o;
         victim->stamp_ms = now_ms;
+        return evicted;
     }
 
 private:
@@ -113,7 +114,6 @@ private:
 
     uint32_t sets_ = 1;
     std::unique_ptr<Entry[]> entries_;
-    uint64_t evictions_ = 0;
 };
 
 }  // namespace sluice::lb
