@@ -331,8 +331,14 @@ void Dataplane::log_close(uint32_t id, FlowEvent::Why why) noexcept {
 
 template <size_t A>
 uint32_t Dataplane::find_forward(uint16_t vip, const uint8_t* client, uint16_t cport_raw, uint64_t h) const noexcept {
+    return find_forward<A>(vip, client, cport_raw, h, const_cast<Dataplane*>(this)->table<A>().bucket_of(h));
+}
+
+template <size_t A>
+uint32_t Dataplane::find_forward(uint16_t vip, const uint8_t* client, uint16_t cport_raw, uint64_t h,
+                                 uint32_t bucket) const noexcept {
     const FlowTable<A>& ft = const_cast<Dataplane*>(this)->table<A>();
-    return ft.find(h, [&](uint32_t r) {
+    return ft.find(h, bucket, [&](uint32_t r) {
         const FlowRecord<A>& rec = ft.record(FlowTable<A>::ref_id(r));
         return FlowTable<A>::ref_dir(r) == 0 && rec.vip == vip && rec.client_port_raw == cport_raw &&
                std::memcmp(rec.client_addr, client, A) == 0;
@@ -353,6 +359,7 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     // (lk.hash == 0 marks packets that need no flow lookup.)
     // Counted per burst, not per packet (readers accept counters a burst behind).
     uint32_t redirected = 0, sent = 0;
+    VipMemo memo;
     for (uint32_t i = 0; i < n; ++i) {
         PacketRef& p = pkts[i];
         redirected += p.redirected;
@@ -362,8 +369,8 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
         if (st[i] != ParseStatus::ok || (pp[i].l4_proto != kIpProtoTcp && pp[i].l4_proto != kIpProtoUdp) ||
             pp[i].frag == Frag::later)
             continue;
-        if (pp[i].l3 == L3::ipv4) classify<4>(p, pp[i], lk[i]);
-        else if (pp[i].l3 == L3::ipv6) classify<16>(p, pp[i], lk[i]);
+        if (pp[i].l3 == L3::ipv4) classify<4>(p, pp[i], lk[i], memo);
+        else if (pp[i].l3 == L3::ipv6) classify<16>(p, pp[i], lk[i], memo);
     }
     counters_.redirected_in += redirected;
     counters_.rx += n - redirected;
@@ -394,13 +401,23 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
 }
 
 template <size_t A>
-void Dataplane::classify(const PacketRef& p, const ParsedPacket& pp, Lookup& lk) noexcept {
+void Dataplane::classify(const PacketRef& p, const ParsedPacket& pp, Lookup& lk, VipMemo& memo) noexcept {
     const uint8_t* ip = p.data + pp.l3_off;
-    lk.vip = service_->find_vip(Ip<A>::kFamily, ip + Ip<A>::kDst, pp.dport_raw, pp.l4_proto);
+    if constexpr (A == 4) {
+        const uint64_t key = Service::v4_key(load_raw32(ip + Ip<A>::kDst), pp.dport_raw, pp.l4_proto);
+        if (key != memo.key4) {
+            memo.key4 = key;
+            memo.vip4 = service_->find_vip4(key);
+        }
+        lk.vip = memo.vip4;
+    } else {
+        lk.vip = service_->find_vip(Ip<A>::kFamily, ip + Ip<A>::kDst, pp.dport_raw, pp.l4_proto);
+    }
     lk.hash = lk.vip != Service::kNoVip
                   ? fwd_hash<A>(lk.vip, ip + Ip<A>::kSrc, pp.sport_raw)
                   : rev_hash<A>(ip + Ip<A>::kSrc, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw, pp.l4_proto);
-    table<A>().prefetch(lk.hash);
+    lk.bucket = table<A>().bucket_of(lk.hash);
+    table<A>().prefetch_bucket(lk.bucket);
 }
 
 // The common case inline: TCP or UDP, not a fragment. The rest is out of line.
@@ -412,7 +429,7 @@ inline void Dataplane::handle_ip(PacketRef& p, const ParsedPacket& pp, const Loo
         return handle_other<A>(p, pp, lk, now_ms);
     if (A == 16 && proto == kIpProtoUdp && load_raw16(p.data + pp.l4_off + UdpOff::csum) == 0)
         return drop(p, Drop::udp6_zero_checksum);
-    if (lk.vip != Service::kNoVip) return forward<A>(p, pp, lk.vip, lk.hash, now_ms);
+    if (lk.vip != Service::kNoVip) return forward<A>(p, pp, lk.vip, lk.hash, lk.bucket, now_ms);
     reply<A>(p, pp, lk.hash, now_ms);
 }
 
@@ -432,7 +449,7 @@ void Dataplane::handle_other(PacketRef& p, const ParsedPacket& pp, const Lookup&
         const uint8_t ttl = ip[Ip<A>::kTtl];
         if (A == 16 && proto == kIpProtoUdp && load_raw16(p.data + pp.l4_off + UdpOff::csum) == 0)
             return drop(p, Drop::udp6_zero_checksum);
-        if (lk.vip != Service::kNoVip) forward<A>(p, pp, lk.vip, lk.hash, now_ms);
+        if (lk.vip != Service::kNoVip) forward<A>(p, pp, lk.vip, lk.hash, lk.bucket, now_ms);
         else reply<A>(p, pp, lk.hash, now_ms);
         return remember_fragment<A>(p, pp.l3_off, k, ttl, now_ms);
     }
@@ -460,7 +477,7 @@ void Dataplane::handle_other(PacketRef& p, const ParsedPacket& pp, const Lookup&
 // backend and is mid-connection (or UDP); everything else goes to forward_general().
 template <size_t A>
 inline void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx,
-                                                      uint64_t hf, uint32_t now_ms) noexcept {
+                                                      uint64_t hf, uint32_t bucket, uint32_t now_ms) noexcept {
     uint8_t* ip = p.data + pp.l3_off;
     const VipEntry& vip = service_->vips()[vip_idx];
     const uint8_t* client = ip + Ip<A>::kSrc;
@@ -476,7 +493,7 @@ inline void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vi
     if (vip.mode != Mode::dsr && ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
 
     FlowTable<A>& ft = table<A>();
-    const uint32_t ref = find_forward<A>(vip_idx, client, pp.sport_raw, hf);
+    const uint32_t ref = find_forward<A>(vip_idx, client, pp.sport_raw, hf, bucket);
     if (ref == FlowTable<A>::kNone) [[unlikely]]
         return forward_general<A>(p, pp, vip_idx, hf, ref, now_ms);
     const uint32_t id = FlowTable<A>::ref_id(ref);
@@ -484,7 +501,7 @@ inline void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vi
     const BackendEntry& be = service_->backends()[rec.backend];
     const bool steady = pp.l4_proto == kIpProtoUdp ||
                         (!(pp.tcp_flags & (kTcpSyn | kTcpFin | kTcpRst)) && rec.state == FlowState::tcp_established);
-    if (!steady || ft.is_stale(id, now_ms) || !be.keeps_flows(vip.on_down) || !be.has_mac || flow_log_) [[unlikely]]
+    if (!steady || ft.is_stale(id, now_ms) || !be.forwards || flow_log_) [[unlikely]]
         return forward_general<A>(p, pp, vip_idx, hf, ref, now_ms);
     ++counters_.flow_hits;
     ft.touch(id, now_ms);

@@ -113,13 +113,19 @@ private:
     // possible reply) and the flow-table hash of its key.
     struct Lookup {
         uint16_t vip = Service::kNoVip;
-        uint64_t hash = 0;  // 0: no flow lookup needed (a real hash of 0 only costs a prefetch)
+        uint32_t bucket = 0;  // the hash's primary bucket in the flow table (prefetched)
+        uint64_t hash = 0;    // 0: no flow lookup needed (a real hash of 0 only costs a prefetch)
+    };
+    // The last IPv4 VIP key a burst looked up and its answer (0: none yet).
+    struct VipMemo {
+        uint64_t key4 = 0;
+        uint16_t vip4 = Service::kNoVip;
     };
 
     template <size_t A>
     FlowTable<A>& table() noexcept;
     template <size_t A>
-    void classify(const PacketRef& p, const net::ParsedPacket& pp, Lookup& lk) noexcept;
+    void classify(const PacketRef& p, const net::ParsedPacket& pp, Lookup& lk, VipMemo& memo) noexcept;
     // Inline into the burst loop: the common case must not pay a call per packet.
     template <size_t A>
     [[gnu::always_inline]] inline void handle_ip(PacketRef& p, const net::ParsedPacket& pp, const Lookup& lk,
@@ -129,7 +135,7 @@ private:
                                         uint32_t now_ms) noexcept;
     template <size_t A>
     [[gnu::always_inline]] inline void forward(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip, uint64_t h_fwd,
-                                               uint32_t now_ms) noexcept;
+                                               uint32_t bucket, uint32_t now_ms) noexcept;
     template <size_t A>
     [[gnu::noinline]] void forward_general(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip, uint64_t h_fwd,
                                            uint32_t ref, uint32_t now_ms) noexcept;
@@ -165,6 +171,9 @@ private:
     void sampled_erase(Sampled* e) noexcept;
     template <size_t A>
     uint32_t find_forward(uint16_t vip, const uint8_t* client, uint16_t cport_raw, uint64_t h) const noexcept;
+    template <size_t A>
+    uint32_t find_forward(uint16_t vip, const uint8_t* client, uint16_t cport_raw, uint64_t h,
+                          uint32_t bucket) const noexcept;
     template <size_t A>
     void sweep(uint32_t budget) noexcept;
     template <size_t A>

@@ -152,6 +152,11 @@ public:
     // every entry lives there, and fetching the alternate too doubles the DRAM traffic of a
     // large table for the rare displaced entry.
     void prefetch(uint64_t h) const noexcept { __builtin_prefetch(&buckets_[bucket_of(h)]); }
+    // The same in two steps, for a caller that keeps h's primary bucket for its find().
+    uint32_t bucket_of(uint64_t h) const noexcept {
+        return static_cast<uint32_t>(((h >> 32) * static_cast<uint64_t>(nb_buckets_)) >> 32);
+    }
+    void prefetch_bucket(uint32_t b) const noexcept { __builtin_prefetch(&buckets_[b]); }
     // Prefetches the records of h's primary bucket whose signature matches (call once the
     // bucket itself has been prefetched): the second stage of a burst's lookup pipeline.
     void prefetch_records(uint64_t h) const noexcept {
@@ -164,8 +169,12 @@ public:
     // Returns the reference (id << 1 | dir) whose record satisfies match(ref), or kNone.
     template <class Match>
     uint32_t find(uint64_t h, Match&& match) const noexcept {
+        return find(h, bucket_of(h), match);
+    }
+    // find() with h's primary bucket b1 (== bucket_of(h)) already known.
+    template <class Match>
+    uint32_t find(uint64_t h, uint32_t b1, Match&& match) const noexcept {
         const uint32_t sig = sig_of(h);
-        const uint32_t b1 = bucket_of(h);
         if (uint32_t r = scan(buckets_[b1], sig, match); r != kNone) return r;
         // Nothing whose primary bucket is b1 was ever placed in its alternate: a miss is
         // final without touching a second cache line (the common case for new flows).
@@ -282,9 +291,6 @@ private:
     static uint32_t sig_of(uint64_t h) noexcept {
         const uint32_t s = static_cast<uint32_t>(h);
         return s ? s : 1u;  // 0 marks an empty slot
-    }
-    uint32_t bucket_of(uint64_t h) const noexcept {
-        return static_cast<uint32_t>(((h >> 32) * static_cast<uint64_t>(nb_buckets_)) >> 32);
     }
     // Partial-key cuckoo: alt(alt(b)) == b for any bucket count, so a displaced entry's other
     // bucket follows from its signature.

@@ -223,6 +223,7 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
         }
         s.own_.push_back(vc.addr);
     }
+    for (auto& b : s.backends_) b.forwards = b.keeps_flows(s.vips_[b.vip].on_down) && b.has_mac;
     return s;
 }
 

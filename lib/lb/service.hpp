@@ -39,6 +39,9 @@ struct BackendEntry {
     BackendState state = BackendState::up;
     bool removed = false;   // left the configuration: takes no flows, its flows move
     bool has_mac = false;   // next hop known (static or resolved); packets wait for it
+    // keeps_flows(its VIP's policy) && has_mac, fixed for the snapshot: what a packet of one
+    // of its established flows checks before it is forwarded the short way.
+    bool forwards = false;
     net::Mac mac;
     // The nat rewrite between this backend and its VIP as folded RFC 1624 sums (~old + new
     // over the changed words), fixed for the entry's lifetime so the data path does not sum
@@ -86,15 +89,22 @@ public:
             // IPv4, the hot case: the whole key is one word, one multiply finds its slot.
             uint32_t a;
             __builtin_memcpy(&a, addr, 4);
-            const uint64_t key = v4_key(a, port_raw, proto);
-            const size_t mask = index4_.size() - 1;
-            for (size_t i = v4_slot(key) & mask;; i = (i + 1) & mask) {
-                const Slot4& s = index4_[i];
-                if (s.key == key) return s.vip;
-                if (s.key == 0) return kNoVip;
-            }
+            return find_vip4(v4_key(a, port_raw, proto));
         }
         return find_vip6(addr, port_raw, proto);
+    }
+    // The IPv4 lookup in two steps, for callers that remember the last key they looked up
+    // (packets of a burst mostly go to few VIPs).
+    static uint64_t v4_key(uint32_t addr_raw, uint16_t port_raw, uint8_t proto) noexcept {
+        return uint64_t{addr_raw} | uint64_t{port_raw} << 32 | uint64_t{proto} << 48 | uint64_t{1} << 56;
+    }
+    uint16_t find_vip4(uint64_t key) const noexcept {
+        const size_t mask = index4_.size() - 1;
+        for (size_t i = v4_slot(key) & mask;; i = (i + 1) & mask) {
+            const Slot4& s = index4_[i];
+            if (s.key == key) return s.vip;
+            if (s.key == 0) return kNoVip;
+        }
     }
     // True if the address is one Sluice answers ARP/ND for (VIPs, SNAT, self addresses).
     bool owns_address(net::Family f, const uint8_t* addr) const noexcept;
@@ -113,9 +123,6 @@ private:
         uint64_t key = 0;  // v4_key(); 0 = empty
         uint16_t vip = kNoVip;
     };
-    static uint64_t v4_key(uint32_t addr_raw, uint16_t port_raw, uint8_t proto) noexcept {
-        return uint64_t{addr_raw} | uint64_t{port_raw} << 32 | uint64_t{proto} << 48 | uint64_t{1} << 56;
-    }
     static size_t v4_slot(uint64_t key) noexcept { return static_cast<size_t>((key * 0x9E3779B97F4A7C15ULL) >> 40); }
     uint16_t find_vip6(const uint8_t* addr, uint16_t port_raw, uint8_t proto) const noexcept;
 
