@@ -385,6 +385,12 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     // Pass 3: decide and rewrite.
     for (uint32_t i = 0; i < n; ++i) {
         PacketRef& p = pkts[i];
+        if (lk[i].to_vip) [[likely]] {
+            if (pp[i].l3 == L3::ipv4) forward<4>(p, pp[i], lk[i].vip, lk[i].hash, lk[i].bucket, now_ms);
+            else forward<16>(p, pp[i], lk[i].vip, lk[i].hash, lk[i].bucket, now_ms);
+            sent += p.verdict == Verdict::tx;
+            continue;
+        }
         if (st[i] != ParseStatus::ok) {
             drop(p, drop_of(st[i]));
             continue;
@@ -418,9 +424,12 @@ void Dataplane::classify(const PacketRef& p, const ParsedPacket& pp, Lookup& lk,
                   : rev_hash<A>(ip + Ip<A>::kSrc, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw, pp.l4_proto);
     lk.bucket = table<A>().bucket_of(lk.hash);
     table<A>().prefetch_bucket(lk.bucket);
+    lk.to_vip = lk.vip != Service::kNoVip && pp.frag == Frag::none &&
+                !(A == 16 && pp.l4_proto == kIpProtoUdp && load_raw16(p.data + pp.l4_off + UdpOff::csum) == 0);
 }
 
-// The common case inline: TCP or UDP, not a fragment. The rest is out of line.
+// An IP packet pass 1 did not mark to_vip. The common case inline: a TCP or UDP reply that
+// is not a fragment. The rest is out of line.
 template <size_t A>
 inline void Dataplane::handle_ip(PacketRef& p, const ParsedPacket& pp, const Lookup& lk,
                                                         uint32_t now_ms) noexcept {
@@ -429,7 +438,6 @@ inline void Dataplane::handle_ip(PacketRef& p, const ParsedPacket& pp, const Loo
         return handle_other<A>(p, pp, lk, now_ms);
     if (A == 16 && proto == kIpProtoUdp && load_raw16(p.data + pp.l4_off + UdpOff::csum) == 0)
         return drop(p, Drop::udp6_zero_checksum);
-    if (lk.vip != Service::kNoVip) return forward<A>(p, pp, lk.vip, lk.hash, lk.bucket, now_ms);
     reply<A>(p, pp, lk.hash, now_ms);
 }
 

@@ -113,6 +113,9 @@ private:
     // possible reply) and the flow-table hash of its key.
     struct Lookup {
         uint16_t vip = Service::kNoVip;
+        // A client packet to a VIP that pass 3 sends straight to forward(): TCP or UDP, not a
+        // fragment, nothing about it to drop before the flow lookup.
+        bool to_vip = false;
         uint32_t bucket = 0;  // the hash's primary bucket in the flow table (prefetched)
         uint64_t hash = 0;    // 0: no flow lookup needed (a real hash of 0 only costs a prefetch)
     };
