@@ -379,8 +379,8 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     if (flows4_->size() + flows6_->size() > kPrefetchFlows)
         for (uint32_t i = 0; i < n; ++i) {
             if (lk[i].hash == 0) continue;
-            if (pp[i].l3 == L3::ipv4) flows4_->prefetch_records(lk[i].hash);
-            else flows6_->prefetch_records(lk[i].hash);
+            if (pp[i].l3 == L3::ipv4) flows4_->prefetch_records(lk[i].hash, lk[i].bucket);
+            else flows6_->prefetch_records(lk[i].hash, lk[i].bucket);
         }
     // Pass 3: decide and rewrite.
     for (uint32_t i = 0; i < n; ++i) {

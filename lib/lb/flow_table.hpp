@@ -28,6 +28,7 @@
 #include <memory>
 #include <new>
 
+#include <emmintrin.h>
 #ifdef __SSE4_2__
 #include <nmmintrin.h>
 #endif
@@ -159,11 +160,17 @@ public:
     void prefetch_bucket(uint32_t b) const noexcept { __builtin_prefetch(&buckets_[b]); }
     // Prefetches the records of h's primary bucket whose signature matches (call once the
     // bucket itself has been prefetched): the second stage of a burst's lookup pipeline.
-    void prefetch_records(uint64_t h) const noexcept {
-        const uint32_t sig = sig_of(h);
-        const Bucket& bk = buckets_[bucket_of(h)];
-        for (uint32_t i = 0; i < kSlots; ++i)
-            if (bk.sig[i] == sig) __builtin_prefetch(&records_[ref_id(bk.ref[i])]);
+    void prefetch_records(uint64_t h) const noexcept { prefetch_records(h, bucket_of(h)); }
+    void prefetch_records(uint64_t h, uint32_t b) const noexcept {
+        const Bucket& bk = buckets_[b];
+        // All eight signatures compared at once; usually one matches (or none, for a new flow).
+        const __m128i s = _mm_set1_epi32(static_cast<int>(sig_of(h)));
+        const __m128i lo = _mm_cmpeq_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(bk.sig)), s);
+        const __m128i hi = _mm_cmpeq_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(bk.sig + 4)), s);
+        for (unsigned m = static_cast<unsigned>(_mm_movemask_ps(_mm_castsi128_ps(lo))) |
+                          static_cast<unsigned>(_mm_movemask_ps(_mm_castsi128_ps(hi))) << 4;
+             m; m &= m - 1)
+            __builtin_prefetch(&records_[ref_id(bk.ref[__builtin_ctz(m)])]);
     }
 
     // Returns the reference (id << 1 | dir) whose record satisfies match(ref), or kNone.
