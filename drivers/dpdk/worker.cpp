@@ -45,6 +45,11 @@ void Worker::handle(rte_mbuf** pkts, uint16_t n, bool redirected, uint32_t now_m
             r.reason = lb::Drop::runt;
         }
         dp_.process(refs, b, now_ms);
+        // The staging array being filled and its count live in registers while consecutive
+        // packets go to the same place (the common case): a count in memory would make every
+        // packet wait for the previous one's store.
+        Staging* cur = nullptr;
+        uint16_t cur_n = 0;
         for (uint16_t i = 0; i < b; ++i) {
             rte_mbuf* m = burst[i];
             lb::PacketRef& r = refs[i];
@@ -60,8 +65,13 @@ void Worker::handle(rte_mbuf** pkts, uint16_t n, bool redirected, uint32_t now_m
             } else if (r.verdict == lb::Verdict::control) {
                 s = &control_;
             }
-            if (s && s->n < Staging::kCap) {
-                s->pkts[s->n++] = m;
+            if (s != cur && s) {
+                if (cur) cur->n = cur_n;
+                cur = s;
+                cur_n = s->n;
+            }
+            if (s && cur_n < Staging::kCap) {
+                s->pkts[cur_n++] = m;
                 continue;
             }
             if (s)
@@ -70,6 +80,7 @@ void Worker::handle(rte_mbuf** pkts, uint16_t n, bool redirected, uint32_t now_m
                                                                 : lb::Drop::redirect_full);
             rte_pktmbuf_free(m);
         }
+        if (cur) cur->n = cur_n;
         pkts += take;
         n = static_cast<uint16_t>(n - take);
     }

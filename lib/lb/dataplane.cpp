@@ -365,12 +365,15 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
         redirected += p.redirected;
         if (i + 1 < n) __builtin_prefetch(pkts[i + 1].data);
         st[i] = parse_packet(p.data, p.len, pp[i], p.ip_csum_good);
-        lk[i] = Lookup{};
         if (st[i] != ParseStatus::ok || (pp[i].l4_proto != kIpProtoTcp && pp[i].l4_proto != kIpProtoUdp) ||
-            pp[i].frag == Frag::later)
+            pp[i].frag == Frag::later) {
+            lk[i] = Lookup{};
             continue;
+        }
+        // classify() fills in every field.
         if (pp[i].l3 == L3::ipv4) classify<4>(p, pp[i], lk[i], memo);
         else if (pp[i].l3 == L3::ipv6) classify<16>(p, pp[i], lk[i], memo);
+        else lk[i] = Lookup{};
     }
     counters_.redirected_in += redirected;
     counters_.rx += n - redirected;

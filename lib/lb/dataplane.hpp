@@ -37,11 +37,12 @@ struct PacketRef {
     uint16_t in_port = 0;
     bool redirected = false;  // handed over by another worker: never redirect again
     bool ip_csum_good = false;  // the NIC validated the IPv4 header checksum
-    // Results.
+    // Results (next to the inputs: the worker fills a reference with two 8-byte stores).
     Verdict verdict = Verdict::drop;
-    uint16_t out = 0;         // TX port, or the worker to redirect to
     Drop reason = Drop::runt;
+    uint16_t out = 0;         // TX port, or the worker to redirect to
 };
+static_assert(sizeof(PacketRef) == 24);
 
 // Where a worker sits: its index, its peers, and the ports' identity.
 struct WorkerEnv {
