@@ -516,17 +516,17 @@ inline void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vi
         return forward_general<A>(p, pp, vip_idx, hf, ref, now_ms);
     ++counters_.flow_hits;
     ft.touch(id, now_ms);
-    emit_forward<A>(p, pp, vip, rec, be);
+    emit_forward<A>(p, pp, vip_idx, vip, rec, be);
 }
 
 // Rewrite toward the flow's backend, count, and queue for the backend port.
 template <size_t A>
-inline void Dataplane::emit_forward(PacketRef& p, const ParsedPacket& pp, const VipEntry& vip,
+inline void Dataplane::emit_forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, const VipEntry& vip,
                                                            const FlowRecord<A>& rec, const BackendEntry& be) noexcept {
     // Counters before the rewrite: stores into the packet may alias anything, and would make
     // the compiler reload the counters' addresses.
     ++counters_.forwarded;
-    TrafficCounters& vc = counters_.vips[rec.vip];
+    TrafficCounters& vc = counters_.vips[vip_idx];  // == rec.vip, without waiting for the record
     ++vc.packets;
     vc.bytes += p.len;
     TrafficCounters& bc = counters_.backends[rec.backend];
@@ -649,7 +649,7 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
     const FlowRecord<A>& rec = ft.record(id);
     const BackendEntry& be = service_->backends()[rec.backend];
     if (!be.has_mac) [[unlikely]] return drop(p, Drop::no_neighbor);
-    emit_forward<A>(p, pp, vip, rec, be);
+    emit_forward<A>(p, pp, vip_idx, vip, rec, be);
 }
 
 template <size_t A>

@@ -144,7 +144,8 @@ private:
     [[gnu::noinline]] void forward_general(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip, uint64_t h_fwd,
                                            uint32_t ref, uint32_t now_ms) noexcept;
     template <size_t A>
-    [[gnu::always_inline]] inline void emit_forward(PacketRef& p, const net::ParsedPacket& pp, const VipEntry& vip,
+    [[gnu::always_inline]] inline void emit_forward(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip_idx,
+                                                    const VipEntry& vip,
                                                     const FlowRecord<A>& rec, const BackendEntry& be) noexcept;
     template <size_t A>
     void reply(PacketRef& p, const net::ParsedPacket& pp, uint64_t h_rev, uint32_t now_ms) noexcept;
