@@ -111,6 +111,7 @@ public:
 
     // Only valid while the table is empty (at start): flows are filed by the old timeouts.
     void set_timeouts(const Timeouts& t) noexcept {
+        caught_up_ = false;
         timeout_ms_[0] = t.tcp_syn_ms ? t.tcp_syn_ms : 1;
         timeout_ms_[1] = t.tcp_established_ms ? t.tcp_established_ms : 1;
         timeout_ms_[2] = t.tcp_closing_ms ? t.tcp_closing_ms : 1;
@@ -253,6 +254,10 @@ public:
     // examined or empty slots passed); returns the work done.
     template <class Rehash>
     uint32_t expire(uint32_t now_ms, uint32_t budget, Rehash&& rehash) noexcept {
+        // Called between every two bursts, mostly within the same millisecond: once a pass has
+        // done all the work due at now_ms, nothing more can fall due before the clock moves
+        // (flows filed since have deadlines after now_ms).
+        if (caught_up_ && now_ms == caught_up_ms_) return 0;
         uint32_t work = 0;
         const uint64_t now64 = extend(now_ms);
         for (int c = 0; c < kTimeoutClasses && work < budget; ++c) {
@@ -283,6 +288,8 @@ public:
                 }
             }
         }
+        caught_up_ = work < budget;
+        caught_up_ms_ = now_ms;
         return work;
     }
 
@@ -481,6 +488,8 @@ private:
     uint32_t used_ = 0;
     uint32_t last_now_ = 0;
     uint32_t epoch_ = 0;
+    bool caught_up_ = false;  // expire() left nothing due at caught_up_ms_
+    uint32_t caught_up_ms_ = 0;
     uint32_t timeout_ms_[kTimeoutClasses] = {};
     Wheel wheels_[kTimeoutClasses];
     HugeArray<Bucket> buckets_;
