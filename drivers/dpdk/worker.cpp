@@ -12,6 +12,7 @@ void Worker::handle(rte_mbuf** pkts, uint16_t n, bool redirected, uint32_t now_m
     alignas(lb::PacketRef) unsigned char refs_mem[sizeof(lb::PacketRef) * lb::Dataplane::kMaxBurst];
     auto* refs = reinterpret_cast<lb::PacketRef*>(refs_mem);
     rte_mbuf* burst[lb::Dataplane::kMaxBurst];
+    const uint16_t nb_ports = nb_ports_;  // a local: stores into refs[] cannot alias it
     while (n > 0) {
         const uint16_t take = n < lb::Dataplane::kMaxBurst ? n : lb::Dataplane::kMaxBurst;
         uint16_t b = 0;
@@ -37,8 +38,8 @@ void Worker::handle(rte_mbuf** pkts, uint16_t n, bool redirected, uint32_t now_m
             r.ip_csum_good = ip_csum == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
             r.data = rte_pktmbuf_mtod(m, uint8_t*);
             r.len = m->data_len;
-            r.cap = m->data_len + rte_pktmbuf_tailroom(m);
-            r.in_port = m->port < nb_ports_ ? m->port : 0;
+            r.cap = static_cast<uint32_t>(m->buf_len - m->data_off);  // length + tailroom
+            r.in_port = m->port < nb_ports ? m->port : 0;
             r.redirected = redirected;
             r.verdict = lb::Verdict::drop;
             r.out = 0;
@@ -54,7 +55,7 @@ void Worker::handle(rte_mbuf** pkts, uint16_t n, bool redirected, uint32_t now_m
             rte_mbuf* m = burst[i];
             lb::PacketRef& r = refs[i];
             Staging* s = nullptr;
-            if (r.verdict == lb::Verdict::tx && r.out < nb_ports_) {
+            if (r.verdict == lb::Verdict::tx && r.out < nb_ports) {
                 s = &tx_[r.out];
                 if (r.len != m->data_len) {
                     m->data_len = static_cast<uint16_t>(r.len);
