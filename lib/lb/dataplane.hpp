@@ -37,7 +37,7 @@ struct PacketRef {
     uint16_t in_port = 0;
     bool redirected = false;  // handed over by another worker: never redirect again
     bool ip_csum_good = false;  // the NIC validated the IPv4 header checksum
-    // Results (next to the inputs: the worker fills a reference with two 8-byte stores).
+    // Results (packed after the inputs: 24 bytes per packet).
     Verdict verdict = Verdict::drop;
     Drop reason = Drop::runt;
     uint16_t out = 0;         // TX port, or the worker to redirect to

@@ -159,9 +159,8 @@ public:
         return static_cast<uint32_t>(((h >> 32) * static_cast<uint64_t>(nb_buckets_)) >> 32);
     }
     void prefetch_bucket(uint32_t b) const noexcept { __builtin_prefetch(&buckets_[b]); }
-    // Prefetches the records of h's primary bucket whose signature matches (call once the
+    // Prefetches the records of h's primary bucket b whose signature matches (call once the
     // bucket itself has been prefetched): the second stage of a burst's lookup pipeline.
-    void prefetch_records(uint64_t h) const noexcept { prefetch_records(h, bucket_of(h)); }
     void prefetch_records(uint64_t h, uint32_t b) const noexcept {
         const Bucket& bk = buckets_[b];
         // All eight signatures compared at once; usually one matches (or none, for a new flow).
