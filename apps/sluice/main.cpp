@@ -373,7 +373,7 @@ int telemetry_drops(const char*, const char*, rte_tel_data* d) {
     return 0;
 }
 
-int run(const lb::Config& cfg, uint32_t mbcache, const std::vector<std::string>& eal_args,
+int run(const lb::Config& cfg, const std::vector<std::string>& eal_args,
         const std::vector<std::string>& app_args) {
     // Before anything slow: a SIGHUP or SIGTERM during start-up must not kill the process.
     std::signal(SIGINT, on_signal);
@@ -410,21 +410,21 @@ int run(const lb::Config& cfg, uint32_t mbcache, const std::vector<std::string>&
     const uint16_t nb_workers = main_runs_worker ? 1 : static_cast<uint16_t>(lcores.size());
 
     // What the hardware cannot serve stops here, before any port or memory is touched.
-    if (!dpdk::preflight(cfg, mbcache)) return 1;
+    if (!dpdk::preflight(cfg)) return 1;
     const uint32_t nb_mbufs = cfg.total_num_mbufs ? cfg.total_num_mbufs
                                                   : doctor::mbufs_needed(nb_ports, nb_workers, cfg.rxd, cfg.txd, cfg.burst,
-                                                                         mbcache, !cfg.kernel_if.empty());
+                                                                         cfg.mbcache, !cfg.kernel_if.empty());
     // Packet memory on the NUMA node of the NIC that DMAs into it (the doctor warns when the
     // workers sit elsewhere); vdevs report no node: the main lcore's.
     const int port_socket = rte_eth_dev_socket_id(env.client_port);
     const int data_socket = port_socket >= 0 ? port_socket : static_cast<int>(rte_socket_id());
-    rte_mempool* pool = rte_pktmbuf_pool_create("sluice_mbufs", nb_mbufs, mbcache, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+    rte_mempool* pool = rte_pktmbuf_pool_create("sluice_mbufs", nb_mbufs, cfg.mbcache, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
                                                 data_socket);
     if (!pool && port_socket >= 0) {
         // No memory on the NIC's node (hugepages reserved elsewhere): slower, but running.
         fmt::print(stderr, "sluice: warning: no room for {} mbufs on NUMA node {} (port {}'s): using any node; "
                    "reserve hugepages on node {}\n", nb_mbufs, port_socket, env.client_port, port_socket);
-        pool = rte_pktmbuf_pool_create("sluice_mbufs", nb_mbufs, mbcache, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+        pool = rte_pktmbuf_pool_create("sluice_mbufs", nb_mbufs, cfg.mbcache, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
     }
     if (!pool) {
         fmt::print(stderr, "sluice: cannot allocate {} mbufs: {} (reserve hugepages or lower --total-num-mbufs)\n",
@@ -785,9 +785,9 @@ int main(int argc, char** argv) {
             fmt::print("{}", parsed->text);
             return 0;
         case config::Action::doctor:
-            return dpdk::run_doctor(parsed->config, parsed->mbcache, args.eal);
+            return dpdk::run_doctor(parsed->config, args.eal);
         case config::Action::run:
             break;
     }
-    return run(parsed->config, parsed->mbcache, args.eal, args.app);
+    return run(parsed->config, args.eal, args.app);
 }

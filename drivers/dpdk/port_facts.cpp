@@ -171,7 +171,7 @@ doctor::PortFacts gather_port(uint16_t port_id) {
     return p;
 }
 
-doctor::Facts gather(const lb::Config& config, uint32_t mbcache) {
+doctor::Facts gather(const lb::Config& config) {
     doctor::Facts f;
     f.host = gather_host_sysfs();
     f.host.no_huge = !rte_eal_has_hugepages();
@@ -200,7 +200,7 @@ doctor::Facts gather(const lb::Config& config, uint32_t mbcache) {
     doctor::Requested& r = f.req;
     doctor::fill_requested(config, r);
     r.workers = f.host.worker_lcores.empty() ? 1 : static_cast<uint16_t>(f.host.worker_lcores.size());
-    r.mbcache = mbcache;
+    r.mbcache = config.mbcache;
     r.pool_socket = static_cast<int>(rte_socket_id());  // where sluice creates its pool
     r.mbuf_bytes = rte_mempool_calc_obj_size(sizeof(rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE, 0, nullptr);
     r.flow_tables_in_hugepages = false;  // each worker's Dataplane allocates them with new
@@ -210,8 +210,8 @@ doctor::Facts gather(const lb::Config& config, uint32_t mbcache) {
     return f;
 }
 
-bool preflight(const lb::Config& config, uint32_t mbcache) {
-    const doctor::Report report = doctor::check(gather(config, mbcache));
+bool preflight(const lb::Config& config) {
+    const doctor::Report report = doctor::check(gather(config));
     const doctor::Report shown = problems(report);
     if (shown.findings.empty()) return true;
     const bool fatal = doctor::exit_code(report) != 0;
@@ -239,14 +239,14 @@ void check_links_after_start(uint16_t nb_ports) {
     if (!r.findings.empty()) fmt::print(stderr, "sluice: after start:\n{}", doctor::render(r));
 }
 
-int run_doctor(const lb::Config& config, uint32_t mbcache, const std::vector<std::string>& eal_args) {
+int run_doctor(const lb::Config& config, const std::vector<std::string>& eal_args) {
     if (auto st = init_eal(eal_args); !st) {
         // Without EAL only the host can be judged, and the host is the usual reason EAL fails.
         doctor::Facts f;
         f.host = gather_host_sysfs();
         f.host.no_huge = std::find(eal_args.begin(), eal_args.end(), "--no-huge") != eal_args.end();
         doctor::fill_requested(config, f.req);
-        f.req.mbcache = mbcache;
+        f.req.mbcache = config.mbcache;
         doctor::Report r;
         r.findings.push_back({doctor::Severity::fatal, "eal", st.error(),
                               "correct the EAL options (before `--`): EAL's own message above names the problem"});
@@ -255,7 +255,7 @@ int run_doctor(const lb::Config& config, uint32_t mbcache, const std::vector<std
         fmt::print("sluice doctor: EAL did not start\n{}", doctor::render(r));
         return 1;
     }
-    const doctor::Facts f = gather(config, mbcache);
+    const doctor::Facts f = gather(config);
     std::vector<unsigned> workers;
     for (const auto& w : f.host.worker_lcores) workers.push_back(w.id);
     fmt::print("sluice doctor: {} port{}, {} worker{} ({}), main lcore {}\n", f.ports.size(), f.ports.size() == 1 ? "" : "s",

@@ -22,15 +22,15 @@ doctor::HostFacts gather_host_sysfs(const std::string& root = "");
 doctor::PortFacts gather_port(uint16_t port_id);
 
 // Everything: the host (lcores and EAL memory included), every port, the requested settings.
-doctor::Facts gather(const lb::Config& config, uint32_t mbcache);
+doctor::Facts gather(const lb::Config& config);
 
 // Start-up checks: prints warnings and fatal findings to stderr; false when one is fatal.
-bool preflight(const lb::Config& config, uint32_t mbcache);
+bool preflight(const lb::Config& config);
 
 // After the ports started: waits up to a second for their links, warns about those down.
 void check_links_after_start(uint16_t nb_ports);
 
 // `sluice doctor`: starts EAL, prints the full report, returns the exit code (0 or 1).
-int run_doctor(const lb::Config& config, uint32_t mbcache, const std::vector<std::string>& eal_args);
+int run_doctor(const lb::Config& config, const std::vector<std::string>& eal_args);
 
 }  // namespace sluice::dpdk

@@ -217,6 +217,7 @@ void for_each_number(C& c, F&& f) {
     f("rxd", c.rxd, 64, 16384, 1);
     f("txd", c.txd, 64, 16384, 1);
     f("total-num-mbufs", c.total_num_mbufs, 0, UINT32_MAX, 1);
+    f("mbcache", c.mbcache, 0, 512, 1);  // RTE_MEMPOOL_CACHE_MAX_SIZE
     f("stats-period", c.stats_period_s, 0, 86400, 1);
     f("new-flow-rate", c.new_flow_rate, 0, 100'000'000, 1);
     f("flow-log", c.flow_log_one_in, 0, 1'000'000, 1);
@@ -744,11 +745,6 @@ public:
             auto p = parse_number(o.value, 0, kMaxPortId, "port id");
             if (!p) return fail(describe(o), p.error());
             (o.name == "client-port" ? cfg_.client_port : cfg_.backend_port) = static_cast<int>(*p);
-        } else if (o.name == "mbcache") {
-            // Not part of lb::Config: only the mempool at start-up reads it.
-            auto n = parse_number(o.value, 0, 512, "value");  // RTE_MEMPOOL_CACHE_MAX_SIZE
-            if (!n) return fail(describe(o), n.error());
-            mbcache_ = static_cast<uint32_t>(*n);
         } else if (o.name == "stats-json") {
             if (o.value.empty()) return fail(describe(o), "missing file name");
             cfg_.stats_json = o.value;
@@ -794,7 +790,6 @@ public:
         return std::move(cfg_);
     }
 
-    uint32_t mbcache() const noexcept { return mbcache_; }
 
 private:
     struct PendingBackend {
@@ -807,7 +802,6 @@ private:
     Origins origins_;
     std::vector<PendingBackend> pending_;
     std::set<std::string, std::less<>> seen_;
-    uint32_t mbcache_ = kDefaultMbcache;
 };
 
 // ---- tokenizing with Boost.Program_options -------------------------------------------------
@@ -984,7 +978,6 @@ Expected<Parsed> parse_args(const std::vector<std::string>& args) {
         auto cfg = b.finish();
         if (!cfg) return Error{cfg.error()};
         p.config = std::move(*cfg);
-        p.mbcache = b.mbcache();
         if (doctor) p.action = Action::doctor;
         if (check) {
             p.action = Action::check_config;

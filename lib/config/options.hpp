@@ -29,15 +29,13 @@ namespace sluice::config {
 
 enum class Action { run, help, version, check_config, doctor };
 
-// Per-lcore mbuf cache of the pool, in mbufs (--mbcache).
-constexpr uint32_t kDefaultMbcache = 256;
+constexpr uint32_t kDefaultMbcache = lb::kDefaultMbcache;
 
 struct Parsed {
     Action action = Action::run;
     lb::Config config;          // filled (and validated) for run, check_config and doctor
     std::string text;           // help/version/check-config output, ends with '\n'; print as is
     std::string config_path;    // the --config FILE, empty if none (what a reload re-reads)
-    uint32_t mbcache = kDefaultMbcache;  // --mbcache: restart-only, read at start-up only
 };
 
 // Parses `args` (argv without the program name and without EAL's arguments). --help and

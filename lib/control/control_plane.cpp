@@ -32,6 +32,7 @@ Status same_process_settings(const lb::Config& a, const lb::Config& b) {
     if (a.client_port != b.client_port || a.backend_port != b.backend_port) changed.push_back("--client-port/--backend-port");
     if (a.burst != b.burst || a.rxd != b.rxd || a.txd != b.txd || a.total_num_mbufs != b.total_num_mbufs)
         changed.push_back("--burst/--rxd/--txd/--total-num-mbufs");
+    if (a.mbcache != b.mbcache) changed.push_back("--mbcache");
     if (a.control_socket != b.control_socket) changed.push_back("--control-socket");
     if (a.kernel_if != b.kernel_if) changed.push_back("--kernel-if");
     if (a.self_prefixes != b.self_prefixes) changed.push_back("--self prefix lengths");

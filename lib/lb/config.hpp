@@ -78,6 +78,9 @@ struct Timeouts {
     uint32_t udp_ms = 30'000;
 };
 
+// Per-lcore mbuf cache of the pool, in mbufs (--mbcache).
+constexpr uint32_t kDefaultMbcache = 256;
+
 struct Config {
     // Service settings.
     std::vector<VipConf> vips;
@@ -97,6 +100,7 @@ struct Config {
     uint32_t rxd = 1024;
     uint32_t txd = 1024;
     uint32_t total_num_mbufs = 0;          // 0 = sized from ports, queues and workers
+    uint32_t mbcache = kDefaultMbcache;    // per-lcore cache of the mbuf pool, in mbufs
     uint32_t stats_period_s = 0;
     std::string stats_json;                // where to write the counters as JSON on exit
     uint32_t new_flow_rate = 0;            // new flows per second per worker; 0 = no limit

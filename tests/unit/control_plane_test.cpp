@@ -151,6 +151,10 @@ TEST_CASE("commands change the snapshot, keep indices, and reject bad input with
         bad.flow_capacity = 4096;
         h.reread_config = bad;
         CHECK_THAT(cp.handle(cmd("reload"), 0), Contains("restart-only settings changed (--flow-capacity)"));
+        auto cache = parse(kBase);
+        cache.mbcache = 128;  // read by the mempool at start-up only: a reload must say so
+        h.reread_config = cache;
+        CHECK_THAT(cp.handle(cmd("reload"), 0), Contains("restart-only settings changed (--mbcache)"));
     }
 }
 

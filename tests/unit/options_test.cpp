@@ -632,18 +632,18 @@ TEST_CASE("a --self address may not also be a --snat address", "[options]") {
 TEST_CASE("--mbcache sizes the per-lcore mbuf cache; --doctor asks for the pre-flight report", "[options]") {
     auto r = parse_args(base());
     REQUIRE(r.ok());
-    CHECK(r->mbcache == sluice::config::kDefaultMbcache);
+    CHECK(r->config.mbcache == sluice::config::kDefaultMbcache);
     CHECK(r->action == Action::run);
 
     r = parse_args(base({"--mbcache", "512", "--doctor"}));
     REQUIRE(r.ok());
-    CHECK(r->mbcache == 512);
+    CHECK(r->config.mbcache == 512);
     CHECK(r->action == Action::doctor);
 
     TempFile file("mbcache = 0\n");
     r = parse_args(base({"--config", file.path}));
     REQUIRE(r.ok());
-    CHECK(r->mbcache == 0);
+    CHECK(r->config.mbcache == 0);
 
     check_rejected({
         {"mbcache above the mempool's maximum", base({"--mbcache", "513"}), {"--mbcache '513'", "0..512"}},
