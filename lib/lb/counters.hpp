@@ -61,6 +61,8 @@ constexpr size_t kDropReasons = static_cast<size_t>(Drop::count_);
 const char* to_string(Drop d) noexcept;
 
 struct TrafficCounters {
+    // Sent on its behalf: for a VIP, its clients' packets to the backends; for a backend,
+    // those and its replies to the clients. Later fragments count with their datagram.
     uint64_t packets = 0;
     uint64_t bytes = 0;
     uint64_t new_flows = 0;

@@ -460,9 +460,14 @@ void Dataplane::handle_other(PacketRef& p, const ParsedPacket& pp, const Lookup&
         const uint8_t ttl = ip[Ip<A>::kTtl];
         if (A == 16 && proto == kIpProtoUdp && load_raw16(p.data + pp.l4_off + UdpOff::csum) == 0)
             return drop(p, Drop::udp6_zero_checksum);
+        // The addresses before forward() or reply() rewrites them: remember_fragment() finds
+        // the datagram's flow by them.
+        uint8_t src[A], dst[A];
+        std::memcpy(src, ip + Ip<A>::kSrc, A);
+        std::memcpy(dst, ip + Ip<A>::kDst, A);
         if (lk.vip != Service::kNoVip) forward<A>(p, pp, lk.vip, lk.hash, lk.bucket, now_ms);
         else reply<A>(p, pp, lk.hash, now_ms);
-        return remember_fragment<A>(p, pp.l3_off, k, ttl, now_ms);
+        return remember_fragment<A>(p, pp, lk, src, dst, k, ttl, now_ms);
     }
     if (A == 16 && proto == kIpProtoIcmpv6 && p.data[pp.l4_off + IcmpOff::type] == kIcmp6NeighborSolicit)
         return handle_nd(p, pp);
@@ -790,20 +795,32 @@ typename FragTable<A>::Key Dataplane::frag_key(const uint8_t* ip, const ParsedPa
 }
 
 template <size_t A>
-void Dataplane::remember_fragment(const PacketRef& p, uint16_t l3_off, const typename FragTable<A>::Key& k,
-                                  uint8_t ttl_before, uint32_t now_ms) noexcept {
+void Dataplane::remember_fragment(const PacketRef& p, const ParsedPacket& pp, const Lookup& lk, const uint8_t* src,
+                                  const uint8_t* dst, const typename FragTable<A>::Key& k, uint8_t ttl_before,
+                                  uint32_t now_ms) noexcept {
     typename FragTable<A>::Outcome o;
     if (p.verdict == Verdict::redirect) {
         o.redirect = true;
         o.out = p.out;
     } else if (p.verdict == Verdict::tx) {
         // The outcome as it shows in the rewritten frame: whatever forward() or reply() did.
-        const uint8_t* ip = p.data + l3_off;
+        const uint8_t* ip = p.data + pp.l3_off;
         o.out = p.out;
         o.ttl_dec = ip[Ip<A>::kTtl] != ttl_before;
         std::memcpy(o.src, ip + Ip<A>::kSrc, A);
         std::memcpy(o.dst, ip + Ip<A>::kDst, A);
         std::memcpy(o.macs, p.data, 12);
+        // The flow it went by (there is one: it was just forwarded or translated).
+        if (lk.vip != Service::kNoVip) {
+            if (const uint32_t ref = find_forward<A>(lk.vip, src, pp.sport_raw, lk.hash, lk.bucket);
+                ref != FlowTable<A>::kNone) {
+                o.vip = lk.vip;
+                o.backend = table<A>().record(FlowTable<A>::ref_id(ref)).backend;
+            }
+        } else if (const uint32_t ref = find_reply<A>(src, dst, pp.sport_raw, pp.dport_raw, pp.l4_proto, lk.hash);
+                   ref != FlowTable<A>::kNone) {
+            o.backend = table<A>().record(FlowTable<A>::ref_id(ref)).backend;
+        }
     } else {
         return;  // dropped: so will its later fragments be, as `fragment`
     }
@@ -842,6 +859,15 @@ void Dataplane::later_fragment(PacketRef& p, const ParsedPacket& pp, uint32_t no
     }
     std::memcpy(p.data, o->macs, 12);
     ++counters_.frag_forwarded;
+    // Indices of an older snapshot stay valid: the counter arrays only grow.
+    if (o->vip != 0xFFFF) {
+        ++counters_.vips[o->vip].packets;
+        counters_.vips[o->vip].bytes += p.len;
+    }
+    if (o->backend != 0xFFFF) {
+        ++counters_.backends[o->backend].packets;
+        counters_.backends[o->backend].bytes += p.len;
+    }
     tx(p, o->out);
 }
 

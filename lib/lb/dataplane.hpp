@@ -196,7 +196,8 @@ private:
     template <size_t A>
     static typename FragTable<A>::Key frag_key(const uint8_t* ip, const net::ParsedPacket& pp) noexcept;
     template <size_t A>
-    void remember_fragment(const PacketRef& p, uint16_t l3_off, const typename FragTable<A>::Key& k,
+    void remember_fragment(const PacketRef& p, const net::ParsedPacket& pp, const Lookup& lk, const uint8_t* src,
+                           const uint8_t* dst, const typename FragTable<A>::Key& k,
                            uint8_t ttl_before, uint32_t now_ms) noexcept;
     template <size_t A>
     void later_fragment(PacketRef& p, const net::ParsedPacket& pp, uint32_t now_ms) noexcept;

@@ -45,6 +45,10 @@ public:
         uint8_t src[A];         // addresses after the rewrite
         uint8_t dst[A];
         uint8_t macs[12];       // Ethernet destination and source after the rewrite
+        // Whose traffic the datagram is, for the per-VIP and per-backend counters (0xFFFF:
+        // none; a reply counts for its backend only, as replies do).
+        uint16_t vip = 0xFFFF;
+        uint16_t backend = 0xFFFF;
     };
 
     explicit FragTable(uint32_t capacity) {

@@ -1002,6 +1002,21 @@ TEST_CASE("dataplane: later fragments follow their first one, both ways", "[data
         drop("five seconds later the datagram is forgotten", later(from_client().ipv4(kClient, kVipNat, 64)).build(),
              Drop::fragment, dropped("fragment"), 5001),
     });
+    // Later fragments are the VIP's and the backend's traffic too: the VIP counts the client's
+    // two fragments, the backend those and the reply's two.
+    const int dns4 = rig.svc->find_vip_by_name("dns4");
+    REQUIRE(dns4 >= 0);
+    const uint16_t be = rig.svc->vips()[static_cast<size_t>(dns4)].backends[0];
+    const uint64_t fwd_bytes = first(from_client().ipv4(kClient, kVipNat, 64)).build().size() +
+                               later(from_client().ipv4(kClient, kVipNat, 64)).build().size();
+    const uint64_t rev_bytes = rfirst(from_backend(kBe1Mac).ipv4(kBe1, kClient, 64)).build().size() +
+                               rlater(from_backend(kBe1Mac).ipv4(kBe1, kClient, 64)).build().size();
+    const TrafficCounters& vc = rig.dp->counters().vips[static_cast<size_t>(dns4)];
+    const TrafficCounters& bc = rig.dp->counters().backends[be];
+    CHECK(vc.packets == 2);
+    CHECK(vc.bytes == fwd_bytes);
+    CHECK(bc.packets == 4);
+    CHECK(bc.bytes == fwd_bytes + rev_bytes);
 }
 
 TEST_CASE("dataplane: IPv6 fullnat fragments", "[dataplane][frag]") {
