@@ -5,6 +5,7 @@
 // path to the kernel side (--kernel-if) and periodic statistics. Every other lcore runs one
 // worker's poll loop. With a single lcore, the main lcore runs the only worker and gives the
 // control core a turn every millisecond.
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -164,6 +165,18 @@ int worker_loop(void* arg) {
     rte_rcu_qsbr_thread_online(g_rt.qsbr, s.queue);
     const lb::Service* running = &w.dataplane().service();
     uint64_t next_control = 0;  // 64-bit ms: the 32-bit data-path clock wraps
+    // Received packets go through the data path in pieces the staging arrays can take: a burst
+    // (up to 512) may exceed an array, and so may several sources (ports, every other worker's
+    // ring, the inject ring) in one turn; the arrays are flushed when a piece might not fit.
+    auto deliver = [&](rte_mbuf** p, uint16_t n, bool redirected, uint32_t t) {
+        while (n > 0) {
+            const uint16_t take = std::min<uint16_t>(n, lb::Dataplane::kMaxBurst);
+            if (w.room() < take) flush(s);
+            w.handle(p, take, redirected, t);
+            p += take;
+            n = static_cast<uint16_t>(n - take);
+        }
+    };
     while (!g_stop.load(std::memory_order_relaxed)) {
         // A newer snapshot: switch between bursts. The old one stays alive until every worker
         // has reported a quiescent state after this point (RCU).
@@ -176,19 +189,21 @@ int worker_loop(void* arg) {
         for (uint16_t port = 0; port < w.nb_ports(); ++port) {
             const uint16_t n = rte_eth_rx_burst(port, s.queue, pkts, burst);
             if (n) {
-                w.handle(pkts, n, false, now);
+                deliver(pkts, n, false, now);
                 busy = true;
             }
         }
         for (rte_ring* r : s.rings_in) {
             const unsigned n = rte_ring_sc_dequeue_burst(r, reinterpret_cast<void**>(pkts), burst, nullptr);
             if (n) {
-                w.handle(pkts, static_cast<uint16_t>(n), true, now);
+                deliver(pkts, static_cast<uint16_t>(n), true, now);
                 busy = true;
             }
         }
         if (s.inject) {  // frames of the kernel side and the control core, sent unchanged
-            const unsigned n = rte_ring_sc_dequeue_burst(s.inject, reinterpret_cast<void**>(pkts), burst, nullptr);
+            const unsigned n = rte_ring_sc_dequeue_burst(s.inject, reinterpret_cast<void**>(pkts),
+                                                         std::min<unsigned>(burst, dpdk::Staging::kCap), nullptr);
+            if (n && w.room() < n) flush(s);
             for (unsigned i = 0; i < n; ++i) {
                 dpdk::Staging& st = w.tx(pkts[i]->port < w.nb_ports() ? pkts[i]->port : 0);
                 if (st.n < dpdk::Staging::kCap) {

@@ -10,6 +10,7 @@
 // read-only counters() used for statistics.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -36,8 +37,15 @@ public:
 
     // Runs the data path over n packets (any count; processed in bursts of kMaxBurst).
     // Each packet's input port is mbuf->port. Packets that do not fit the staging arrays are
-    // dropped and counted (the caller flushes after every call, so this does not happen).
+    // dropped and counted: a caller that hands over more than room() packets flushes first.
     void handle(rte_mbuf** pkts, uint16_t n, bool redirected, uint32_t now_ms) noexcept;
+    // How many packets the fullest staging array can still take.
+    uint16_t room() const noexcept {
+        uint16_t n = static_cast<uint16_t>(Staging::kCap - control_.n);
+        for (const Staging& s : tx_) n = std::min<uint16_t>(n, static_cast<uint16_t>(Staging::kCap - s.n));
+        for (const Staging& s : redirect_) n = std::min<uint16_t>(n, static_cast<uint16_t>(Staging::kCap - s.n));
+        return n;
+    }
     void expire(uint32_t now_ms, uint32_t budget) noexcept { dp_.expire(now_ms, budget); }
 
     Staging& tx(uint16_t port) noexcept { return tx_[port]; }
