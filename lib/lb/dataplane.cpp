@@ -76,6 +76,12 @@ uint64_t rev_hash(const uint8_t* src, const uint8_t* dst, uint16_t sport_raw, ui
     }
 }
 
+// An IPv6 UDP datagram without a checksum (0): RFC 8200 §8.1 makes receivers drop it.
+template <size_t A>
+[[gnu::always_inline]] inline bool udp6_without_checksum(const uint8_t* frame, const ParsedPacket& pp) noexcept {
+    return A == 16 && pp.l4_proto == kIpProtoUdp && load_raw16(frame + pp.l4_off + UdpOff::csum) == 0;
+}
+
 // Adds "address changes from `field` to `to`" to a checksum delta, then writes the new address.
 template <size_t A>
 [[gnu::always_inline]] inline void move_addr(uint8_t* field, const uint8_t* to, CsumDelta& delta) noexcept {
@@ -365,14 +371,11 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
         redirected += p.redirected;
         if (i + 1 < n) __builtin_prefetch(pkts[i + 1].data);
         st[i] = parse_packet(p.data, p.len, pp[i], p.ip_csum_good);
-        if (st[i] != ParseStatus::ok || (pp[i].l4_proto != kIpProtoTcp && pp[i].l4_proto != kIpProtoUdp) ||
-            pp[i].frag == Frag::later) {
-            lk[i] = Lookup{};
-            continue;
-        }
+        const bool flow = st[i] == ParseStatus::ok &&
+                          (pp[i].l4_proto == kIpProtoTcp || pp[i].l4_proto == kIpProtoUdp) && pp[i].frag != Frag::later;
         // classify() fills in every field.
-        if (pp[i].l3 == L3::ipv4) classify<4>(p, pp[i], lk[i], memo);
-        else if (pp[i].l3 == L3::ipv6) classify<16>(p, pp[i], lk[i], memo);
+        if (flow && pp[i].l3 == L3::ipv4) classify<4>(p, pp[i], lk[i], memo);
+        else if (flow && pp[i].l3 == L3::ipv6) classify<16>(p, pp[i], lk[i], memo);
         else lk[i] = Lookup{};
     }
     counters_.redirected_in += redirected;
@@ -427,8 +430,7 @@ void Dataplane::classify(const PacketRef& p, const ParsedPacket& pp, Lookup& lk,
                   : rev_hash<A>(ip + Ip<A>::kSrc, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw, pp.l4_proto);
     lk.bucket = table<A>().bucket_of(lk.hash);
     table<A>().prefetch_bucket(lk.bucket);
-    lk.to_vip = lk.vip != Service::kNoVip && pp.frag == Frag::none &&
-                !(A == 16 && pp.l4_proto == kIpProtoUdp && load_raw16(p.data + pp.l4_off + UdpOff::csum) == 0);
+    lk.to_vip = lk.vip != Service::kNoVip && pp.frag == Frag::none && !udp6_without_checksum<A>(p.data, pp);
 }
 
 // An IP packet pass 1 did not mark to_vip. The common case inline: a TCP or UDP reply that
@@ -439,8 +441,7 @@ inline void Dataplane::handle_ip(PacketRef& p, const ParsedPacket& pp, const Loo
     const uint8_t proto = pp.l4_proto;
     if ((proto != kIpProtoTcp && proto != kIpProtoUdp) || pp.frag != Frag::none) [[unlikely]]
         return handle_other<A>(p, pp, lk, now_ms);
-    if (A == 16 && proto == kIpProtoUdp && load_raw16(p.data + pp.l4_off + UdpOff::csum) == 0)
-        return drop(p, Drop::udp6_zero_checksum);
+    if (udp6_without_checksum<A>(p.data, pp)) return drop(p, Drop::udp6_zero_checksum);
     reply<A>(p, pp, lk.hash, now_ms);
 }
 
@@ -458,8 +459,7 @@ void Dataplane::handle_other(PacketRef& p, const ParsedPacket& pp, const Lookup&
         // A first fragment is balanced like any packet, then its outcome is remembered.
         const typename FragTable<A>::Key k = frag_key<A>(ip, pp);
         const uint8_t ttl = ip[Ip<A>::kTtl];
-        if (A == 16 && proto == kIpProtoUdp && load_raw16(p.data + pp.l4_off + UdpOff::csum) == 0)
-            return drop(p, Drop::udp6_zero_checksum);
+        if (udp6_without_checksum<A>(p.data, pp)) return drop(p, Drop::udp6_zero_checksum);
         // The addresses before forward() or reply() rewrites them: remember_fragment() finds
         // the datagram's flow by them.
         uint8_t src[A], dst[A];
