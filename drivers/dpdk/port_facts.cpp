@@ -203,7 +203,7 @@ doctor::Facts gather(const lb::Config& config) {
     r.mbcache = config.mbcache;
     r.pool_socket = static_cast<int>(rte_socket_id());  // where sluice creates its pool
     r.mbuf_bytes = rte_mempool_calc_obj_size(sizeof(rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE, 0, nullptr);
-    r.flow_tables_in_hugepages = false;  // each worker's Dataplane allocates them with new
+    r.flow_tables_in_hugepages = false;  // anonymous memory (transparent huge pages), not the reserved pages
     r.max_ports = kMaxPorts;
     r.rss_key_size = net::kRssKeyLen;
     r.reta_multiple = net::Reta::kSize;

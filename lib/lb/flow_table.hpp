@@ -480,7 +480,6 @@ private:
         return true;
     }
 
-
     uint32_t capacity_;
     uint32_t nb_buckets_ = 0;
     uint32_t free_head_ = kNone;
