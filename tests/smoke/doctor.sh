@@ -54,9 +54,11 @@ echo "ok: --doctor and 'sluice doctor' without '--' work the same"
 
 # Two workers on net_pcap ports with one RX queue each: fatal, with the fix.
 /usr/bin/python3 -c "
-import struct, sys
-open(sys.argv[1], 'wb').write(struct.pack('<IHHiIII', 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
-" "$work/empty.pcap"
+import sys
+sys.path.insert(0, sys.argv[2])
+from pcapfile import write_pcap
+write_pcap(sys.argv[1], [])
+" "$work/empty.pcap" "$(dirname "$0")/.."
 pcap=(--vdev "net_pcap0,rx_pcap=$work/empty.pcap,tx_pcap=$work/out0.pcap"
   --vdev "net_pcap1,rx_pcap=$work/empty.pcap,tx_pcap=$work/out1.pcap")
 want_fix="fix: give Sluice at most 1 worker: -l 0,1"

@@ -19,15 +19,11 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # Packet bytes of a capture, one hex line per packet, sorted (order across workers may differ).
 packets() {
-  /usr/bin/python3 - "$1" <<'PY'
-import struct, sys
-d = open(sys.argv[1], "rb").read()
-off, out = 24, []
-while off + 16 <= len(d):
-    n = struct.unpack_from("<I", d, off + 8)[0]
-    out.append(d[off + 16:off + 16 + n].hex())
-    off += 16 + n
-for line in sorted(out):
+  /usr/bin/python3 - "$1" "$(dirname "$0")/.." <<'PY'
+import sys
+sys.path.insert(0, sys.argv[2])
+from pcapfile import read_pcap
+for line in sorted(b.hex() for _, b in read_pcap(sys.argv[1])):
     print(line)
 PY
 }
