@@ -35,6 +35,13 @@ Drop drop_of(ParseStatus s) noexcept {
     return Drop::runt;
 }
 
+// Is an ICMP message of `len` bytes zero everywhere but its checksum field?
+bool icmp_zero_but_checksum(const uint8_t* icmp, uint32_t len) noexcept {
+    for (uint32_t i = 0; i < len; ++i)
+        if (icmp[i] != 0 && i != IcmpOff::csum && i != IcmpOff::csum + 1u) return false;
+    return true;
+}
+
 // Address-size specific layout of the IP header.
 template <size_t A>
 struct Ip;
@@ -1043,7 +1050,12 @@ void Dataplane::answer_echo(PacketRef& p, const ParsedPacket& pp) noexcept {
     }
     const uint16_t old_type = load_raw16(icmp + IcmpOff::type);
     icmp[IcmpOff::type] = A == 4 ? kIcmpEchoReply : kIcmp6EchoReply;
-    const uint16_t c = csum_update16(load_raw16(icmp + IcmpOff::csum), old_type, load_raw16(icmp + IcmpOff::type));
+    uint16_t c = csum_update16(load_raw16(icmp + IcmpOff::csum), old_type, load_raw16(icmp + IcmpOff::type));
+    // RFC 1624 eqn. 3 never yields 0xFFFF: when an ICMPv4 reply is zero in every other byte
+    // (echo reply, identifier, sequence and payload all zero) the sum is +0 and the only valid
+    // checksum is 0xFFFF, where the update gives 0x0000. The pseudo header keeps ICMPv6 from
+    // ever summing to zero.
+    if (A == 4 && c == 0 && icmp_zero_but_checksum(icmp, pp.ip_end - pp.l4_off)) c = 0xFFFF;
     std::memcpy(icmp + IcmpOff::csum, &c, 2);
     uint8_t mac[6];
     std::memcpy(mac, p.data + EthOff::src, 6);

@@ -135,6 +135,11 @@ public:
         icmp_code_ = code;
         return *this;
     }
+    // The 4 bytes after the checksum (and any more) in place of the default identifier/sequence.
+    Pkt& icmp_rest(Bytes rest) {
+        icmp_body_ = std::move(rest);
+        return *this;
+    }
     // ICMPv6 with the same 8-byte layout (checksum includes the pseudo-header).
     Pkt& icmpv6(uint8_t type, uint8_t code = 0) {
         l4_ = L4::icmpv6;
