@@ -387,6 +387,14 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     }
     counters_.redirected_in += redirected;
     counters_.rx += n - redirected;
+    // The buckets' prefetches back to back: each likely misses the TLB as well as the caches
+    // (a big index spreads even a few flows over as many pages), and issued together their
+    // page walks overlap rather than each holding up the parsing of the next packets.
+    for (uint32_t i = 0; i < n; ++i) {
+        if (lk[i].hash == 0) continue;
+        if (pp[i].l3 == L3::ipv4) flows4_->prefetch_bucket(lk[i].bucket);
+        else flows6_->prefetch_bucket(lk[i].bucket);
+    }
     // Pass 2: the buckets are (mostly) in cache now; prefetch the records they point at. Not
     // worth its bucket scans while the tables hold few enough flows to stay in the caches.
     if (flows4_->size() + flows6_->size() > kPrefetchFlows)
@@ -436,7 +444,6 @@ void Dataplane::classify(const PacketRef& p, const ParsedPacket& pp, Lookup& lk,
                   ? fwd_hash<A>(lk.vip, ip + Ip<A>::kSrc, pp.sport_raw)
                   : rev_hash<A>(ip + Ip<A>::kSrc, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw, pp.l4_proto);
     lk.bucket = table<A>().bucket_of(lk.hash);
-    table<A>().prefetch_bucket(lk.bucket);
     lk.to_vip = lk.vip != Service::kNoVip && pp.frag == Frag::none && !udp6_without_checksum<A>(p.data, pp);
 }
 
