@@ -373,6 +373,7 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     // Counted per burst, not per packet (readers accept counters a burst behind).
     uint32_t redirected = 0, sent = 0;
     VipMemo memo;
+    BurstTally tally;
     for (uint32_t i = 0; i < n; ++i) {
         PacketRef& p = pkts[i];
         redirected += p.redirected;
@@ -407,8 +408,8 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     for (uint32_t i = 0; i < n; ++i) {
         PacketRef& p = pkts[i];
         if (lk[i].to_vip) [[likely]] {
-            if (pp[i].l3 == L3::ipv4) forward<4>(p, pp[i], lk[i].vip, lk[i].hash, lk[i].bucket, now_ms);
-            else forward<16>(p, pp[i], lk[i].vip, lk[i].hash, lk[i].bucket, now_ms);
+            if (pp[i].l3 == L3::ipv4) forward<4>(p, pp[i], lk[i].vip, lk[i].hash, lk[i].bucket, now_ms, tally);
+            else forward<16>(p, pp[i], lk[i].vip, lk[i].hash, lk[i].bucket, now_ms, tally);
             sent += p.verdict == Verdict::tx;
             continue;
         }
@@ -425,6 +426,7 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
         sent += p.verdict == Verdict::tx;
     }
     counters_.tx += sent;
+    tally.flush(counters_);
 }
 
 template <size_t A>
@@ -479,7 +481,11 @@ void Dataplane::handle_other(PacketRef& p, const ParsedPacket& pp, const Lookup&
         uint8_t src[A], dst[A];
         std::memcpy(src, ip + Ip<A>::kSrc, A);
         std::memcpy(dst, ip + Ip<A>::kDst, A);
-        if (lk.vip != Service::kNoVip) forward<A>(p, pp, lk.vip, lk.hash, lk.bucket, now_ms);
+        if (lk.vip != Service::kNoVip) {
+            BurstTally tally;
+            forward<A>(p, pp, lk.vip, lk.hash, lk.bucket, now_ms, tally);
+            tally.flush(counters_);
+        }
         else reply<A>(p, pp, lk.hash, now_ms);
         return remember_fragment<A>(p, pp, lk, src, dst, k, ttl, now_ms);
     }
@@ -506,8 +512,8 @@ void Dataplane::handle_other(PacketRef& p, const ParsedPacket& pp, const Lookup&
 // A client packet to a VIP. Inline, the common case: a flow that exists, is live, keeps its
 // backend and is mid-connection (or UDP); everything else goes to forward_general().
 template <size_t A>
-inline void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx,
-                                                      uint64_t hf, uint32_t bucket, uint32_t now_ms) noexcept {
+inline void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, uint64_t hf, uint32_t bucket,
+                               uint32_t now_ms, BurstTally& tally) noexcept {
     uint8_t* ip = p.data + pp.l3_off;
     const VipEntry& vip = service_->vips()[vip_idx];
     const uint8_t* client = ip + Ip<A>::kSrc;
@@ -533,21 +539,17 @@ inline void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vi
                         (!(pp.tcp_flags & (kTcpSyn | kTcpFin | kTcpRst)) && rec.state == FlowState::tcp_established);
     if (!steady || ft.is_stale(id, now_ms) || !be.forwards || flow_log_) [[unlikely]]
         return forward_general<A>(p, pp, vip_idx, hf, ref, now_ms);
-    ++counters_.flow_hits;
     ft.touch(id, now_ms);
-    emit_forward<A>(p, pp, vip_idx, vip, rec, be);
+    tally.hit(vip_idx, p.len, counters_);
+    emit_forward<A>(p, pp, vip, rec, be);
 }
 
 // Rewrite toward the flow's backend, count, and queue for the backend port.
 template <size_t A>
-inline void Dataplane::emit_forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, const VipEntry& vip,
-                                                           const FlowRecord<A>& rec, const BackendEntry& be) noexcept {
+inline void Dataplane::emit_forward(PacketRef& p, const ParsedPacket& pp, const VipEntry& vip,
+                                    const FlowRecord<A>& rec, const BackendEntry& be) noexcept {
     // Counters before the rewrite: stores into the packet may alias anything, and would make
-    // the compiler reload the counters' addresses.
-    ++counters_.forwarded;
-    TrafficCounters& vc = counters_.vips[vip_idx];  // == rec.vip, without waiting for the record
-    ++vc.packets;
-    vc.bytes += p.len;
+    // the compiler reload the counters' addresses. The VIP's (and forwarded) are the caller's.
     TrafficCounters& bc = counters_.backends[rec.backend];
     ++bc.packets;
     bc.bytes += p.len;
@@ -668,7 +670,11 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
     const FlowRecord<A>& rec = ft.record(id);
     const BackendEntry& be = service_->backends()[rec.backend];
     if (!be.has_mac) [[unlikely]] return drop(p, Drop::no_neighbor);
-    emit_forward<A>(p, pp, vip_idx, vip, rec, be);
+    ++counters_.forwarded;
+    TrafficCounters& vc = counters_.vips[vip_idx];
+    ++vc.packets;
+    vc.bytes += p.len;
+    emit_forward<A>(p, pp, vip, rec, be);
 }
 
 template <size_t A>

@@ -120,6 +120,37 @@ private:
         uint32_t bucket = 0;  // the hash's primary bucket in the flow table (prefetched)
         uint64_t hash = 0;    // 0: no flow lookup needed (a real hash of 0 only costs a prefetch)
     };
+    // The fast path's counts over a burst, kept in registers (the counters live in memory that
+    // every store into a packet may alias): flow hits, which are also forwarded packets, and
+    // the packets and bytes of the current run of packets to one VIP.
+    struct BurstTally {
+        uint32_t hits = 0;
+        uint16_t vip = Service::kNoVip;
+        uint32_t vip_packets = 0;
+        uint64_t vip_bytes = 0;
+        void hit(uint16_t v, uint32_t len, WorkerCounters& c) noexcept {
+            if (v != vip) {
+                flush_vip(c);
+                vip = v;
+            }
+            ++hits;
+            ++vip_packets;
+            vip_bytes += len;
+        }
+        void flush_vip(WorkerCounters& c) noexcept {
+            if (vip_packets == 0) return;
+            c.vips[vip].packets += vip_packets;
+            c.vips[vip].bytes += vip_bytes;
+            vip_packets = 0;
+            vip_bytes = 0;
+        }
+        void flush(WorkerCounters& c) noexcept {
+            flush_vip(c);
+            c.flow_hits += hits;
+            c.forwarded += hits;
+            hits = 0;
+        }
+    };
     // The last IPv4 VIP key a burst looked up and its answer (0: none yet).
     struct VipMemo {
         uint64_t key4 = 0;
@@ -139,13 +170,12 @@ private:
                                         uint32_t now_ms) noexcept;
     template <size_t A>
     [[gnu::always_inline]] inline void forward(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip, uint64_t h_fwd,
-                                               uint32_t bucket, uint32_t now_ms) noexcept;
+                                               uint32_t bucket, uint32_t now_ms, BurstTally& tally) noexcept;
     template <size_t A>
     [[gnu::noinline]] void forward_general(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip, uint64_t h_fwd,
                                            uint32_t ref, uint32_t now_ms) noexcept;
     template <size_t A>
-    [[gnu::always_inline]] inline void emit_forward(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip_idx,
-                                                    const VipEntry& vip,
+    [[gnu::always_inline]] inline void emit_forward(PacketRef& p, const net::ParsedPacket& pp, const VipEntry& vip,
                                                     const FlowRecord<A>& rec, const BackendEntry& be) noexcept;
     template <size_t A>
     void reply(PacketRef& p, const net::ParsedPacket& pp, uint64_t h_rev, uint32_t now_ms) noexcept;
