@@ -367,9 +367,9 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     auto* lk = reinterpret_cast<Lookup*>(lk_mem);
     ParseStatus st[kMaxBurst];
     if (n > kMaxBurst) n = kMaxBurst;
-    // Pass 1: parse and classify everything and prefetch the flow-table buckets the packets
-    // will need, so the table's cache misses overlap instead of stalling one by one.
-    // (lk.hash == 0 marks packets that need no flow lookup.)
+    // Pass 1: parse and classify everything, and find the flow-table buckets the packets will
+    // need; they are prefetched together right after, so the table's misses overlap instead
+    // of stalling one by one. (lk.hash == 0 marks packets that need no flow lookup.)
     // Counted per burst, not per packet (readers accept counters a burst behind).
     uint32_t redirected = 0, sent = 0;
     VipMemo memo;
@@ -1082,11 +1082,15 @@ void Dataplane::handle_arp(PacketRef& p, const ParsedPacket& pp) noexcept {
     if (load_be16(a + ArpOff::htype) != 1 || load_be16(a + ArpOff::ptype) != kEtherTypeIpv4 || a[ArpOff::hlen] != 6 ||
         a[ArpOff::plen] != 4)
         return drop(p, Drop::arp_ignored);
-    // Answers to the kernel side's requests (and gratuitous ARP) teach it and the control
-    // core the neighbours' MACs.
-    if (load_be16(a + ArpOff::op) == 2 && env_.exception_path) return to_control(p);
-    if (load_be16(a + ArpOff::op) != 1 || !service_->owns_address(Family::v4, a + ArpOff::tpa))
-        return drop(p, Drop::arp_ignored);
+    // Answers to the kernel side's requests and gratuitous ARP, in either form (a reply, or a
+    // request for the sender's own address, as a host that takes over an address or changes
+    // its MAC sends), teach it and the control core the neighbours' MACs.
+    // A request that claims one of Sluice's own addresses is answered, which defends it.
+    const uint16_t op = load_be16(a + ArpOff::op);
+    const bool ours = op == 1 && service_->owns_address(Family::v4, a + ArpOff::tpa);
+    const bool gratuitous = op == 1 && !ours && std::memcmp(a + ArpOff::spa, a + ArpOff::tpa, 4) == 0;
+    if ((op == 2 || gratuitous) && env_.exception_path) return to_control(p);
+    if (!ours) return drop(p, Drop::arp_ignored);
     const Mac& mine = env_.port_macs[p.in_port];
     uint8_t target[4];
     std::memcpy(target, a + ArpOff::tpa, 4);

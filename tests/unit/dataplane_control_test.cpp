@@ -772,6 +772,11 @@ TEST_CASE("live: traffic for Sluice's own addresses goes to the exception path o
          Drop::for_self},
         {"ARP reply (op 2) to Sluice",
          Pkt(from_lan).arp(2, "02:00:00:00:0b:01", "198.51.100.21", kPort1Mac, kSelf).build(), Drop::arp_ignored},
+        {"gratuitous ARP request (a backend announcing a new MAC)",
+         Pkt().eth("02:00:00:00:0b:09", "ff:ff:ff:ff:ff:ff")
+             .arp(1, "02:00:00:00:0b:09", "198.51.100.21", "00:00:00:00:00:00", "198.51.100.21")
+             .build(),
+         Drop::arp_ignored},
     };
     for (bool exception_path : {true, false}) {
         Rig rig(lab(), env(exception_path));
@@ -784,6 +789,24 @@ TEST_CASE("live: traffic for Sluice's own addresses goes to the exception path o
             CHECK(o.bytes == r.in);  // handed over or dropped, never rewritten
         }
     }
+}
+
+TEST_CASE("live: a gratuitous ARP claiming Sluice's own address is answered, not passed on", "[live]") {
+    Rig rig(lab(), env(true));
+    const Bytes in = Pkt()
+                         .eth("02:00:00:00:0b:09", "ff:ff:ff:ff:ff:ff")
+                         .arp(1, "02:00:00:00:0b:09", kSelf, "00:00:00:00:00:00", kSelf)
+                         .build();
+    const uint64_t replies = rig.dp->counters().arp_replies, to_control = rig.dp->counters().to_control;
+    const Out o = rig.run(in, 0, 1);
+    CHECK(o.verdict == Verdict::tx);
+    CHECK(o.out == 1);
+    CHECK(rig.dp->counters().arp_replies == replies + 1);
+    CHECK(rig.dp->counters().to_control == to_control);
+    CHECK(o.bytes == Pkt()
+                         .eth(kPort1Mac, "02:00:00:00:0b:09")
+                         .arp(2, kPort1Mac, kSelf, "02:00:00:00:0b:09", kSelf)
+                         .build());
 }
 
 TEST_CASE("live: clearing the counters zeroes them (not handshake failures) and keeps the slots", "[live]") {
