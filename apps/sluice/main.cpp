@@ -369,14 +369,8 @@ int telemetry_stats(const char*, const char*, rte_tel_data* d) {
     rte_tel_data_start_dict(d);
     if (!g_telemetry_live) return 0;
     const lb::WorkerCounters t = total_counters();
-    const std::pair<const char*, uint64_t> items[] = {
-        {"rx", t.rx}, {"tx", t.tx}, {"forwarded", t.forwarded}, {"replies", t.replies},
-        {"flow_hits", t.flow_hits}, {"maglev_picks", t.maglev_picks}, {"rescheduled", t.rescheduled},
-        {"non_syn_miss", t.non_syn_miss}, {"redirected_out", t.redirected_out}, {"to_control", t.to_control},
-        {"arp_replies", t.arp_replies}, {"nd_replies", t.nd_replies}, {"echo_replies", t.echo_replies},
-        {"icmp_forwarded", t.icmp_forwarded}, {"frag_tracked", t.frag_tracked}, {"frag_forwarded", t.frag_forwarded},
-        {"frag_evictions", t.frag_evictions}, {"drops", t.total_drops()}};
-    for (auto [k, v] : items) rte_tel_data_add_dict_u64(d, k, v);
+    t.for_each_scalar([d](const char* k, uint64_t v) { rte_tel_data_add_dict_u64(d, k, v); });
+    rte_tel_data_add_dict_u64(d, "drops", t.total_drops());
     return 0;
 }
 int telemetry_drops(const char*, const char*, rte_tel_data* d) {

@@ -369,13 +369,9 @@ std::string ControlPlane::list() const {
 
 std::string ControlPlane::stats() const {
     const lb::WorkerCounters t = hooks_.counters ? hooks_.counters() : lb::WorkerCounters{};
-    std::string o = fmt::format(
-        "rx={} tx={} forwarded={} replies={} flow_hits={} maglev_picks={} rescheduled={} non_syn_miss={} "
-        "redirected_out={} to_control={} arp_replies={} nd_replies={} echo_replies={} icmp_forwarded={} "
-        "frag_tracked={} frag_forwarded={} frag_evictions={} drops={}\n",
-        t.rx, t.tx, t.forwarded, t.replies, t.flow_hits, t.maglev_picks, t.rescheduled, t.non_syn_miss,
-        t.redirected_out, t.to_control, t.arp_replies, t.nd_replies, t.echo_replies, t.icmp_forwarded, t.frag_tracked,
-        t.frag_forwarded, t.frag_evictions, t.total_drops());
+    std::string o;
+    t.for_each_scalar([&](const char* name, uint64_t v) { o += fmt::format("{}={} ", name, v); });
+    o += fmt::format("drops={}\n", t.total_drops());
     for (size_t i = 0; i < lb::kDropReasons; ++i)
         if (t.drops[i]) o += fmt::format("drop {}={}\n", lb::to_string(static_cast<lb::Drop>(i)), t.drops[i]);
     return o;

@@ -14,24 +14,9 @@ const char* to_string(Drop d) noexcept {
 }
 
 void WorkerCounters::add(const WorkerCounters& o) {
-    rx += o.rx;
-    tx += o.tx;
-    forwarded += o.forwarded;
-    replies += o.replies;
-    arp_replies += o.arp_replies;
-    nd_replies += o.nd_replies;
-    echo_replies += o.echo_replies;
-    redirected_out += o.redirected_out;
-    redirected_in += o.redirected_in;
-    non_syn_miss += o.non_syn_miss;
-    maglev_picks += o.maglev_picks;
-    flow_hits += o.flow_hits;
-    rescheduled += o.rescheduled;
-    to_control += o.to_control;
-    icmp_forwarded += o.icmp_forwarded;
-    frag_tracked += o.frag_tracked;
-    frag_forwarded += o.frag_forwarded;
-    frag_evictions += o.frag_evictions;
+#define SLUICE_X(name) name += o.name;
+    SLUICE_WORKER_SCALARS(SLUICE_X)
+#undef SLUICE_X
     for (size_t i = 0; i < kDropReasons; ++i) drops[i] += o.drops[i];
     auto sum = [](std::vector<TrafficCounters>& a, const std::vector<TrafficCounters>& b) {
         if (a.size() < b.size()) a.resize(b.size());
@@ -48,9 +33,9 @@ void WorkerCounters::add(const WorkerCounters& o) {
 
 void WorkerCounters::clear() noexcept {
     // Field by field, in place: a reader may be walking the vectors, which must not move.
-    rx = tx = forwarded = replies = arp_replies = nd_replies = echo_replies = 0;
-    redirected_out = redirected_in = non_syn_miss = maglev_picks = flow_hits = 0;
-    rescheduled = to_control = icmp_forwarded = frag_tracked = frag_forwarded = frag_evictions = 0;
+#define SLUICE_X(name) name = 0;
+    SLUICE_WORKER_SCALARS(SLUICE_X)
+#undef SLUICE_X
     drops.fill(0);
     // handshake_failures stay: passive detection works on their increase, and a clear that
     // each worker applies at its own moment must not look like (or hide) one.

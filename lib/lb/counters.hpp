@@ -71,6 +71,12 @@ struct TrafficCounters {
     uint64_t handshake_failures = 0;
 };
 
+// The scalar members of WorkerCounters, in declaration order (checked below).
+#define SLUICE_WORKER_SCALARS(X)                                                                       \
+    X(rx) X(tx) X(forwarded) X(replies) X(arp_replies) X(nd_replies) X(echo_replies) X(redirected_out) \
+    X(redirected_in) X(non_syn_miss) X(maglev_picks) X(flow_hits) X(rescheduled) X(to_control)         \
+    X(icmp_forwarded) X(frag_tracked) X(frag_forwarded) X(frag_evictions)
+
 struct alignas(64) WorkerCounters {
     uint64_t rx = 0;
     uint64_t tx = 0;
@@ -97,6 +103,14 @@ struct alignas(64) WorkerCounters {
     std::vector<TrafficCounters> backends;
 
     void drop(Drop d) noexcept { ++drops[static_cast<size_t>(d)]; }
+    // Calls f(name, value) for every scalar counter above, in declaration order: the one list
+    // that totals, clearing and every output (JSON, the control socket, telemetry) share.
+    template <class F>
+    void for_each_scalar(F&& f) const {
+#define SLUICE_X(name) f(#name, name);
+        SLUICE_WORKER_SCALARS(SLUICE_X)
+#undef SLUICE_X
+    }
     uint64_t total_drops() const noexcept {
         uint64_t s = 0;
         for (auto v : drops) s += v;
@@ -108,5 +122,9 @@ struct alignas(64) WorkerCounters {
     // keeping the per-VIP and per-backend sizes.
     void clear() noexcept;
 };
+// Every scalar counter is in SLUICE_WORKER_SCALARS: they are the uint64_t members before drops.
+#define SLUICE_X(name) +1
+static_assert(offsetof(WorkerCounters, drops) == sizeof(uint64_t) * (0 SLUICE_WORKER_SCALARS(SLUICE_X)));
+#undef SLUICE_X
 
 }  // namespace sluice::lb

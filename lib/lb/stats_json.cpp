@@ -20,14 +20,8 @@ std::string json_escape(const std::string& s) {
 }
 
 void worker_fields(std::string& o, const WorkerCounters& c) {
-    o += fmt::format(
-        "\"rx\":{},\"tx\":{},\"forwarded\":{},\"replies\":{},\"arp_replies\":{},\"nd_replies\":{},\"echo_replies\":{},"
-        "\"redirected_out\":{},\"redirected_in\":{},\"flow_hits\":{},\"maglev_picks\":{},\"non_syn_miss\":{},"
-        "\"icmp_forwarded\":{},\"frag_tracked\":{},\"frag_forwarded\":{},\"frag_evictions\":{},"
-        "\"dropped\":{},\"drops\":{{",
-        c.rx, c.tx, c.forwarded, c.replies, c.arp_replies, c.nd_replies, c.echo_replies, c.redirected_out, c.redirected_in,
-        c.flow_hits, c.maglev_picks, c.non_syn_miss, c.icmp_forwarded, c.frag_tracked, c.frag_forwarded,
-        c.frag_evictions, c.total_drops());
+    c.for_each_scalar([&](const char* name, uint64_t v) { o += fmt::format("\"{}\":{},", name, v); });
+    o += fmt::format("\"dropped\":{},\"drops\":{{", c.total_drops());
     bool first = true;
     for (size_t i = 0; i < kDropReasons; ++i) {
         if (!c.drops[i]) continue;

@@ -10,6 +10,7 @@
 #include "lib/lb/dataplane.hpp"
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
 
 #include "lib/lb/config.hpp"
 #include "lib/lb/service.hpp"
+#include "lib/lb/stats_json.hpp"
 #include "lib/net/toeplitz.hpp"
 #include "tests/unit/packet_builder.hpp"
 
@@ -306,6 +308,25 @@ std::vector<uint8_t> vec(const std::array<uint8_t, N>& a) {
 }
 
 }  // namespace
+
+TEST_CASE("dataplane: the JSON statistics carry every worker counter, summed over workers", "[dataplane]") {
+    Rig a, b;
+    uint64_t v = 0;
+#define SLUICE_SET(name)               \
+    a.dp->counters().name = ++v;       \
+    b.dp->counters().name = 1000 * v;
+    SLUICE_WORKER_SCALARS(SLUICE_SET)
+#undef SLUICE_SET
+    const std::string json = sluice::lb::stats_to_json({a.dp.get(), b.dp.get()});
+    v = 0;
+    a.dp->counters().for_each_scalar([&](const char* name, uint64_t) {
+        ++v;
+        INFO(name);
+        CHECK(json.find(fmt::format("\"{}\":{},", name, 1001 * v)) != std::string::npos);  // the total
+        CHECK(json.find(fmt::format("\"{}\":{},", name, 1000 * v)) != std::string::npos);  // worker b
+    });
+    CHECK(v == 18);
+}
 
 TEST_CASE("dataplane: nat forward and reply, IPv4", "[dataplane]") {
     Rig rig;
