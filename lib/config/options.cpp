@@ -790,7 +790,6 @@ public:
         return std::move(cfg_);
     }
 
-
 private:
     struct PendingBackend {
         RawOpt opt;

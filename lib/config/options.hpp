@@ -29,8 +29,6 @@ namespace sluice::config {
 
 enum class Action { run, help, version, check_config, doctor };
 
-constexpr uint32_t kDefaultMbcache = lb::kDefaultMbcache;
-
 struct Parsed {
     Action action = Action::run;
     lb::Config config;          // filled (and validated) for run, check_config and doctor

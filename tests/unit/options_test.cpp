@@ -632,7 +632,7 @@ TEST_CASE("a --self address may not also be a --snat address", "[options]") {
 TEST_CASE("--mbcache sizes the per-lcore mbuf cache; --doctor asks for the pre-flight report", "[options]") {
     auto r = parse_args(base());
     REQUIRE(r.ok());
-    CHECK(r->config.mbcache == sluice::config::kDefaultMbcache);
+    CHECK(r->config.mbcache == sluice::lb::kDefaultMbcache);
     CHECK(r->action == Action::run);
 
     r = parse_args(base({"--mbcache", "512", "--doctor"}));
