@@ -59,14 +59,17 @@ struct HarnessArgs {
     std::map<uint16_t, net::Mac> macs;
     uint16_t workers = 1;
     std::multimap<uint64_t, std::string> control_at;  // input packet index -> sluicectl command
+    std::string hash_key;           // hex; empty = a random key, as the sluice binary uses
     std::vector<std::string> rest;  // Sluice's own options
 };
 
 const char* kUsage =
     "usage: sluice-replay [EAL options --] --in PORT=FILE ... [--out PORT=FILE ...] [--workers N]\n"
-    "                     [--port-mac PORT=MAC ...] [--control-at N=COMMAND ...] [sluice options ...]\n"
+    "                     [--port-mac PORT=MAC ...] [--control-at N=COMMAND ...] [--hash-key HEX]\n"
+    "                     [sluice options ...]\n"
     "Ports without --port-mac get 02:00:00:00:00:0<PORT+1>. Without EAL options the harness runs with\n"
-    "--no-huge -m 256 --no-pci and a private --file-prefix.\n";
+    "--no-huge -m 256 --no-pci and a private --file-prefix. The flow tables' hash key is random per run,\n"
+    "as in sluice, unless --hash-key fixes it (up to 128 hex digits) to reproduce a run.\n";
 
 Expected<HarnessArgs> parse_harness(const std::vector<std::string>& args) {
     HarnessArgs h;
@@ -85,9 +88,17 @@ Expected<HarnessArgs> parse_harness(const std::vector<std::string>& args) {
     };
     for (size_t i = 0; i < args.size(); ++i) {
         const std::string& a = args[i];
-        if (a == "--in" || a == "--out" || a == "--port-mac" || a == "--workers" || a == "--control-at") {
+        if (a == "--in" || a == "--out" || a == "--port-mac" || a == "--workers" || a == "--control-at" ||
+            a == "--hash-key") {
             if (i + 1 >= args.size()) return make_error(fmt::format("{}: missing value", a));
             const std::string& v = args[++i];
+            if (a == "--hash-key") {
+                lb::HashKey k;
+                if (!lb::HashKey::from_hex(v.c_str(), k))
+                    return make_error("--hash-key: expected 1 to 128 hex digits");
+                h.hash_key = v;
+                continue;
+            }
             if (a == "--control-at") {
                 const auto eq = v.find('=');
                 uint64_t at = 0;
@@ -195,6 +206,10 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
     lb::WorkerEnv env;
     if (auto st = lb::assign_port_roles(cfg, nb_ports, env); !st) {
         fmt::print(stderr, "sluice-replay: {}\n", st.error());
+        return 1;
+    }
+    if (h.hash_key.empty() ? !lb::HashKey::random(env.hash_key) : !lb::HashKey::from_hex(h.hash_key.c_str(), env.hash_key)) {
+        fmt::print(stderr, "sluice-replay: cannot read a random hash key from the kernel\n");
         return 1;
     }
 

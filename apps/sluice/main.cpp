@@ -410,6 +410,11 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args,
         fmt::print(stderr, "sluice: {}\n", st.error());
         return 1;
     }
+    // The flow and fragment tables' secret: fresh per process, never logged (flow_hash.hpp).
+    if (!lb::HashKey::random(env.hash_key)) {
+        fmt::print(stderr, "sluice: cannot read a random hash key from the kernel (getrandom, /dev/urandom)\n");
+        return 1;
+    }
 
     std::vector<unsigned> lcores;
     unsigned lc;

@@ -154,8 +154,15 @@ constexpr OptSpec kOptions[] = {
     {"timeout-tcp-established", "SECONDS", Kind::scalar, false, "Flow timeouts (1..86400 s)",
      "established TCP flows (default 300)"},
     {"timeout-tcp-closing", "SECONDS", Kind::scalar, false, "Flow timeouts (1..86400 s)",
-     "TCP flows after FIN or RST (default 10)"},
-    {"timeout-udp", "SECONDS", Kind::scalar, false, "Flow timeouts (1..86400 s)", "UDP flows (default 30)"},
+     "TCP flows after FIN from both sides, or RST (default 10)"},
+    {"timeout-tcp-half-closed", "SECONDS", Kind::scalar, false, "Flow timeouts (1..86400 s)",
+     "TCP flows after FIN from one side only (default 120)"},
+    {"timeout-udp", "SECONDS", Kind::scalar, false, "Flow timeouts (1..86400 s)",
+     "UDP flows the backend has answered (default 30)"},
+    {"timeout-unconfirmed", "SECONDS", Kind::scalar, false, "Flow timeouts (1..86400 s)",
+     "flows picked up from a packet that starts no connection\n"
+     "(TCP without SYN, a new UDP flow) until the backend\n"
+     "answers; in dsr, where answers bypass Sluice, always (default 5)"},
 
     {"flow-capacity", "N", Kind::scalar, false, "Process settings (restart-only)",
      "flows per worker and family, 1024..67108864 (default 2^20)"},
@@ -211,7 +218,9 @@ void for_each_number(C& c, F&& f) {
     f("timeout-tcp-syn", c.timeouts.tcp_syn_ms, 1, 86400, 1000);
     f("timeout-tcp-established", c.timeouts.tcp_established_ms, 1, 86400, 1000);
     f("timeout-tcp-closing", c.timeouts.tcp_closing_ms, 1, 86400, 1000);
+    f("timeout-tcp-half-closed", c.timeouts.tcp_half_closed_ms, 1, 86400, 1000);
     f("timeout-udp", c.timeouts.udp_ms, 1, 86400, 1000);
+    f("timeout-unconfirmed", c.timeouts.unconfirmed_ms, 1, 86400, 1000);
     f("flow-capacity", c.flow_capacity, 1024, 67108864, 1);
     f("burst", c.burst, 1, 512, 1);
     f("rxd", c.rxd, 64, 16384, 1);

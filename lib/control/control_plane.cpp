@@ -24,9 +24,7 @@ Status same_process_settings(const lb::Config& a, const lb::Config& b) {
     if (a.self_addrs != b.self_addrs) changed.push_back("--self");
     const auto& ta = a.timeouts;
     const auto& tb = b.timeouts;
-    if (ta.tcp_syn_ms != tb.tcp_syn_ms || ta.tcp_established_ms != tb.tcp_established_ms ||
-        ta.tcp_closing_ms != tb.tcp_closing_ms || ta.udp_ms != tb.udp_ms)
-        changed.push_back("--timeout-*");
+    if (ta != tb) changed.push_back("--timeout-*");
     if (a.flow_capacity != b.flow_capacity) changed.push_back("--flow-capacity");
     if (a.snat_port_min != b.snat_port_min || a.snat_port_max != b.snat_port_max) changed.push_back("--snat-ports");
     if (a.client_port != b.client_port || a.backend_port != b.backend_port) changed.push_back("--client-port/--backend-port");

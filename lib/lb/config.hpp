@@ -71,11 +71,16 @@ struct NeighborConf {
     net::Mac mac;
 };
 
+// Idle timeouts per flow state (lib/lb/flow_table.hpp says what each state means).
 struct Timeouts {
     uint32_t tcp_syn_ms = 5'000;
     uint32_t tcp_established_ms = 300'000;
     uint32_t tcp_closing_ms = 10'000;
     uint32_t udp_ms = 30'000;
+    uint32_t unconfirmed_ms = 5'000;
+    // One side has sent FIN, the other still sends: conntrack keeps fin-wait 2 minutes.
+    uint32_t tcp_half_closed_ms = 120'000;
+    friend bool operator==(const Timeouts&, const Timeouts&) = default;
 };
 
 // Per-lcore mbuf cache of the pool, in mbufs (--mbcache).

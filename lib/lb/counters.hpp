@@ -39,8 +39,10 @@ namespace sluice::lb {
     X(no_backend)         /* no backend of the VIP is up with weight > 0 */                 \
     X(backend_down)       /* flow of a down backend, VIP policy on-down=drop */            \
     X(no_neighbor)        /* the backend's MAC is not known (yet) */                        \
-    X(flow_table_full)                                                                      \
-    X(new_flow_limit)     /* over --new-flow-rate: a new flow refused, established ones kept */ \
+    X(flow_table_full)    /* fullnat: the table is full of flows it must keep (dsr, nat: forwarded without state) */ \
+    X(new_flow_limit)     /* fullnat over --new-flow-rate (dsr, nat: forwarded without state) */ \
+    X(bad_tcp_flags)      /* a flag combination no connection uses (NULL, XMAS, SYN+FIN, ...) */ \
+    X(tcp_no_flow)        /* TCP that can neither open nor resume a flow: a client's SYN-ACK, fullnat RST */ \
     X(snat_exhausted)     /* no free SNAT port whose reply lands on this worker */         \
     X(no_flow)            /* reply of a nat/fullnat flow Sluice does not know */            \
     X(redirect_loop)      /* a redirected packet that this worker does not own either */  \
@@ -75,7 +77,8 @@ struct TrafficCounters {
 #define SLUICE_WORKER_SCALARS(X)                                                                       \
     X(rx) X(tx) X(forwarded) X(replies) X(arp_replies) X(nd_replies) X(echo_replies) X(redirected_out) \
     X(redirected_in) X(non_syn_miss) X(maglev_picks) X(flow_hits) X(rescheduled) X(to_control)         \
-    X(icmp_forwarded) X(frag_tracked) X(frag_forwarded) X(frag_evictions)
+    X(icmp_forwarded) X(frag_tracked) X(frag_forwarded) X(frag_evictions) X(stateless_forwarded)          \
+    X(stateless_replies)
 
 struct alignas(64) WorkerCounters {
     uint64_t rx = 0;
@@ -96,6 +99,10 @@ struct alignas(64) WorkerCounters {
     uint64_t frag_tracked = 0;    // first fragments whose outcome later fragments will follow
     uint64_t frag_forwarded = 0;  // later fragments that followed their first one
     uint64_t frag_evictions = 0;  // tracked datagrams forgotten early (fragment table full)
+    // dsr/nat client packets forwarded by Maglev with no flow entry: the table was full of
+    // flows it must keep, the packet was over --new-flow-rate, or an RST of no flow.
+    uint64_t stateless_forwarded = 0;
+    uint64_t stateless_replies = 0;  // nat replies of no flow, rewritten back to their VIP
     std::array<uint64_t, kDropReasons> drops{};
     // Indexed like the service's VIPs and backend entries; capacity reserved for the whole
     // index space up front, so growing them never moves them under a reader.

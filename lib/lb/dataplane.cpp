@@ -64,23 +64,55 @@ inline uint64_t load64(const uint8_t* p) noexcept {
 
 // Key hashes. The forward key is (VIP, client address, client port); the reverse key is the
 // reply's own tuple, so replies need no classification before the lookup.
+// Both keyed (flow_hash.hpp). The IPv4 forward key is one word, the IPv4 reverse key two words
+// and a zero, so the two never meet; IPv6 keys are three words, the reverse key's two
+// addresses folded into them with a bijection on one side (a reply from b to a must not hash
+// like one from a to b).
 template <size_t A>
-uint64_t fwd_hash(uint16_t vip, const uint8_t* client, uint16_t cport_raw) noexcept {
+uint64_t fwd_hash(const KeyedHash& h, uint16_t vip, const uint8_t* client, uint16_t cport_raw) noexcept {
     if constexpr (A == 4) {
-        return FlowTable<4>::hash(load_raw32(client) | uint64_t{cport_raw} << 32 | uint64_t{vip} << 48);
+        return h(load_raw32(client) | uint64_t{cport_raw} << 32 | uint64_t{vip} << 48);
     } else {
-        return FlowTable<16>::hash(load64(client), load64(client + 8), uint64_t{cport_raw} | uint64_t{vip} << 16);
+        return h(load64(client), load64(client + 8), uint64_t{cport_raw} | uint64_t{vip} << 16);
     }
 }
 template <size_t A>
-uint64_t rev_hash(const uint8_t* src, const uint8_t* dst, uint16_t sport_raw, uint16_t dport_raw,
+uint64_t rev_hash(const KeyedHash& h, const uint8_t* src, const uint8_t* dst, uint16_t sport_raw, uint16_t dport_raw,
                   uint8_t proto) noexcept {
     const uint64_t ports = uint64_t{sport_raw} | uint64_t{dport_raw} << 16 | uint64_t{proto} << 32 | uint64_t{1} << 40;
     if constexpr (A == 4) {
-        return FlowTable<4>::hash(load_raw32(src) | uint64_t{load_raw32(dst)} << 32, ports);
+        return h(load_raw32(src) | uint64_t{load_raw32(dst)} << 32, ports);
     } else {
-        return FlowTable<16>::hash(load64(src) ^ flow_mix(load64(dst)), load64(src + 8) ^ flow_mix(load64(dst + 8)), ports);
+        return h(load64(src) ^ flow_mix(load64(dst)), load64(src + 8) ^ flow_mix(load64(dst + 8)), ports);
     }
+}
+
+// TCP flag combinations a stateful firewall accepts (Linux conntrack's tcp_valid_flags; PSH,
+// ECE and CWR do not matter). Everything else (NULL, XMAS, SYN+FIN, SYN+RST, FIN without ACK,
+// ...) is a scan or an attack, never part of a connection.
+constexpr bool tcp_flags_valid(uint8_t flags) noexcept {
+    switch (flags & (kTcpFin | kTcpSyn | kTcpRst | kTcpAck | kTcpUrg)) {
+        case kTcpSyn:
+        case kTcpSyn | kTcpUrg:
+        case kTcpSyn | kTcpAck:
+        case kTcpRst:
+        case kTcpRst | kTcpAck:
+        case kTcpFin | kTcpAck:
+        case kTcpFin | kTcpAck | kTcpUrg:
+        case kTcpAck:
+        case kTcpAck | kTcpUrg:
+            return true;
+        default:
+            return false;
+    }
+}
+
+// Is the client's acknowledgement one of the backend's SYN-ACK (isn + 1), or at most 64 KiB
+// past it (the backend spoke first and the handshake's ACK was lost)? A blind spoofer who
+// never saw the SYN-ACK guesses right once in 65,536 tries.
+inline bool acks_handshake(const uint8_t* tcp, uint32_t server_isn) noexcept {
+    const uint32_t ack = __builtin_bswap32(load_raw32(tcp + TcpOff::ack));
+    return ack - (server_isn + 1) < 65536u;
 }
 
 // An IPv6 UDP datagram without a checksum (0): RFC 8200 §8.1 makes receivers drop it.
@@ -180,10 +212,13 @@ Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& en
     : initial_(std::move(service)),
       service_(initial_.get()),
       env_(env),
+      hash_(env.hash_key),
+      client_macs4_(std::make_unique<ClientMac<4>[]>(kClientMacs)),
+      client_macs6_(std::make_unique<ClientMac<16>[]>(kClientMacs)),
       flows4_(std::make_unique<FlowTable<4>>(flow_capacity, service_->config().timeouts)),
       flows6_(std::make_unique<FlowTable<16>>(flow_capacity, service_->config().timeouts)),
-      frags4_(std::make_unique<FragTable<4>>(kFragCapacity)),
-      frags6_(std::make_unique<FragTable<16>>(kFragCapacity)) {
+      frags4_(std::make_unique<FragTable<4>>(kFragCapacity, hash_)),
+      frags6_(std::make_unique<FragTable<16>>(kFragCapacity, hash_)) {
     counters_.vips.reserve(kMaxVipSlots);
     counters_.backends.reserve(kMaxBackendSlots);
     set_service(service_);
@@ -242,14 +277,14 @@ void Dataplane::flow_hashes(uint32_t id, uint64_t& h_fwd, uint64_t& h_rev, bool&
     const FlowRecord<A>& r = const_cast<Dataplane*>(this)->table<A>().record(id);
     const VipEntry& v = service_->vips()[r.vip];
     const BackendEntry& b = service_->backends()[r.backend];
-    h_fwd = fwd_hash<A>(r.vip, r.client_addr, r.client_port_raw);
+    h_fwd = fwd_hash<A>(hash_, r.vip, r.client_addr, r.client_port_raw);
     has_rev = v.mode != Mode::dsr;
     const auto proto = static_cast<uint8_t>(v.proto);
     if (v.mode == Mode::nat) {
-        h_rev = rev_hash<A>(b.addr.bytes.data(), r.client_addr, b.port_raw, r.client_port_raw, proto);
+        h_rev = rev_hash<A>(hash_, b.addr.bytes.data(), r.client_addr, b.port_raw, r.client_port_raw, proto);
     } else if (v.mode == Mode::fullnat) {
         const IpAddr& s = service_->snat(Ip<A>::kFamily)[r.snat_idx];
-        h_rev = rev_hash<A>(b.addr.bytes.data(), s.bytes.data(), b.port_raw, r.snat_port_raw, proto);
+        h_rev = rev_hash<A>(hash_, b.addr.bytes.data(), s.bytes.data(), b.port_raw, r.snat_port_raw, proto);
     }
 }
 
@@ -264,6 +299,7 @@ void Dataplane::remove_flow(uint32_t id, FlowEvent::Why why) noexcept {
 
 void Dataplane::enable_flow_log(uint32_t one_in, FlowLogRing* ring) {
     flow_log_one_in_ = one_in;
+    flow_log_countdown_ = 0;
     flow_log_ = one_in && ring ? ring : nullptr;
     sampled_.assign(flow_log_ ? 8192 : 0, Sampled{});
 }
@@ -443,8 +479,8 @@ void Dataplane::classify(const PacketRef& p, const ParsedPacket& pp, Lookup& lk,
         lk.vip = service_->find_vip(Ip<A>::kFamily, ip + Ip<A>::kDst, pp.dport_raw, pp.l4_proto);
     }
     lk.hash = lk.vip != Service::kNoVip
-                  ? fwd_hash<A>(lk.vip, ip + Ip<A>::kSrc, pp.sport_raw)
-                  : rev_hash<A>(ip + Ip<A>::kSrc, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw, pp.l4_proto);
+                  ? fwd_hash<A>(hash_, lk.vip, ip + Ip<A>::kSrc, pp.sport_raw)
+                      : rev_hash<A>(hash_, ip + Ip<A>::kSrc, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw, pp.l4_proto);
     lk.bucket = table<A>().bucket_of(lk.hash);
     lk.to_vip = lk.vip != Service::kNoVip && pp.frag == Frag::none && !udp6_without_checksum<A>(p.data, pp);
 }
@@ -536,7 +572,8 @@ inline void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vi
     FlowRecord<A>& rec = ft.record(id);
     const BackendEntry& be = service_->backends()[rec.backend];
     const bool steady = pp.l4_proto == kIpProtoUdp ||
-                        (!(pp.tcp_flags & (kTcpSyn | kTcpFin | kTcpRst)) && rec.state == FlowState::tcp_established);
+                        ((pp.tcp_flags & (kTcpSyn | kTcpFin | kTcpRst | kTcpAck)) == kTcpAck &&
+                         rec.state == FlowState::tcp_established);
     if (!steady || ft.is_stale(id, now_ms) || !be.forwards || flow_log_) [[unlikely]]
         return forward_general<A>(p, pp, vip_idx, hf, ref, now_ms);
     ft.touch(id, now_ms);
@@ -580,6 +617,7 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
     FlowTable<A>& ft = table<A>();
     uint32_t id;
     const uint8_t flags = pp.tcp_flags;
+    if (tcp && !tcp_flags_valid(flags)) [[unlikely]] return drop(p, Drop::bad_tcp_flags);
     bool moved = false;
     if (ref != FlowTable<A>::kNone) {
         const uint32_t hit = FlowTable<A>::ref_id(ref);
@@ -607,51 +645,68 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
             // (nat/fullnat see the SYN-ACK; in dsr nothing answers through Sluice, so any
             // retransmitted SYN counts, which is what a dead dsr backend looks like).
             // Judged once per flow: `replied` also marks a failure already counted.
-            if ((flags & (kTcpSyn | kTcpAck)) == kTcpSyn && rec.state == FlowState::tcp_syn && !rec.replied) {
+            const bool syn = (flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
+            if (syn && rec.state == FlowState::tcp_syn && !rec.replied) {
                 ++counters_.backends[rec.backend].handshake_failures;
                 rec.replied = 1;
             }
-            if (flags & (kTcpRst | kTcpFin)) ft.set_state(id, FlowState::tcp_closing, now_ms);
-            else if ((flags & kTcpSyn) && rec.state == FlowState::tcp_closing) {
+            if (flags & kTcpRst) {
+                ft.set_state(id, FlowState::tcp_closing, now_ms);
+            } else if (syn && (rec.state == FlowState::tcp_closing || rec.state == FlowState::tcp_half_closed)) {
                 // A new connection on the same tuple: its handshake starts unanswered.
                 ft.set_state(id, FlowState::tcp_syn, now_ms);
-                rec.replied = 0;
-            } else if (!(flags & kTcpSyn) && (flags & kTcpAck) && rec.state == FlowState::tcp_syn)
-                ft.set_state(id, FlowState::tcp_established, now_ms);
+                rec.replied = rec.synack = 0;
+                rec.fin_client = rec.fin_backend = 0;
+            } else if (flags & kTcpFin) {
+                // Half-close: the other direction may carry data for a long time yet. In dsr the
+                // backend's FIN bypasses Sluice, so the client's ends the flow as before.
+                rec.fin_client = 1;
+                ft.set_state(id, rec.fin_backend || vip.mode == Mode::dsr ? FlowState::tcp_closing
+                                                                         : FlowState::tcp_half_closed, now_ms);
+            } else if (!syn && rec.state == FlowState::tcp_syn) {
+                // The handshake's last ACK. Evidence in nat/fullnat: it acknowledges the SYN-ACK
+                // the backend sent; dsr never sees that, so the ACK is all there is.
+                if (vip.mode == Mode::dsr || (rec.synack && acks_handshake(p.data + pp.l4_off, rec.server_isn)))
+                    ft.set_state(id, FlowState::tcp_established, now_ms);
+            }
         }
     } else {
         // Miss: Maglev decides, so a flow whose state was lost (eviction, restart, another
         // instance behind ECMP) gets the same backend while the backend set is unchanged.
-        if (new_flow_rate_ && !admit_new_flow(now_ms)) [[unlikely]]
-            return drop(p, Drop::new_flow_limit);
-        if (tcp && !(flags & kTcpSyn) && !moved) ++counters_.non_syn_miss;
+        // Only a SYN opens a connection; other TCP is picked up unconfirmed (nat and fullnat
+        // promote it when the backend answers), and packets that can neither open nor resume
+        // one create nothing.
+        const bool syn = tcp && (flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
+        if (tcp && (flags & kTcpSyn) && !syn) return drop(p, Drop::tcp_no_flow);  // SYN-ACK from a client
         const uint64_t mh = maglev_flow_hash(Ip<A>::kFamily, client, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw,
                                              pp.l4_proto);
+        if (tcp && !syn && !moved) ++counters_.non_syn_miss;
         const uint16_t pick = vip.maglev.lookup(mh);
         if (pick == Maglev::kNoBackend) return drop(p, Drop::no_backend);
-        ++counters_.maglev_picks;
         const uint16_t be_idx = vip.backends[pick];
         const BackendEntry& be = service_->backends()[be_idx];
+        // An RST of a flow Sluice does not know: passed on where no state is needed.
+        if (tcp && (flags & kTcpRst)) return forward_stateless<A>(p, pp, vip_idx, be_idx, Drop::tcp_no_flow);
+        if (new_flow_rate_ && !admit_new_flow(now_ms)) [[unlikely]]
+            return forward_stateless<A>(p, pp, vip_idx, be_idx, Drop::new_flow_limit);
+        ++counters_.maglev_picks;
         uint8_t snat_idx = 0;
         uint16_t snat_port = 0;
         uint64_t hr = 0;
         if (vip.mode == Mode::fullnat) {
             if (!pick_snat<A>(be, pp.l4_proto, now_ms, snat_idx, snat_port)) return drop(p, Drop::snat_exhausted);
-            hr = rev_hash<A>(be.addr.bytes.data(), service_->snat(Ip<A>::kFamily)[snat_idx].bytes.data(), be.port_raw,
-                             snat_port, pp.l4_proto);
+            hr = rev_hash<A>(hash_, be.addr.bytes.data(), service_->snat(Ip<A>::kFamily)[snat_idx].bytes.data(),
+                             be.port_raw, snat_port, pp.l4_proto);
         } else if (vip.mode == Mode::nat) {
-            hr = rev_hash<A>(be.addr.bytes.data(), client, be.port_raw, pp.sport_raw, pp.l4_proto);
+            hr = rev_hash<A>(hash_, be.addr.bytes.data(), client, be.port_raw, pp.sport_raw, pp.l4_proto);
         }
-        FlowState state = FlowState::udp;
-        if (tcp) state = (flags & (kTcpRst | kTcpFin)) ? FlowState::tcp_closing
-                         : (flags & kTcpSyn)          ? FlowState::tcp_syn
-                                                      : FlowState::tcp_established;
+        const FlowState state = syn ? FlowState::tcp_syn : FlowState::unconfirmed;
         auto rehash = [this](uint32_t vid, uint64_t& a, uint64_t& b, bool& r) {
             if (flow_log_) [[unlikely]] log_close<A>(vid, FlowEvent::Why::evicted);
             flow_hashes<A>(vid, a, b, r);
         };
         id = ft.insert(hf, hr, vip.mode != Mode::dsr, state, now_ms, rehash);
-        if (id == FlowTable<A>::kNone) return drop(p, Drop::flow_table_full);
+        if (id == FlowTable<A>::kNone) return forward_stateless<A>(p, pp, vip_idx, be_idx, Drop::flow_table_full);
         FlowRecord<A>& rec = ft.record(id);
         std::memcpy(rec.client_addr, client, A);
         rec.client_port_raw = pp.sport_raw;
@@ -661,10 +716,16 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
         rec.vip = vip_idx;
         rec.backend = be_idx;
         std::memcpy(rec.client_mac, p.data + EthOff::src, 6);
+        if (tcp && (flags & kTcpFin)) {
+            rec.fin_client = 1;  // the FIN of a connection whose state was lost
+            if (vip.mode == Mode::dsr) ft.set_state(id, FlowState::tcp_closing, now_ms);
+        }
         ++counters_.vips[vip_idx].new_flows;
         ++counters_.backends[be_idx].new_flows;
-        if (flow_log_ && hf % flow_log_one_in_ == 0) [[unlikely]]
+        if (flow_log_ && ++flow_log_countdown_ >= flow_log_one_in_) [[unlikely]] {
+            flow_log_countdown_ = 0;
             log_open<A>(id, moved ? FlowEvent::Why::rescheduled : FlowEvent::Why::maglev_pick, p.len, now_ms);
+        }
     }
 
     const FlowRecord<A>& rec = ft.record(id);
@@ -678,21 +739,86 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
 }
 
 template <size_t A>
+void Dataplane::forward_stateless(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, uint16_t be_idx,
+                                  Drop reason) noexcept {
+    const VipEntry& vip = service_->vips()[vip_idx];
+    if (vip.mode == Mode::fullnat) return drop(p, reason);
+    const BackendEntry& be = service_->backends()[be_idx];
+    if (!be.has_mac) [[unlikely]] return drop(p, Drop::no_neighbor);
+    ++counters_.forwarded;
+    ++counters_.stateless_forwarded;
+    TrafficCounters& vc = counters_.vips[vip_idx];
+    ++vc.packets;
+    vc.bytes += p.len;
+    TrafficCounters& bc = counters_.backends[be_idx];
+    ++bc.packets;
+    bc.bytes += p.len;
+    if (vip.mode == Mode::nat) {
+        // Remember where the client's packets come from, so the backend's answer can go back.
+        const uint8_t* client = p.data + pp.l3_off + Ip<A>::kSrc;
+        ClientMac<A>& cm = client_mac_slot<A>(client, pp.sport_raw);
+        std::memcpy(cm.addr, client, A);
+        cm.port_raw = pp.sport_raw;
+        std::memcpy(cm.mac, p.data + EthOff::src, 6);
+        cm.used = true;
+        nat_rewrite<A>(p.data, pp, true, be.addr.bytes.data(), be.port_raw, be.ip_sum_to_backend, be.l4_sum_to_backend);
+    }
+    set_macs(p.data, be.mac, env_.port_macs[env_.backend_port]);
+    tx(p, env_.backend_port);
+}
+
+template <size_t A>
+Dataplane::ClientMac<A>& Dataplane::client_mac_slot(const uint8_t* addr, uint16_t port_raw) noexcept {
+    uint64_t h;
+    if constexpr (A == 4) h = hash_(load_raw32(addr) | uint64_t{port_raw} << 32 | uint64_t{1} << 63);
+    else h = hash_(load64(addr), load64(addr + 8), uint64_t{port_raw} | uint64_t{1} << 63);
+    ClientMac<A>* macs;
+    if constexpr (A == 4) macs = client_macs4_.get(); else macs = client_macs6_.get();
+    return macs[(h >> 32) % kClientMacs];
+}
+
+template <size_t A>
+void Dataplane::reply_stateless(PacketRef& p, const ParsedPacket& pp) noexcept {
+    uint8_t* ip = p.data + pp.l3_off;
+    const uint8_t* src = ip + Ip<A>::kSrc;
+    const uint8_t* dst = ip + Ip<A>::kDst;
+    const uint16_t be_idx = service_->nat_backend(Ip<A>::kFamily, src, pp.sport_raw, pp.l4_proto);
+    if (be_idx == Service::kNoBackendEntry) return drop(p, Drop::no_flow);
+    const ClientMac<A>& cm = client_mac_slot<A>(dst, pp.dport_raw);
+    if (!cm.used || cm.port_raw != pp.dport_raw || std::memcmp(cm.addr, dst, A) != 0) return drop(p, Drop::no_flow);
+    if (pp.l4_proto == kIpProtoTcp && !tcp_flags_valid(pp.tcp_flags)) return drop(p, Drop::bad_tcp_flags);
+    if (ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
+    const BackendEntry& be = service_->backends()[be_idx];
+    const VipEntry& vip = service_->vips()[be.vip];
+    nat_rewrite<A>(p.data, pp, false, vip.addr.bytes.data(), vip.port_raw, be.ip_sum_to_vip, be.l4_sum_to_vip);
+    Mac client_mac;
+    std::memcpy(client_mac.bytes.data(), cm.mac, 6);
+    set_macs(p.data, client_mac, env_.port_macs[env_.client_port]);
+    ++counters_.replies;
+    ++counters_.stateless_replies;
+    TrafficCounters& bc = counters_.backends[be_idx];
+    ++bc.packets;
+    bc.bytes += p.len;
+    tx(p, env_.client_port);
+}
+
+template <size_t A>
 void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_t now_ms) noexcept {
     uint8_t* ip = p.data + pp.l3_off;
     const uint8_t* src = ip + Ip<A>::kSrc;
     const uint8_t* dst = ip + Ip<A>::kDst;
     FlowTable<A>& ft = table<A>();
-    const uint32_t ref = find_reply<A>(src, dst, pp.sport_raw, pp.dport_raw, pp.l4_proto, hr);
+    uint32_t ref = find_reply<A>(src, dst, pp.sport_raw, pp.dport_raw, pp.l4_proto, hr);
     if (ref != FlowTable<A>::kNone && ft.is_stale(FlowTable<A>::ref_id(ref), now_ms)) {
         remove_flow<A>(FlowTable<A>::ref_id(ref), FlowEvent::Why::idle);
-        return drop(p, Drop::no_flow);
+        ref = FlowTable<A>::kNone;
     }
     if (ref == FlowTable<A>::kNone) {
         // A nat reply is owned by the worker of its client (the destination); fullnat replies
         // reach their owner through RSS, so a miss there is final, except for a first fragment,
         // which RSS hashed by its addresses only.
-        if (env_.nb_workers > 1 && !service_->owns_address(Ip<A>::kFamily, dst)) {
+        const bool ours = service_->owns_address(Ip<A>::kFamily, dst);
+        if (env_.nb_workers > 1 && !ours) {
             const uint16_t owner = nat_owner(dst, A, pp.dport_raw);
             if (owner != env_.worker_id) return redirect(p, owner);
         } else if (env_.nb_workers > 1 && pp.frag == Frag::first) {
@@ -701,20 +827,38 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
         }
         if (service_->is_vip_address(Ip<A>::kFamily, dst)) return drop(p, Drop::no_vip);
         if (service_->is_self_address(Ip<A>::kFamily, dst)) return to_control(p);  // e.g. a probe's answer
+        if (!ours && pp.frag == Frag::none) return reply_stateless<A>(p, pp);
         return drop(p, Drop::no_flow);
     }
-    if (ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
     const uint32_t id = FlowTable<A>::ref_id(ref);
-    ft.touch(id, now_ms);
-    if (flow_log_) [[unlikely]] log_packet<A>(id, p.len, now_ms);
     FlowRecord<A>& rec = ft.record(id);
     if (pp.l4_proto == kIpProtoTcp) {
+        const uint8_t flags = pp.tcp_flags;
+        if (!tcp_flags_valid(flags)) [[unlikely]] return drop(p, Drop::bad_tcp_flags);
+        if (ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
         // Passive health: an RST before the handshake completed is a refused connection.
-        if ((pp.tcp_flags & kTcpRst) && rec.state == FlowState::tcp_syn && !rec.replied)
+        if ((flags & kTcpRst) && rec.state == FlowState::tcp_syn && !rec.replied)
             ++counters_.backends[rec.backend].handshake_failures;
-        if ((pp.tcp_flags & (kTcpSyn | kTcpAck)) == (kTcpSyn | kTcpAck)) rec.replied = 1;
-        if (pp.tcp_flags & (kTcpRst | kTcpFin)) ft.set_state(id, FlowState::tcp_closing, now_ms);
+        if ((flags & (kTcpSyn | kTcpAck)) == (kTcpSyn | kTcpAck)) {
+            // The client's ACK will have to acknowledge this to establish the flow.
+            rec.replied = 1;
+            rec.synack = 1;
+            rec.server_isn = __builtin_bswap32(load_raw32(p.data + pp.l4_off + TcpOff::seq));
+        } else if (flags & kTcpRst) {
+            ft.set_state(id, FlowState::tcp_closing, now_ms);
+        } else if (flags & kTcpFin) {
+            rec.fin_backend = 1;
+            ft.set_state(id, rec.fin_client ? FlowState::tcp_closing : FlowState::tcp_half_closed, now_ms);
+        } else if (rec.state == FlowState::unconfirmed) {
+            // The backend answers a flow picked up mid-connection: it knows the connection.
+            ft.set_state(id, FlowState::tcp_established, now_ms);
+        }
+    } else {
+        if (ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
+        if (rec.state == FlowState::unconfirmed) ft.set_state(id, FlowState::udp, now_ms);  // answered
     }
+    ft.touch(id, now_ms);
+    if (flow_log_) [[unlikely]] log_packet<A>(id, p.len, now_ms);
     const VipEntry& vip = service_->vips()[rec.vip];
     const BackendEntry& be = service_->backends()[rec.backend];
     nat_rewrite<A>(p.data, pp, false, vip.addr.bytes.data(), vip.port_raw, be.ip_sum_to_vip, be.l4_sum_to_vip,
@@ -755,7 +899,7 @@ bool Dataplane::pick_snat(const BackendEntry& b, uint8_t proto, uint32_t now_ms,
                 continue;
             uint16_t craw;
             std::memcpy(&craw, pb, 2);
-            const uint64_t hr = rev_hash<A>(b.addr.bytes.data(), saddr, b.port_raw, craw, proto);
+            const uint64_t hr = rev_hash<A>(hash_, b.addr.bytes.data(), saddr, b.port_raw, craw, proto);
             const uint32_t used = ft.find(hr, [&](uint32_t r) {
                 const FlowRecord<A>& rec = ft.record(FlowTable<A>::ref_id(r));
                 return FlowTable<A>::ref_dir(r) == 1 && rec.snat_port_raw == craw && rec.snat_idx == ai &&
@@ -939,7 +1083,7 @@ void Dataplane::handle_icmp_error(PacketRef& p, const ParsedPacket& pp, uint32_t
     if (vip_idx != Service::kNoVip && std::memcmp(ip + Ip<A>::kDst, qsrc, A) == 0) {
         // About the client side: the quoted packet went VIP -> client.
         const VipEntry& vip = service_->vips()[vip_idx];
-        const uint32_t ref = find_forward<A>(vip_idx, qdst, qdport, fwd_hash<A>(vip_idx, qdst, qdport));
+        const uint32_t ref = find_forward<A>(vip_idx, qdst, qdport, fwd_hash<A>(hash_, vip_idx, qdst, qdport));
         if (ref == FlowTable<A>::kNone || ft.is_stale(FlowTable<A>::ref_id(ref), now_ms)) {
             if (env_.nb_workers > 1) {
                 const uint16_t owner = vip.mode == Mode::nat ? nat_owner(qdst, A, qdport)
@@ -966,7 +1110,7 @@ void Dataplane::handle_icmp_error(PacketRef& p, const ParsedPacket& pp, uint32_t
         // About the backend side: the quoted packet went client (nat) or SNAT (fullnat) ->
         // backend, and the error is addressed to that source.
         if (std::memcmp(ip + Ip<A>::kDst, qsrc, A) != 0) return drop(p, Drop::icmp_no_flow);
-        const uint32_t ref = find_reply<A>(qdst, qsrc, qdport, qsport, qproto, rev_hash<A>(qdst, qsrc, qdport, qsport, qproto));
+        const uint32_t ref = find_reply<A>(qdst, qsrc, qdport, qsport, qproto, rev_hash<A>(hash_, qdst, qsrc, qdport, qsport, qproto));
         if (ref == FlowTable<A>::kNone || ft.is_stale(FlowTable<A>::ref_id(ref), now_ms)) {
             if (env_.nb_workers > 1) {
                 const uint16_t owner = !service_->owns_address(f, qsrc) ? nat_owner(qsrc, A, qsport)
@@ -1157,7 +1301,7 @@ Dataplane::Explanation Dataplane::explain(Family f, const uint8_t* src, const ui
     if (e.vip == Service::kNoVip) return e;
     const VipEntry& vip = service_->vips()[e.vip];
     const auto hit = [&]<size_t A>(const FlowTable<A>& ft) {
-        const uint32_t ref = find_forward<A>(e.vip, src, sport_raw, fwd_hash<A>(e.vip, src, sport_raw));
+        const uint32_t ref = find_forward<A>(e.vip, src, sport_raw, fwd_hash<A>(hash_, e.vip, src, sport_raw));
         if (ref == FlowTable<A>::kNone || ft.is_stale(FlowTable<A>::ref_id(ref), now_ms)) return false;
         e.how = Explanation::How::flow_hit;
         e.backend = ft.record(FlowTable<A>::ref_id(ref)).backend;

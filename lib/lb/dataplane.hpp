@@ -16,6 +16,7 @@
 
 #include "lib/common/expected.hpp"
 #include "lib/lb/counters.hpp"
+#include "lib/lb/flow_hash.hpp"
 #include "lib/lb/flow_log.hpp"
 #include "lib/lb/flow_table.hpp"
 #include "lib/lb/frag_table.hpp"
@@ -53,6 +54,8 @@ struct WorkerEnv {
     std::vector<net::Mac> port_macs;  // indexed by port id
     net::Reta reta = net::Reta::round_robin(1);
     bool exception_path = false;  // a kernel side exists: Verdict::control is allowed
+    // The secret key of the flow and fragment tables' hash (one per process: HashKey::random).
+    HashKey hash_key;
 };
 
 // Fills env's client and backend port from the configuration, or from the defaults (client
@@ -179,6 +182,30 @@ private:
                                                     const FlowRecord<A>& rec, const BackendEntry& be) noexcept;
     template <size_t A>
     void reply(PacketRef& p, const net::ParsedPacket& pp, uint64_t h_rev, uint32_t now_ms) noexcept;
+    // A client packet whose flow the table cannot hold (full of flows it must keep, or over
+    // --new-flow-rate): dsr and nat forward it to Maglev's pick without state; fullnat, whose
+    // translation cannot be recomputed, drops it as `reason`.
+    template <size_t A>
+    void forward_stateless(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip_idx, uint16_t be_idx,
+                           Drop reason) noexcept;
+    // A nat reply that matches no flow: rewritten back to its VIP when the client's packets
+    // were forwarded without state (a ClientMac hint for its address and port exists) and its
+    // backend serves exactly one nat VIP; otherwise dropped as no_flow.
+    template <size_t A>
+    void reply_stateless(PacketRef& p, const net::ParsedPacket& pp) noexcept;
+    // Clients (address, port) of nat packets forwarded without state, and the MAC they came
+    // from: where the backend's answers go. Direct-mapped and keyed like the flow table; an
+    // entry is a hint, overwritten freely (a reply that lost its hint is dropped as no_flow).
+    template <size_t A>
+    struct ClientMac {
+        uint8_t addr[A];
+        uint16_t port_raw;
+        uint8_t mac[6];
+        bool used;
+    };
+    static constexpr uint32_t kClientMacs = 16384;
+    template <size_t A>
+    ClientMac<A>& client_mac_slot(const uint8_t* addr, uint16_t port_raw) noexcept;
     template <size_t A>
     bool pick_snat(const BackendEntry& b, uint8_t proto, uint32_t now_ms, uint8_t& idx, uint16_t& port_raw) noexcept;
     template <size_t A>
@@ -264,6 +291,9 @@ private:
     const Service* service_;
     WorkerEnv env_;
     net::Toeplitz toeplitz_;
+    KeyedHash hash_;
+    std::unique_ptr<ClientMac<4>[]> client_macs4_;
+    std::unique_ptr<ClientMac<16>[]> client_macs6_;
     std::unique_ptr<FlowTable<4>> flows4_;
     std::unique_ptr<FlowTable<16>> flows6_;
     std::unique_ptr<FragTable<4>> frags4_;
@@ -282,6 +312,7 @@ private:
     uint64_t new_flow_burst_ = 0;    // bucket size, in thousandths
     uint32_t new_flow_last_ms_ = 0;
     uint32_t flow_log_one_in_ = 0;
+    uint32_t flow_log_countdown_ = 0;  // new flows until the next sampled one
     FlowLogRing* flow_log_ = nullptr;
     uint64_t flow_log_lost_ = 0;
     std::vector<Sampled> sampled_;

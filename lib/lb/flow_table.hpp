@@ -3,12 +3,13 @@
 // Maglev is the ground truth; this table only remembers decisions so established flows keep
 // their backend when the backend set changes, and maps replies of nat/fullnat flows back to
 // their flow. Layout, chosen to stay under 64 bytes per IPv4 flow with both directions:
-//  - records: one FlowRecord<A> per flow in a flat array (36 bytes for IPv4, 48 for IPv6);
+//  - records: one FlowRecord<A> per flow in a flat array (40 bytes for IPv4, 52 for IPv6);
 //  - index: partial-key cuckoo hash (two candidate buckets, 8 slots of {32-bit signature,
 //    32-bit reference} per 64-byte bucket), one slot per direction. The alternate bucket is
 //    derived from the signature alone, so entries can move without their key; keys are never
 //    stored twice, a hit is confirmed against the record by the caller's predicate.
-//    Sized for 2 x capacity slots at <= 85% load: ~19 bytes per flow.
+//    Sized for 2 x capacity slots at <= 85% load: ~19 bytes per flow. Hashes come from the
+//    caller, keyed (lib/lb/flow_hash.hpp), so an outsider cannot aim at a bucket.
 //  - expiry: one timer wheel per timeout class (256 slots of timeout/128 ms each). A flow is
 //    filed under the slot of its deadline when it is created or changes state; touching it
 //    only stamps last_ms. The expiry pass walks the slots whose time has passed: flows idle
@@ -16,7 +17,11 @@
 //    needs no scan, a packet costs no list surgery (lazy + incremental), and a flow is freed at
 //    most one slot (timeout/128) after its deadline. Lookups treat a flow idle past its
 //    timeout as gone (is_stale), so forwarding is exact whatever the expiry lag.
-//  - when the records run out, the flow closest to its expiry is evicted (bounded work).
+//  - when the records run out, an insert first reclaims a flow already idle past its timeout,
+//    then evicts by value: the least recently active unconfirmed flow, then a closing one,
+//    then a half-open one. Established, half-closed and confirmed UDP flows are never evicted
+//    for a newcomer: the insert is refused instead and the caller decides (forward without
+//    state, or drop). All of it is bounded work.
 // Time is a caller-supplied millisecond clock (wrapping uint32), so tests and the replay
 // harness drive it.
 // Thread contract: owned by exactly one worker; no locking, no allocation after construction.
@@ -38,8 +43,14 @@
 
 namespace sluice::lb {
 
-enum class FlowState : uint8_t { free = 0, tcp_syn, tcp_established, tcp_closing, udp };
-constexpr int kTimeoutClasses = 4;  // syn, established, closing, udp (state - 1)
+// A flow's state, which is also its timeout class (state - 1).
+//  tcp_syn: half-open, a client SYN seen; tcp_established: the handshake completed (in nat and
+//  fullnat only once the backend answered it); tcp_closing: FIN from both sides, or an RST;
+//  udp: a UDP flow the backend answered (nat, fullnat); unconfirmed: a flow picked up from a
+//  packet that starts no connection (a TCP non-SYN miss, a UDP datagram of an unknown flow),
+//  promoted only by the backend's answer; tcp_half_closed: FIN from one side only.
+enum class FlowState : uint8_t { free = 0, tcp_syn, tcp_established, tcp_closing, udp, unconfirmed, tcp_half_closed };
+constexpr int kTimeoutClasses = 6;
 
 template <size_t A>
 struct FlowRecord {
@@ -53,21 +64,28 @@ struct FlowRecord {
     uint8_t snat_idx : 7;      // which SNAT address (fullnat)
     uint8_t replied : 1;       // the backend has answered (SYN-ACK seen; nat/fullnat)
     uint32_t last_ms;          // last packet seen
-    uint32_t tick;             // expiry wheel slot it is filed under
+    uint32_t server_isn;       // the backend's SYN-ACK sequence number (nat/fullnat handshakes)
     uint32_t prev, next;       // expiry list links (next doubles as the free-list link)
+    uint8_t tick;              // expiry wheel slot it is filed under
+    uint8_t fin_client : 1;    // the client has sent FIN
+    uint8_t fin_backend : 1;   // the backend has sent FIN (nat/fullnat)
+    uint8_t synack : 1;        // server_isn holds the backend's SYN-ACK (nat/fullnat)
 };
-static_assert(sizeof(FlowRecord<4>) == 40 || sizeof(FlowRecord<4>) == 36);
-static_assert(sizeof(FlowRecord<16>) <= 48);
+static_assert(sizeof(FlowRecord<4>) == 40);
+static_assert(sizeof(FlowRecord<16>) == 52);
 
 struct FlowTableStats {
     uint64_t inserts = 0;
     uint64_t insert_failures = 0;  // index full even after displacement
-    uint64_t evictions = 0;
+    uint64_t evictions = 0;        // flows dropped to make room (unconfirmed, closing, half-open)
     uint64_t expiries = 0;
     uint64_t removals = 0;
+    uint64_t refusals = 0;         // full of flows that must be kept: the insert was refused
 };
 
-// 64-bit key hash over up to three words (murmur3 fmix-style mixing; keys are fixed size).
+// murmur3's 64-bit finaliser: a bijection that spreads every input bit over the output. Not
+// keyed: for tables that outsiders cannot fill (VIPs) and for Maglev, which must agree across
+// instances.
 inline uint64_t flow_mix(uint64_t h) noexcept {
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
@@ -116,6 +134,8 @@ public:
         timeout_ms_[1] = t.tcp_established_ms ? t.tcp_established_ms : 1;
         timeout_ms_[2] = t.tcp_closing_ms ? t.tcp_closing_ms : 1;
         timeout_ms_[3] = t.udp_ms ? t.udp_ms : 1;
+        timeout_ms_[4] = t.unconfirmed_ms ? t.unconfirmed_ms : 1;
+        timeout_ms_[5] = t.tcp_half_closed_ms ? t.tcp_half_closed_ms : 1;
         for (int c = 0; c < kTimeoutClasses; ++c) {
             wheels_[c].gran_ms = (timeout_ms_[c] + kWheelSlots / 2 - 1) / (kWheelSlots / 2);
             wheels_[c].started = false;
@@ -130,25 +150,6 @@ public:
     }
     Record& record(uint32_t id) noexcept { return records_[id]; }
     const Record& record(uint32_t id) const noexcept { return records_[id]; }
-
-    // Hash of a key made of one to three 64-bit words. With SSE4.2 a CRC32-C per word (3 cycles
-    // each, against a chain of multiplies), spread over 64 bits by one multiply: the low half
-    // (the signature) is a bijection of the CRC, the high half (the bucket) its mixed bits.
-    // Not keyed: like the rest of the table, not hardened against chosen-key flooding.
-    static uint64_t hash(uint64_t w0) noexcept {
-#ifdef __SSE4_2__
-        return spread(static_cast<uint32_t>(_mm_crc32_u64(0x6B43A9B5u, w0)));
-#else
-        return flow_mix(w0 * 0x9E3779B97F4A7C15ULL ^ 0x632BE59BD9B4E019ULL);
-#endif
-    }
-    static uint64_t hash(uint64_t w0, uint64_t w1, uint64_t w2 = 0) noexcept {
-#ifdef __SSE4_2__
-        return spread(static_cast<uint32_t>(_mm_crc32_u64(_mm_crc32_u64(_mm_crc32_u64(0x6B43A9B5u, w0), w1), w2)));
-#else
-        return flow_mix(w0 * 0x9E3779B97F4A7C15ULL ^ flow_mix(w1 + 0x632BE59BD9B4E019ULL) ^ (w2 * 0xC2B2AE3D27D4EB4FULL));
-#endif
-    }
 
     // Prefetches h's primary bucket only: inserts try it first, so below ~85% load almost
     // every entry lives there, and fetching the alternate too doubles the DRAM traffic of a
@@ -191,31 +192,34 @@ public:
         return scan(buckets_[b2], sig, match);
     }
 
-    // Takes a free record (evicting the flow nearest its expiry when none is free) and
-    // indexes it under h_fwd (and h_rev unless has_rev is false). The caller fills the record's
-    // key fields; state must be set before the call via `state`. rehash(id, h_fwd&, h_rev&,
-    // has_rev&) recomputes a victim's hashes for eviction. Returns the id or kNone.
+    // Takes a free record (reclaiming an expired flow or evicting a less valuable one when none
+    // is free; see the file comment) and indexes it under h_fwd (and h_rev unless has_rev is
+    // false). The caller fills the record's key fields. rehash(id, h_fwd&, h_rev&, has_rev&)
+    // recomputes a victim's hashes. Returns the id, or kNone: refused (every flow must be
+    // kept: stats().refusals) or no index slot (stats().insert_failures).
     template <class Rehash>
     uint32_t insert(uint64_t h_fwd, uint64_t h_rev, bool has_rev, FlowState state, uint32_t now_ms,
                     Rehash&& rehash) noexcept {
         if (free_head_ == kNone && !evict_one(now_ms, rehash)) {
-            ++stats_.insert_failures;
+            ++stats_.refusals;
             return kNone;
         }
+        // Taken off the free list first: reclaiming an index slot below may free other records.
         const uint32_t id = free_head_;
-        if (!index_insert(h_fwd, id << 1)) {
-            ++stats_.insert_failures;
-            return kNone;
-        }
-        if (has_rev && !index_insert(h_rev, id << 1 | 1u)) {
-            index_erase(h_fwd, id << 1);
-            ++stats_.insert_failures;
-            return kNone;
-        }
         free_head_ = records_[id].next;
+        const bool indexed = index_insert_reclaiming(h_fwd, id << 1, now_ms, rehash);
+        if (!indexed || (has_rev && !index_insert_reclaiming(h_rev, id << 1 | 1u, now_ms, rehash))) {
+            if (indexed) index_erase(h_fwd, id << 1);
+            records_[id].next = free_head_;
+            free_head_ = id;
+            ++stats_.insert_failures;
+            return kNone;
+        }
         Record& r = records_[id];
         r.state = state;
         r.last_ms = now_ms;
+        r.fin_client = r.fin_backend = r.synack = 0;
+        r.server_isn = 0;
         list_push(id, extend(now_ms) + timeout_ms(state));
         ++used_;
         ++stats_.inserts;
@@ -417,7 +421,7 @@ private:
         if (tick < w.cursor) tick = w.cursor;
         if (tick - w.cursor >= kWheelSlots) tick = w.cursor + kWheelSlots - 1;
         if (tick - w.cursor < w.evict_hint) w.evict_hint = static_cast<uint32_t>(tick - w.cursor);
-        r.tick = static_cast<uint32_t>(tick % kWheelSlots);
+        r.tick = static_cast<uint8_t>(tick % kWheelSlots);
         List& l = w.slots[r.tick];
         r.prev = l.tail;
         r.next = kNone;
@@ -449,35 +453,88 @@ private:
         release(id);
     }
 
-    // Evicts a flow from the earliest non-empty slot of any wheel, preferring the one whose
-    // deadline is nearest. Bounded: at most kWheelSlots slots per timeout class.
+    // index_insert(), and when both candidate buckets are full, once more after freeing a flow
+    // of theirs that is idle past its timeout (an expired flow never holds a slot a newcomer
+    // needs). The record being inserted is not yet in use, so it is never the one freed.
     template <class Rehash>
-    bool evict_one(uint32_t now_ms, Rehash& rehash) noexcept {
-        uint32_t best = kNone;
-        int64_t best_left = 0;
-        for (int c = 0; c < kTimeoutClasses; ++c) {
-            Wheel& w = wheels_[c];
-            if (!w.started) continue;
-            // Under a flood the oldest slots empty one by one while the cursor waits for their
-            // time: start where the last search found a flow instead of rescanning them.
-            uint32_t i = w.evict_hint;
-            for (; i < kWheelSlots; ++i) {
-                const uint32_t id = w.slots[(w.cursor + i) % kWheelSlots].head;
-                if (id == kNone) continue;
-                const int64_t left = static_cast<int64_t>(timeout_ms_[c]) -
-                                     static_cast<int32_t>(now_ms - records_[id].last_ms);
-                if (best == kNone || left < best_left) {
-                    best = id;
-                    best_left = left;
+    bool index_insert_reclaiming(uint64_t h, uint32_t ref, uint32_t now_ms, Rehash& rehash) noexcept {
+        if (index_insert(h, ref)) return true;
+        const uint32_t sig = sig_of(h);
+        const uint32_t b1 = bucket_of(h);
+        for (uint32_t cand : {b1, alt_bucket(b1, sig)}) {
+            const Bucket& bk = buckets_[cand];
+            for (uint32_t i = 0; i < kSlots; ++i) {
+                if (bk.sig[i] == 0) continue;
+                const uint32_t victim = ref_id(bk.ref[i]);
+                if (victim == ref_id(ref) || records_[victim].state == FlowState::free || !is_stale(victim, now_ms))
+                    continue;
+                drop_flow(victim, rehash);
+                ++stats_.expiries;
+                return index_insert(h, ref);
+            }
+        }
+        return false;
+    }
+
+    // The record's real deadline, from its last packet.
+    uint64_t deadline_of(uint32_t id, uint32_t now_ms, int c) noexcept {
+        return extend(now_ms) - static_cast<uint32_t>(now_ms - records_[id].last_ms) + timeout_ms_[c];
+    }
+
+    // The earliest-filed flow of class c after re-filing up to `refiles` flows that were touched
+    // since they were filed (so the answer approximates the least recently active flow), or
+    // kNone. Bounded: at most kWheelSlots slots and `refiles` moves.
+    uint32_t oldest(int c, uint32_t now_ms, uint32_t refiles) noexcept {
+        Wheel& w = wheels_[c];
+        if (!w.started) return kNone;
+        // Under a flood the oldest slots empty one by one while the cursor waits for their
+        // time: start where the last search found a flow instead of rescanning them.
+        uint32_t i = w.evict_hint;
+        for (; i < kWheelSlots; ++i) {
+            const uint32_t slot = static_cast<uint32_t>((w.cursor + i) % kWheelSlots);
+            const uint32_t id = w.slots[slot].head;
+            if (id == kNone) continue;
+            if (refiles && !is_stale(id, now_ms)) {
+                // Touched since it was filed: its real deadline may lie in a later slot.
+                const uint64_t tick = deadline_of(id, now_ms, c) / w.gran_ms;
+                if (tick > w.cursor + i && i + 1 < kWheelSlots) {
+                    --refiles;
+                    list_unlink(id);
+                    list_push(id, deadline_of(id, now_ms, c));
+                    --i;  // look at this slot again
+                    continue;
                 }
-                break;
             }
             w.evict_hint = i;
+            return id;
         }
-        if (best == kNone) return false;
-        drop_flow(best, rehash);
-        ++stats_.evictions;
-        return true;
+        w.evict_hint = i;
+        return kNone;
+    }
+
+    // Frees one record for an insert: a flow idle past its timeout if the front of any wheel
+    // holds one, else the least valuable flow still live (unconfirmed, closing, half-open, in
+    // that order). Returns false when only flows that must be kept remain.
+    template <class Rehash>
+    bool evict_one(uint32_t now_ms, Rehash& rehash) noexcept {
+        constexpr uint32_t kRefiles = 8;
+        for (int c = 0; c < kTimeoutClasses; ++c) {
+            const uint32_t id = oldest(c, now_ms, kRefiles);
+            if (id != kNone && is_stale(id, now_ms)) {
+                drop_flow(id, rehash);
+                ++stats_.expiries;
+                return true;
+            }
+        }
+        constexpr FlowState kByValue[] = {FlowState::unconfirmed, FlowState::tcp_closing, FlowState::tcp_syn};
+        for (FlowState s : kByValue) {
+            const uint32_t id = oldest(static_cast<int>(s) - 1, now_ms, kRefiles);
+            if (id == kNone) continue;
+            drop_flow(id, rehash);
+            ++stats_.evictions;
+            return true;
+        }
+        return false;
     }
 
     uint32_t capacity_;

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <memory>
 
+#include "lib/lb/flow_hash.hpp"
 #include "lib/lb/flow_table.hpp"
 
 namespace sluice::lb {
@@ -51,7 +52,7 @@ public:
         uint16_t backend = 0xFFFF;
     };
 
-    explicit FragTable(uint32_t capacity) {
+    FragTable(uint32_t capacity, const KeyedHash& hash) : hash_(hash) {
         sets_ = 1;
         while (sets_ * kWays < capacity) sets_ <<= 1;
         entries_.reset(new Entry[sets_ * kWays]());
@@ -113,9 +114,10 @@ private:
             a ^= flow_mix(a2);
             b ^= flow_mix(b2);
         }
-        return static_cast<uint32_t>(FlowTable<A>::hash(a, b, c) >> 32) & (sets_ - 1);
+        return static_cast<uint32_t>(hash_(a, b, c) >> 32) & (sets_ - 1);
     }
 
+    KeyedHash hash_;
     uint32_t sets_ = 1;
     std::unique_ptr<Entry[]> entries_;
 };

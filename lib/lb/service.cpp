@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -224,7 +225,39 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
         s.own_.push_back(vc.addr);
     }
     for (auto& b : s.backends_) b.forwards = b.keeps_flows(s.vips_[b.vip].on_down) && b.has_mac;
+    // Live nat backends by (address, port, protocol); one serving several nat VIPs is
+    // ambiguous and left out: a reply of no flow could belong to any of them.
+    for (size_t i = 0; i < s.backends_.size(); ++i) {
+        const BackendEntry& b = s.backends_[i];
+        const VipEntry& v = s.vips_[b.vip];
+        if (b.removed || v.removed || v.mode != Mode::nat) continue;
+        s.nat_backends_.push_back(NatBackend{b.addr, b.port_raw, static_cast<uint8_t>(v.proto), static_cast<uint16_t>(i)});
+    }
+    auto key_less = [](const NatBackend& a, const NatBackend& b) {
+        return std::tie(a.addr.family, a.addr.bytes, a.port_raw, a.proto) <
+               std::tie(b.addr.family, b.addr.bytes, b.port_raw, b.proto);
+    };
+    std::sort(s.nat_backends_.begin(), s.nat_backends_.end(), key_less);
+    for (size_t i = 0; i + 1 < s.nat_backends_.size(); ++i)
+        if (!key_less(s.nat_backends_[i], s.nat_backends_[i + 1]))
+            s.nat_backends_[i].entry = s.nat_backends_[i + 1].entry = kNoBackendEntry;
     return s;
+}
+
+uint16_t Service::nat_backend(net::Family f, const uint8_t* addr, uint16_t port_raw, uint8_t proto) const noexcept {
+    NatBackend k;
+    k.addr.family = f;
+    std::memcpy(k.addr.bytes.data(), addr, f == net::Family::v4 ? 4 : 16);
+    k.port_raw = port_raw;
+    k.proto = proto;
+    const auto it = std::lower_bound(nat_backends_.begin(), nat_backends_.end(), k,
+                                     [](const NatBackend& a, const NatBackend& b) {
+                                         return std::tie(a.addr.family, a.addr.bytes, a.port_raw, a.proto) <
+                                                std::tie(b.addr.family, b.addr.bytes, b.port_raw, b.proto);
+                                     });
+    if (it == nat_backends_.end() || it->addr != k.addr || it->port_raw != port_raw || it->proto != proto)
+        return kNoBackendEntry;
+    return it->entry;
 }
 
 uint16_t Service::find_vip6(const uint8_t* addr, uint16_t port_raw, uint8_t proto) const noexcept {

@@ -71,6 +71,7 @@ struct VipEntry {
 class Service {
 public:
     static constexpr uint16_t kNoVip = 0xFFFF;
+    static constexpr uint16_t kNoBackendEntry = 0xFFFF;
 
     // Builds a snapshot of config. With `previous`, indices of the VIPs and backends both share
     // are kept, and the Maglev table of a VIP whose members and weights did not change is
@@ -110,6 +111,9 @@ public:
     bool owns_address(net::Family f, const uint8_t* addr) const noexcept;
     // True if the address is one of Sluice's own (--self): traffic for its kernel side.
     bool is_self_address(net::Family f, const uint8_t* addr) const noexcept;
+    // The backend entry of the one live nat VIP whose backend is (address, port, protocol):
+    // where a nat reply that matches no flow belongs. kNoBackendEntry if none or several.
+    uint16_t nat_backend(net::Family f, const uint8_t* addr, uint16_t port_raw, uint8_t proto) const noexcept;
     // True if the address is a VIP address (any port/protocol).
     bool is_vip_address(net::Family f, const uint8_t* addr) const noexcept;
 
@@ -140,6 +144,13 @@ private:
     std::vector<net::IpAddr> snat4_, snat6_, own_, self_;
     std::vector<Slot4> index4_;  // IPv4 VIPs: open addressing, power-of-two size, load <= 50%
     std::vector<Slot> index_;    // IPv6 VIPs: the same
+    struct NatBackend {
+        net::IpAddr addr;
+        uint16_t port_raw = 0;
+        uint8_t proto = 0;
+        uint16_t entry = kNoBackendEntry;
+    };
+    std::vector<NatBackend> nat_backends_;  // sorted by (addr, port, proto)
 };
 
 // The hash Maglev is indexed with: a fixed function of the flow's 5-tuple, so every instance

@@ -21,14 +21,20 @@
 #include "tests/unit/packet_builder.hpp"
 
 namespace {
+// The keyed hash the data path uses, with a fixed key (the key does not change its cost).
+const sluice::lb::KeyedHash kHash([] {
+    sluice::lb::HashKey k;
+    for (int i = 0; i < 8; ++i) k.w[i] = 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(i + 1);
+    return k;
+}());
 
 using sluice::lb::FlowState;
 using sluice::lb::FlowTable;
 using FT = FlowTable<4>;
 constexpr uint32_t kBurst = 32;
 
-uint64_t key_hash(uint32_t addr, uint16_t port) { return FT::hash(uint64_t{addr} | uint64_t{port} << 32); }
-uint64_t rev_hash(uint32_t addr, uint16_t port) { return FT::hash(uint64_t{addr} | uint64_t{port} << 32, 1); }
+uint64_t key_hash(uint32_t addr, uint16_t port) { return kHash(uint64_t{addr} | uint64_t{port} << 32); }
+uint64_t rev_hash(uint32_t addr, uint16_t port) { return kHash(uint64_t{addr} | uint64_t{port} << 32, 1); }
 
 // Key i: a distinct client address and a port; stored in the record like Dataplane does.
 uint32_t addr_of(uint32_t i) { return 0x0A000000u + i; }

@@ -4,6 +4,8 @@
 // std::unordered_map, and the memory budget per flow. Pure C++: no EAL.
 #include "lib/lb/flow_table.hpp"
 
+#include "lib/lb/flow_hash.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <cstring>
@@ -27,6 +29,8 @@ Timeouts timeouts() {
     t.tcp_established_ms = 300'000;
     t.tcp_closing_ms = 10'000;
     t.udp_ms = 30'000;
+    t.unconfirmed_ms = 3'000;
+    t.tcp_half_closed_ms = 120'000;
     return t;
 }
 
@@ -39,8 +43,16 @@ struct KeyHash {
     size_t operator()(const Key& k) const { return std::hash<uint64_t>{}(uint64_t{k.addr} << 16 | k.port); }
 };
 
-uint64_t fwd_h(const Key& k) { return FT::hash(uint64_t{k.addr} | uint64_t{k.port} << 32); }
-uint64_t rev_h(const Key& k) { return FT::hash(uint64_t{k.addr} | uint64_t{k.port} << 32, 1); }
+const sluice::lb::KeyedHash& hasher() {
+    static const sluice::lb::KeyedHash h([] {
+        sluice::lb::HashKey k;
+        for (int i = 0; i < 8; ++i) k.w[i] = 0x0123456789ABCDEFull * static_cast<uint64_t>(i + 1);
+        return k;
+    }());
+    return h;
+}
+uint64_t fwd_h(const Key& k) { return hasher()(uint64_t{k.addr} | uint64_t{k.port} << 32); }
+uint64_t rev_h(const Key& k) { return hasher()(uint64_t{k.addr} | uint64_t{k.port} << 32, 1); }
 
 // A table plus the bookkeeping a caller does: keys live in the records, the rehash callback
 // recomputes a victim's hashes from them and reports which ids the table dropped.
@@ -99,8 +111,8 @@ uint32_t lag(uint32_t timeout_ms) { return (timeout_ms + 127) / 128; }
 }  // namespace
 
 TEST_CASE("flow table: record layout and memory per flow", "[flow_table]") {
-    CHECK(sizeof(FlowRecord<4>) == 36);
-    CHECK(sizeof(FlowRecord<16>) == 48);
+    CHECK(sizeof(FlowRecord<4>) == 40);
+    CHECK(sizeof(FlowRecord<16>) == 52);
     const Timeouts t = timeouts();
     constexpr uint32_t kCap = 1u << 20;
     FlowTable<4> t4(kCap, t);
@@ -113,8 +125,8 @@ TEST_CASE("flow table: record layout and memory per flow", "[flow_table]") {
     const uint64_t buckets = (2ull * kCap * 100 / 85 + 7) / 8;
     const uint64_t bitmap = (buckets + 63) / 64 * 8;
     const auto pages = [](uint64_t bytes) { return (bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20); };
-    CHECK(t4.memory_bytes() == pages(buckets * 64) + bitmap + pages(36ull * kCap));
-    CHECK(t6.memory_bytes() == pages(buckets * 64) + bitmap + pages(48ull * kCap));
+    CHECK(t4.memory_bytes() == pages(buckets * 64) + bitmap + pages(40ull * kCap));
+    CHECK(t6.memory_bytes() == pages(buckets * 64) + bitmap + pages(52ull * kCap));
     CHECK(t4.capacity() == kCap);
     CHECK(t4.size() == 0);
 }
@@ -192,16 +204,16 @@ TEST_CASE("flow table: remove frees the flow and its record", "[flow_table]") {
     CHECK(h.ft.size() == 0);
 }
 
-TEST_CASE("flow table: capacity bound, eviction of exactly one flow per insert", "[flow_table]") {
+TEST_CASE("flow table: capacity bound, eviction of exactly one half-open flow per insert", "[flow_table]") {
     constexpr uint32_t kCap = 8;
     Harness h(kCap);
-    for (uint32_t i = 0; i < kCap; ++i) REQUIRE(h.insert(key(i), FlowState::tcp_established, i) != kNone);
+    for (uint32_t i = 0; i < kCap; ++i) REQUIRE(h.insert(key(i), FlowState::tcp_syn, i) != kNone);
     CHECK(h.ft.size() == kCap);
     CHECK(h.ft.stats().evictions == 0);
     CHECK(h.dropped.empty());
 
-    // Full: the next insert evicts exactly one flow, the one closest to its expiry (the oldest).
-    const uint32_t id = h.insert(key(100), FlowState::tcp_established, 50);
+    // Full: the next insert evicts exactly one flow, the oldest half-open one.
+    const uint32_t id = h.insert(key(100), FlowState::tcp_syn, 50);
     REQUIRE(id != kNone);
     CHECK(h.ft.size() == kCap);
     CHECK(h.ft.stats().evictions == 1);
@@ -213,7 +225,7 @@ TEST_CASE("flow table: capacity bound, eviction of exactly one flow per insert",
 
     // Keep inserting: the size never exceeds the capacity and every insert evicts one flow.
     for (uint32_t i = 0; i < 10'000; ++i) {
-        REQUIRE(h.insert(key(1000 + i), FlowState::tcp_established, 100 + i) != kNone);
+        REQUIRE(h.insert(key(1000 + i), FlowState::tcp_syn, 100 + i / 8) != kNone);
         REQUIRE(h.ft.size() == kCap);
     }
     CHECK(h.ft.stats().evictions == 10'001);
@@ -223,23 +235,100 @@ TEST_CASE("flow table: capacity bound, eviction of exactly one flow per insert",
     CHECK(!h.present(key(1000 + 10'000 - kCap - 1)));
 }
 
-TEST_CASE("flow table: eviction picks the flow with the least time left across classes", "[flow_table]") {
-    Harness h(3);
-    const uint32_t est = h.insert(key(1), FlowState::tcp_established, 0);  // 300 s left
-    const uint32_t syn = h.insert(key(2), FlowState::tcp_syn, 1000);       // 5 s left at t=1000
-    const uint32_t udp = h.insert(key(3), FlowState::udp, 0);              // 30 s left
-    REQUIRE(h.insert(key(4), FlowState::tcp_syn, 2000) != kNone);
+TEST_CASE("flow table: live established, half-closed and answered UDP flows are never evicted", "[flow_table]") {
+    constexpr uint32_t kCap = 6;
+    Harness h(kCap);
+    for (uint32_t i = 0; i < kCap; ++i) {
+        const FlowState s = i % 3 == 0 ? FlowState::tcp_established
+                            : i % 3 == 1 ? FlowState::tcp_half_closed : FlowState::udp;
+        REQUIRE(h.insert(key(i), s, 0) != kNone);
+    }
+    // However many newcomers arrive, and whatever their state, the insert is refused.
+    for (uint32_t i = 0; i < 1000; ++i) {
+        CHECK(h.insert(key(100 + i), i % 2 ? FlowState::tcp_syn : FlowState::unconfirmed, 1000 + i) == kNone);
+    }
+    CHECK(h.ft.stats().refusals == 1000);
+    CHECK(h.ft.stats().evictions == 0);
+    CHECK(h.dropped.empty());
+    for (uint32_t i = 0; i < kCap; ++i) CHECK(h.present(key(i)));
+    // Once one of them has been idle past its timeout (udp: 30 s), an insert reclaims it at once,
+    // before any expiry pass has run.
+    const uint32_t id = h.insert(key(999), FlowState::tcp_syn, 30'001);
+    REQUIRE(id != kNone);
     REQUIRE(h.dropped.size() == 1);
-    CHECK(h.dropped[0] == syn);
-    CHECK(h.present(key(1)));
     CHECK(!h.present(key(2)));
-    CHECK(h.present(key(3)));
-    // Now: est 298 s left, udp 28 s, the new SYN 5 s: the SYN goes again.
-    REQUIRE(h.insert(key(5), FlowState::udp, 2000) != kNone);
-    CHECK(!h.present(key(4)));
-    CHECK(h.ft.stats().evictions == 2);
+    CHECK(h.ft.stats().expiries == 1);
+    CHECK(h.ft.stats().evictions == 0);
+}
+
+TEST_CASE("flow table: eviction by value: unconfirmed, then closing, then half-open", "[flow_table]") {
+    Harness h(4);
+    const uint32_t est = h.insert(key(1), FlowState::tcp_established, 0);
+    const uint32_t syn = h.insert(key(2), FlowState::tcp_syn, 1000);
+    const uint32_t closing = h.insert(key(3), FlowState::tcp_closing, 0);
+    const uint32_t unconf = h.insert(key(4), FlowState::unconfirmed, 1500);
+    REQUIRE(h.insert(key(5), FlowState::tcp_syn, 2000) != kNone);
+    REQUIRE(h.dropped.size() == 1);
+    CHECK(h.dropped[0] == unconf);
+    REQUIRE(h.insert(key(6), FlowState::tcp_syn, 2001) != kNone);
+    CHECK(h.dropped.back() == closing);
+    REQUIRE(h.insert(key(7), FlowState::tcp_syn, 2002) != kNone);
+    CHECK(h.dropped.back() == syn);  // the oldest half-open flow
+    CHECK(h.present(key(1)));
+    CHECK(h.ft.stats().evictions == 3);
     (void)est;
-    (void)udp;
+}
+
+TEST_CASE("flow table: eviction takes the least recently active flow of a class", "[flow_table]") {
+    Harness h(4);
+    std::vector<uint32_t> ids;
+    for (uint32_t i = 0; i < 4; ++i) ids.push_back(h.insert(key(i), FlowState::unconfirmed, i * 10));
+    // The earliest-filed ones stay active; key(2) is now the least recently active.
+    h.ft.touch(ids[0], 2000);
+    h.ft.touch(ids[1], 2000);
+    h.ft.touch(ids[3], 2000);
+    REQUIRE(h.insert(key(10), FlowState::unconfirmed, 2001) != kNone);
+    REQUIRE(h.dropped.size() == 1);
+    CHECK(h.dropped[0] == ids[2]);
+    CHECK(h.present(key(0)));
+    CHECK(h.present(key(1)));
+    CHECK(h.present(key(3)));
+}
+
+TEST_CASE("flow table: a full bucket gives up a flow idle past its timeout", "[flow_table]") {
+    // Many flows under one hash (as a collision attack on an unkeyed hash would make): once
+    // both candidate buckets are full, an insert still succeeds if one of them has expired.
+    Harness h(64);
+    const uint64_t same = 0x0123456789ABCDEFull;
+    std::vector<uint32_t> freed;
+    auto rehash = [&](uint32_t id, uint64_t& hf, uint64_t& hr, bool& has_rev) {
+        hf = same;
+        hr = 0;
+        has_rev = false;
+        freed.push_back(id);
+    };
+    uint32_t placed = 0, first = kNone;
+    for (uint32_t i = 0; i < 32; ++i) {
+        const uint32_t id =
+            h.ft.insert(same, 0, false, i == 0 ? FlowState::unconfirmed : FlowState::tcp_established, 0, rehash);
+        if (id == kNone) break;
+        if (i == 0) first = id;
+        ++placed;
+    }
+    CHECK(placed == 16);  // two buckets of eight
+    CHECK(h.ft.stats().insert_failures == 1);
+    CHECK(h.ft.insert(same, 0, false, FlowState::tcp_syn, 1000, rehash) == kNone);
+    CHECK(h.ft.size() == 16);
+    // The unconfirmed flow times out after 3 s: its slot is taken back on demand.
+    const uint32_t id = h.ft.insert(same, 0, false, FlowState::tcp_syn, 3000, rehash);
+    CHECK(id != kNone);
+    REQUIRE(freed.size() == 1);
+    CHECK(freed[0] == first);
+    CHECK(h.ft.size() == 16);
+    // No record was lost on the way: the other 48 can still be filled under other hashes.
+    for (uint32_t i = 0; i < 48; ++i) CHECK(h.insert(key(i), FlowState::tcp_established, 3000) != kNone);
+    CHECK(h.ft.size() == 64);
+    CHECK(h.ft.stats().expiries == 1);
 }
 
 TEST_CASE("flow table: expiry by state timeouts on a fake clock", "[flow_table]") {
@@ -406,6 +495,8 @@ TEST_CASE("flow table: randomized model check against std::unordered_map", "[flo
     t.tcp_established_ms = 20'000;
     t.tcp_closing_ms = 500;
     t.udp_ms = 4'000;
+    t.unconfirmed_ms = 300;
+    t.tcp_half_closed_ms = 6'000;
     constexpr uint32_t kCap = 512;
     Harness h(kCap, t);
     struct Model {
@@ -421,22 +512,30 @@ TEST_CASE("flow table: randomized model check against std::unordered_map", "[flo
             case FlowState::tcp_syn: return t.tcp_syn_ms;
             case FlowState::tcp_established: return t.tcp_established_ms;
             case FlowState::tcp_closing: return t.tcp_closing_ms;
+            case FlowState::unconfirmed: return t.unconfirmed_ms;
+            case FlowState::tcp_half_closed: return t.tcp_half_closed_ms;
             default: return t.udp_ms;
         }
     };
+    auto evictable = [](FlowState s) {
+        return s == FlowState::unconfirmed || s == FlowState::tcp_closing || s == FlowState::tcp_syn;
+    };
     std::mt19937 rng(12345);
     uint32_t now = 0xFFFF0000u;  // crosses the 2^32 wrap half way through
-    uint64_t evicted = 0, expired = 0, hits = 0;
-    // Moves the table's drop reports into the model; `expiry` drops must have been idle.
+    uint64_t evicted = 0, expired = 0, hits = 0, refused = 0;
+    // Moves the table's drop reports into the model. An expiry pass drops only idle flows; an
+    // insert drops an idle flow, or else evicts a flow of an evictable class.
     auto absorb = [&](bool expiry) {
         for (uint32_t id : h.dropped) {
             auto it = by_id.find(id);
             REQUIRE(it != by_id.end());
             const Model& m = model.at(it->second);
-            if (expiry) REQUIRE(static_cast<int32_t>(now - m.last) >= static_cast<int32_t>(timeout(m.state)));
+            const bool idle = static_cast<int32_t>(now - m.last) >= static_cast<int32_t>(timeout(m.state));
+            if (expiry) REQUIRE(idle);
+            else REQUIRE((idle || evictable(m.state)));
             model.erase(it->second);
             by_id.erase(it);
-            ++(expiry ? expired : evicted);
+            ++(idle ? expired : evicted);
         }
         h.dropped.clear();
     };
@@ -447,11 +546,18 @@ TEST_CASE("flow table: randomized model check against std::unordered_map", "[flo
         const uint32_t r = rng() % 100;
         if (r < 35) {  // insert if absent
             if (it != model.end()) continue;
-            const FlowState s = static_cast<FlowState>(1 + rng() % 4);
+            const FlowState s = static_cast<FlowState>(1 + rng() % 6);
             const uint32_t id = h.insert(k, s, now);
             REQUIRE(h.dropped.size() <= 1);
             absorb(false);
-            REQUIRE(id != kNone);
+            if (id == kNone) {
+                // Refused only when full of live flows that must be kept.
+                REQUIRE(h.ft.size() == kCap);
+                for (const auto& [mk, m] : model)
+                    REQUIRE(!evictable(m.state));
+                ++refused;
+                continue;
+            }
             REQUIRE(by_id.count(id) == 0);
             model[k] = Model{id, s, now, now};
             by_id[id] = k;
@@ -473,7 +579,7 @@ TEST_CASE("flow table: randomized model check against std::unordered_map", "[flo
             it->second.last = now;
         } else if (r < 85) {  // state change
             if (it == model.end()) continue;
-            const FlowState s = static_cast<FlowState>(1 + rng() % 4);
+            const FlowState s = static_cast<FlowState>(1 + rng() % 6);
             h.ft.set_state(it->second.id, s, now);
             if (s != it->second.state) it->second.filed = now;
             it->second.state = s;
@@ -503,11 +609,11 @@ TEST_CASE("flow table: randomized model check against std::unordered_map", "[flo
             }
         }
     }
-    INFO("evicted " << evicted << " expired " << expired << " hits " << hits);
+    INFO("evicted " << evicted << " expired " << expired << " hits " << hits << " refused " << refused);
     CHECK(evicted > 100);
     CHECK(expired > 100);
     CHECK(hits > 1000);
     CHECK(h.ft.stats().insert_failures == 0);
-    CHECK(h.ft.stats().evictions == evicted);
-    CHECK(h.ft.stats().expiries == expired);
+    CHECK(h.ft.stats().evictions + h.ft.stats().expiries == evicted + expired);
+    CHECK(h.ft.stats().refusals == refused);
 }

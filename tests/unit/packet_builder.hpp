@@ -462,7 +462,7 @@ private:
     std::vector<Ext> exts_;
     uint8_t ttl_ = 64, proto_ = 0, tcp_flags_ = 0, icmp_type_ = 0, icmp_code_ = 0;
     uint16_t sport_ = 0, dport_ = 0, ip_id_ = 0x1c46, frag_off_ = 0;
-    uint32_t seq_ = 0x11223344, ack_ = 0x55667788;
+    uint32_t seq_ = 0x11223344, ack_ = 0x11223345;  // by default an ACK acknowledges a SYN-ACK
     bool df_ = false, mf_ = false;
     size_t ip_opt_words_ = 0, tcp_opt_words_ = 0;
     std::optional<uint8_t> ihl_field_, version_, tcp_doff_;
