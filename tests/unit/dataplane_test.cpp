@@ -596,17 +596,17 @@ TEST_CASE("dataplane: TCP state drives the flow's timeout", "[dataplane]") {
     // UDP: unconfirmed for 5 s until answered, then 30 s; expire() frees idle flows.
     const Bytes dns = from_client().ipv4(kClient, kVipNat).udp(5000, 53).build();
     const Bytes dns_reply = from_backend(kBe1Mac).ipv4(kBe1, kClient).udp(5353, 5000).build();
-    REQUIRE(rig.run(dns, 1'300'000).verdict == Verdict::tx);
-    CHECK(rig.run(dns_reply, 1'305'000, 1).reason == Drop::no_flow);
-    REQUIRE(rig.run(dns, 1'400'000).verdict == Verdict::tx);
+    REQUIRE(rig.run(dns, 2'300'000).verdict == Verdict::tx);
+    CHECK(rig.run(dns_reply, 2'305'000, 1).reason == Drop::no_flow);
+    REQUIRE(rig.run(dns, 2'400'000).verdict == Verdict::tx);
     CHECK(state() == FlowState::unconfirmed);
-    REQUIRE(rig.run(dns_reply, 1'400'001, 1).verdict == Verdict::tx);
+    REQUIRE(rig.run(dns_reply, 2'400'001, 1).verdict == Verdict::tx);
     CHECK(state() == FlowState::udp);
-    rig.dp->expire(1'400'002, 1u << 20);
+    rig.dp->expire(2'400'002, 1u << 20);
     CHECK(rig.dp->flows4().size() == 1);  // every flow above has timed out
-    rig.dp->expire(1'430'000, 1u << 20);
+    rig.dp->expire(2'430'000, 1u << 20);
     CHECK(rig.dp->flows4().size() == 1);
-    rig.dp->expire(1'430'001 + 235, 1u << 20);  // within one expiry slot (30 s / 128) of the deadline
+    rig.dp->expire(2'430'001 + 235, 1u << 20);  // within one expiry slot (30 s / 128) of the deadline
     CHECK(rig.dp->flows4().size() == 0);
 }
 
