@@ -546,7 +546,9 @@ void Dataplane::handle_other(PacketRef& p, const ParsedPacket& pp, const Lookup&
 }
 
 // A client packet to a VIP. Inline, the common case: a flow that exists, is live, keeps its
-// backend and is mid-connection (or UDP); everything else goes to forward_general().
+// backend and is mid-connection (or UDP): an ACK changes nothing in an established flow, nor
+// in an unconfirmed one, which only the backend's answer promotes. Everything else goes to
+// forward_general().
 template <size_t A>
 inline void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vip_idx, uint64_t hf, uint32_t bucket,
                                uint32_t now_ms, BurstTally& tally) noexcept {
@@ -573,7 +575,7 @@ inline void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vi
     const BackendEntry& be = service_->backends()[rec.backend];
     const bool steady = pp.l4_proto == kIpProtoUdp ||
                         ((pp.tcp_flags & (kTcpSyn | kTcpFin | kTcpRst | kTcpAck)) == kTcpAck &&
-                         rec.state == FlowState::tcp_established);
+                         (rec.state == FlowState::tcp_established || rec.state == FlowState::unconfirmed));
     if (!steady || ft.is_stale(id, now_ms) || !be.forwards || flow_log_) [[unlikely]]
         return forward_general<A>(p, pp, vip_idx, hf, ref, now_ms);
     ft.touch(id, now_ms);

@@ -33,6 +33,7 @@ Addresses: clients 192.0.2.0/24, backends 198.51.100.0/24, VIP 203.0.113.10."""
 import json
 import os
 import random
+import shutil
 import struct
 import subprocess
 import sys
@@ -266,8 +267,9 @@ def main():
             failures += check_run(kind, workers, st, out1, out0, backend, owned[workers], sent_data)
     elapsed = time.monotonic() - started
     if failures:
-        print(f"flood: FAIL ({elapsed:.1f} s)\n  " + "\n  ".join(failures))
+        print(f"flood: FAIL ({elapsed:.1f} s; captures kept in {work})\n  " + "\n  ".join(failures))
         return 1
+    shutil.rmtree(work, ignore_errors=True)
     print(f"flood: PASS ({elapsed:.1f} s)")
     return 0
 
