@@ -36,9 +36,9 @@ void table_fields(std::string& o, const char* name, const T& t) {
     const auto& s = t.stats();
     o += fmt::format(
         "\"{}\":{{\"size\":{},\"capacity\":{},\"memory_bytes\":{},\"inserts\":{},\"insert_failures\":{},"
-        "\"evictions\":{},\"expiries\":{},\"removals\":{}}}",
+        "\"evictions\":{},\"expiries\":{},\"removals\":{},\"refusals\":{}}}",
         name, t.size(), t.capacity(), t.memory_bytes(), s.inserts, s.insert_failures, s.evictions, s.expiries,
-        s.removals);
+        s.removals, s.refusals);
 }
 
 WorkerCounters total_of(const std::vector<const Dataplane*>& workers) {
