@@ -186,9 +186,10 @@ constexpr OptSpec kOptions[] = {
     {"stats-json", "FILE", Kind::scalar, false, "Process settings (restart-only)",
      "write the counters as JSON to FILE on exit"},
     {"new-flow-rate", "N", Kind::scalar, false, "Process settings (restart-only)",
-     "at most N new flows per second per worker, 0..100000000\n"
-     "(default 0: no limit); the rest are dropped as\n"
-     "new_flow_limit, established flows are never limited"},
+     "at most N new flows per second per worker enter the flow\n"
+     "table, 0..100000000 (default 0: no limit); dsr and nat\n"
+     "forward the rest without state, fullnat drops them as\n"
+     "new_flow_limit; established flows are never limited"},
     {"flow-log", "N", Kind::scalar, false, "Process settings (restart-only)",
      "log 1 new flow in N at open and close (tuple, VIP, backend,\n"
      "decision, packets, bytes, why it closed); 0 = off (default)"},

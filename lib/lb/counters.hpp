@@ -78,7 +78,7 @@ struct TrafficCounters {
     X(rx) X(tx) X(forwarded) X(replies) X(arp_replies) X(nd_replies) X(echo_replies) X(redirected_out) \
     X(redirected_in) X(non_syn_miss) X(maglev_picks) X(flow_hits) X(rescheduled) X(to_control)         \
     X(icmp_forwarded) X(frag_tracked) X(frag_forwarded) X(frag_evictions) X(stateless_forwarded)          \
-    X(stateless_replies)
+    X(stateless_replies) X(syn_retry_admitted)
 
 struct alignas(64) WorkerCounters {
     uint64_t rx = 0;
@@ -103,6 +103,7 @@ struct alignas(64) WorkerCounters {
     // flows it must keep, the packet was over --new-flow-rate, or an RST of no flow.
     uint64_t stateless_forwarded = 0;
     uint64_t stateless_replies = 0;  // nat replies of no flow, rewritten back to their VIP
+    uint64_t syn_retry_admitted = 0;  // fullnat SYNs over --new-flow-rate admitted as retransmissions
     std::array<uint64_t, kDropReasons> drops{};
     // Indexed like the service's VIPs and backend entries; capacity reserved for the whole
     // index space up front, so growing them never moves them under a reader.

@@ -64,8 +64,8 @@ inline uint64_t load64(const uint8_t* p) noexcept {
 
 // Key hashes. The forward key is (VIP, client address, client port); the reverse key is the
 // reply's own tuple, so replies need no classification before the lookup.
-// Both keyed (flow_hash.hpp). The IPv4 forward key is one word, the IPv4 reverse key two words
-// and a zero, so the two never meet; IPv6 keys are three words, the reverse key's two
+// Both keyed (flow_hash.hpp). The IPv4 forward key is one word, the IPv4 reverse key two words,
+// so the two never meet; IPv6 keys are three words, the reverse key's two
 // addresses folded into them with a bijection on one side (a reply from b to a must not hash
 // like one from a to b).
 template <size_t A>
@@ -227,6 +227,7 @@ Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& en
     // Ten milliseconds of burst (at least 64 flows): a flood cannot save up a second's worth.
     new_flow_burst_ = std::max<uint64_t>(64, new_flow_rate_ / 100) * 1000;
     new_flow_tokens_ = new_flow_burst_;
+    if (new_flow_rate_) syn_retries_ = std::make_unique<SynRetry[]>(kSynRetrySlots);
 }
 
 bool Dataplane::admit_new_flow(uint32_t now_ms) noexcept {
@@ -238,6 +239,19 @@ bool Dataplane::admit_new_flow(uint32_t now_ms) noexcept {
     if (new_flow_tokens_ < 1000) return false;
     new_flow_tokens_ -= 1000;
     return true;
+}
+
+bool Dataplane::syn_retry_admitted(uint64_t hf, uint32_t now_ms) noexcept {
+    SynRetry& e = syn_retries_[(hf >> 32) % kSynRetrySlots];
+    const uint32_t tag = static_cast<uint32_t>(hf) | 1u;  // 0 marks an empty slot
+    const uint32_t age = now_ms - e.first_ms;
+    if (e.tag == tag && age >= kSynRetryMinMs && age <= kSynRetryMaxMs) {
+        e.tag = 0;
+        ++counters_.syn_retry_admitted;
+        return true;
+    }
+    if (e.tag != tag || age > kSynRetryMaxMs) e = SynRetry{tag, now_ms};
+    return false;
 }
 
 void Dataplane::set_service(const Service* s) {
@@ -689,8 +703,12 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
         const BackendEntry& be = service_->backends()[be_idx];
         // An RST of a flow Sluice does not know: passed on where no state is needed.
         if (tcp && (flags & kTcpRst)) return forward_stateless<A>(p, pp, vip_idx, be_idx, Drop::tcp_no_flow);
-        if (new_flow_rate_ && !admit_new_flow(now_ms)) [[unlikely]]
-            return forward_stateless<A>(p, pp, vip_idx, be_idx, Drop::new_flow_limit);
+        if (new_flow_rate_ && !admit_new_flow(now_ms)) [[unlikely]] {
+            // fullnat cannot forward without state: a client that retransmits its SYN proves
+            // it is there (a spoofed flood rarely repeats a tuple) and is admitted anyway.
+            if (!(syn && vip.mode == Mode::fullnat && syn_retry_admitted(hf, now_ms)))
+                return forward_stateless<A>(p, pp, vip_idx, be_idx, Drop::new_flow_limit);
+        }
         ++counters_.maglev_picks;
         uint8_t snat_idx = 0;
         uint16_t snat_port = 0;
@@ -703,6 +721,9 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
             hr = rev_hash<A>(hash_, be.addr.bytes.data(), client, be.port_raw, pp.sport_raw, pp.l4_proto);
         }
         const FlowState state = syn ? FlowState::tcp_syn : FlowState::unconfirmed;
+        // An unconfirmed flow is the first a full table gives up (a SYN flood evicts it before
+        // the backend has answered): in nat its answer can still go back without the flow.
+        if (!syn && vip.mode == Mode::nat) remember_client<A>(p, pp);
         auto rehash = [this](uint32_t vid, uint64_t& a, uint64_t& b, bool& r) {
             if (flow_log_) [[unlikely]] log_close<A>(vid, FlowEvent::Why::evicted);
             flow_hashes<A>(vid, a, b, r);
@@ -756,17 +777,21 @@ void Dataplane::forward_stateless(PacketRef& p, const ParsedPacket& pp, uint16_t
     ++bc.packets;
     bc.bytes += p.len;
     if (vip.mode == Mode::nat) {
-        // Remember where the client's packets come from, so the backend's answer can go back.
-        const uint8_t* client = p.data + pp.l3_off + Ip<A>::kSrc;
-        ClientMac<A>& cm = client_mac_slot<A>(client, pp.sport_raw);
-        std::memcpy(cm.addr, client, A);
-        cm.port_raw = pp.sport_raw;
-        std::memcpy(cm.mac, p.data + EthOff::src, 6);
-        cm.used = true;
+        remember_client<A>(p, pp);  // so the backend's answer can go back
         nat_rewrite<A>(p.data, pp, true, be.addr.bytes.data(), be.port_raw, be.ip_sum_to_backend, be.l4_sum_to_backend);
     }
     set_macs(p.data, be.mac, env_.port_macs[env_.backend_port]);
     tx(p, env_.backend_port);
+}
+
+template <size_t A>
+void Dataplane::remember_client(const PacketRef& p, const ParsedPacket& pp) noexcept {
+    const uint8_t* client = p.data + pp.l3_off + Ip<A>::kSrc;
+    ClientMac<A>& cm = client_mac_slot<A>(client, pp.sport_raw);
+    std::memcpy(cm.addr, client, A);
+    cm.port_raw = pp.sport_raw;
+    std::memcpy(cm.mac, p.data + EthOff::src, 6);
+    cm.used = true;
 }
 
 template <size_t A>

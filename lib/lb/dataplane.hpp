@@ -188,13 +188,13 @@ private:
     template <size_t A>
     void forward_stateless(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip_idx, uint16_t be_idx,
                            Drop reason) noexcept;
-    // A nat reply that matches no flow: rewritten back to its VIP when the client's packets
-    // were forwarded without state (a ClientMac hint for its address and port exists) and its
-    // backend serves exactly one nat VIP; otherwise dropped as no_flow.
+    // A nat reply that matches no flow: rewritten back to its VIP when a ClientMac hint for its
+    // client's address and port exists and its backend serves exactly one nat VIP; otherwise
+    // dropped as no_flow.
     template <size_t A>
     void reply_stateless(PacketRef& p, const net::ParsedPacket& pp) noexcept;
-    // Clients (address, port) of nat packets forwarded without state, and the MAC they came
-    // from: where the backend's answers go. Direct-mapped and keyed like the flow table; an
+    // Clients (address, port) of nat packets forwarded without state or picked up unconfirmed,
+    // and the MAC they came from: where the backend's answers go. Direct-mapped and keyed like the flow table; an
     // entry is a hint, overwritten freely (a reply that lost its hint is dropped as no_flow).
     template <size_t A>
     struct ClientMac {
@@ -206,6 +206,8 @@ private:
     static constexpr uint32_t kClientMacs = 16384;
     template <size_t A>
     ClientMac<A>& client_mac_slot(const uint8_t* addr, uint16_t port_raw) noexcept;
+    template <size_t A>
+    void remember_client(const PacketRef& p, const net::ParsedPacket& pp) noexcept;
     template <size_t A>
     bool pick_snat(const BackendEntry& b, uint8_t proto, uint32_t now_ms, uint8_t& idx, uint16_t& port_raw) noexcept;
     template <size_t A>
@@ -307,6 +309,17 @@ private:
     // Flow log: sampling rate, event ring, and the sampled flows' counters (open addressing).
     // New-flow rate limit: a token bucket in thousandths of a flow, refilled per millisecond.
     bool admit_new_flow(uint32_t now_ms) noexcept;
+    // fullnat SYNs refused by the rate limit are remembered by their keyed forward hash; the
+    // same tuple's SYN again 0.2 to 10 s later (a client's retransmission: RFC 6298's first
+    // RTO is 1 s) is admitted. Direct-mapped, 2 MiB per worker, only with --new-flow-rate.
+    struct SynRetry {
+        uint32_t tag = 0;
+        uint32_t first_ms = 0;
+    };
+    static constexpr uint32_t kSynRetrySlots = 1u << 18;
+    static constexpr uint32_t kSynRetryMinMs = 200, kSynRetryMaxMs = 10'000;
+    bool syn_retry_admitted(uint64_t hf, uint32_t now_ms) noexcept;
+    std::unique_ptr<SynRetry[]> syn_retries_;
     uint64_t new_flow_rate_ = 0;     // flows per second; 0 = unlimited
     uint64_t new_flow_tokens_ = 0;
     uint64_t new_flow_burst_ = 0;    // bucket size, in thousandths

@@ -11,8 +11,8 @@
 //    starts as a secret whitening key, each 16-byte block of the key is XORed in and followed
 //    by four AES rounds with secret round keys, and the output folds the final state to 64
 //    bits. Four rounds give every input difference at least 25 active S-boxes (AES's wide trail
-//    bound), so chosen inputs cannot steer the output without the key; one block (IPv4) costs
-//    four AESENC instructions;
+//    bound), so chosen inputs cannot steer the output without the key; a key of up to two
+//    words (IPv4) is one block: four AESENC instructions;
 //  - otherwise SipHash-1-3 (Aumasson & Bernstein; the variant Rust's HashMap used), a portable
 //    keyed pseudo-random function made for hash-flooding defence.
 // The low 32 bits of a hash are a table's signature, the high 32 its bucket.
@@ -67,15 +67,21 @@ public:
     Impl impl() const noexcept { return aes_ ? Impl::aes : Impl::siphash; }
     const HashKey& key() const noexcept { return key_; }
 
-    // Keys of one and three words. Callers keep key shapes apart (a one-word key never equals
-    // a three-word one in a table that mixes them: the word count is hashed in).
+    // Keys of one, two and three words; the word count is hashed in (one and two words fill
+    // one AES block, told apart by the last round key), so key shapes never meet.
     [[gnu::always_inline]] uint64_t operator()(uint64_t w0) const noexcept {
 #ifdef SLUICE_HAVE_AESNI
         if (aes_) [[likely]] return aes1(w0, 1);
 #endif
         return sip13(w0, 0, 0, 1);
     }
-    [[gnu::always_inline]] uint64_t operator()(uint64_t w0, uint64_t w1, uint64_t w2 = 0) const noexcept {
+    [[gnu::always_inline]] uint64_t operator()(uint64_t w0, uint64_t w1) const noexcept {
+#ifdef SLUICE_HAVE_AESNI
+        if (aes_) [[likely]] return aes2(w0, w1);
+#endif
+        return sip13(w0, w1, 0, 2);
+    }
+    [[gnu::always_inline]] uint64_t operator()(uint64_t w0, uint64_t w1, uint64_t w2) const noexcept {
 #ifdef SLUICE_HAVE_AESNI
         if (aes_) [[likely]] return aes3(w0, w1, w2);
 #endif
@@ -97,6 +103,13 @@ private:
     [[gnu::always_inline]] uint64_t aes1(uint64_t w0, uint64_t words) const noexcept {
         const __m128i s = _mm_xor_si128(k_[0], _mm_set_epi64x(static_cast<long long>(words), static_cast<long long>(w0)));
         return fold(rounds4(s, k_));
+    }
+    [[gnu::always_inline]] uint64_t aes2(uint64_t w0, uint64_t w1) const noexcept {
+        __m128i s = _mm_xor_si128(k_[0], _mm_set_epi64x(static_cast<long long>(w1), static_cast<long long>(w0)));
+        s = _mm_aesenc_si128(s, k_[1]);
+        s = _mm_aesenc_si128(s, k_[2]);
+        s = _mm_aesenc_si128(s, k_[3]);
+        return fold(_mm_aesenc_si128(s, k_[1]));
     }
     [[gnu::always_inline]] uint64_t aes3(uint64_t w0, uint64_t w1, uint64_t w2) const noexcept {
         __m128i s = rounds4(_mm_xor_si128(k_[0], _mm_set_epi64x(static_cast<long long>(w1), static_cast<long long>(w0))), k_);
@@ -127,10 +140,8 @@ private:
         Sip s{k0 ^ 0x736f6d6570736575ULL, k1 ^ 0x646f72616e646f6dULL, k0 ^ 0x6c7967656e657261ULL,
               k1 ^ 0x7465646279746573ULL};
         s.absorb(w0);
-        if (words == 3) {
-            s.absorb(w1);
-            s.absorb(w2);
-        }
+        if (words >= 2) s.absorb(w1);
+        if (words == 3) s.absorb(w2);
         s.absorb((words * 8) << 56);  // the final block: length byte, no tail
         s.v2 ^= 0xff;
         s.round();

@@ -70,6 +70,7 @@ TEST_CASE("flow hash: the portable implementation is SipHash-1-3 of the key word
         uint8_t bytes[24];
         std::memcpy(bytes, w, 24);  // little-endian words, as SipHash reads them
         CHECK(h(w[0]) == siphash_ref(1, 3, k.w[0], k.w[1], bytes, 8));
+        CHECK(h(w[0], w[1]) == siphash_ref(1, 3, k.w[0], k.w[1], bytes, 16));
         CHECK(h(w[0], w[1], w[2]) == siphash_ref(1, 3, k.w[0], k.w[1], bytes, 24));
     }
 }
@@ -83,7 +84,9 @@ TEST_CASE("flow hash: both implementations depend on every part of the key and t
             same_key += a(i) == b(i);
             same_key += a(i, i + 1, i + 2) == b(i, i + 1, i + 2);
             same_input += a(i) == a(i ^ 1);
-            same_input += a(i, 0, 0) == a(i) ;  // one and three words never coincide by design
+            same_input += a(i, 0, 0) == a(i);  // one, two and three words never coincide by design
+            same_input += a(i, 1) == a(i);
+            same_input += a(i, 0) == a(i, 0, 0);
         }
         CHECK(same_key == 0);
         CHECK(same_input == 0);

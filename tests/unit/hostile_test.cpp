@@ -202,7 +202,7 @@ public:
                  t_flood + 50'000 + i * (sc_.flood_ms * 1000 - 100'000) / sc_.legit, /*legit=*/true);
         r.legit_started = sc_.legit;
 
-        const uint32_t end = t_flood + sc_.flood_ms * 1000 + 500'000;
+        const uint32_t end = t_flood + sc_.flood_ms * 1000 + 4'000'000;  // room for SYN retransmissions
         while (!q_.empty() && q_.top().t_us <= end) {
             Ev e = q_.top();
             q_.pop();
@@ -214,6 +214,7 @@ public:
                 case Ev::to_client: client_rx(e.frame); break;
                 case Ev::to_backend: backend_rx(e.frame); break;
                 case Ev::client_send: client_send(e.key); break;
+                case Ev::syn_timer: syn_timer(e.key); break;
             }
             if ((++events_ & 1023) == 0) r.max_size = std::max(r.max_size, max_size());
         }
@@ -240,7 +241,7 @@ private:
     struct Ev {
         uint32_t t_us;
         uint64_t seq;
-        enum Kind { spoof, to_sluice_client_side, to_sluice_backend_side, to_client, to_backend, client_send } kind;
+        enum Kind { spoof, to_sluice_client_side, to_sluice_backend_side, to_client, to_backend, client_send, syn_timer } kind;
         Bytes frame;
         std::string key;
         bool operator>(const Ev& o) const { return t_us != o.t_us ? t_us > o.t_us : seq > o.seq; }
@@ -251,6 +252,7 @@ private:
         bool legit = false;
         enum class St { syn_sent, established, reset } st = St::syn_sent;
         uint32_t isn = 0, next_seq = 0, server_next = 0;
+        uint32_t rto_us = 1'000'000, syn_tries = 1;
         bool done = false;  // a data segment was acknowledged by the backend
     };
     static constexpr uint32_t kEstTag = 1u << 20;  // data of an established client carries kEstTag + port
@@ -277,6 +279,16 @@ private:
         c.next_seq = c.isn + 1;
         clients_[key(addr, port)] = c;
         at(t, Ev::to_sluice_client_side, tcp(sc_.v6, kRouterMac, kPort0Mac, addr, vip_, port, 80, kSyn, c.isn, 0));
+        at(t + c.rto_us, Ev::syn_timer, key(addr, port));
+    }
+    // A kernel's SYN retransmission: after 1 s, then 2 s (RFC 6298), three tries in all.
+    void syn_timer(const std::string& k) {
+        Client& c = clients_.at(k);
+        if (c.st != Client::St::syn_sent || c.syn_tries >= 3) return;
+        ++c.syn_tries;
+        c.rto_us *= 2;
+        at(now_us_, Ev::to_sluice_client_side, tcp(sc_.v6, kRouterMac, kPort0Mac, c.addr, vip_, c.port, 80, kSyn, c.isn, 0));
+        at(now_us_ + c.rto_us, Ev::syn_timer, k);
     }
 
     uint32_t max_size() const {
@@ -449,7 +461,7 @@ TEST_CASE("hostile: legitimate new connections during a SYN flood, with and with
         uint32_t rate;
     };
     for (const Mode mode : {Mode::dsr, Mode::nat, Mode::fullnat})
-        for (const Case cs : {Case{1000, 0}, Case{250, 0}, Case{1000, 5000}}) {
+        for (const Case cs : {Case{1000, 0}, Case{250, 0}, Case{100, 0}, Case{1000, 5000}}) {
             Scenario sc;
             sc.mode = mode;
             sc.flood_ms = cs.flood_ms;
@@ -464,8 +476,12 @@ TEST_CASE("hostile: legitimate new connections during a SYN flood, with and with
                        r.legit_done, r.legit_started, share, r.est_delivered, r.est_sent, r.stateless);
             CHECK(r.est_delivered == r.est_sent);
             // dsr and nat never need the table to complete a handshake: Maglev answers a miss and
-            // the rate limit forwards without state. fullnat's translation lives only in the table.
-            if (mode != Mode::fullnat) CHECK(share >= 90.0);
+            // the rate limit forwards without state. fullnat needs the flow: over the rate limit
+            // a client's retransmitted SYN is admitted.
+            // Except where no table can help: fullnat needs the half-open flow to outlive the
+            // handshake's round trip (20 ms), and at 410k SYN/s a 4096-flow table holds one for
+            // 10 ms. Reported, not checked (a real table of 1M flows holds it for 2.5 s).
+            if (mode != Mode::fullnat || cs.flood_ms >= 250) CHECK(share >= 90.0);
         }
 }
 
