@@ -68,23 +68,42 @@ inline uint64_t load64(const uint8_t* p) noexcept {
 // so the two never meet; IPv6 keys are three words, the reverse key's two
 // addresses folded into them with a bijection on one side (a reply from b to a must not hash
 // like one from a to b).
+// A flow-table key as words: one or two for IPv4, three for IPv6. Pass 1 of process() only
+// gathers keys; the keyed hashes are computed in a loop of their own, where the AES rounds of
+// consecutive packets overlap instead of each waiting behind the parsing of the next.
+struct FlowKey {
+    uint64_t w[3];
+    uint8_t words;  // 0: no flow lookup
+    uint64_t hash(const KeyedHash& h) const noexcept {
+        return words == 1 ? h(w[0]) : words == 2 ? h(w[0], w[1]) : h(w[0], w[1], w[2]);
+    }
+};
+template <size_t A>
+[[gnu::always_inline]] inline FlowKey fwd_key(uint16_t vip, const uint8_t* client, uint16_t cport_raw) noexcept {
+    if constexpr (A == 4) {
+        return FlowKey{{load_raw32(client) | uint64_t{cport_raw} << 32 | uint64_t{vip} << 48, 0, 0}, 1};
+    } else {
+        return FlowKey{{load64(client), load64(client + 8), uint64_t{cport_raw} | uint64_t{vip} << 16}, 3};
+    }
+}
+template <size_t A>
+[[gnu::always_inline]] inline FlowKey rev_key(const uint8_t* src, const uint8_t* dst, uint16_t sport_raw,
+                                              uint16_t dport_raw, uint8_t proto) noexcept {
+    const uint64_t ports = uint64_t{sport_raw} | uint64_t{dport_raw} << 16 | uint64_t{proto} << 32 | uint64_t{1} << 40;
+    if constexpr (A == 4) {
+        return FlowKey{{load_raw32(src) | uint64_t{load_raw32(dst)} << 32, ports, 0}, 2};
+    } else {
+        return FlowKey{{load64(src) ^ flow_mix(load64(dst)), load64(src + 8) ^ flow_mix(load64(dst + 8)), ports}, 3};
+    }
+}
 template <size_t A>
 uint64_t fwd_hash(const KeyedHash& h, uint16_t vip, const uint8_t* client, uint16_t cport_raw) noexcept {
-    if constexpr (A == 4) {
-        return h(load_raw32(client) | uint64_t{cport_raw} << 32 | uint64_t{vip} << 48);
-    } else {
-        return h(load64(client), load64(client + 8), uint64_t{cport_raw} | uint64_t{vip} << 16);
-    }
+    return fwd_key<A>(vip, client, cport_raw).hash(h);
 }
 template <size_t A>
 uint64_t rev_hash(const KeyedHash& h, const uint8_t* src, const uint8_t* dst, uint16_t sport_raw, uint16_t dport_raw,
                   uint8_t proto) noexcept {
-    const uint64_t ports = uint64_t{sport_raw} | uint64_t{dport_raw} << 16 | uint64_t{proto} << 32 | uint64_t{1} << 40;
-    if constexpr (A == 4) {
-        return h(load_raw32(src) | uint64_t{load_raw32(dst)} << 32, ports);
-    } else {
-        return h(load64(src) ^ flow_mix(load64(dst)), load64(src + 8) ^ flow_mix(load64(dst + 8)), ports);
-    }
+    return rev_key<A>(src, dst, sport_raw, dport_raw, proto).hash(h);
 }
 
 // TCP flag combinations a stateful firewall accepts (Linux conntrack's tcp_valid_flags; PSH,
@@ -419,7 +438,7 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     if (n > kMaxBurst) n = kMaxBurst;
     // Pass 1: parse and classify everything, and find the flow-table buckets the packets will
     // need; they are prefetched together right after, so the table's misses overlap instead
-    // of stalling one by one. (lk.hash == 0 marks packets that need no flow lookup.)
+    // of stalling one by one. (lk.words == 0 marks packets that need no flow lookup.)
     // Counted per burst, not per packet (readers accept counters a burst behind).
     uint32_t redirected = 0, sent = 0;
     VipMemo memo;
@@ -442,15 +461,24 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     // (a big index spreads even a few flows over as many pages), and issued together their
     // page walks overlap rather than each holding up the parsing of the next packets.
     for (uint32_t i = 0; i < n; ++i) {
-        if (lk[i].hash == 0) continue;
-        if (pp[i].l3 == L3::ipv4) flows4_->prefetch_bucket(lk[i].bucket);
-        else flows6_->prefetch_bucket(lk[i].bucket);
+        if (lk[i].words == 0) continue;
+        FlowKey k;
+        std::memcpy(k.w, lk[i].key, sizeof k.w);
+        k.words = lk[i].words;
+        lk[i].hash = k.hash(hash_);
+        if (pp[i].l3 == L3::ipv4) {
+            lk[i].bucket = flows4_->bucket_of(lk[i].hash);
+            flows4_->prefetch_bucket(lk[i].bucket);
+        } else {
+            lk[i].bucket = flows6_->bucket_of(lk[i].hash);
+            flows6_->prefetch_bucket(lk[i].bucket);
+        }
     }
     // Pass 2: the buckets are (mostly) in cache now; prefetch the records they point at. Not
     // worth its bucket scans while the tables hold few enough flows to stay in the caches.
     if (flows4_->size() + flows6_->size() > kPrefetchFlows)
         for (uint32_t i = 0; i < n; ++i) {
-            if (lk[i].hash == 0) continue;
+            if (lk[i].words == 0) continue;
             if (pp[i].l3 == L3::ipv4) flows4_->prefetch_records(lk[i].hash, lk[i].bucket);
             else flows6_->prefetch_records(lk[i].hash, lk[i].bucket);
         }
@@ -492,10 +520,11 @@ void Dataplane::classify(const PacketRef& p, const ParsedPacket& pp, Lookup& lk,
     } else {
         lk.vip = service_->find_vip(Ip<A>::kFamily, ip + Ip<A>::kDst, pp.dport_raw, pp.l4_proto);
     }
-    lk.hash = lk.vip != Service::kNoVip
-                  ? fwd_hash<A>(hash_, lk.vip, ip + Ip<A>::kSrc, pp.sport_raw)
-                      : rev_hash<A>(hash_, ip + Ip<A>::kSrc, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw, pp.l4_proto);
-    lk.bucket = table<A>().bucket_of(lk.hash);
+    const FlowKey k = lk.vip != Service::kNoVip
+                          ? fwd_key<A>(lk.vip, ip + Ip<A>::kSrc, pp.sport_raw)
+                          : rev_key<A>(ip + Ip<A>::kSrc, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw, pp.l4_proto);
+    std::memcpy(lk.key, k.w, sizeof lk.key);
+    lk.words = k.words;
     lk.to_vip = lk.vip != Service::kNoVip && pp.frag == Frag::none && !udp6_without_checksum<A>(p.data, pp);
 }
 

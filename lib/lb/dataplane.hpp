@@ -114,14 +114,16 @@ public:
 
 private:
     // What pass 1 of process() learnt about a TCP/UDP packet: its VIP (or kNoVip for a
-    // possible reply) and the flow-table hash of its key.
+    // possible reply) and its flow-table key, hashed in a loop of its own after pass 1.
     struct Lookup {
         uint16_t vip = Service::kNoVip;
         // A client packet to a VIP that pass 3 sends straight to forward(): TCP or UDP, not a
         // fragment, nothing about it to drop before the flow lookup.
         bool to_vip = false;
+        uint8_t words = 0;    // of the flow-table key; 0: no flow lookup needed
         uint32_t bucket = 0;  // the hash's primary bucket in the flow table (prefetched)
-        uint64_t hash = 0;    // 0: no flow lookup needed (a real hash of 0 only costs a prefetch)
+        uint64_t hash = 0;    // the key's keyed hash (set after pass 1)
+        uint64_t key[3] = {};
     };
     // The fast path's counts over a burst, kept in registers (the counters live in memory that
     // every store into a packet may alias): flow hits, which are also forwarded packets, and

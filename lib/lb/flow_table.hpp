@@ -518,17 +518,18 @@ private:
     template <class Rehash>
     bool evict_one(uint32_t now_ms, Rehash& rehash) noexcept {
         constexpr uint32_t kRefiles = 8;
+        uint32_t front[kTimeoutClasses];
         for (int c = 0; c < kTimeoutClasses; ++c) {
-            const uint32_t id = oldest(c, now_ms, kRefiles);
-            if (id != kNone && is_stale(id, now_ms)) {
-                drop_flow(id, rehash);
+            front[c] = oldest(c, now_ms, kRefiles);
+            if (front[c] != kNone && is_stale(front[c], now_ms)) {
+                drop_flow(front[c], rehash);
                 ++stats_.expiries;
                 return true;
             }
         }
         constexpr FlowState kByValue[] = {FlowState::unconfirmed, FlowState::tcp_closing, FlowState::tcp_syn};
         for (FlowState s : kByValue) {
-            const uint32_t id = oldest(static_cast<int>(s) - 1, now_ms, kRefiles);
+            const uint32_t id = front[static_cast<int>(s) - 1];
             if (id == kNone) continue;
             drop_flow(id, rehash);
             ++stats_.evictions;

@@ -46,7 +46,7 @@ struct TableFixture {
         for (uint32_t i = 0; i < n; ++i) {
             const uint32_t a = addr_of(i);
             const uint16_t p = port_of(i);
-            const uint32_t id = ft.insert(key_hash(a, p), rev_hash(a, p), true, FlowState::tcp_established, 0, rehash);
+            const uint32_t id = ft.insert(key_hash(a, p), rev_hash(a, p), true, FlowState::tcp_syn, 0, rehash);
             if (id == FT::kNone) continue;
             std::memcpy(ft.record(id).client_addr, &a, 4);
             ft.record(id).client_port_raw = p;
@@ -122,7 +122,7 @@ void BM_flow_insert_evict_full(benchmark::State& state) {
         const uint16_t p = port_of(i);
         // The clock advances 1 ms per 64 inserts, with the expiry pass a worker runs every loop.
         if ((next & 63) == 0) f.ft.expire(++now, 16, rehash);
-        const uint32_t id = f.ft.insert(key_hash(a, p), rev_hash(a, p), true, FlowState::tcp_established, now, rehash);
+        const uint32_t id = f.ft.insert(key_hash(a, p), rev_hash(a, p), true, FlowState::tcp_syn, now, rehash);
         if (id != FT::kNone) {
             std::memcpy(f.ft.record(id).client_addr, &a, 4);
             f.ft.record(id).client_port_raw = p;
@@ -172,14 +172,32 @@ struct DataplaneFixture {
             f[25] = static_cast<uint8_t>(c);
             return f;
         };
-        for (const auto* tmpl : {&syn, &ack}) {
+        // The backend's SYN-ACK (the flow is established only when the client acknowledges it):
+        // from the backend the SYN went to, to the client.
+        const auto synack = test::Pkt().eth("02:00:00:00:00:11", "02:00:00:00:00:b0").ipv4("198.51.100.1", "10.0.0.0")
+                                .tcp(8080, 1, test::kSyn | test::kAck).build();
+        std::vector<uint32_t> backend(n);
+        for (int step = 0; step < 3; ++step) {
             for (uint32_t i = 0; i < n; i += kBurst) {
                 const uint32_t m = std::min(kBurst, n - i);
                 for (uint32_t j = 0; j < m; ++j) {
-                    const test::Bytes f = make(*tmpl, i + j);
+                    test::Bytes f = make(step == 0 ? syn : ack, i + j);
+                    if (step == 1) {  // the SYN-ACK: swap to the reply's direction
+                        f = synack;
+                        net::store_be32(f.data() + 26, backend[i + j]);
+                        net::store_be32(f.data() + 30, addr_of(i + j));
+                        net::store_be16(f.data() + 36, port_of(i + j));
+                        f[24] = f[25] = 0;
+                        const uint16_t c = test::ref_csum(f.data() + 14, 20);
+                        f[24] = static_cast<uint8_t>(c >> 8);
+                        f[25] = static_cast<uint8_t>(c);
+                    }
                     copy_in(j, f.data(), static_cast<uint32_t>(f.size()));
+                    refs[j].in_port = step == 1 ? 1 : 0;
                 }
                 dp->process(refs, m, kNow);
+                if (step == 0)
+                    for (uint32_t j = 0; j < m; ++j) backend[i + j] = net::load_be32(bufs[j] + 30);
             }
         }
         if (dp->flows4().size() != n) throw std::runtime_error("flows not established");
@@ -228,5 +246,52 @@ void BM_dataplane_established_burst32(benchmark::State& state) {
     state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kBurst));
 }
 BENCHMARK(BM_dataplane_established_burst32)->Arg(1000)->Arg(1000000);
+
+}  // namespace
+
+namespace {
+
+// New flows only: distinct SYNs into a full 64K-flow table, so every packet is a Maglev pick,
+// an eviction and an insert (scripts/bench's syn-1m scenario without the NIC).
+void BM_dataplane_new_flows_burst32(benchmark::State& state) {
+    using namespace sluice;
+    static std::unique_ptr<DataplaneFixture> f;
+    if (!f) f = std::make_unique<DataplaneFixture>(1000);
+    static std::unique_ptr<lb::Dataplane> dp;
+    static std::vector<test::Bytes> syns;
+    if (!dp) {
+        lb::WorkerEnv e;
+        e.port_macs = {*net::parse_mac("02:00:00:00:00:a0"), *net::parse_mac("02:00:00:00:00:b0")};
+        e.backend_port = 1;
+        dp = std::make_unique<lb::Dataplane>(std::shared_ptr<const lb::Service>(&f->dp->service(), [](const lb::Service*) {}),
+                                             e, 65536);
+        syns.resize(1u << 18);
+        for (uint32_t i = 0; i < syns.size(); ++i) {
+            test::Bytes s = test::Pkt().eth("02:00:00:00:00:c1", "02:00:00:00:00:a0").ipv4("10.0.0.0", "203.0.113.10")
+                                .tcp(1, 80, test::kSyn).build();
+            net::store_be32(s.data() + 26, 0x0A000000u + i / 16);
+            net::store_be16(s.data() + 34, static_cast<uint16_t>(1024 + i % 16));
+            s[24] = s[25] = 0;
+            const uint16_t c = test::ref_csum(s.data() + 14, 20);
+            s[24] = static_cast<uint8_t>(c >> 8);
+            s[25] = static_cast<uint8_t>(c);
+            syns[i] = std::move(s);
+        }
+    }
+    static size_t cursor = 0;  // across calls: a SYN seen before would hit its flow
+    const uint64_t picks_before = dp->counters().maglev_picks;
+    for (auto _ : state) {
+        for (uint32_t j = 0; j < kBurst; ++j) {
+            const auto& p = syns[(cursor + j) & (syns.size() - 1)];
+            f->copy_in(j, p.data(), static_cast<uint32_t>(p.size()));
+        }
+        dp->process(f->refs, kBurst, DataplaneFixture::kNow);
+        cursor += kBurst;
+    }
+    if (dp->counters().maglev_picks - picks_before != static_cast<uint64_t>(state.iterations()) * kBurst)
+        state.SkipWithError("not every SYN made a new flow");
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kBurst));
+}
+BENCHMARK(BM_dataplane_new_flows_burst32);
 
 }  // namespace

@@ -716,6 +716,18 @@ def kinds():
         lambda i, m: bytes(Ether(src=VIP["nat4tcp"].bmac, dst=PORT_MAC[1]) /
                            IP(src=VIP["nat4tcp"].baddr, dst="192.0.2.99") /
                            TCP(sport=8080, dport=41000 + i, flags="SA")), port=1)
+    # -- TCP that no connection sends, and TCP that cannot open a flow -----------------------------
+    for fl, what in (("", "NULL scan: no flag at all"), ("FPU", "XMAS scan: FIN, PSH, URG without ACK"),
+                     ("SF", "SYN+FIN"), ("SR", "SYN+RST"), ("F", "FIN without ACK"), ("SRAFPU", "every flag")):
+        for fam in (4, 6):
+            add("tcp_flags_%s_v%d" % (fl.lower() or "null", fam), "bad_tcp_flags",
+                "%s, to a nat IPv%d VIP with no flow" % (what, fam),
+                lambda i, m, fl=fl, fam=fam: c4(i, flags=fl) if fam == 4 else c6(i, flags=fl))
+    add("tcp_client_synack_no_flow", "tcp_no_flow", "a SYN-ACK from the client side that matches no flow, nat",
+        lambda i, m: c4(i, flags="SA"))
+    add("tcp_rst_no_flow_fullnat", "tcp_no_flow",
+        "an RST that matches no flow, fullnat (no translation to send it with)",
+        lambda i, m: c4(i, vip="fullnat4tcp", flags="R"))
     return K
 
 

@@ -34,8 +34,8 @@
 //     if it came with one (RFC 1624 patching must be exact), and an ND answer's is valid;
 //   - a redirect names the other worker, and the owner never answers a handed-over packet
 //     with redirect_loop (workers must agree on ownership);
-//   - after a single frame to a VIP is forwarded, explain() finds its flow, and nat/fullnat
-//     rewrote the destination to that flow's backend.
+//   - after a single frame to a VIP is forwarded (with a flow, not statelessly), explain()
+//     finds its flow, and nat/fullnat rewrote the destination to that flow's backend.
 // Checksums are recomputed here from RFC 1071 directly, not with lib/net/checksum.
 // With SLUICE_FUZZ_STATS set, the Dataplanes' counters are printed at exit: which paths ran.
 // Thread contract: libFuzzer calls LLVMFuzzerTestOneInput from one thread.
@@ -437,8 +437,11 @@ void pass(Rig& rig, unsigned target, bool burst, const std::vector<Slice>& slice
     std::vector<Frame> frames(slices.size());
     for (size_t i = 0; i < slices.size(); ++i)
         frames[i].load(slices[i].data, slices[i].len, slices[i].in_port, slices[i].redirected);
+    const uint64_t stateless = dp->counters().stateless_forwarded;
     run(*dp, env, frames.data(), static_cast<uint32_t>(frames.size()), now);
-    if (!burst && !frames[0].ref.redirected) check_explain(*dp, frames[0], now);
+    // A frame forwarded without state (an RST of no flow, a full table) has no flow to explain.
+    if (!burst && !frames[0].ref.redirected && dp->counters().stateless_forwarded == stateless)
+        check_explain(*dp, frames[0], now);
     if (target == 0) return;
     // Hand redirects to the owner, as the redirect rings do; it must take them.
     std::vector<Frame> moved;
