@@ -109,29 +109,27 @@ uint64_t rev_hash(const KeyedHash& h, const uint8_t* src, const uint8_t* dst, ui
 // TCP flag combinations a stateful firewall accepts (Linux conntrack's tcp_valid_flags; PSH,
 // ECE and CWR do not matter). Everything else (NULL, XMAS, SYN+FIN, SYN+RST, FIN without ACK,
 // ...) is a scan or an attack, never part of a connection.
+constexpr uint64_t kValidTcpFlags = [] {
+    uint64_t m = 0;
+    const unsigned valid[] = {kTcpSyn, kTcpSyn | kTcpUrg, kTcpSyn | kTcpAck, kTcpRst, kTcpRst | kTcpAck,
+                              kTcpFin | kTcpAck, kTcpFin | kTcpAck | kTcpUrg, kTcpAck, kTcpAck | kTcpUrg};
+    for (unsigned f : valid)
+        m |= uint64_t{1} << f;
+    return m;
+}();
 constexpr bool tcp_flags_valid(uint8_t flags) noexcept {
-    switch (flags & (kTcpFin | kTcpSyn | kTcpRst | kTcpAck | kTcpUrg)) {
-        case kTcpSyn:
-        case kTcpSyn | kTcpUrg:
-        case kTcpSyn | kTcpAck:
-        case kTcpRst:
-        case kTcpRst | kTcpAck:
-        case kTcpFin | kTcpAck:
-        case kTcpFin | kTcpAck | kTcpUrg:
-        case kTcpAck:
-        case kTcpAck | kTcpUrg:
-            return true;
-        default:
-            return false;
-    }
+    return (kValidTcpFlags >> (flags & (kTcpFin | kTcpSyn | kTcpRst | kTcpAck | kTcpUrg))) & 1u;
 }
+static_assert(tcp_flags_valid(kTcpAck) && tcp_flags_valid(kTcpSyn) && !tcp_flags_valid(0) &&
+              !tcp_flags_valid(kTcpSyn | kTcpFin) && !tcp_flags_valid(kTcpFin) && tcp_flags_valid(kTcpAck | kTcpPsh));
 
-// Is the client's acknowledgement one of the backend's SYN-ACK (isn + 1), or at most 64 KiB
-// past it (the backend spoke first and the handshake's ACK was lost)? A blind spoofer who
-// never saw the SYN-ACK guesses right once in 65,536 tries.
-inline bool acks_handshake(const uint8_t* tcp, uint32_t server_isn) noexcept {
-    const uint32_t ack = __builtin_bswap32(load_raw32(tcp + TcpOff::ack));
-    return ack - (server_isn + 1) < 65536u;
+// Does the client's ACK acknowledge the backend's SYN-ACK (sequence number + 1)? Only the low
+// 16 bits are kept: a blind spoofer who never saw the SYN-ACK guesses right once in 65,536.
+// (A client whose handshake ACK was lost and whose backend spoke first acknowledges more; its
+// flow stays half-open until the next packet after it is evicted or times out, which picks it
+// up again unconfirmed and promotes it on the backend's answer.)
+inline bool acks_handshake(const uint8_t* tcp, uint16_t synack_ack16) noexcept {
+    return static_cast<uint16_t>(__builtin_bswap32(load_raw32(tcp + TcpOff::ack))) == synack_ack16;
 }
 
 // An IPv6 UDP datagram without a checksum (0): RFC 8200 §8.1 makes receivers drop it.
@@ -711,7 +709,7 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
             } else if (!syn && rec.state == FlowState::tcp_syn) {
                 // The handshake's last ACK. Evidence in nat/fullnat: it acknowledges the SYN-ACK
                 // the backend sent; dsr never sees that, so the ACK is all there is.
-                if (vip.mode == Mode::dsr || (rec.synack && acks_handshake(p.data + pp.l4_off, rec.server_isn)))
+                if (vip.mode == Mode::dsr || (rec.synack && acks_handshake(p.data + pp.l4_off, rec.synack_ack16)))
                     ft.set_state(id, FlowState::tcp_established, now_ms);
             }
         }
@@ -899,7 +897,7 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
             // The client's ACK will have to acknowledge this to establish the flow.
             rec.replied = 1;
             rec.synack = 1;
-            rec.server_isn = __builtin_bswap32(load_raw32(p.data + pp.l4_off + TcpOff::seq));
+            rec.synack_ack16 = static_cast<uint16_t>(__builtin_bswap32(load_raw32(p.data + pp.l4_off + TcpOff::seq)) + 1);
         } else if (flags & kTcpRst) {
             ft.set_state(id, FlowState::tcp_closing, now_ms);
         } else if (flags & kTcpFin) {

@@ -188,7 +188,7 @@ private:
     // --new-flow-rate): dsr and nat forward it to Maglev's pick without state; fullnat, whose
     // translation cannot be recomputed, drops it as `reason`.
     template <size_t A>
-    void forward_stateless(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip_idx, uint16_t be_idx,
+    [[gnu::noinline]] void forward_stateless(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip_idx, uint16_t be_idx,
                            Drop reason) noexcept;
     // A nat reply that matches no flow: rewritten back to its VIP when a ClientMac hint for its
     // client's address and port exists and its backend serves exactly one nat VIP; otherwise
@@ -209,7 +209,7 @@ private:
     template <size_t A>
     ClientMac<A>& client_mac_slot(const uint8_t* addr, uint16_t port_raw) noexcept;
     template <size_t A>
-    void remember_client(const PacketRef& p, const net::ParsedPacket& pp) noexcept;
+    [[gnu::noinline]] void remember_client(const PacketRef& p, const net::ParsedPacket& pp) noexcept;
     template <size_t A>
     bool pick_snat(const BackendEntry& b, uint8_t proto, uint32_t now_ms, uint8_t& idx, uint16_t& port_raw) noexcept;
     template <size_t A>
@@ -320,7 +320,7 @@ private:
     };
     static constexpr uint32_t kSynRetrySlots = 1u << 18;
     static constexpr uint32_t kSynRetryMinMs = 200, kSynRetryMaxMs = 10'000;
-    bool syn_retry_admitted(uint64_t hf, uint32_t now_ms) noexcept;
+    [[gnu::noinline]] bool syn_retry_admitted(uint64_t hf, uint32_t now_ms) noexcept;
     std::unique_ptr<SynRetry[]> syn_retries_;
     uint64_t new_flow_rate_ = 0;     // flows per second; 0 = unlimited
     uint64_t new_flow_tokens_ = 0;

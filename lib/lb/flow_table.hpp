@@ -3,7 +3,7 @@
 // Maglev is the ground truth; this table only remembers decisions so established flows keep
 // their backend when the backend set changes, and maps replies of nat/fullnat flows back to
 // their flow. Layout, chosen to stay under 64 bytes per IPv4 flow with both directions:
-//  - records: one FlowRecord<A> per flow in a flat array (40 bytes for IPv4, 52 for IPv6);
+//  - records: one FlowRecord<A> per flow in a flat array (36 bytes for IPv4, 48 for IPv6);
 //  - index: partial-key cuckoo hash (two candidate buckets, 8 slots of {32-bit signature,
 //    32-bit reference} per 64-byte bucket), one slot per direction. The alternate bucket is
 //    derived from the signature alone, so entries can move without their key; keys are never
@@ -64,15 +64,18 @@ struct FlowRecord {
     uint8_t snat_idx : 7;      // which SNAT address (fullnat)
     uint8_t replied : 1;       // the backend has answered (SYN-ACK seen; nat/fullnat)
     uint32_t last_ms;          // last packet seen
-    uint32_t server_isn;       // the backend's SYN-ACK sequence number (nat/fullnat handshakes)
     uint32_t prev, next;       // expiry list links (next doubles as the free-list link)
     uint8_t tick;              // expiry wheel slot it is filed under
     uint8_t fin_client : 1;    // the client has sent FIN
     uint8_t fin_backend : 1;   // the backend has sent FIN (nat/fullnat)
-    uint8_t synack : 1;        // server_isn holds the backend's SYN-ACK (nat/fullnat)
+    uint8_t synack : 1;        // synack_seq holds the backend's SYN-ACK (nat/fullnat)
+    // The low 16 bits of the backend's SYN-ACK sequence number plus one: what the client's
+    // ACK must acknowledge to establish the flow. 16 bits keep the record at 36 bytes and give a
+    // blind spoofer one chance in 65,536, as a 32-bit number with a 64 KiB window would.
+    uint16_t synack_ack16;
 };
-static_assert(sizeof(FlowRecord<4>) == 40);
-static_assert(sizeof(FlowRecord<16>) == 52);
+static_assert(sizeof(FlowRecord<4>) == 36);
+static_assert(sizeof(FlowRecord<16>) == 48);
 
 struct FlowTableStats {
     uint64_t inserts = 0;
@@ -219,7 +222,6 @@ public:
         r.state = state;
         r.last_ms = now_ms;
         r.fin_client = r.fin_backend = r.synack = 0;
-        r.server_isn = 0;
         list_push(id, extend(now_ms) + timeout_ms(state));
         ++used_;
         ++stats_.inserts;
@@ -494,10 +496,11 @@ private:
             const uint32_t slot = static_cast<uint32_t>((w.cursor + i) % kWheelSlots);
             const uint32_t id = w.slots[slot].head;
             if (id == kNone) continue;
-            if (refiles && !is_stale(id, now_ms)) {
-                // Touched since it was filed: its real deadline may lie in a later slot.
-                const uint64_t tick = deadline_of(id, now_ms, c) / w.gran_ms;
-                if (tick > w.cursor + i && i + 1 < kWheelSlots) {
+            if (refiles && i + 1 < kWheelSlots) {
+                // Touched since it was filed, its real deadline lies past this slot's end (a
+                // multiply, not a division: this runs on every eviction of a flood).
+                const uint64_t slot_end_ms = (w.cursor + i + 1) * w.gran_ms;
+                if (deadline_of(id, now_ms, c) >= slot_end_ms && !is_stale(id, now_ms)) {
                     --refiles;
                     list_unlink(id);
                     list_push(id, deadline_of(id, now_ms, c));

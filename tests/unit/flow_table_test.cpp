@@ -111,8 +111,8 @@ uint32_t lag(uint32_t timeout_ms) { return (timeout_ms + 127) / 128; }
 }  // namespace
 
 TEST_CASE("flow table: record layout and memory per flow", "[flow_table]") {
-    CHECK(sizeof(FlowRecord<4>) == 40);
-    CHECK(sizeof(FlowRecord<16>) == 52);
+    CHECK(sizeof(FlowRecord<4>) == 36);
+    CHECK(sizeof(FlowRecord<16>) == 48);
     const Timeouts t = timeouts();
     constexpr uint32_t kCap = 1u << 20;
     FlowTable<4> t4(kCap, t);
@@ -125,8 +125,8 @@ TEST_CASE("flow table: record layout and memory per flow", "[flow_table]") {
     const uint64_t buckets = (2ull * kCap * 100 / 85 + 7) / 8;
     const uint64_t bitmap = (buckets + 63) / 64 * 8;
     const auto pages = [](uint64_t bytes) { return (bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20); };
-    CHECK(t4.memory_bytes() == pages(buckets * 64) + bitmap + pages(40ull * kCap));
-    CHECK(t6.memory_bytes() == pages(buckets * 64) + bitmap + pages(52ull * kCap));
+    CHECK(t4.memory_bytes() == pages(buckets * 64) + bitmap + pages(36ull * kCap));
+    CHECK(t6.memory_bytes() == pages(buckets * 64) + bitmap + pages(48ull * kCap));
     CHECK(t4.capacity() == kCap);
     CHECK(t4.size() == 0);
 }
