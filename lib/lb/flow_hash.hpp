@@ -49,7 +49,8 @@ class KeyedHash {
 public:
     enum class Impl : uint8_t { aes, siphash };
 
-    // The fastest implementation this CPU runs, unless `impl` forces one (tests compare them).
+    // The fastest implementation this CPU runs; allow_aes = false forces SipHash (tests
+    // compare the two).
     explicit KeyedHash(const HashKey& key, bool allow_aes = true) noexcept : key_(key) {
 #ifdef SLUICE_HAVE_AESNI
         __builtin_cpu_init();

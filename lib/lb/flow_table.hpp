@@ -34,9 +34,6 @@
 #include <new>
 
 #include <emmintrin.h>
-#ifdef __SSE4_2__
-#include <nmmintrin.h>
-#endif
 
 #include "lib/common/huge_array.hpp"
 #include "lib/lb/config.hpp"
@@ -68,7 +65,7 @@ struct FlowRecord {
     uint8_t tick;              // expiry wheel slot it is filed under
     uint8_t fin_client : 1;    // the client has sent FIN
     uint8_t fin_backend : 1;   // the backend has sent FIN (nat/fullnat)
-    uint8_t synack : 1;        // synack_seq holds the backend's SYN-ACK (nat/fullnat)
+    uint8_t synack : 1;        // synack_ack16 holds the backend's SYN-ACK (nat/fullnat)
     // The low 16 bits of the backend's SYN-ACK sequence number plus one: what the client's
     // ACK must acknowledge to establish the flow. 16 bits keep the record at 36 bytes and give a
     // blind spoofer one chance in 65,536, as a 32-bit number with a 64 KiB window would.
@@ -306,7 +303,6 @@ private:
         uint32_t tail = kNone;
     };
 
-    static uint64_t spread(uint32_t c) noexcept { return uint64_t{c} * 0x9E3779B97F4A7C15ULL; }
     static uint32_t sig_of(uint64_t h) noexcept {
         const uint32_t s = static_cast<uint32_t>(h);
         return s ? s : 1u;  // 0 marks an empty slot
