@@ -1116,7 +1116,26 @@ void Dataplane::handle_icmp_error(PacketRef& p, const ParsedPacket& pp, uint32_t
         qproto = q[Ipv4Off::proto];
     } else {
         if (qlen < kIpv6HdrLen + 8 || (q[0] >> 4) != 6) return drop(p, Drop::icmp_bad_quote);
-        qproto = q[Ipv6Off::next];  // extension headers in the quote: not a flow Sluice tracks
+        // The quoted packet's extension headers, walked as the outer ones are (RFC 8200 §4):
+        // options and a routing header with no segments left are passed over, and so is a
+        // first fragment's header; a later fragment quotes no ports.
+        qproto = q[Ipv6Off::next];
+        for (int i = 0; i < 8; ++i) {
+            if (qproto == kIpProtoHopOpts || qproto == kIpProtoDstOpts || qproto == kIpProtoRouting) {
+                if (qlen < qhl + 8) return drop(p, Drop::icmp_bad_quote);
+                if (qproto == kIpProtoRouting && q[qhl + 3] != 0) return drop(p, Drop::icmp_no_flow);
+                qproto = q[qhl];
+                qhl += (q[qhl + 1] + 1u) * 8u;
+            } else if (qproto == kIpProtoFragment) {
+                if (qlen < qhl + 8) return drop(p, Drop::icmp_bad_quote);
+                if (load_be16(q + qhl + 2) & 0xFFF8) return drop(p, Drop::icmp_no_flow);
+                qproto = q[qhl];
+                qhl += 8;
+            } else {
+                break;
+            }
+        }
+        if (qlen < qhl + 8) return drop(p, Drop::icmp_bad_quote);
     }
     if (qproto != kIpProtoTcp && qproto != kIpProtoUdp) return drop(p, Drop::icmp_no_flow);
     uint8_t* qsrc = q + Ip<A>::kSrc;

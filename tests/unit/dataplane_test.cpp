@@ -1271,10 +1271,32 @@ TEST_CASE("dataplane: ICMPv6 packet too big and unreachable, nat and fullnat", "
         tx("unreachable on the backend side: to the client",
            from_backend(kBe6bMac).ipv6("2001:db8:b::fe", kSnat6, 64).icmpv6(1, 4).payload(to_be).build(), 0,
            to_client().ipv6(kVip6Full, kClient6, 63).icmpv6(1, 4).payload(to_be_c).build(), kIcmp, 3, 1),
-        drop("a quote with an extension header is not matched",
+        tx("a quote with hop-by-hop and destination-options headers is walked like a packet",
+           from_client().ipv6(kRouter6, kVip6Nat, 64).icmpv6(2, 0)
+               .payload(ip_part(Pkt().ipv6(kVip6Nat, kClient6, 63).ext(0).ext(60).tcp(80, 40000, kAck).payload(9).build()))
+               .build(),
+           1,
+           to_backend(kBe6aMac).ipv6(kRouter6, kBe6a, 63).icmpv6(2, 0)
+               .payload(ip_part(Pkt().ipv6(kBe6a, kClient6, 63).ext(0).ext(60).tcp(8080, 40000, kAck).payload(9).build()))
+               .build(),
+           kIcmp, 4),
+        tx("a quote of a first fragment (its ports are there)",
+           from_client().ipv6(kRouter6, kVip6Nat, 64).icmpv6(2, 0)
+               .payload(ip_part(Pkt().ipv6(kVip6Nat, kClient6, 63).ext(44).frag(true, 0).tcp(80, 40000, kAck).payload(9).build()))
+               .build(),
+           1,
+           to_backend(kBe6aMac).ipv6(kRouter6, kBe6a, 63).icmpv6(2, 0)
+               .payload(ip_part(Pkt().ipv6(kBe6a, kClient6, 63).ext(44).frag(true, 0).tcp(8080, 40000, kAck).payload(9).build()))
+               .build(),
+           kIcmp, 5),
+        drop("a quote of a later fragment has no ports",
              from_client().ipv6(kRouter6, kVip6Nat).icmpv6(2, 0)
-                 .payload(ip_part(Pkt().ipv6(kVip6Nat, kClient6).ext(60).tcp(80, 40000, kAck).build())).build(),
-             Drop::icmp_no_flow, dropped("icmp_no_flow"), 4),
+                 .payload(ip_part(Pkt().ipv6(kVip6Nat, kClient6).ext(44).frag(true, 8).tcp(80, 40000, kAck).build())).build(),
+             Drop::icmp_no_flow, dropped("icmp_no_flow"), 6),
+        drop("a quote whose extension header is cut short",
+             from_client().ipv6(kRouter6, kVip6Nat).icmpv6(2, 0)
+                 .payload(head(ip_part(Pkt().ipv6(kVip6Nat, kClient6).ext(60).tcp(80, 40000, kAck).build()), 44)).build(),
+             Drop::icmp_bad_quote, dropped("icmp_bad_quote"), 7),
     });
 }
 
