@@ -68,16 +68,6 @@ inline uint64_t load64(const uint8_t* p) noexcept {
 // so the two never meet; IPv6 keys are three words, the reverse key's two
 // addresses folded into them with a bijection on one side (a reply from b to a must not hash
 // like one from a to b).
-// A flow-table key as words: one or two for IPv4, three for IPv6. Pass 1 of process() only
-// gathers keys; the keyed hashes are computed in a loop of their own, where the AES rounds of
-// consecutive packets overlap instead of each waiting behind the parsing of the next.
-struct FlowKey {
-    uint64_t w[3];
-    uint8_t words;  // 0: no flow lookup
-    uint64_t hash(const KeyedHash& h) const noexcept {
-        return words == 1 ? h(w[0]) : words == 2 ? h(w[0], w[1]) : h(w[0], w[1], w[2]);
-    }
-};
 template <size_t A>
 [[gnu::always_inline]] inline FlowKey fwd_key(uint16_t vip, const uint8_t* client, uint16_t cport_raw) noexcept {
     if constexpr (A == 4) {
@@ -436,7 +426,7 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     if (n > kMaxBurst) n = kMaxBurst;
     // Pass 1: parse and classify everything, and find the flow-table buckets the packets will
     // need; they are prefetched together right after, so the table's misses overlap instead
-    // of stalling one by one. (lk.words == 0 marks packets that need no flow lookup.)
+    // of stalling one by one. (lk.key.words == 0 marks packets that need no flow lookup.)
     // Counted per burst, not per packet (readers accept counters a burst behind).
     uint32_t redirected = 0, sent = 0;
     VipMemo memo;
@@ -459,11 +449,8 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     // (a big index spreads even a few flows over as many pages), and issued together their
     // page walks overlap rather than each holding up the parsing of the next packets.
     for (uint32_t i = 0; i < n; ++i) {
-        if (lk[i].words == 0) continue;
-        FlowKey k;
-        std::memcpy(k.w, lk[i].key, sizeof k.w);
-        k.words = lk[i].words;
-        lk[i].hash = k.hash(hash_);
+        if (lk[i].key.words == 0) continue;
+        lk[i].hash = lk[i].key.hash(hash_);
         if (pp[i].l3 == L3::ipv4) {
             lk[i].bucket = flows4_->bucket_of(lk[i].hash);
             flows4_->prefetch_bucket(lk[i].bucket);
@@ -476,7 +463,7 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     // worth its bucket scans while the tables hold few enough flows to stay in the caches.
     if (flows4_->size() + flows6_->size() > kPrefetchFlows)
         for (uint32_t i = 0; i < n; ++i) {
-            if (lk[i].words == 0) continue;
+            if (lk[i].key.words == 0) continue;
             if (pp[i].l3 == L3::ipv4) flows4_->prefetch_records(lk[i].hash, lk[i].bucket);
             else flows6_->prefetch_records(lk[i].hash, lk[i].bucket);
         }
@@ -518,11 +505,9 @@ void Dataplane::classify(const PacketRef& p, const ParsedPacket& pp, Lookup& lk,
     } else {
         lk.vip = service_->find_vip(Ip<A>::kFamily, ip + Ip<A>::kDst, pp.dport_raw, pp.l4_proto);
     }
-    const FlowKey k = lk.vip != Service::kNoVip
-                          ? fwd_key<A>(lk.vip, ip + Ip<A>::kSrc, pp.sport_raw)
-                          : rev_key<A>(ip + Ip<A>::kSrc, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw, pp.l4_proto);
-    std::memcpy(lk.key, k.w, sizeof lk.key);
-    lk.words = k.words;
+    lk.key = lk.vip != Service::kNoVip
+                 ? fwd_key<A>(lk.vip, ip + Ip<A>::kSrc, pp.sport_raw)
+                 : rev_key<A>(ip + Ip<A>::kSrc, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw, pp.l4_proto);
     lk.to_vip = lk.vip != Service::kNoVip && pp.frag == Frag::none && !udp6_without_checksum<A>(p.data, pp);
 }
 

@@ -26,6 +26,17 @@
 
 namespace sluice::lb {
 
+// A flow-table key as words: one or two for IPv4, three for IPv6. Pass 1 of process() only
+// gathers keys; the keyed hashes are computed in a loop of their own, where the AES rounds of
+// consecutive packets overlap instead of each waiting behind the parsing of the next.
+struct FlowKey {
+    uint64_t w[3] = {};
+    uint8_t words = 0;  // 0: no flow lookup
+    uint64_t hash(const KeyedHash& h) const noexcept {
+        return words == 1 ? h(w[0]) : words == 2 ? h(w[0], w[1]) : h(w[0], w[1], w[2]);
+    }
+};
+
 // What the worker must do with a packet after process().
 // control: for Sluice's own kernel side (the exception path): replies to its probes, ARP and
 // ND answers, ICMP for its own addresses.
@@ -120,10 +131,9 @@ private:
         // A client packet to a VIP that pass 3 sends straight to forward(): TCP or UDP, not a
         // fragment, nothing about it to drop before the flow lookup.
         bool to_vip = false;
-        uint8_t words = 0;    // of the flow-table key; 0: no flow lookup needed
         uint32_t bucket = 0;  // the hash's primary bucket in the flow table (prefetched)
         uint64_t hash = 0;    // the key's keyed hash (set after pass 1)
-        uint64_t key[3] = {};
+        FlowKey key;          // key.words == 0: no flow lookup needed
     };
     // The fast path's counts over a burst, kept in registers (the counters live in memory that
     // every store into a packet may alias): flow hits, which are also forwarded packets, and
