@@ -95,6 +95,7 @@ constexpr size_t kMaxBackends = 65535;  // backend indices are 16-bit in the dat
 constexpr size_t kMaxVipNameLen = 63;
 constexpr uint64_t kMaxWeight = 65535;
 constexpr int kMaxPortId = 31;
+constexpr uint16_t kMaxVlan = 4094;  // 802.1Q: 0 and 4095 are reserved
 constexpr uint64_t kMinSnatPort = 1024;  // below are well-known ports the kernel side may use
 
 enum class Kind { flag, scalar, list };
@@ -172,6 +173,13 @@ constexpr OptSpec kOptions[] = {
      "DPDK port facing clients, 0..31 (default 0)"},
     {"backend-port", "N", Kind::scalar, false, "Process settings (restart-only)",
      "DPDK port facing backends, 0..31\n(default: the client port if one port, else 1)"},
+    {"client-vlan", "ID", Kind::scalar, false, "Process settings (restart-only)",
+     "802.1Q VLAN of the client side, 1..4094 (default: untagged);\n"
+     "frames on other VLANs are dropped as foreign_vlan"},
+    {"backend-vlan", "ID", Kind::scalar, false, "Process settings (restart-only)",
+     "802.1Q VLAN of the backend side, 1..4094 (default: untagged);\n"
+     "with --kernel-if, the --self addresses go on a VLAN\n"
+     "interface NAME<port>.<ID> of the kernel side"},
     {"burst", "N", Kind::scalar, false, "Process settings (restart-only)", "RX/TX burst size, 1..512 (default 32)"},
     {"rxd", "N", Kind::scalar, false, "Process settings (restart-only)",
      "RX descriptors per queue, 64..16384 (default 1024)"},
@@ -595,6 +603,11 @@ private:
             if (port < -1 || port > kMaxPortId)  // -1: chosen at start-up
                 return fail(scalar(name, std::to_string(port)),
                             fmt::format("port id out of range (0..{})", kMaxPortId));
+        const std::pair<const char*, uint16_t> vlans[] = {{"client-vlan", c_.client_vlan},
+                                                           {"backend-vlan", c_.backend_vlan}};
+        for (auto [name, vlan] : vlans)
+            if (vlan > kMaxVlan)  // 0: untagged
+                return fail(scalar(name, std::to_string(vlan)), fmt::format("VLAN id out of range (1..{})", kMaxVlan));
         if (c_.snat_port_min < kMinSnatPort || c_.snat_port_min > c_.snat_port_max)
             return fail(scalar("snat-ports", fmt::format("{}-{}", c_.snat_port_min, c_.snat_port_max)),
                         fmt::format("need {} <= MIN <= MAX <= 65535", kMinSnatPort));
@@ -755,6 +768,10 @@ public:
             auto p = parse_number(o.value, 0, kMaxPortId, "port id");
             if (!p) return fail(describe(o), p.error());
             (o.name == "client-port" ? cfg_.client_port : cfg_.backend_port) = static_cast<int>(*p);
+        } else if (o.name == "client-vlan" || o.name == "backend-vlan") {
+            auto v = parse_number(o.value, 1, kMaxVlan, "VLAN id");
+            if (!v) return fail(describe(o), v.error());
+            (o.name == "client-vlan" ? cfg_.client_vlan : cfg_.backend_vlan) = static_cast<uint16_t>(*v);
         } else if (o.name == "stats-json") {
             if (o.value.empty()) return fail(describe(o), "missing file name");
             cfg_.stats_json = o.value;

@@ -28,6 +28,8 @@ Status same_process_settings(const lb::Config& a, const lb::Config& b) {
     if (a.flow_capacity != b.flow_capacity) changed.push_back("--flow-capacity");
     if (a.snat_port_min != b.snat_port_min || a.snat_port_max != b.snat_port_max) changed.push_back("--snat-ports");
     if (a.client_port != b.client_port || a.backend_port != b.backend_port) changed.push_back("--client-port/--backend-port");
+    if (a.client_vlan != b.client_vlan || a.backend_vlan != b.backend_vlan)
+        changed.push_back("--client-vlan/--backend-vlan");
     if (a.burst != b.burst || a.rxd != b.rxd || a.txd != b.txd || a.total_num_mbufs != b.total_num_mbufs)
         changed.push_back("--burst/--rxd/--txd/--total-num-mbufs");
     if (a.mbcache != b.mbcache) changed.push_back("--mbcache");

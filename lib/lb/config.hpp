@@ -101,6 +101,8 @@ struct Config {
     uint16_t snat_port_max = 65535;
     int client_port = -1;                  // DPDK port facing clients; -1 = port 0
     int backend_port = -1;                 // DPDK port facing backends; -1 = same as client (one-arm) or port 1
+    uint16_t client_vlan = 0;              // 802.1Q VLAN of the client side; 0 = untagged
+    uint16_t backend_vlan = 0;             // 802.1Q VLAN of the backend side; 0 = untagged
     uint32_t burst = 32;
     uint32_t rxd = 1024;
     uint32_t txd = 1024;

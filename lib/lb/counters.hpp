@@ -15,6 +15,8 @@ namespace sluice::lb {
 #define SLUICE_DROP_REASONS(X)                                                              \
     X(runt)               /* frame shorter than an Ethernet header */                       \
     X(bad_vlan)           /* truncated or stacked 802.1Q tags */                            \
+    X(foreign_vlan)       /* on a VLAN the arrival port does not serve (--client-vlan, --backend-vlan) */ \
+    X(foreign_mac)        /* to another host's MAC, or broadcast/multicast other than ARP and ND */ \
     X(unknown_ethertype)                                                                    \
     X(truncated_arp)                                                                        \
     X(truncated_l3)                                                                         \
@@ -51,6 +53,7 @@ namespace sluice::lb {
     X(for_self)           /* for Sluice's own addresses, and no exception path is set up */ \
     X(arp_ignored)        /* ARP that is not a request for one of Sluice's addresses */   \
     X(nd_ignored)         /* neighbour discovery not for Sluice's addresses, or invalid */ \
+    X(vlan_no_room)       /* a VLAN tag to add and no room left in the buffer */            \
     X(tx_full)            /* the port's TX queue did not take the packet */
 
 enum class Drop : uint8_t {

@@ -194,6 +194,8 @@ Status assign_port_roles(const Config& config, uint16_t nb_ports, WorkerEnv& env
                                       nb_ports));
     env.client_port = static_cast<uint16_t>(client);
     env.backend_port = static_cast<uint16_t>(backend);
+    env.client_vlan = config.client_vlan;
+    env.backend_vlan = config.backend_vlan;
     return {};
 }
 
@@ -235,6 +237,53 @@ Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& en
     new_flow_burst_ = std::max<uint64_t>(64, new_flow_rate_ / 100) * 1000;
     new_flow_tokens_ = new_flow_burst_;
     if (new_flow_rate_) syn_retries_ = std::make_unique<SynRetry[]>(kSynRetrySlots);
+    ports_.resize(std::max<size_t>({env_.port_macs.size(), size_t{env_.client_port} + 1, size_t{env_.backend_port} + 1}));
+    for (size_t i = 0; i < env_.port_macs.size(); ++i) {
+        ports_[i].mac_lo = load_raw32(env_.port_macs[i].bytes.data());
+        ports_[i].mac_hi = load_raw16(env_.port_macs[i].bytes.data() + 4);
+    }
+    // A port serves its side's VLAN; the one port of a one-arm set-up serves both.
+    ports_[env_.client_port].vlan[0] = ports_[env_.client_port].vlan[1] = env_.client_vlan;
+    ports_[env_.backend_port].vlan[1] = env_.backend_vlan;
+    if (env_.backend_port != env_.client_port) ports_[env_.backend_port].vlan[0] = env_.backend_vlan;
+}
+
+Drop Dataplane::addressed_here(const PacketRef& p, const ParsedPacket& pp) const noexcept {
+    const PortIdentity& me = ports_[p.in_port < ports_.size() ? p.in_port : 0];
+    if (pp.vlan_id != me.vlan[0] && pp.vlan_id != me.vlan[1]) [[unlikely]]
+        return Drop::foreign_vlan;
+    if (load_raw32(p.data + EthOff::dst) == me.mac_lo && load_raw16(p.data + EthOff::dst + 4) == me.mac_hi)
+        [[likely]]
+        return Drop::count_;
+    // Broadcast and multicast: only what finds neighbours (ARP requests, IPv6 solicitations
+    // to a solicited-node group, unsolicited advertisements to all nodes).
+    if (p.data[EthOff::dst] & 1) {
+        if (pp.l3 == L3::arp) return Drop::count_;
+        if (pp.l3 == L3::ipv6 && pp.l4_proto == kIpProtoIcmpv6 && pp.frag == Frag::none && pp.l4_len >= kIcmpHdrLen) {
+            const uint8_t type = p.data[pp.l4_off + IcmpOff::type];
+            if (type == kIcmp6NeighborSolicit || type == kIcmp6NeighborAdvert) return Drop::count_;
+        }
+    }
+    return Drop::foreign_mac;
+}
+
+bool Dataplane::retag(PacketRef& p, uint16_t vid) noexcept {
+    uint8_t* f = p.data;
+    const bool tagged = p.len >= kEthHdrLen + kVlanHdrLen && load_be16(f + EthOff::type) == kEtherTypeVlan;
+    if (tagged && vid != 0) {
+        const uint16_t tci = static_cast<uint16_t>((load_be16(f + kEthHdrLen) & 0xF000) | vid);
+        store_be16(f + kEthHdrLen, tci);
+    } else if (tagged) {
+        std::memmove(f + EthOff::type, f + EthOff::type + kVlanHdrLen, p.len - EthOff::type - kVlanHdrLen);
+        p.len -= kVlanHdrLen;
+    } else if (vid != 0) {
+        if (p.len + kVlanHdrLen > p.cap) return false;
+        std::memmove(f + EthOff::type + kVlanHdrLen, f + EthOff::type, p.len - EthOff::type);
+        store_be16(f + EthOff::type, kEtherTypeVlan);
+        store_be16(f + kEthHdrLen, vid);
+        p.len += kVlanHdrLen;
+    }
+    return true;
 }
 
 bool Dataplane::admit_new_flow(uint32_t now_ms) noexcept {
@@ -431,11 +480,22 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     uint32_t redirected = 0, sent = 0;
     VipMemo memo;
     BurstTally tally;
+    uint64_t refused = 0;  // frames not for this port, by bit; why in refused_why
+    Drop refused_why[kMaxBurst];
     for (uint32_t i = 0; i < n; ++i) {
         PacketRef& p = pkts[i];
         redirected += p.redirected;
         if (i + 1 < n) __builtin_prefetch(pkts[i + 1].data);
         st[i] = parse_packet(p.data, p.len, pp[i], p.ip_csum_good);
+        if (st[i] == ParseStatus::ok) [[likely]] {
+            const Drop why = addressed_here(p, pp[i]);
+            if (why != Drop::count_) [[unlikely]] {
+                refused |= uint64_t{1} << i;
+                refused_why[i] = why;
+                lk[i] = Lookup{};
+                continue;
+            }
+        }
         const bool flow = st[i] == ParseStatus::ok &&
                           (pp[i].l4_proto == kIpProtoTcp || pp[i].l4_proto == kIpProtoUdp) && pp[i].frag != Frag::later;
         // classify() fills in every field.
@@ -478,6 +538,10 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
         }
         if (st[i] != ParseStatus::ok) {
             drop(p, drop_of(st[i]));
+            continue;
+        }
+        if ((refused >> i) & 1) [[unlikely]] {
+            drop(p, refused_why[i]);
             continue;
         }
         switch (pp[i].l3) {
@@ -629,7 +693,7 @@ inline void Dataplane::emit_forward(PacketRef& p, const ParsedPacket& pp, const 
                        rec.snat_port_raw);
     }
     set_macs(p.data, be.mac, src_mac);
-    tx(p, out);
+    tx_side(p, pp.vlan, out, env_.backend_vlan);
 }
 
 // Everything else about a client packet: a miss (Maglev decides, a flow is created), a flow
@@ -793,7 +857,7 @@ void Dataplane::forward_stateless(PacketRef& p, const ParsedPacket& pp, uint16_t
         nat_rewrite<A>(p.data, pp, true, be.addr.bytes.data(), be.port_raw, be.ip_sum_to_backend, be.l4_sum_to_backend);
     }
     set_macs(p.data, be.mac, env_.port_macs[env_.backend_port]);
-    tx(p, env_.backend_port);
+    tx_side(p, pp.vlan, env_.backend_port, env_.backend_vlan);
 }
 
 template <size_t A>
@@ -838,7 +902,7 @@ void Dataplane::reply_stateless(PacketRef& p, const ParsedPacket& pp) noexcept {
     TrafficCounters& bc = counters_.backends[be_idx];
     ++bc.packets;
     bc.bytes += p.len;
-    tx(p, env_.client_port);
+    tx_side(p, pp.vlan, env_.client_port, env_.client_vlan);
 }
 
 template <size_t A>
@@ -909,7 +973,7 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
     auto& bc = counters_.backends[rec.backend];
     ++bc.packets;
     bc.bytes += p.len;
-    tx(p, env_.client_port);
+    tx_side(p, pp.vlan, env_.client_port, env_.client_vlan);
 }
 
 template <size_t A>
@@ -1006,9 +1070,12 @@ void Dataplane::remember_fragment(const PacketRef& p, const ParsedPacket& pp, co
         o.redirect = true;
         o.out = p.out;
     } else if (p.verdict == Verdict::tx) {
-        // The outcome as it shows in the rewritten frame: whatever forward() or reply() did.
-        const uint8_t* ip = p.data + pp.l3_off;
+        // The outcome as it shows in the rewritten frame: whatever forward() or reply() did
+        // (which may have added or removed a VLAN tag: the IP header is found again).
+        const bool tagged = load_raw16(p.data + EthOff::type) == 0x0081;  // 0x8100 in memory
+        const uint8_t* ip = p.data + kEthHdrLen + (tagged ? kVlanHdrLen : 0);
         o.out = p.out;
+        o.vlan = tagged ? load_be16(p.data + kEthHdrLen) & 0x0FFF : 0;
         o.ttl_dec = ip[Ip<A>::kTtl] != ttl_before;
         std::memcpy(o.src, ip + Ip<A>::kSrc, A);
         std::memcpy(o.dst, ip + Ip<A>::kDst, A);
@@ -1071,7 +1138,7 @@ void Dataplane::later_fragment(PacketRef& p, const ParsedPacket& pp, uint32_t no
         ++counters_.backends[o->backend].packets;
         counters_.backends[o->backend].bytes += p.len;
     }
-    tx(p, o->out);
+    tx_side(p, pp.vlan, o->out, o->vlan);
 }
 
 // An ICMP error quotes the IP header and at least 8 bytes of the packet that caused it (RFC
@@ -1135,7 +1202,7 @@ void Dataplane::handle_icmp_error(PacketRef& p, const ParsedPacket& pp, uint32_t
     uint16_t in_sport = 0, in_dport = 0;
     const Mac* dst_mac;
     Mac client_mac;
-    uint16_t out_port;
+    uint16_t out_port, out_vlan;
     bool routed;
     const uint16_t vip_idx = service_->find_vip(f, qsrc, qsport, qproto);
     if (vip_idx != Service::kNoVip && std::memcmp(ip + Ip<A>::kDst, qsrc, A) == 0) {
@@ -1155,6 +1222,7 @@ void Dataplane::handle_icmp_error(PacketRef& p, const ParsedPacket& pp, uint32_t
         if (!be.has_mac) return drop(p, Drop::no_neighbor);
         dst_mac = &be.mac;
         out_port = env_.backend_port;
+        out_vlan = env_.backend_vlan;
         routed = vip.mode != Mode::dsr;
         if (routed) {
             out_dst = in_src = be.addr.bytes.data();
@@ -1182,6 +1250,7 @@ void Dataplane::handle_icmp_error(PacketRef& p, const ParsedPacket& pp, uint32_t
         std::memcpy(client_mac.bytes.data(), rec.client_mac, 6);
         dst_mac = &client_mac;
         out_port = env_.client_port;
+        out_vlan = env_.client_vlan;
         routed = true;
         out_src = in_dst = vip.addr.bytes.data();
         in_dport = vip.port_raw;
@@ -1241,7 +1310,7 @@ void Dataplane::handle_icmp_error(PacketRef& p, const ParsedPacket& pp, uint32_t
     std::memcpy(icmp + IcmpOff::csum, &c, 2);
     set_macs(p.data, *dst_mac, env_.port_macs[out_port]);
     ++counters_.icmp_forwarded;
-    tx(p, out_port);
+    tx_side(p, pp.vlan, out_port, out_vlan);
 }
 
 // A VIP answers ping itself, in place: addresses swapped, a fresh TTL, type echo reply, and

@@ -62,6 +62,8 @@ struct WorkerEnv {
     uint16_t nb_workers = 1;
     uint16_t client_port = 0;
     uint16_t backend_port = 0;
+    uint16_t client_vlan = 0;   // 802.1Q VLAN of each side; 0 = untagged
+    uint16_t backend_vlan = 0;
     std::vector<net::Mac> port_macs;  // indexed by port id
     net::Reta reta = net::Reta::round_robin(1);
     bool exception_path = false;  // a kernel side exists: Verdict::control is allowed
@@ -300,6 +302,26 @@ private:
         p.verdict = Verdict::tx;
         p.out = port;
     }
+    // Sends a rewritten frame out of `port` with the tag of the side it leaves by (vid 0:
+    // untagged). `tagged`: the frame arrived tagged.
+    void tx_side(PacketRef& p, bool tagged, uint16_t port, uint16_t vid) noexcept {
+        if ((tagged || vid != 0) && !retag(p, vid)) [[unlikely]]
+            return drop(p, Drop::vlan_no_room);
+        tx(p, port);
+    }
+    // Sets the frame's 802.1Q tag to `vid` (0: removes it), keeping the priority bits of a tag
+    // already there. Adding or removing a tag moves the frame by 4 bytes within its buffer: the
+    // price of sides that differ in tagging, paid by no other configuration. False: no room.
+    [[gnu::noinline]] bool retag(PacketRef& p, uint16_t vid) noexcept;
+    // Is the frame for this port: on a VLAN the port serves, to its MAC (or broadcast or
+    // multicast ARP and neighbour discovery)? Drop::count_ if so, else the reason to drop it.
+    Drop addressed_here(const PacketRef& p, const net::ParsedPacket& pp) const noexcept;
+    struct PortIdentity {
+        uint32_t mac_lo = 0;  // the MAC's first four and last two bytes, as they lie in memory
+        uint16_t mac_hi = 0;
+        uint16_t vlan[2] = {0, 0};  // the VLANs it serves (0: untagged)
+    };
+    std::vector<PortIdentity> ports_;  // indexed by port id
 
     std::shared_ptr<const Service> initial_;  // keeps the constructor's snapshot alive
     const Service* service_;

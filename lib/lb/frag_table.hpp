@@ -50,6 +50,7 @@ public:
         // none; a reply counts for its backend only, as replies do).
         uint16_t vip = 0xFFFF;
         uint16_t backend = 0xFFFF;
+        uint16_t vlan = 0;      // the VLAN it left on (0: untagged)
     };
 
     FragTable(uint32_t capacity, const KeyedHash& hash) : hash_(hash) {

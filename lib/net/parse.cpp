@@ -179,6 +179,7 @@ ParseStatus parse_packet_general(const uint8_t* f, uint32_t len, ParsedPacket& o
     if (type == kEtherTypeVlan) {
         if (len < kEthHdrLen + kVlanHdrLen) return ParseStatus::bad_vlan;
         out.vlan = true;
+        out.vlan_id = load_be16(f + kEthHdrLen) & 0x0FFF;
         type = load_be16(f + kEthHdrLen + 2);
         off += kVlanHdrLen;
         if (type == kEtherTypeVlan || type == kEtherTypeQinQ) return ParseStatus::bad_vlan;

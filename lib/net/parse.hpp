@@ -43,7 +43,7 @@ enum class Frag : uint8_t { none, first, later };
 
 struct ParsedPacket {
     L3 l3 = L3::none;
-    bool vlan = false;
+    bool vlan = false;        // an 802.1Q tag (VID 0: priority only)
     uint8_t l4_proto = 0;     // IP protocol / IPv6 next header of the transport layer
     uint8_t tcp_flags = 0;
     uint16_t l3_off = 0;      // start of ARP/IP header
@@ -53,8 +53,10 @@ struct ParsedPacket {
     uint16_t sport_raw = 0;   // ports as they lie in memory (network order); 0 for non TCP/UDP
     uint16_t dport_raw = 0;   // (and for later fragments, which carry no transport header)
     Frag frag = Frag::none;
+    uint16_t vlan_id = 0;     // the tag's VID; 0 untagged or priority-tagged
     uint32_t frag_id = 0;     // IPv4 identification or IPv6 fragment identification (fragments)
 };
+static_assert(sizeof(ParsedPacket) == 24);
 
 // The general parser: every frame, every drop reason. Out of line.
 ParseStatus parse_packet_general(const uint8_t* frame, uint32_t len, ParsedPacket& out,
@@ -106,6 +108,7 @@ namespace detail {
     out.sport_raw = load_raw16(f + l4);  // TCP and UDP ports share their place
     out.dport_raw = load_raw16(f + l4 + 2);
     out.frag = Frag::none;
+    out.vlan_id = 0;
     out.frag_id = 0;
     return true;
 }

@@ -353,8 +353,8 @@ TEST_CASE("dataplane: nat forward and reply, IPv4", "[dataplane]") {
         tx("an IPv4 header with options keeps them",
            from_client().ipv4(kClient, kVipNat, 64).ip_options(2).tcp(40000, 80, kAck).payload(3).build(), 1,
            to_backend(kBe1Mac).ipv4(kClient, kBe1, 63).ip_options(2).tcp(40000, 8080, kAck).payload(3).build(), kHit, 60),
-        tx("a VLAN-tagged frame keeps its tag", from_client().vlan(42).ipv4(kClient, kVipNat).tcp(40000, 80, kAck).build(), 1,
-           to_backend(kBe1Mac).vlan(42).ipv4(kClient, kBe1, 63).tcp(40000, 8080, kAck).build(), kHit, 70),
+        drop("a frame on a VLAN no side serves", from_client().vlan(42).ipv4(kClient, kVipNat).tcp(40000, 80, kAck).build(),
+             Drop::foreign_vlan, dropped("foreign_vlan"), 70),
         tx("Ethernet padding is carried along untouched",
            from_client().ipv4(kClient, kVipNat).tcp(40000, 80, kAck).pad_to(60).build(), 1,
            to_backend(kBe1Mac).ipv4(kClient, kBe1, 63).tcp(40000, 8080, kAck).pad_to(60).build(), kHit, 80),
@@ -367,9 +367,9 @@ TEST_CASE("dataplane: nat forward and reply, IPv4", "[dataplane]") {
     });
     const WorkerCounters& c = rig.dp->counters();
     CHECK(c.vips[0].new_flows == 2);
-    CHECK(c.vips[0].packets == 6);
+    CHECK(c.vips[0].packets == 5);
     CHECK(c.backends[0].new_flows == 2);
-    CHECK(c.backends[0].packets == 8);  // forwarded + replies
+    CHECK(c.backends[0].packets == 7);  // forwarded + replies
     CHECK(rig.dp->flows4().size() == 2);
     CHECK(rig.dp->flows6().size() == 0);
 }
@@ -629,6 +629,102 @@ TEST_CASE("dataplane: a TCP non-SYN packet with no flow is forwarded and counted
     });
 }
 
+TEST_CASE("dataplane: each side on its VLAN", "[dataplane]") {
+    SECTION("two ports, both sides tagged: the VID changes, the priority bits stay") {
+        WorkerEnv e = env();
+        e.client_vlan = 100;
+        e.backend_vlan = 200;
+        Rig rig(lab_config(), e);
+        run_rows(rig, {
+            tx("client SYN on VLAN 100 (PCP 5) leaves on VLAN 200 (PCP 5)",
+               from_client().vlan(0xA064).ipv4(kClient, kVipNat, 64).tcp(40000, 80, kSyn).build(), 1,
+               to_backend(kBe1Mac).vlan(0xA0C8).ipv4(kClient, kBe1, 63).tcp(40000, 8080, kSyn).build(), kNewFlow),
+            tx("the backend's SYN-ACK on VLAN 200 goes back on VLAN 100",
+               from_backend(kBe1Mac).vlan(200).ipv4(kBe1, kClient, 64).tcp(8080, 40000, kSyn | kAck).build(), 0,
+               to_client().vlan(100).ipv4(kVipNat, kClient, 63).tcp(80, 40000, kSyn | kAck).build(), kReply, 10, 1),
+            drop("an untagged client frame", from_client().ipv4(kClient, kVipNat).tcp(40000, 80, kAck).build(),
+                 Drop::foreign_vlan, dropped("foreign_vlan"), 20),
+            drop("a client frame on the backend VLAN",
+                 from_client().vlan(200).ipv4(kClient, kVipNat).tcp(40000, 80, kAck).build(), Drop::foreign_vlan,
+                 dropped("foreign_vlan"), 20),
+            drop("a backend frame on the client VLAN",
+                 from_backend(kBe1Mac).vlan(100).ipv4(kBe1, kClient).tcp(8080, 40000, kAck).build(), Drop::foreign_vlan,
+                 dropped("foreign_vlan"), 20, 1),
+            tx("ARP on the client VLAN is answered on it",
+               Pkt().eth(kClientMac, kBcast).vlan(100).arp_request(kClientMac, kClient, kVipNat).build(), 0,
+               Pkt().eth(kPort0Mac, kClientMac).vlan(100).arp(2, kPort0Mac, kVipNat, kClientMac, kClient).build(),
+               {{"rx", 1}, {"tx", 1}, {"arp_replies", 1}}),
+            tx("dsr: the client's frame moves to the backend VLAN, nothing else changes",
+               from_client().vlan(100).ipv4(kClient, kVipDsr, 64).tcp(40001, 80, kSyn).build(), 1,
+               to_backend(kBe3Mac).vlan(200).ipv4(kClient, kVipDsr, 64).tcp(40001, 80, kSyn).build(), kNewFlow, 30),
+        });
+    }
+    SECTION("client side tagged, backend side untagged: the tag is removed and added back") {
+        WorkerEnv e = env();
+        e.client_vlan = 100;
+        Rig rig(lab_config(), e);
+        run_rows(rig, {
+            tx("client SYN on VLAN 100 leaves untagged",
+               from_client().vlan(100).ipv4(kClient, kVipNat, 64).tcp(40000, 80, kSyn).pad_to(64).build(), 1,
+               to_backend(kBe1Mac).ipv4(kClient, kBe1, 63).tcp(40000, 8080, kSyn).pad_to(60).build(), kNewFlow),
+            tx("the untagged SYN-ACK gets the client VLAN's tag",
+               from_backend(kBe1Mac).ipv4(kBe1, kClient, 64).tcp(8080, 40000, kSyn | kAck).payload(7).build(), 0,
+               to_client().vlan(100).ipv4(kVipNat, kClient, 63).tcp(80, 40000, kSyn | kAck).payload(7).build(), kReply,
+               10, 1),
+            drop("a tagged backend frame", from_backend(kBe1Mac).vlan(100).ipv4(kBe1, kClient).tcp(8080, 40000, kAck).build(),
+                 Drop::foreign_vlan, dropped("foreign_vlan"), 20, 1),
+        });
+        // No room in the buffer for the tag: counted, the frame left as it was.
+        const Bytes in = from_backend(kBe1Mac).ipv4(kBe1, kClient, 64).tcp(8080, 40000, kAck).build();
+        std::vector<uint8_t> buf(in.begin(), in.end());
+        PacketRef p;
+        p.data = buf.data();
+        p.len = p.cap = static_cast<uint32_t>(buf.size());
+        p.in_port = 1;
+        rig.dp->process(&p, 1, 30);
+        CHECK(p.verdict == Verdict::drop);
+        CHECK(p.reason == Drop::vlan_no_room);
+    }
+    SECTION("one arm: one port serves both VLANs") {
+        WorkerEnv e = env();
+        e.backend_port = 0;
+        e.client_vlan = 100;
+        e.backend_vlan = 200;
+        Rig rig(lab_config(), e);
+        run_rows(rig, {
+            tx("client SYN on VLAN 100 goes back out of port 0 on VLAN 200",
+               from_client().vlan(100).ipv4(kClient, kVipNat, 64).tcp(40000, 80, kSyn).build(), 0,
+               Pkt().eth(kPort0Mac, kBe1Mac).vlan(200).ipv4(kClient, kBe1, 63).tcp(40000, 8080, kSyn).build(), kNewFlow),
+            tx("the SYN-ACK on VLAN 200 goes back on VLAN 100",
+               Pkt().eth(kBe1Mac, kPort0Mac).vlan(200).ipv4(kBe1, kClient, 64).tcp(8080, 40000, kSyn | kAck).build(), 0,
+               to_client().vlan(100).ipv4(kVipNat, kClient, 63).tcp(80, 40000, kSyn | kAck).build(), kReply, 10),
+            drop("untagged", from_client().ipv4(kClient, kVipNat).tcp(40000, 80, kAck).build(), Drop::foreign_vlan,
+                 dropped("foreign_vlan"), 20),
+        });
+    }
+}
+
+TEST_CASE("dataplane: frames not addressed to the port are dropped as foreign_mac", "[dataplane]") {
+    Rig rig;
+    run_rows(rig, {
+        drop("to another host's MAC", Pkt().eth(kClientMac, "02:00:00:00:00:99").ipv4(kClient, kVipNat).tcp(1, 80, kSyn).build(),
+             Drop::foreign_mac, dropped("foreign_mac")),
+        drop("to the other port's MAC", Pkt().eth(kClientMac, kPort1Mac).ipv4(kClient, kVipNat).tcp(1, 80, kSyn).build(),
+             Drop::foreign_mac, dropped("foreign_mac")),
+        drop("IPv4 broadcast to a VIP", Pkt().eth(kClientMac, kBcast).ipv4(kClient, kVipNat).udp(1, 53).build(),
+             Drop::foreign_mac, dropped("foreign_mac")),
+        drop("IPv6 multicast UDP to a VIP",
+             Pkt().eth(kClientMac, "33:33:00:00:00:10").ipv6(kClient6, kVip6Nat).udp(1, 80).build(), Drop::foreign_mac,
+             dropped("foreign_mac")),
+        drop("a backend's reply to the client port's MAC",
+             Pkt().eth(kBe1Mac, kPort0Mac).ipv4(kBe1, kClient).tcp(8080, 40000, kAck).build(), Drop::foreign_mac,
+             dropped("foreign_mac"), 0, 1),
+    });
+    CHECK(rig.dp->flows4().size() == 0);
+    CHECK(rig.dp->flows6().size() == 0);
+    CHECK(rig.dp->counters().vips[0].packets == 0);
+}
+
 TEST_CASE("dataplane: ARP for Sluice's addresses is answered, others dropped", "[dataplane]") {
     Rig rig;
     const char* kBeMac = kBe1Mac;
@@ -644,9 +740,9 @@ TEST_CASE("dataplane: ARP for Sluice's addresses is answered, others dropped", "
            Pkt().eth(kBeMac, kBcast).arp_request(kBeMac, kBe1, kSelf).pad_to(60).build(), 1,
            Pkt().eth(kPort1Mac, kBeMac).arp(2, kPort1Mac, kSelf, kBeMac, kBe1).pad_to(60).build(),
            {{"rx", 1}, {"tx", 1}, {"arp_replies", 1}}, 0, 1),
-        tx("who-has VIP in a VLAN", Pkt().eth(kClientMac, kBcast).vlan(12).arp_request(kClientMac, kClient, kVipDsr).build(),
-           0, Pkt().eth(kPort0Mac, kClientMac).vlan(12).arp(2, kPort0Mac, kVipDsr, kClientMac, kClient).build(),
-           {{"rx", 1}, {"tx", 1}, {"arp_replies", 1}}),
+        drop("who-has VIP in a VLAN Sluice does not serve",
+             Pkt().eth(kClientMac, kBcast).vlan(12).arp_request(kClientMac, kClient, kVipDsr).build(), Drop::foreign_vlan,
+             dropped("foreign_vlan")),
         drop("who-has another address", Pkt().eth(kClientMac, kBcast).arp_request(kClientMac, kClient, "203.0.113.99").build(),
              Drop::arp_ignored, dropped("arp_ignored")),
         drop("who-has a backend", Pkt().eth(kClientMac, kBcast).arp_request(kClientMac, kClient, kBe1).build(),
@@ -878,15 +974,18 @@ TEST_CASE("dataplane: bursts give the same verdicts as single packets", "[datapl
         }
     }
     std::vector<Out> one;
-    for (const auto& b : in) one.push_back(single.run(b, 7));
     std::vector<std::vector<uint8_t>> bufs;
     std::vector<PacketRef> refs(in.size());
+    // Backends' frames arrive on the backend port (addressed to its MAC).
+    auto port_of = [](const Bytes& b) -> uint16_t { return b[5] == 0xb0 ? 1 : 0; };
+    for (const auto& b : in) one.push_back(single.run(b, 7, port_of(b)));
     for (size_t i = 0; i < in.size(); ++i) {
         bufs.emplace_back(2048, 0);
         std::memcpy(bufs[i].data(), in[i].data(), in[i].size());
         refs[i].data = bufs[i].data();
         refs[i].len = static_cast<uint32_t>(in[i].size());
         refs[i].cap = 2048;
+        refs[i].in_port = port_of(in[i]);
     }
     burst.dp->process(refs.data(), static_cast<uint32_t>(refs.size()), 7);
     for (size_t i = 0; i < in.size(); ++i) {
