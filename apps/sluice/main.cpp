@@ -348,7 +348,15 @@ Expected<KernelSide> setup_kernel_side(const lb::Config& cfg, uint16_t nb_ports,
         k.data_of[id] = p;
         fmt::print("port {}: kernel side {} (port {})\n", p, iface, id);
     }
-    const std::string iface = fmt::format("{}{}", cfg.kernel_if, backend_port);
+    // The self addresses live where the backends are: on the backend VLAN's interface when
+    // that side is tagged (the kernel's frames then leave tagged, and tagged answers find it).
+    std::string iface = fmt::format("{}{}", cfg.kernel_if, backend_port);
+    if (cfg.backend_vlan) {
+        const std::string vlan_if = fmt::format("{}.{}", iface, cfg.backend_vlan);
+        if (auto st = linux_nl::add_vlan(iface, vlan_if, cfg.backend_vlan); !st) return make_error(st.error());
+        fmt::print("kernel side: VLAN {} on {}\n", vlan_if, iface);
+        iface = vlan_if;
+    }
     for (size_t i = 0; i < cfg.self_addrs.size(); ++i) {
         const uint8_t len = i < cfg.self_prefixes.size() ? cfg.self_prefixes[i] : (cfg.self_addrs[i].is_v4() ? 32 : 128);
         if (auto st = linux_nl::add_address(iface, cfg.self_addrs[i], len); !st) return make_error(st.error());
@@ -682,8 +690,9 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args,
                     if (!m) break;
                     uint8_t* buf = rte_pktmbuf_mtod(m, uint8_t*);
                     const net::IpAddr any = net::IpAddr{};
-                    const size_t len = t.is_v4() ? net::build_arp_request(buf, env.port_macs[env.backend_port], sender ? *sender : any, t)
+                    size_t len = t.is_v4() ? net::build_arp_request(buf, env.port_macs[env.backend_port], sender ? *sender : any, t)
                                                  : net::build_neighbor_solicit(buf, env.port_macs[env.backend_port], *sender, t);
+                    if (env.backend_vlan) len = net::tag_vlan(buf, len, env.backend_vlan);
                     m->data_len = static_cast<uint16_t>(len);
                     m->pkt_len = static_cast<uint32_t>(len);
                     m->port = env.backend_port;
