@@ -42,6 +42,7 @@
 #include "lib/control/control_plane.hpp"
 #include "lib/control/ctl_server.hpp"
 #include "lib/control/flow_log_writer.hpp"
+#include "lib/lb/snat_ports.hpp"
 #include "lib/lb/stats_json.hpp"
 #include "lib/net/neighbor.hpp"
 
@@ -457,6 +458,11 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args,
     env.nb_workers = nb_workers;
     env.reta = net::Reta::round_robin(nb_workers);
     env.exception_path = !cfg.kernel_if.empty();
+    for (const auto& share : lb::snat_shares(cfg, nb_workers, env.reta)) fmt::print("{}\n", lb::describe(share));
+    if (auto st = lb::check_snat_shares(cfg, nb_workers, env.reta); !st) {
+        fmt::print(stderr, "sluice: {}\n", st.error());
+        return 1;
+    }
     for (uint16_t p = 0; p < nb_ports; ++p) {
         auto info = dpdk::setup_port(p, {nb_workers, static_cast<uint16_t>(cfg.rxd), static_cast<uint16_t>(cfg.txd), pool});
         if (!info) {
@@ -511,6 +517,7 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args,
     hooks.log = [](const std::string& line) {
         rte_log(RTE_LOG_NOTICE, static_cast<uint32_t>(g_logtype), "sluice: %s\n", line.c_str());
     };
+    hooks.admit = [&](const lb::Config& next) { return lb::check_snat_shares(next, nb_workers, env.reta); };
     hooks.reread = [&]() -> Expected<lb::Config> {
         auto p = config::parse_args(app_args);
         if (!p) return make_error(p.error());

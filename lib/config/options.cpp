@@ -23,8 +23,13 @@
 #include <unordered_set>
 #include <utility>
 
+#include <sys/un.h>
+
 #include <boost/program_options.hpp>
 #include <fmt/format.h>
+
+#include "lib/common/clip.hpp"
+#include "lib/lb/service.hpp"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.1.0"
@@ -93,6 +98,8 @@ using net::IpAddr;
 constexpr uint64_t kMaxTableSize = 655373;
 constexpr size_t kMaxBackends = 65535;  // backend indices are 16-bit in the data path
 constexpr size_t kMaxVipNameLen = 63;
+constexpr size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path);  // with its terminating NUL
+constexpr size_t kMaxHttpPath = 2048;
 constexpr uint64_t kMaxWeight = 65535;
 constexpr int kMaxPortId = 31;
 constexpr uint16_t kMaxVlan = 4094;  // 802.1Q: 0 and 4095 are reserved
@@ -180,6 +187,9 @@ constexpr OptSpec kOptions[] = {
      "802.1Q VLAN of the backend side, 1..4094 (default: untagged);\n"
      "with --kernel-if, the --self addresses go on a VLAN\n"
      "interface NAME<port>.<ID> of the kernel side"},
+    {"allow-no-vips", "yes|no", Kind::scalar, false, "Service",
+     "run (or reload) with no VIP at all (default no: an empty\n"
+     "or comment-only file is refused, not applied as 'forward nothing')"},
     {"burst", "N", Kind::scalar, false, "Process settings (restart-only)", "RX/TX burst size, 1..512 (default 32)"},
     {"rxd", "N", Kind::scalar, false, "Process settings (restart-only)",
      "RX descriptors per queue, 64..16384 (default 1024)"},
@@ -251,7 +261,7 @@ struct RawOpt {
 
 std::string describe(const RawOpt& o) {
     std::string s = o.where.empty() ? std::string() : o.where + ": ";
-    return s + fmt::format("--{} '{}'", o.name, o.value);
+    return s + fmt::format("--{} '{}'", clip(o.name), clip(o.value));
 }
 
 Error fail(const std::string& label, std::string_view what) {
@@ -290,7 +300,7 @@ std::string_view trim(std::string_view s) {
 // Strict unsigned decimal: digits only (no sign, spaces or 0x), within [lo, hi].
 Expected<uint64_t> parse_number(std::string_view s, uint64_t lo, uint64_t hi, std::string_view what) {
     if (s.empty() || !std::all_of(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
-        return make_error(fmt::format("bad {} '{}' (expected a decimal number)", what, s));
+        return make_error(fmt::format("bad {} '{}' (expected a decimal number)", clip(what), clip(s)));
     uint64_t v = 0;
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec == std::errc::result_out_of_range || v < lo || v > hi || end != s.data() + s.size())
@@ -304,7 +314,7 @@ Expected<IpAddr> parse_addr(std::string_view s) {
     bool bracketed = s.size() >= 2 && s.front() == '[' && s.back() == ']';
     if (bracketed) inner = s.substr(1, s.size() - 2);
     auto a = net::parse_ip(inner);
-    if (!a || (bracketed && a->is_v4())) return make_error(fmt::format("bad address '{}'", s));
+    if (!a || (bracketed && a->is_v4())) return make_error(fmt::format("bad address '{}'", clip(s)));
     return *a;
 }
 
@@ -319,21 +329,21 @@ Expected<Endpoint> parse_endpoint(std::string_view s) {
     bool has_port = false;
     if (!s.empty() && s.front() == '[') {
         auto close = s.find(']');
-        if (close == std::string_view::npos) return make_error(fmt::format("bad address '{}': no ']'", s));
+        if (close == std::string_view::npos) return make_error(fmt::format("bad address '{}': no ']'", clip(s)));
         host = s.substr(1, close - 1);
         auto rest = s.substr(close + 1);
         if (!rest.empty()) {
-            if (rest.front() != ':') return make_error(fmt::format("bad address '{}'", s));
+            if (rest.front() != ':') return make_error(fmt::format("bad address '{}'", clip(s)));
             port_text = rest.substr(1);
             has_port = true;
         }
         auto a = net::parse_ip(host);
-        if (!a || a->is_v4()) return make_error(fmt::format("bad IPv6 address '{}'", host));
+        if (!a || a->is_v4()) return make_error(fmt::format("bad IPv6 address '{}'", clip(host)));
     } else {
         auto colon = s.find(':');
         if (colon != std::string_view::npos && s.find(':', colon + 1) != std::string_view::npos)
             return make_error(
-                fmt::format("bad address '{}': an IPv6 address takes brackets, e.g. [2001:db8::1]:80", s));
+                fmt::format("bad address '{}': an IPv6 address takes brackets, e.g. [2001:db8::1]:80", clip(s)));
         host = s.substr(0, colon);
         if (colon != std::string_view::npos) {
             port_text = s.substr(colon + 1);
@@ -341,7 +351,7 @@ Expected<Endpoint> parse_endpoint(std::string_view s) {
         }
     }
     auto a = net::parse_ip(host);
-    if (!a) return make_error(fmt::format("bad address '{}'", host));
+    if (!a) return make_error(fmt::format("bad address '{}'", clip(host)));
     Endpoint ep{*a, std::nullopt};
     if (has_port) {
         auto p = parse_number(port_text, 0, 65535, "port");
@@ -382,14 +392,14 @@ Status apply_vip_field(VipConf& v, std::string_view key, std::string_view val) {
         if (val == "reschedule") v.on_down = lb::DownPolicy::reschedule;
         else if (val == "keep") v.on_down = lb::DownPolicy::keep;
         else if (val == "drop") v.on_down = lb::DownPolicy::drop;
-        else return make_error(fmt::format("bad on-down '{}' (reschedule, keep or drop)", val));
+        else return make_error(fmt::format("bad on-down '{}' (reschedule, keep or drop)", clip(val)));
         return {};
     }
     if (key == "check") {
         if (val == "none") c.kind = lb::CheckConf::Kind::none;
         else if (val == "tcp") c.kind = lb::CheckConf::Kind::tcp;
         else if (val == "http") c.kind = lb::CheckConf::Kind::http;
-        else return make_error(fmt::format("bad check '{}' (none, tcp or http)", val));
+        else return make_error(fmt::format("bad check '{}' (none, tcp or http)", clip(val)));
         return {};
     }
     if (key == "inter") return duration(c.inter_ms);
@@ -406,9 +416,9 @@ Status apply_vip_field(VipConf& v, std::string_view key, std::string_view val) {
     if (key == "http-path" || key == "http-body") {
         // Sent in a request line or matched as is: printable ASCII, no spaces.
         if (val.empty() || !std::all_of(val.begin(), val.end(), [](char ch) { return ch > 32 && ch < 127; }))
-            return make_error(fmt::format("bad {} '{}' (printable characters, no spaces or commas)", key, val));
+            return make_error(fmt::format("bad {} '{}' (printable characters, no spaces or commas)", clip(key), clip(val)));
         if (key == "http-path" && val.front() != '/')
-            return make_error(fmt::format("bad http-path '{}' (starts with /)", val));
+            return make_error(fmt::format("bad http-path '{}' (starts with /)", clip(val)));
         (key == "http-path" ? c.http_path : c.http_body) = std::string(val);
         return {};
     }
@@ -425,17 +435,17 @@ Expected<VipConf> parse_vip(std::string_view text) {
 
     auto slash = f[1].rfind('/');
     if (slash == std::string_view::npos)
-        return make_error(fmt::format("'{}' lacks /PROTO (e.g. 203.0.113.10:80/tcp)", f[1]));
+        return make_error(fmt::format("'{}' lacks /PROTO (e.g. 203.0.113.10:80/tcp)", clip(f[1])));
     auto proto = f[1].substr(slash + 1);
     if (proto == "tcp")
         v.proto = lb::Proto::tcp;
     else if (proto == "udp")
         v.proto = lb::Proto::udp;
     else
-        return make_error(fmt::format("bad protocol '{}' (tcp or udp)", proto));
+        return make_error(fmt::format("bad protocol '{}' (tcp or udp)", clip(proto)));
     auto ep = parse_endpoint(f[1].substr(0, slash));
     if (!ep) return Error{ep.error()};
-    if (!ep->port) return make_error(fmt::format("'{}' lacks a port (ADDR:PORT/PROTO)", f[1]));
+    if (!ep->port) return make_error(fmt::format("'{}' lacks a port (ADDR:PORT/PROTO)", clip(f[1])));
     v.addr = ep->addr;
     v.port = *ep->port;
 
@@ -446,12 +456,12 @@ Expected<VipConf> parse_vip(std::string_view text) {
     else if (f[2] == "fullnat")
         v.mode = lb::Mode::fullnat;
     else
-        return make_error(fmt::format("bad mode '{}' (dsr, nat or fullnat)", f[2]));
+        return make_error(fmt::format("bad mode '{}' (dsr, nat or fullnat)", clip(f[2])));
 
     std::set<std::string_view> given;
     for (size_t i = 3; i < f.size(); ++i) {
         auto eq = f[i].find('=');
-        if (eq == std::string_view::npos) return make_error(fmt::format("'{}': expected KEY=VALUE", f[i]));
+        if (eq == std::string_view::npos) return make_error(fmt::format("'{}': expected KEY=VALUE", clip(f[i])));
         auto key = f[i].substr(0, eq), val = f[i].substr(eq + 1);
         if (!given.insert(key).second) return make_error(fmt::format("{} given twice", key));
         if (auto st = apply_vip_field(v, key, val); !st) return Error{st.error()};
@@ -477,7 +487,7 @@ Expected<std::pair<std::string, BackendConf>> parse_backend(std::string_view tex
         auto key = f[i].substr(0, eq);
         auto val = eq == std::string_view::npos ? std::string_view() : f[i].substr(eq + 1);
         if (eq == std::string_view::npos || (key != "weight" && key != "state"))
-            return make_error(fmt::format("unknown field '{}' (expected weight=N or state=S)", f[i]));
+            return make_error(fmt::format("unknown field '{}' (expected weight=N or state=S)", clip(f[i])));
         if (!given.insert(key).second) return make_error(fmt::format("{} given twice", key));
         if (key == "weight") {
             auto w = parse_number(val, 0, kMaxWeight, "weight");
@@ -490,7 +500,7 @@ Expected<std::pair<std::string, BackendConf>> parse_backend(std::string_view tex
         } else if (val == "disabled") {
             b.state = lb::BackendState::disabled;
         } else {
-            return make_error(fmt::format("bad state '{}' (up, draining or disabled)", val));
+            return make_error(fmt::format("bad state '{}' (up, draining or disabled)", clip(val)));
         }
     }
     return std::pair{std::string(f[0]), b};
@@ -502,7 +512,7 @@ Expected<lb::NeighborConf> parse_neighbor(std::string_view text) {
     auto a = parse_addr(f[0]);
     if (!a) return Error{a.error()};
     auto mac = net::parse_mac(f[1]);
-    if (!mac) return make_error(fmt::format("bad MAC '{}' (expected 02:00:00:00:00:01)", f[1]));
+    if (!mac) return make_error(fmt::format("bad MAC '{}' (expected 02:00:00:00:00:01)", clip(f[1])));
     return lb::NeighborConf{*a, *mac};
 }
 
@@ -517,6 +527,22 @@ const char* not_unicast(const IpAddr& a) {
         return nullptr;
     }
     return a.bytes[0] == 0xff ? "multicast" : nullptr;
+}
+
+// Addresses no packet on the wire can carry: loopback, "this network" 0/8, the reserved
+// 240/4, IPv4-mapped IPv6. (A backend on loopback is let through: tests probe local servers.)
+const char* not_routable(const IpAddr& a, bool loopback_ok = false) {
+    if (a.is_v4()) {
+        if (a.bytes[0] == 127 && !loopback_ok) return "loopback";
+        if (a.bytes[0] == 0) return "in 0.0.0.0/8 (this network)";
+        if (a.bytes[0] >= 240) return "reserved (240.0.0.0/4)";
+        return nullptr;
+    }
+    static constexpr uint8_t kLoopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (std::memcmp(a.bytes.data(), kLoopback, 16) == 0 && !loopback_ok) return "loopback";
+    if (std::memcmp(a.bytes.data(), kMapped, 12) == 0) return "IPv4-mapped (give the IPv4 address itself)";
+    return nullptr;
 }
 
 bool is_prime(uint64_t n) {
@@ -571,6 +597,22 @@ public:
                 return fail(o_ ? describe(o_->self[i]) : fmt::format("--self '{}'", net::to_string(c_.self_addrs[i])),
                             "also a --snat address; give Sluice's own address and its SNAT addresses apart");
         if (auto s = check_neighbors(); !s) return s;
+        if (c_.vips.empty() && !c_.allow_no_vips)
+            return make_error("no VIP configured: Sluice would forward nothing (an empty or comment-only file?); "
+                              "give a --vip, or --allow-no-vips yes to run without one");
+        if (c_.vips.size() > lb::kMaxVipSlots)
+            return make_error(fmt::format("--vip: {} VIPs, at most {} are supported", c_.vips.size(), lb::kMaxVipSlots));
+        if (auto s = check_own_addresses(); !s) return s;
+        if (c_.control_socket.size() >= kMaxSocketPath)
+            return fail(scalar("control-socket", c_.control_socket),
+                        fmt::format("the path is {} bytes; a Unix socket path holds at most {}", c_.control_socket.size(),
+                                    kMaxSocketPath - 1));
+        // One RX ring of one queue must fit in the pool, whatever the ports and workers.
+        if (c_.total_num_mbufs && c_.total_num_mbufs < c_.rxd + c_.txd)
+            return fail(scalar("total-num-mbufs", std::to_string(c_.total_num_mbufs)),
+                        fmt::format("cannot fill even one RX and one TX ring ({} + {} descriptors); leave it out to "
+                                    "have it sized, or see `sluice doctor`",
+                                    c_.rxd, c_.txd));
         return check_vips();
     }
 
@@ -643,6 +685,23 @@ private:
         return {};
     }
 
+    // Sluice's own addresses (SNAT, self) and the VIPs must be told apart: a reply to a SNAT
+    // address that is also a VIP would be balanced again, and the kernel side owns self.
+    Status check_own_addresses() const {
+        for (size_t i = 0; i < c_.vips.size(); ++i) {
+            const auto& a = c_.vips[i].addr;
+            if (std::find(c_.snat_addrs.begin(), c_.snat_addrs.end(), a) != c_.snat_addrs.end())
+                return fail(vip(i), fmt::format("the VIP address {} is also a SNAT address (--snat): replies to "
+                                                "fullnat flows would be taken for new client traffic; give them apart",
+                                                net::to_string(a)));
+            if (std::find(c_.self_addrs.begin(), c_.self_addrs.end(), a) != c_.self_addrs.end())
+                return fail(vip(i), fmt::format("the VIP address {} is also a --self address (Sluice's kernel side): "
+                                                "give them apart",
+                                                net::to_string(a)));
+        }
+        return {};
+    }
+
     Status check_vips() const {
         size_t total = 0;
         for (const auto& v : c_.vips) total += v.backends.size();
@@ -657,10 +716,10 @@ private:
         for (size_t i = 0; i < c_.vips.size(); ++i) {
             const auto& v = c_.vips[i];
             if (!valid_vip_name(v.name))
-                return fail(vip(i), fmt::format("bad VIP name '{}' (1..{} letters, digits, '-', '_', '.')", v.name,
+                return fail(vip(i), fmt::format("bad VIP name '{}' (1..{} letters, digits, '-', '_', '.')", clip(v.name),
                                                 kMaxVipNameLen));
             if (auto [it, fresh] = names.emplace(v.name, i); !fresh)
-                return fail(vip(i), fmt::format("duplicate VIP name '{}'", v.name));
+                return fail(vip(i), fmt::format("duplicate VIP name '{}'", clip(v.name)));
             if (auto why = not_unicast(v.addr))
                 return fail(vip(i), fmt::format("address {} is {}, not unicast", net::to_string(v.addr), why));
             if (v.port == 0) return fail(vip(i), "port 0 is not allowed for a VIP");
@@ -670,7 +729,23 @@ private:
             if (auto [it, fresh] = services.emplace(std::tuple{v.addr, v.port, v.proto}, i); !fresh)
                 return fail(vip(i),
                             fmt::format("same address, port and protocol as VIP '{}'", c_.vips[it->second].name));
-            if (v.backends.empty()) return fail(vip(i), fmt::format("VIP '{}' has no --backend", v.name));
+            if (v.backends.empty()) return fail(vip(i), fmt::format("VIP '{}' has no --backend", clip(v.name)));
+            if (auto why = not_routable(v.addr))
+                return fail(vip(i), fmt::format("address {} is {}: no client can reach it through Sluice",
+                                                net::to_string(v.addr), why));
+            if (v.table_size < v.backends.size())
+                return fail(vip(i), fmt::format("table={} is smaller than its {} backends: some would never be picked "
+                                                "(Maglev wants a prime of at least 100 x the backends; the default is "
+                                                "65537)",
+                                                v.table_size, v.backends.size()));
+            if (v.check.http_body.size() > lb::kMaxProbeResponse)
+                return fail(vip(i), fmt::format("http-body is {} bytes; a probe reads at most {} of the answer, so "
+                                                "the check could never pass",
+                                                v.check.http_body.size(), lb::kMaxProbeResponse));
+            if (v.check.http_path.size() > kMaxHttpPath)
+                return fail(vip(i), fmt::format("http-path is {} bytes; at most {} (HTTP servers refuse longer request "
+                                                "lines)",
+                                                v.check.http_path.size(), kMaxHttpPath));
             if (v.mode == lb::Mode::fullnat && !snat_family[v.addr.is_v4() ? 0 : 1])
                 return fail(vip(i), fmt::format("fullnat needs a --snat address of the VIP's family ({})",
                                                 family_name(v.addr.family)));
@@ -689,6 +764,16 @@ private:
                                                        family_name(v.addr.family), v.name));
             if (auto why = not_unicast(b.addr))
                 return fail(backend(i, j), fmt::format("address {} is {}, not unicast", net::to_string(b.addr), why));
+            if (auto why = not_routable(b.addr, true))
+                return fail(backend(i, j), fmt::format("address {} is {}: Sluice cannot send to it", net::to_string(b.addr), why));
+            if (std::any_of(c_.vips.begin(), c_.vips.end(), [&](const VipConf& x) { return x.addr == b.addr; }))
+                return fail(backend(i, j), fmt::format("backend {} is a VIP address: its packets would come back to "
+                                                       "Sluice and loop",
+                                                       net::to_string(b.addr)));
+            if (std::find(c_.snat_addrs.begin(), c_.snat_addrs.end(), b.addr) != c_.snat_addrs.end())
+                return fail(backend(i, j), fmt::format("backend {} is one of Sluice's SNAT addresses (--snat)", net::to_string(b.addr)));
+            if (std::find(c_.self_addrs.begin(), c_.self_addrs.end(), b.addr) != c_.self_addrs.end())
+                return fail(backend(i, j), fmt::format("backend {} is one of Sluice's --self addresses", net::to_string(b.addr)));
             if (b.weight > kMaxWeight)
                 return fail(backend(i, j), fmt::format("weight out of range (0..{})", kMaxWeight));
             // DSR leaves the packet's destination (VIP:port) untouched, so the backend cannot
@@ -774,6 +859,9 @@ public:
             auto p = parse_number(o.value, 0, kMaxPortId, "port id");
             if (!p) return fail(describe(o), p.error());
             (o.name == "client-port" ? cfg_.client_port : cfg_.backend_port) = static_cast<int>(*p);
+        } else if (o.name == "allow-no-vips") {
+            if (o.value != "yes" && o.value != "no") return fail(describe(o), "expected yes or no");
+            cfg_.allow_no_vips = o.value == "yes";
         } else if (o.name == "client-vlan" || o.name == "backend-vlan") {
             auto v = parse_number(o.value, 1, kMaxVlan, "VLAN id");
             if (!v) return fail(describe(o), v.error());
@@ -814,7 +902,7 @@ public:
         for (size_t i = 0; i < cfg_.vips.size(); ++i) by_name.emplace(cfg_.vips[i].name, i);
         for (auto& p : pending_) {
             auto it = by_name.find(p.vip);
-            if (it == by_name.end()) return fail(describe(p.opt), fmt::format("unknown VIP '{}'", p.vip));
+            if (it == by_name.end()) return fail(describe(p.opt), fmt::format("unknown VIP '{}'", clip(p.vip)));
             cfg_.vips[it->second].backends.push_back(p.conf);
             origins_.backends[it->second].push_back(std::move(p.opt));
         }
@@ -860,15 +948,15 @@ Expected<std::vector<RawOpt>> tokenize_args(const std::vector<std::string>& args
     try {
         parsed = po::command_line_parser(args).options(description()).style(kStyle).run();
     } catch (const std::exception& e) {
-        return make_error(e.what());
+        return make_error(clip(e.what(), 300));
     }
     std::vector<RawOpt> out;
     for (const auto& o : parsed.options) {
         std::string value = o.value.empty() ? std::string() : o.value.front();
-        if (o.string_key.empty()) return make_error(fmt::format("unexpected argument '{}'", value));
+        if (o.string_key.empty()) return make_error(fmt::format("unexpected argument '{}'", clip(value)));
         // Boost takes the next argument as the value even when it is an option itself.
         if (o.original_tokens.size() > 1 && value.rfind("--", 0) == 0)
-            return make_error(fmt::format("--{}: missing value (found option '{}')", o.string_key, value));
+            return make_error(fmt::format("--{}: missing value (found option '{}')", o.string_key, clip(value)));
         out.push_back({o.string_key, std::move(value), {}});
     }
     return out;
@@ -886,15 +974,15 @@ Expected<std::vector<RawOpt>> tokenize_file(std::string_view text, std::string_v
         if (line.empty()) continue;
         auto where = fmt::format("{}:{}", source, lineno);
         if (line.front() == '[' && line.back() == ']')
-            return make_error(fmt::format("{}: sections are not supported: '{}'", where, line));
+            return make_error(fmt::format("{}: sections are not supported: '{}'", where, clip(line)));
         auto eq = line.find('=');
         if (eq == std::string_view::npos)
-            return make_error(fmt::format("{}: expected `name = value`, got '{}'", where, line));
+            return make_error(fmt::format("{}: expected `name = value`, got '{}'", where, clip(line)));
         auto name = trim(line.substr(0, eq));
         const OptSpec* spec = find_spec(name);
-        if (spec == nullptr) return make_error(fmt::format("{}: unknown option '{}'", where, name));
+        if (spec == nullptr) return make_error(fmt::format("{}: unknown option '{}'", where, clip(name)));
         if (spec->cli_only)
-            return make_error(fmt::format("{}: '{}' is accepted only on the command line", where, name));
+            return make_error(fmt::format("{}: '{}' is accepted only on the command line", where, clip(name)));
         lines.push_back(lineno);
     }
 
@@ -903,7 +991,7 @@ Expected<std::vector<RawOpt>> tokenize_file(std::string_view text, std::string_v
         std::istringstream in{std::string(text)};
         parsed = po::parse_config_file(in, description());
     } catch (const std::exception& e) {
-        return make_error(fmt::format("{}: {}", source, e.what()));
+        return make_error(fmt::format("{}: {}", source, clip(e.what(), 300)));
     }
     bool lines_match = parsed.options.size() == lines.size();
     std::vector<RawOpt> out;
@@ -917,14 +1005,14 @@ Expected<std::vector<RawOpt>> tokenize_file(std::string_view text, std::string_v
 
 Expected<std::string> read_file(const std::string& path) {
     std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (f == nullptr) return make_error(fmt::format("--config '{}': cannot open: {}", path, std::strerror(errno)));
+    if (f == nullptr) return make_error(fmt::format("--config '{}': cannot open: {}", clip(path), std::strerror(errno)));
     std::string text;
     char buf[4096];
     size_t n;
     while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
     int err = std::ferror(f) ? errno : 0;
     std::fclose(f);
-    if (err != 0) return make_error(fmt::format("--config '{}': cannot read: {}", path, std::strerror(err)));
+    if (err != 0) return make_error(fmt::format("--config '{}': cannot read: {}", clip(path), std::strerror(err)));
     return text;
 }
 

@@ -74,6 +74,8 @@ Status ControlPlane::start(uint64_t now_ms) {
 // backends, then (re)arm the probes of the new backend set.
 Status ControlPlane::apply(lb::Config next, const char* why) {
     if (auto st = config::validate(next); !st) return st;
+    if (hooks_.admit)
+        if (auto st = hooks_.admit(next); !st) return st;
     lb::Config build_input = next;
     for (auto& v : build_input.vips)
         for (auto& b : v.backends) b.state = effective(v, b);

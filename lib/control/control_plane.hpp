@@ -51,6 +51,9 @@ struct Hooks {
     std::function<void(const std::string&)> log;
     // Re-reads the configuration for a reload (the binary re-parses its arguments and file).
     std::function<Expected<lb::Config>()> reread;
+    // Rules that depend on the running process (how its workers share SNAT ports): a change
+    // they refuse is not applied.
+    std::function<Status(const lb::Config&)> admit;
 };
 
 class ControlPlane {

@@ -84,7 +84,7 @@ ProbeResult judge_http_response(std::string_view response, bool complete, int ex
 class Prober {
 public:
     // At most this much of an HTTP response is read; the check is judged on what was read.
-    static constexpr size_t kMaxResponseBytes = 16 * 1024;
+    static constexpr size_t kMaxResponseBytes = lb::kMaxProbeResponse;
 
     // A target changed state; `reason` is the Transition's.
     struct Event {

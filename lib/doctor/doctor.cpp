@@ -9,6 +9,7 @@
 
 #include "lib/lb/config.hpp"
 #include "lib/lb/flow_table.hpp"
+#include "lib/lb/snat_ports.hpp"
 
 namespace sluice::doctor {
 namespace {
@@ -213,6 +214,22 @@ struct Checker {
         add(Severity::fatal, "config", what + fmt::format(", but only {} of memory is available", bytes(f.host.mem_available_bytes)),
             lo ? fmt::format("lower --flow-capacity to {} (or run fewer workers)", lo * 1024)
                : std::string("free memory on this host or run fewer workers: not even 1024 flows per worker fit"));
+    }
+
+    void snat_ports() {
+        const auto shares = lb::snat_shares(r.fullnat, r.workers, net::Reta::round_robin(r.workers));
+        for (const auto& s : shares) {
+            const auto none = std::find(s.fewest.begin(), s.fewest.end(), 0u);
+            if (none == s.fewest.end()) {
+                add(Severity::ok, "config", lb::describe(s));
+                continue;
+            }
+            const size_t w = static_cast<size_t>(none - s.fewest.begin());
+            add(Severity::fatal, "config",
+                fmt::format("{}: worker {} owns none toward backend {}, so its fullnat flows there would all be refused",
+                            lb::describe(s), w, s.fewest_to[w]),
+                "widen --snat-ports (at least 64 ports per worker) or run fewer workers");
+        }
     }
 
     void mbuf_pool() {
@@ -509,6 +526,7 @@ Report check(const Facts& facts) {
     c.ports();
     c.mbuf_pool();
     c.flow_tables();
+    c.snat_ports();
     // Problems first, worst first; ok lines keep their order below them.
     std::stable_sort(c.out.findings.begin(), c.out.findings.end(),
                      [](const Finding& a, const Finding& b) { return a.severity > b.severity; });
@@ -573,6 +591,12 @@ void fill_requested(const lb::Config& c, Requested& req) {
     req.client_port = c.client_port;
     req.backend_port = c.backend_port;
     req.kernel_side = !c.kernel_if.empty();
+    req.fullnat = lb::Config{};
+    req.fullnat.snat_addrs = c.snat_addrs;
+    req.fullnat.snat_port_min = c.snat_port_min;
+    req.fullnat.snat_port_max = c.snat_port_max;
+    for (const lb::VipConf& v : c.vips)
+        if (v.mode == lb::Mode::fullnat) req.fullnat.vips.push_back(v);
     for (const lb::VipConf& v : c.vips) {
         const bool tcp = v.proto == lb::Proto::tcp;
         switch (v.mode) {

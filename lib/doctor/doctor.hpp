@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "lib/lb/config.hpp"
+
 namespace sluice::lb {
 struct Config;
 }
@@ -107,6 +109,9 @@ struct Requested {
     uint16_t max_ports = 4;
     uint16_t rss_key_size = 40;             // the key Sluice programs and predicts with (a prefix of longer keys)
     uint16_t reta_multiple = 128;           // redirection tables Sluice can program (net::Reta::kSize)
+    // The SNAT addresses and port range and the fullnat VIPs (only those fields are set): how
+    // many SNAT ports each worker owns (lib/lb/snat_ports.hpp).
+    lb::Config fullnat;
 };
 
 struct Facts {

@@ -6,6 +6,7 @@
 // Thread contract: plain values, built by the control plane, read-only once published.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -45,6 +46,8 @@ struct CheckConf {
     friend bool operator==(const CheckConf&, const CheckConf&) = default;
 };
 const char* to_string(CheckConf::Kind k);
+// An HTTP probe reads at most this much of an answer (status line, headers and body).
+constexpr size_t kMaxProbeResponse = 16 * 1024;
 
 struct BackendConf {
     net::IpAddr addr;
@@ -94,6 +97,7 @@ struct Config {
     std::vector<uint8_t> self_prefixes;   // their prefix lengths on the kernel side (parallel)
     std::vector<NeighborConf> neighbors;  // static next-hop MACs for backends
     Timeouts timeouts;
+    bool allow_no_vips = false;           // an empty service is wanted, not a mistake
 
     // Process settings.
     uint32_t flow_capacity = 1u << 20;    // flows per worker and per address family

@@ -173,7 +173,8 @@ def rewrite(fr, out_mac, in_mac, src=None, sport=None, dst=None, dport=None, dec
     """The expected output of a nat/fullnat/dsr rewrite: fields replaced, TTL / hop limit minus
     one, IPv4 header checksum recomputed (Sluice only forwards valid ones), and the transport
     checksum set so that it keeps the error it had (RFC 1624 eqn. 3 gives results in
-    0..0xFFFE; a UDP result of 0 goes out as 0xFFFF, and IPv4 UDP without checksum stays 0)."""
+    0..0xFFFE; a UDP result of 0 goes out as 0xFFFF, and IPv4 UDP without checksum stays 0).
+    The corpus configuration serves no VLAN: an 802.1Q tag (only VID 0 gets this far) is removed."""
     b = bytearray(fr)
     d = dissect(b)
     before = l4_sum(b, d)
@@ -200,6 +201,8 @@ def rewrite(fr, out_mac, in_mac, src=None, sport=None, dst=None, dport=None, dec
         b[d["csum"]:d["csum"] + 2] = struct.pack("!H", c)
     b[0:6] = bytes.fromhex(out_mac.replace(":", ""))
     b[6:12] = bytes.fromhex(in_mac.replace(":", ""))
+    if b[12:14] == b"\x81\x00":  # both sides untagged here: a (priority) tag comes off
+        del b[12:16]
     return bytes(b)
 
 
@@ -419,8 +422,18 @@ def kinds():
         lambda i, m: eth_hdr(0x002E) + bytes.fromhex("424203") + bytes(43))
     add("vlan_unknown_inner", "unknown_ethertype", "802.1Q tag with inner EtherType 0x88b5",
         lambda i, m: c4(i, vlan=100)[:16] + b"\x88\xb5" + bytes(46))
-    add("vlan_tcp_nat4", "forwarded", "802.1Q-tagged SYN to a nat VIP: rewritten, tag kept",
+    add("vlan_tcp_nat4", "foreign_vlan", "802.1Q-tagged SYN to a nat VIP, on a VLAN Sluice does not serve",
         lambda i, m: c4(i, vlan=100))
+    add("vlan_priority_tcp_nat4", "forwarded", "priority-tagged (VID 0) SYN to a nat VIP: untagged side, tag removed",
+        lambda i, m: c4(i, vlan=0))
+    add("foreign_unicast_mac", "foreign_mac", "SYN to a nat VIP addressed to another host's MAC",
+        lambda i, m: b"\x02\x00\x00\x00\x77\x77" + c4(i)[6:])
+    add("other_port_mac", "foreign_mac", "SYN to a nat VIP on the client port, to the backend port's MAC",
+        lambda i, m: bytes.fromhex(PORT_MAC[1].replace(":", "")) + c4(i)[6:])
+    add("broadcast_to_vip", "foreign_mac", "UDP to a nat VIP sent to the Ethernet broadcast address",
+        lambda i, m: b"\xff" * 6 + bytes(client_pkt("nat4udp", 41000 + i))[6:])
+    add("multicast6_to_vip", "foreign_mac", "UDP to an IPv6 nat VIP sent to an IPv6 multicast MAC",
+        lambda i, m: b"\x33\x33\x00\x00\x00\x10" + bytes(client_pkt("nat6udp", 41000 + i))[6:])
 
     # -- ARP ---------------------------------------------------------------------------------
     arp = bytes(Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff") /

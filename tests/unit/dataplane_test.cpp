@@ -11,6 +11,7 @@
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
+#include <arpa/inet.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 
 #include "lib/lb/config.hpp"
 #include "lib/lb/service.hpp"
+#include "lib/lb/snat_ports.hpp"
 #include "lib/lb/stats_json.hpp"
 #include "lib/net/toeplitz.hpp"
 #include "tests/unit/packet_builder.hpp"
@@ -1413,4 +1415,44 @@ TEST_CASE("dataplane: two workers, an ICMP error lands on the flow's owner", "[d
                      to_backend(kBe1Mac).ipv4(kRouter, kBe1, 63).icmp(3, 4)
                          .payload(ip_part(Pkt().ipv4(kBe1, a1, 63).tcp(8080, 40000, kAck).build())).build(),
                      {{"redirected_in", 1}, {"tx", 1}, {"icmp_forwarded", 1}}, 2, 0, true)});
+}
+
+TEST_CASE("snat ports: each worker's share is predicted, enforced, and a worker with none refused", "[dataplane]") {
+    Config c = lab_config();
+    c.snat_port_min = 40000;
+    c.snat_port_max = 40015;
+    const auto reta = sluice::net::Reta::round_robin(2);
+    const sluice::net::Toeplitz t;
+    // Brute force, port by port: the worker that the reply backend -> SNAT:port reaches.
+    auto owned = [&](const char* be, uint16_t be_port, uint16_t w) {
+        const IpAddr b = ip(be), s = ip(kSnat);
+        uint32_t n = 0;
+        for (uint32_t p = c.snat_port_min; p <= c.snat_port_max; ++p)
+            n += reta.queue(t.hash_tuple(b.bytes.data(), s.bytes.data(), 4, htons(be_port), htons(static_cast<uint16_t>(p)))) == w;
+        return n;
+    };
+    const auto shares = snat_shares(c, 2, reta);
+    REQUIRE(shares.size() == 2);  // both SNAT addresses serve fullnat VIPs
+    REQUIRE(shares[0].addr == ip(kSnat));
+    for (uint16_t w = 0; w < 2; ++w) {
+        INFO("worker " << w);
+        // full4 (TCP to 8080) and fulldns4 (UDP to 5353) share backend kBe2: the fewer counts.
+        CHECK(shares[0].fewest[w] == std::min(owned(kBe2, 8080, w), owned(kBe2, 5353, w)));
+        // The data path takes exactly the predicted ports, then refuses.
+        Rig rig(c, env(w, 2));
+        uint32_t made = 0;
+        for (uint16_t i = 0; i < 40; ++i) {
+            const Out o = rig.run(from_client().ipv4(kClient, kVipFull).tcp(static_cast<uint16_t>(1000 + i), 80, kSyn).build(), i);
+            made += o.verdict == Verdict::tx;
+        }
+        CHECK(made == owned(kBe2, 8080, w));
+        CHECK(rig.dp->counters().drops[static_cast<size_t>(Drop::snat_exhausted)] == 40 - made);
+    }
+    CHECK(check_snat_shares(c, 2, reta));
+    // One port: one of the two workers owns none toward each backend.
+    c.snat_port_max = c.snat_port_min;
+    const auto st = check_snat_shares(c, 2, reta);
+    REQUIRE(!st);
+    CHECK(st.error().find("owns none of SNAT") != std::string::npos);
+    CHECK(check_snat_shares(c, 1, sluice::net::Reta::round_robin(1)));
 }

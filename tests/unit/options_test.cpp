@@ -2,6 +2,7 @@
 // validation rule. Each rejected input must produce an error that quotes the bad value, so
 // the failure tables check for it explicitly. Pure C++: no EAL.
 #include "lib/config/options.hpp"
+#include "lib/lb/service.hpp"
 
 #include <catch2/catch.hpp>
 #include <unistd.h>
@@ -467,8 +468,15 @@ TEST_CASE("config file errors carry the file and line", "[options]") {
         INFO(r.error());
         for (const auto& n : c.needles) CHECK_THAT(r.error(), Contains(n));
     }
-    CHECK(parse_config_text("", "empty.conf").ok());
-    CHECK(parse_config_text("# only a comment\n\n", "empty.conf").ok());
+    // An empty or comment-only file is a mistake (a reload would remove every VIP), unless
+    // running without VIPs is asked for.
+    for (const char* text : {"", "# only a comment\n\n", "burst = 64\n"}) {
+        auto r = parse_config_text(text, "empty.conf");
+        REQUIRE_FALSE(r.ok());
+        CHECK_THAT(r.error(), Contains("no VIP configured"));
+    }
+    CHECK(parse_config_text("allow-no-vips = yes\n", "empty.conf").ok());
+    CHECK_THAT(parse_config_text("allow-no-vips = maybe\n", "empty.conf").error(), Contains("expected yes or no"));
 }
 
 TEST_CASE("the command line adds to a config file's lists and overrides its scalars", "[options]") {
@@ -534,7 +542,10 @@ TEST_CASE("the command line adds to a config file's lists and overrides its scal
 }
 
 TEST_CASE("validate() holds a Config built in code to the same rules", "[options]") {
-    CHECK(validate(Config{}).ok());
+    CHECK_FALSE(validate(Config{}).ok());
+    Config empty;
+    empty.allow_no_vips = true;
+    CHECK(validate(empty).ok());
 
     Config c;
     sluice::lb::VipConf v;
@@ -585,6 +596,76 @@ TEST_CASE("validate() holds a Config built in code to the same rules", "[options
         c.snat_port_min = 5000;
         c.snat_port_max = 4000;
         CHECK_THAT(validate(c).error(), Contains("--snat-ports '5000-4000'"));
+    }    SECTION("configurations that cannot work are refused, each with its reason") {
+        auto refused = [&](const char* needle) {
+            auto st = validate(c);
+            REQUIRE_FALSE(st.ok());
+            CHECK_THAT(st.error(), Contains(needle));
+        };
+        SECTION("a Maglev table smaller than its backends") {
+            c.vips[0].backends.push_back({ip("198.51.100.12"), 8080, 1});
+            c.vips[0].backends.push_back({ip("198.51.100.13"), 8080, 1});
+            c.neighbors.push_back({ip("198.51.100.12"), mac("02:00:00:00:00:12")});
+            c.neighbors.push_back({ip("198.51.100.13"), mac("02:00:00:00:00:13")});
+            c.vips[0].table_size = 2;
+            refused("table=2 is smaller than its 3 backends");
+            c.vips[0].table_size = 3;
+            CHECK(validate(c).ok());
+        }
+        SECTION("a SNAT or self address equal to a VIP") {
+            c.snat_addrs = {ip("203.0.113.10")};
+            refused("also a SNAT address");
+            c.snat_addrs.clear();
+            c.self_addrs = {ip("203.0.113.10")};
+            refused("also a --self address");
+        }
+        SECTION("a backend that is a VIP, a SNAT or a self address") {
+            c.vips[0].backends[0].addr = ip("203.0.113.10");
+            c.neighbors.push_back({ip("203.0.113.10"), mac("02:00:00:00:00:10")});
+            refused("is a VIP address");
+            c.vips[0].backends[0].addr = ip("198.51.100.11");
+            c.snat_addrs = {ip("198.51.100.11")};
+            refused("SNAT addresses");
+        }
+        SECTION("loopback and reserved VIPs") {
+            c.vips[0].addr = ip("127.0.0.1");
+            refused("is loopback");
+            c.vips[0].addr = ip("240.0.0.1");
+            refused("reserved");
+        }
+        SECTION("more VIPs than a process can hold") {
+            c.kernel_if = "sl";  // no neighbours needed
+            c.vips.resize(sluice::lb::kMaxVipSlots + 1, c.vips[0]);
+            for (size_t i = 0; i < c.vips.size(); ++i) {
+                c.vips[i].name = fmt::format("v{}", i);
+                c.vips[i].port = static_cast<uint16_t>(1 + i);
+            }
+            refused("4097 VIPs, at most 4096");
+        }
+        SECTION("a control socket path longer than a Unix socket holds") {
+            c.control_socket = "/run/" + std::string(103, 'x');
+            refused("a Unix socket path holds at most 107");
+            c.control_socket = "/run/" + std::string(102, 'x');
+            CHECK(validate(c).ok());
+        }
+        SECTION("a pool that cannot fill one ring") {
+            c.total_num_mbufs = 100;
+            refused("cannot fill even one RX and one TX ring");
+        }
+        SECTION("an expected body longer than a probe reads") {
+            c.vips[0].check.kind = sluice::lb::CheckConf::Kind::http;
+            c.vips[0].check.http_body = std::string(sluice::lb::kMaxProbeResponse + 1, 'x');
+            refused("a probe reads at most");
+        }
+    }
+    SECTION("long values are cut in messages") {
+        auto r = parse_config_text("vip = " + std::string(1'000'000, 'x') + "\n", "long.conf");
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().size() < 600);
+        CHECK_THAT(r.error(), Contains("bytes in all"));
+        auto raw = parse_config_text(std::string("vip = we\x1b[2Jb,203.0.113.10:80/tcp,nat\n"), "esc.conf");
+        REQUIRE_FALSE(raw.ok());
+        CHECK_THAT(raw.error(), Contains("we\\x1b[2Jb"));
     }
 }
 
