@@ -28,6 +28,7 @@
 #include <rte_ring.h>
 #include <rte_telemetry.h>
 
+#include <grp.h>
 #include <sys/stat.h>
 
 #include <fmt/format.h>
@@ -614,8 +615,17 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args,
     if (!cfg.control_socket.empty()) {
         // The default lives in /run/sluice (systemd's RuntimeDirectory); make it if absent.
         if (auto slash = cfg.control_socket.rfind('/'); slash != std::string::npos && slash > 0)
-            ::mkdir(cfg.control_socket.substr(0, slash).c_str(), 0750);
-        auto srv = control::CtlServer::open(cfg.control_socket);
+            ::mkdir(cfg.control_socket.substr(0, slash).c_str(), 0755);  // others may read (roles: ctl_server.hpp)
+        control::CtlServerOptions ctl_options;
+        if (!cfg.control_group.empty()) {
+            const group* g = ::getgrnam(cfg.control_group.c_str());
+            if (!g) {
+                fmt::print(stderr, "sluice: --control-group '{}': no such group\n", cfg.control_group);
+                return 1;
+            }
+            ctl_options.control_gid = g->gr_gid;
+        }
+        auto srv = control::CtlServer::open(cfg.control_socket, ctl_options);
         if (!srv) {
             fmt::print(stderr, "sluice: control socket: {} (or pass --control-socket none)\n", srv.error());
             return 1;
@@ -633,7 +643,9 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args,
     // resolution, snapshot reclamation. Never blocks for long (a worker may be running it).
     uint64_t next_resolve = 0, next_refresh = 0;
     const int ctl_wait = main_runs_worker ? 0 : 1;
-    const auto control_handler = [&](const Expected<control::Command>& c) { return cp.handle(c, now_ms64()); };
+    const auto control_handler = [&](const Expected<control::Command>& c, const control::Peer& peer) {
+        return cp.handle(c, now_ms64(), peer);
+    };
     // READY=1 waits for the control core's first turn: by then the workers poll their queues.
     bool announced = false;
     const std::string status = fmt::format("STATUS=forwarding: {} VIPs, {} workers, {} ports ({})", cfg.vips.size(),

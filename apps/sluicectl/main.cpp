@@ -9,6 +9,7 @@
 // Exit status: 0 ok, 1 the server answered with an error, 2 usage or connection error.
 // Thread contract: single-threaded.
 #include <poll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -90,7 +91,7 @@ bool wait_for(int fd, short events, Clock::time_point deadline) {
 
 // Sends `line` and reads until the server closes. Errors say what failed; the caller adds
 // the socket path. `connect_errno` is set when the connection itself failed.
-Expected<std::string> send_request(const std::string& path, const std::string& line, int& connect_errno) {
+Expected<std::string> send_request(const std::string& path, const std::string& line, int& connect_errno, bool& sent) {
     auto deadline = Clock::now() + std::chrono::milliseconds(kTimeoutMs);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
@@ -128,6 +129,7 @@ Expected<std::string> send_request(const std::string& path, const std::string& l
         }
     }
 
+    sent = true;  // from here on the server may act on it, answered or not
     std::string response;
     char buf[16384];
     for (;;) {
@@ -149,6 +151,14 @@ Expected<std::string> send_request(const std::string& path, const std::string& l
             return make_error(fmt::format("reading the response: {}", std::strerror(errno)));
         }
     }
+}
+
+// 16 hex digits from the kernel's random source (a clock fallback keeps them distinct enough).
+std::string random_id() {
+    uint64_t x = 0;
+    if (::getrandom(&x, sizeof x, 0) != static_cast<ssize_t>(sizeof x))
+        x = static_cast<uint64_t>(Clock::now().time_since_epoch().count()) ^ (uint64_t(::getpid()) << 40);
+    return fmt::format("{:016x}", x);
 }
 
 int run(int argc, char** argv) {
@@ -208,15 +218,24 @@ int run(int argc, char** argv) {
         return kExitUsage;
     }
 
+    // A change carries an id, so that repeating it after a lost answer cannot apply it twice.
+    if (ctl::changes_state(cmd->op) && cmd->request_id.empty()) cmd->request_id = random_id();
     int connect_errno = 0;
-    auto raw = send_request(socket_path, ctl::format_command(*cmd), connect_errno);
+    bool sent = false;
+    const std::string request = ctl::format_command(*cmd);
+    auto raw = send_request(socket_path, request, connect_errno, sent);
     if (!raw) {
         const char* hint = "";
         if (connect_errno == EACCES || connect_errno == EPERM)
-            hint = " (run as root or as a member of the socket's group)";
+            hint = " (can this user reach the socket's directory?)";
         else if (connect_errno != 0)
             hint = " (is sluice running? pass --socket PATH or set SLUICE_SOCKET)";
         fmt::print(stderr, "sluicectl: {}: {}{}\n", socket_path, raw.error(), hint);
+        if (sent && ctl::changes_state(cmd->op))
+            fmt::print(stderr,
+                       "sluicectl: the change may have been applied anyway. To learn its outcome without applying it "
+                       "twice, repeat it with its id:\n  sluicectl {}\n",
+                       request);
         return kExitUsage;
     }
     auto response = ctl::parse_response(*raw);

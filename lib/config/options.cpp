@@ -217,6 +217,10 @@ constexpr OptSpec kOptions[] = {
     {"control-socket", "PATH", Kind::scalar, false, "Process settings (restart-only)",
      "Unix socket for sluicectl (default /run/sluice/sluice.sock;\n"
      "'none' = no control socket)"},
+    {"control-group", "GROUP", Kind::scalar, false, "Process settings (restart-only)",
+     "members of GROUP may change things through the control\n"
+     "socket, as root and Sluice's own user may; every other\n"
+     "local user may only read (list, stats, explain)"},
     {"kernel-if", "NAME", Kind::scalar, false, "Process settings (restart-only)",
      "exception path: a TAP interface NAME<port> per data port\n"
      "for Sluice's kernel side (its --self addresses go on the\n"
@@ -872,6 +876,9 @@ public:
         } else if (o.name == "control-socket") {
             if (o.value.empty()) return fail(describe(o), "missing path ('none' for no socket)");
             cfg_.control_socket = o.value == "none" ? std::string() : o.value;
+        } else if (o.name == "control-group") {
+            if (o.value.empty() || o.value.size() > 32) return fail(describe(o), "expected a group name");
+            cfg_.control_group = o.value;
         } else if (o.name == "kernel-if") {
             // Linux interface names are at most 15 characters; the port number takes one or two.
             if (o.value.empty() || o.value.size() > 13 ||

@@ -33,7 +33,8 @@ Status same_process_settings(const lb::Config& a, const lb::Config& b) {
     if (a.burst != b.burst || a.rxd != b.rxd || a.txd != b.txd || a.total_num_mbufs != b.total_num_mbufs)
         changed.push_back("--burst/--rxd/--txd/--total-num-mbufs");
     if (a.mbcache != b.mbcache) changed.push_back("--mbcache");
-    if (a.control_socket != b.control_socket) changed.push_back("--control-socket");
+    if (a.control_socket != b.control_socket || a.control_group != b.control_group)
+        changed.push_back("--control-socket/--control-group");
     if (a.kernel_if != b.kernel_if) changed.push_back("--kernel-if");
     if (a.self_prefixes != b.self_prefixes) changed.push_back("--self prefix lengths");
     if (a.new_flow_rate != b.new_flow_rate) changed.push_back("--new-flow-rate");
@@ -406,9 +407,34 @@ Expected<std::string> ControlPlane::explain(const Command& c) const {
     return fmt::format("vip {}: backend {} (flow-table hit)\n", vip.name, be);
 }
 
-std::string ControlPlane::handle(const Expected<Command>& cmd, uint64_t now_ms) {
+std::string ControlPlane::handle(const Expected<Command>& cmd, uint64_t now_ms, const Peer& peer) {
     if (!cmd) return error_response(cmd.error());
     const Command& c = *cmd;
+    if (!changes_state(c.op)) return answer(c, now_ms);
+    if (!peer.privileged)
+        return error_response(fmt::format("read-only: uid {} may list, stats, explain and help; changes need root, "
+                                          "Sluice's own user or its control group (--control-group)",
+                                          peer.uid));
+    const std::string request = format_command(c);
+    if (!c.request_id.empty())
+        for (const auto& [id, first] : answered_)
+            if (id == c.request_id) {
+                log(fmt::format("control: repeated request from uid={} pid={}: {} (answered as the first time, not "
+                                "applied again)",
+                                peer.uid, peer.pid, request));
+                return first;
+            }
+    std::string out = answer(c, now_ms);
+    log(fmt::format("control: uid={} pid={}: {}: {}", peer.uid, peer.pid, request,
+                    out.starts_with("ok") ? "done" : out.substr(0, out.find('\n'))));
+    if (!c.request_id.empty()) {
+        if (answered_.size() >= kRememberedAnswers) answered_.pop_front();
+        answered_.emplace_back(c.request_id, out);
+    }
+    return out;
+}
+
+std::string ControlPlane::answer(const Command& c, uint64_t now_ms) {
     auto done = [](const Status& st, std::string_view ok_text) {
         return st ? ok_response(ok_text) : error_response(st.error());
     };

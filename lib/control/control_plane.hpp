@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -28,6 +29,7 @@
 
 #include "lib/common/expected.hpp"
 #include "lib/control/ctl_protocol.hpp"
+#include "lib/control/ctl_server.hpp"
 #include "lib/control/health.hpp"
 #include "lib/lb/config.hpp"
 #include "lib/lb/counters.hpp"
@@ -65,7 +67,9 @@ public:
     // Runs the health checks and passive detection; waits at most max_wait_ms for probes.
     void poll(uint64_t now_ms, int max_wait_ms);
     // The control socket's entry point: one command, one response (ctl_protocol framing).
-    std::string handle(const Expected<Command>& cmd, uint64_t now_ms);
+    // Changes need a privileged peer and are logged with who asked; a change whose request id
+    // was answered before gets that answer again and is not applied twice.
+    std::string handle(const Expected<Command>& cmd, uint64_t now_ms, const Peer& peer = Peer{0, 0, 0, true});
     // Re-reads and applies the configuration; on error the running one stays.
     Status reload(uint64_t now_ms);
     // A binding seen on the wire; rebuilds if a backend's next hop changed.
@@ -99,6 +103,7 @@ private:
     using Key = std::tuple<std::string, net::IpAddr, uint16_t>;
 
     Status apply(lb::Config next, const char* why);
+    std::string answer(const Command& c, uint64_t now_ms);
     // Positions in config_ of a VIP and of one of its backends; errors name what is missing.
     struct Where {
         size_t vip;
@@ -121,6 +126,9 @@ private:
     std::map<Key, Health> health_;
     std::map<net::IpAddr, net::Mac> learnt_;
     uint64_t last_passive_ms_ = 0;
+    // Answers to the last requests that carried an id, oldest first (retries get them again).
+    static constexpr size_t kRememberedAnswers = 256;
+    std::deque<std::pair<std::string, std::string>> answered_;
     std::vector<Prober::Event> events_;
 };
 

@@ -284,6 +284,19 @@ Expected<Command> parse_command(std::string_view line) {
         pos = end == std::string_view::npos ? end : line.find_first_not_of(kSpace, end);
     }
     if (tokens.empty()) return make_error("empty request (expected a command; try 'help')");
+    std::string request_id;
+    if (tokens.size() > 1 && tokens.back().starts_with("id=")) {
+        const std::string_view id = tokens.back().substr(3);
+        if (id.empty() || id.size() > kMaxRequestIdLen ||
+            !std::all_of(id.begin(), id.end(), [](char ch) {
+                return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+                       ch == '_';
+            }))
+            return make_error(fmt::format("bad request {} (id=TOKEN: 1..{} letters, digits, '-', '_')",
+                                          quote(tokens.back()), kMaxRequestIdLen));
+        request_id = std::string(id);
+        tokens.pop_back();
+    }
 
     const CommandSpec* spec = nullptr;
     for (const auto& s : kSpecs)
@@ -293,6 +306,7 @@ Expected<Command> parse_command(std::string_view line) {
 
     Command cmd;
     cmd.op = spec->op;
+    cmd.request_id = std::move(request_id);
     Args args(*spec, tokens);
     switch (cmd.op) {
         case Op::list:
@@ -360,7 +374,25 @@ std::string format_command(const Command& c) {
                                 net::to_string(c.dst_addr, c.dst_port));
             break;
     }
+    if (!c.request_id.empty()) line += " id=" + c.request_id;
     return line;
+}
+
+bool changes_state(Op op) noexcept {
+    switch (op) {
+        case Op::list:
+        case Op::stats:
+        case Op::explain:
+        case Op::help: return false;
+        case Op::add_backend:
+        case Op::remove_backend:
+        case Op::set_weight:
+        case Op::drain:
+        case Op::set_state:
+        case Op::reload:
+        case Op::clear_counters: return true;
+    }
+    return true;
 }
 
 std::string help_text() {

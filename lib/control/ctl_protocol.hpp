@@ -16,6 +16,8 @@
 //   drain VIP ADDR[:PORT]
 //   set-state VIP ADDR[:PORT] up|down|draining|disabled
 //   explain tcp|udp SRC_ADDR:SPORT DST_ADDR:DPORT
+// Any request may end with `id=TOKEN` (1..64 letters, digits, '-', '_'): a change repeated with
+// the same id (a retry after a timeout) is answered with the first answer and not applied again.
 // VIP is the name given with --vip. A backend is `192.0.2.1`, `192.0.2.1:8080`,
 // `[2001:db8::1]:8080` or a bare `2001:db8::1`; an omitted port means the VIP's port.
 // explain takes ports always and IPv6 in brackets.
@@ -56,6 +58,9 @@ enum class Op : uint8_t {
 
 // The command word: "add-backend" for Op::add_backend.
 const char* to_string(Op op);
+// Does the command change anything (and so need a privileged peer)?
+bool changes_state(Op op) noexcept;
+inline constexpr size_t kMaxRequestIdLen = 64;
 
 // A parsed request. Fields an Op does not use keep their defaults, so two parses of the same
 // request compare equal.
@@ -73,6 +78,7 @@ struct Command {
     uint16_t src_port = 0;
     net::IpAddr dst_addr;
     uint16_t dst_port = 0;
+    std::string request_id;  // `id=TOKEN`; empty: none
 
     friend bool operator==(const Command&, const Command&) = default;
 };

@@ -123,7 +123,7 @@ Expected<CtlServer> CtlServer::open(const std::string& path, CtlServerOptions op
         ::unlink(path.c_str());
         return make_error(fmt::format("control socket '{}': {}: {}", path, what, errno_text(err)));
     };
-    if (::chmod(path.c_str(), 0660) != 0) return fail("chmod()");
+    if (::chmod(path.c_str(), 0666) != 0) return fail("chmod()");
     if (::lstat(path.c_str(), &st) != 0) return fail("lstat()");
     if (::listen(fd.get(), kListenBacklog) != 0) return fail("listen()");
     return CtlServer(fd.release(), path, st.st_dev, st.st_ino, std::move(options));
@@ -227,17 +227,14 @@ void CtlServer::accept_pending(const Handler& handler, uint64_t now) noexcept {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             return;  // EAGAIN: none left; EMFILE and friends: retried on the next poll
         }
-        if (clients_.size() >= options_.max_clients) {
-            try {
-                send_once(fd, error_response(fmt::format("too many control clients (at most {} at once); try again",
-                                                         options_.max_clients)));
-            } catch (...) {
-            }
-            ::close(fd);
-            continue;
-        }
+        const Peer peer = identify(fd);
         try {
-            clients_.push_back(Client{fd, false, now + options_.request_timeout_ms, {}, {}, 0});
+            if (const std::string why = over_limit(peer); !why.empty()) {
+                send_once(fd, error_response(why));
+                ::close(fd);
+                continue;
+            }
+            clients_.push_back(Client{fd, peer, false, now + options_.request_timeout_ms, {}, {}, 0});
         } catch (...) {
             ::close(fd);
             return;
@@ -245,6 +242,56 @@ void CtlServer::accept_pending(const Handler& handler, uint64_t now) noexcept {
         // The request often arrives with the connection: serve it in this pass.
         read_request(clients_.back(), handler, now);
     }
+}
+
+Peer CtlServer::identify(int fd) const noexcept {
+    Peer p;
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        p.pid = 0;
+        p.uid = static_cast<uid_t>(-1);  // unknown: unprivileged
+        p.gid = static_cast<gid_t>(-1);
+        return p;
+    }
+    p.pid = cred.pid;
+    p.uid = cred.uid;
+    p.gid = cred.gid;
+    p.privileged = cred.uid == 0 || cred.uid == ::geteuid();
+    if (!p.privileged && options_.control_gid >= 0) {
+        const auto want = static_cast<gid_t>(options_.control_gid);
+        p.privileged = cred.gid == want;
+        gid_t groups[256];
+        socklen_t glen = sizeof groups;
+        if (!p.privileged && ::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0)
+            for (size_t i = 0; i < glen / sizeof(gid_t); ++i) p.privileged |= groups[i] == want;
+    }
+    return p;
+}
+
+std::string CtlServer::over_limit(const Peer& p) const {
+    size_t same_process = 0, same_user = 0, unprivileged = 0;
+    for (const auto& c : clients_) {
+        if (c.fd < 0) continue;
+        same_process += c.peer.pid == p.pid;
+        same_user += c.peer.uid == p.uid;
+        unprivileged += !c.peer.privileged;
+    }
+    if (same_process >= options_.max_per_process)
+        return fmt::format("too many control connections from process {} (at most {} at once); try again", p.pid,
+                           options_.max_per_process);
+    if (p.privileged) {
+        if (clients_.size() >= size_t{options_.max_clients} + options_.privileged_slots)
+            return fmt::format("too many control clients (at most {} at once); try again",
+                               options_.max_clients + options_.privileged_slots);
+        return {};
+    }
+    if (same_user >= options_.max_per_user)
+        return fmt::format("too many control connections from uid {} (at most {} at once); try again", p.uid,
+                           options_.max_per_user);
+    if (unprivileged >= options_.max_clients)
+        return fmt::format("too many control clients (at most {} at once); try again", options_.max_clients);
+    return {};
 }
 
 void CtlServer::read_request(Client& c, const Handler& handler, uint64_t now) noexcept {
@@ -293,7 +340,7 @@ void CtlServer::respond(Client& c, const Expected<Command>& request, const Handl
     try {
         std::string out;
         try {
-            out = handler(request);
+            out = handler(request, c.peer);
         } catch (const std::exception& e) {
             out = error_response(fmt::format("internal error: {}", e.what()));
         } catch (...) {

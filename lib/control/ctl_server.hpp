@@ -8,6 +8,12 @@
 // The trade-off: one request per connection, answered in one pass of the caller's loop, so a
 // handler that takes long delays the loop by that much (handlers are expected to be quick).
 //
+// Who may do what: every local user may connect (mode 0666) and read (list, stats, explain);
+// changes need a privileged peer, known by its credentials (SO_PEERCRED): root, the server's
+// own user, or a member of the control group. Connections are capped per process and, for
+// unprivileged peers, per user and in total; privileged peers have slots of their own, so a
+// flood from monitoring scripts or any other user cannot lock the operator out.
+//
 // No DPDK, no threads, no exceptions out of any member function.
 // Thread contract: a CtlServer belongs to one thread (the control core); not thread-safe.
 #pragma once
@@ -25,10 +31,23 @@
 
 namespace sluice::control {
 
+// The process at the other end of a connection.
+struct Peer {
+    pid_t pid = 0;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    bool privileged = false;  // may change things
+};
+
 struct CtlServerOptions {
     uint32_t request_timeout_ms = 1000;   // from accept to a complete request line
     uint32_t response_timeout_ms = 1000;  // from the handler's answer to its last byte written
-    uint32_t max_clients = 16;            // connections beyond this are refused with an error
+    uint32_t max_clients = 16;            // unprivileged connections at once, all users together
+    uint32_t privileged_slots = 16;       // more connections only privileged peers may use
+    uint32_t max_per_process = 4;         // connections of one process at once
+    uint32_t max_per_user = 8;            // connections of one unprivileged user at once
+    // Members of this group (primary or supplementary) are privileged; -1: none.
+    int64_t control_gid = -1;
     // Monotonic milliseconds; empty: std::chrono::steady_clock. Injected so tests can expire
     // deadlines without sleeping. Must not throw.
     std::function<uint64_t()> now_ms;
@@ -39,10 +58,10 @@ public:
     // Gets a parsed request (or the parse error, including "request line too long") and
     // returns the complete response, built with ok_response()/error_response(). Exceptions it
     // throws are caught and answered as "error: internal error: ...".
-    using Handler = std::function<std::string(const Expected<Command>&)>;
+    using Handler = std::function<std::string(const Expected<Command>&, const Peer&)>;
 
     // Listen on `path`: an AF_UNIX SOCK_STREAM socket, non-blocking and close-on-exec, mode
-    // 0660. Errors: path empty or too long for sockaddr_un; parent directory missing or not a
+    // 0666 (roles come from the peer's credentials). Errors: path empty or too long for sockaddr_un; parent directory missing or not a
     // directory; `path` exists and is not a socket; another process is listening on `path`
     // (a socket file nobody listens on is stale and is replaced); any socket/bind/listen
     // failure (with strerror).
@@ -72,6 +91,7 @@ public:
 private:
     struct Client {
         int fd = -1;
+        Peer peer;
         bool responding = false;  // request handled; `out` is being written
         uint64_t deadline_ms = 0;
         std::string in;
@@ -82,6 +102,9 @@ private:
     CtlServer(int fd, std::string path, dev_t dev, ino_t ino, CtlServerOptions options) noexcept;
     uint64_t now_ms() const noexcept;
     void accept_pending(const Handler& handler, uint64_t now) noexcept;
+    Peer identify(int fd) const noexcept;
+    // Why a new connection from `p` is refused (empty: it is not).
+    std::string over_limit(const Peer& p) const;
     void read_request(Client& c, const Handler& handler, uint64_t now) noexcept;
     void respond(Client& c, const Expected<Command>& request, const Handler& handler, uint64_t now) noexcept;
     void write_response(Client& c) noexcept;

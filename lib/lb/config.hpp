@@ -118,6 +118,7 @@ struct Config {
     uint32_t flow_log_one_in = 0;          // flow log: 1 new flow in N; 0 = off
     uint32_t flow_log_rate = 100;          // flow-log lines per second at most
     std::string control_socket = "/run/sluice/sluice.sock";  // empty = none
+    std::string control_group;             // its members may change things (besides root); empty = none
     std::string kernel_if;                 // exception path TAP name prefix; empty = none
 };
 

@@ -135,12 +135,35 @@ TEST_CASE("commands change the snapshot, keep indices, and reject bad input with
         CHECK_THAT(cp.handle(cmd("add-backend web 198.51.100.11:8080"), 0), Contains("duplicate backend"));
         CHECK(h.published.size() == before);
     }
+    SECTION("changes need a privileged peer, are logged with who asked, and a retried id applies once") {
+        const size_t before = h.published.size();
+        const Peer monitor{4242, 65534, 65534, false};
+        CHECK_THAT(cp.handle(cmd("set-weight web 198.51.100.11 3"), 0, monitor), Contains("error: read-only: uid 65534"));
+        CHECK_THAT(cp.handle(cmd("reload"), 0, monitor), Contains("read-only"));
+        CHECK_THAT(cp.handle(cmd("list"), 0, monitor), Contains("ok"));
+        CHECK(h.published.size() == before);
+        const Peer op{77, 0, 0, true};
+        const std::string first = cp.handle(cmd("set-weight web 198.51.100.11 3 id=retry-1"), 0, op);
+        CHECK_THAT(first, Contains("ok"));
+        CHECK(h.published.size() == before + 1);
+        CHECK_THAT(h.logs.back(), Contains("control: uid=0 pid=77: set-weight web 198.51.100.11 3 id=retry-1: done"));
+        // The same id again (a retry after a timeout): the first answer, nothing applied.
+        CHECK(cp.handle(cmd("set-weight web 198.51.100.11 3 id=retry-1"), 0, op) == first);
+        CHECK(h.published.size() == before + 1);
+        CHECK_THAT(h.logs.back(), Contains("not applied again"));
+        // add-backend twice with one id: the second would fail as a duplicate; it gets "ok".
+        const std::string added = cp.handle(cmd("add-backend web 198.51.100.12:9090 id=add-1"), 0, op);
+        CHECK(cp.handle(cmd("add-backend web 198.51.100.12:9090 id=add-1"), 0, op) == added);
+        CHECK_THAT(cp.handle(cmd("add-backend web 198.51.100.12:9090 id=add-2"), 0, op), Contains("duplicate backend"));
+    }
     SECTION("reload: broken file rejected and logged, good file applied") {
         h.reread_fails = true;
         const size_t before = h.published.size();
         CHECK_THAT(cp.handle(cmd("reload"), 0), Contains("error: sluice.conf:1"));
         CHECK(h.published.size() == before);
-        CHECK_THAT(h.logs.back(), Contains("reload rejected"));
+        REQUIRE(h.logs.size() >= 2);
+        CHECK_THAT(h.logs[h.logs.size() - 2], Contains("reload rejected"));
+        CHECK_THAT(h.logs.back(), Contains("control: uid=0 pid=0: reload: error"));
         h.reread_fails = false;
         auto c = parse(kBase);
         c.vips[0].backends.pop_back();

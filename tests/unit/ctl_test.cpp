@@ -9,18 +9,21 @@
 #include <catch2/catch.hpp>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <csignal>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -41,7 +44,7 @@ sluice::net::IpAddr ip(const char* text) {
     return *a;
 }
 
-std::string echo(const Expected<Command>& c) {
+std::string echo(const Expected<Command>& c, const sluice::control::Peer& = {}) {
     return c ? ok_response(format_command(*c)) : error_response(c.error());
 }
 
@@ -307,20 +310,20 @@ sockaddr_un unix_addr(const std::string& path) {
 }
 
 // A non-blocking client socket the test pumps by hand between server polls.
-struct Peer {
+struct Client {
     int fd = -1;
     std::string got;
     bool eof = false;
 
-    explicit Peer(const std::string& path) {
+    explicit Client(const std::string& path) {
         fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         REQUIRE(fd >= 0);
         auto a = unix_addr(path);
         REQUIRE(::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
     }
-    ~Peer() { close(); }
-    Peer(const Peer&) = delete;
-    Peer& operator=(const Peer&) = delete;
+    ~Client() { close(); }
+    Client(const Client&) = delete;
+    Client& operator=(const Client&) = delete;
 
     void send(const std::string& s) {
         REQUIRE(::send(fd, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size()));
@@ -355,7 +358,7 @@ bool serve_until(CtlServer& server, const CtlServer::Handler& handler, Done done
     return false;
 }
 
-bool serve_one(CtlServer& server, Peer& peer, const CtlServer::Handler& handler = echo) {
+bool serve_one(CtlServer& server, Client& peer, const CtlServer::Handler& handler = echo) {
     return serve_until(server, handler, [&] { return peer.pump(); });
 }
 
@@ -395,14 +398,14 @@ TEST_CASE("ctl: server answers a client and cleans up its socket file", "[ctl]")
         struct stat st {};
         REQUIRE(::lstat(path.c_str(), &st) == 0);
         CHECK(S_ISSOCK(st.st_mode));
-        CHECK((st.st_mode & 0777) == 0660);
+        CHECK((st.st_mode & 0777) == 0666);  // anyone may read; roles come from the peer
 
         int calls = 0;
-        CtlServer::Handler handler = [&](const Expected<Command>& c) {
+        CtlServer::Handler handler = [&](const Expected<Command>& c, const sluice::control::Peer&) {
             ++calls;
-            return echo(c);
+            return echo(c, {});
         };
-        Peer peer(path);
+        Client peer(path);
         peer.send("set-weight web 192.0.2.1:80 7\n");
         REQUIRE(serve_one(*server, peer, handler));
         CHECK(peer.got == "ok\nset-weight web 192.0.2.1:80 7\n");
@@ -410,14 +413,14 @@ TEST_CASE("ctl: server answers a client and cleans up its socket file", "[ctl]")
         CHECK(server->client_count() == 0);
 
         // Malformed requests reach the handler as errors.
-        Peer bad(path);
+        Client bad(path);
         bad.send("set-weight web 192.0.2.1 x\n");
         REQUIRE(serve_one(*server, bad, handler));
         CHECK_THAT(bad.got, StartsWith("error: set-weight: bad weight 'x'"));
         CHECK(calls == 2);
 
         // A last line ended by end-of-stream instead of '\n' still counts.
-        Peer eof_line(path);
+        Client eof_line(path);
         eof_line.send("stats");
         REQUIRE(::shutdown(eof_line.fd, SHUT_WR) == 0);
         REQUIRE(serve_one(*server, eof_line, handler));
@@ -425,7 +428,7 @@ TEST_CASE("ctl: server answers a client and cleans up its socket file", "[ctl]")
 
         // A connection that sends nothing and leaves is closed without calling the handler.
         {
-            Peer gone(path);
+            Client gone(path);
             gone.close();
         }
         serve_until(*server, handler, [&] { return server->client_count() == 0; });
@@ -436,7 +439,7 @@ TEST_CASE("ctl: server answers a client and cleans up its socket file", "[ctl]")
         // Moving the server keeps it serving; the moved-from object owns nothing.
         CtlServer moved = std::move(*server);
         CHECK(server->fd() == -1);
-        Peer after(path);
+        Client after(path);
         after.send("help\n");
         REQUIRE(serve_one(moved, after, handler));
         CHECK(after.got == "ok\nhelp\n");
@@ -453,10 +456,10 @@ TEST_CASE("ctl: a silent client does not hold up others and is timed out", "[ctl
     auto server = CtlServer::open(path, opts);
     REQUIRE(server);
 
-    Peer silent(path);
-    Peer partial(path);
+    Client silent(path);
+    Client partial(path);
     partial.send("li");
-    Peer busy(path);
+    Client busy(path);
     busy.send("list\n");
     REQUIRE(serve_one(*server, busy));
     CHECK(busy.got == "ok\nlist\n");
@@ -484,7 +487,7 @@ TEST_CASE("ctl: server served from a thread answers while another client stays s
     auto server = CtlServer::open(path, opts);
     REQUIRE(server);
 
-    Peer silent(path);  // connected, never sends; the server must not wait for it
+    Client silent(path);  // connected, never sends; the server must not wait for it
     std::string got, got2;
     std::chrono::steady_clock::duration took{};
     {
@@ -512,19 +515,19 @@ TEST_CASE("ctl: over-long request line is answered with an error", "[ctl]") {
     auto server = CtlServer::open(path);
     REQUIRE(server);
     int calls = 0;
-    CtlServer::Handler handler = [&](const Expected<Command>& c) {
+    CtlServer::Handler handler = [&](const Expected<Command>& c, const sluice::control::Peer&) {
         ++calls;
-        return echo(c);
+        return echo(c, {});
     };
 
-    Peer peer(path);
+    Client peer(path);
     peer.send(std::string(5000, 'a'));  // no newline within the limit
     REQUIRE(serve_one(*server, peer, handler));
     CHECK(peer.got == "error: request line too long (no newline within 4096 bytes)\n");
     CHECK(calls == 1);
 
     // Exactly at the limit is fine.
-    Peer edge(path);
+    Client edge(path);
     edge.send("list" + std::string(4091, ' ') + "\n");
     REQUIRE(serve_one(*server, edge, handler));
     CHECK(edge.got == "ok\nlist\n");
@@ -534,20 +537,86 @@ TEST_CASE("ctl: clients beyond the limit are refused; handler exceptions are ans
     TempDir dir;
     auto path = dir.file("ctl.sock");
     CtlServerOptions opts;
-    opts.max_clients = 2;
+    opts.max_per_process = 2;
     auto server = CtlServer::open(path, opts);
     REQUIRE(server);
 
-    Peer a(path), b(path), c(path);
+    Client a(path), b(path), c(path);
     REQUIRE(serve_one(*server, c));
-    CHECK(c.got == "error: too many control clients (at most 2 at once); try again\n");
+    CHECK_THAT(c.got, Contains("too many control connections from process"));
     CHECK(server->client_count() == 2);
     CHECK_FALSE(a.pump());
 
-    CtlServer::Handler thrower = [](const Expected<Command>&) -> std::string { throw std::runtime_error("boom"); };
+    CtlServer::Handler thrower = [](const Expected<Command>&, const sluice::control::Peer&) -> std::string { throw std::runtime_error("boom"); };
     a.send("list\n");
     REQUIRE(serve_one(*server, a, thrower));
     CHECK(a.got == "error: internal error: boom\n");
+}
+
+TEST_CASE("ctl: peers are known by their credentials; other users cannot lock out root", "[ctl]") {
+    if (::geteuid() != 0) {
+        WARN("skipped: needs root to connect as another user");
+        return;
+    }
+    TempDir dir;
+    auto path = dir.file("ctl.sock");
+    CtlServerOptions opts;
+    opts.max_clients = 4;       // unprivileged, all users
+    opts.max_per_user = 3;
+    opts.max_per_process = 8;
+    opts.privileged_slots = 2;
+    auto server = CtlServer::open(path, opts);
+    REQUIRE(server);
+    std::filesystem::permissions(std::filesystem::path(path).parent_path(), std::filesystem::perms(0755));
+    // Processes of two unprivileged users hold 3 + 3 connections open without a word.
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    std::vector<pid_t> kids;
+    for (int k = 0; k < 2; ++k) {
+        const pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            const uid_t id = static_cast<uid_t>(65534 - k);  // two users
+            if (::setgid(id) != 0 || ::setuid(id) != 0) ::_exit(2);
+            for (int i = 0; i < 3; ++i) {
+                const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+                auto a = unix_addr(path);
+                if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) ::_exit(3);
+            }
+            [[maybe_unused]] auto w = ::write(ready[1], "x", 1);
+            ::pause();
+            ::_exit(0);
+        }
+        kids.push_back(pid);
+    }
+    ::close(ready[1]);  // a child that fails ends the read instead of hanging it
+    char buf[2];
+    const bool both = ::read(ready[0], buf, 1) == 1 && ::read(ready[0], buf, 1) == 1;
+    if (!both)
+        for (pid_t k : kids) ::kill(k, SIGKILL);
+    REQUIRE(both);
+    for (int i = 0; i < 20; ++i) server->poll(5, echo);
+    // One user got 3 (its cap), the other 1 more until the unprivileged total (4) was reached.
+    CHECK(server->client_count() == 4);
+    // Root still gets in, and is told apart.
+    std::optional<sluice::control::Peer> seen;
+    CtlServer::Handler who = [&](const Expected<Command>& c, const sluice::control::Peer& p) {
+        seen = p;
+        return echo(c);
+    };
+    Client op(path);
+    op.send("stats\n");
+    REQUIRE(serve_one(*server, op, who));
+    CHECK(op.got == "ok\nstats\n");
+    REQUIRE(seen);
+    CHECK(seen->privileged);
+    CHECK(seen->uid == 0);
+    CHECK(seen->pid == ::getpid());
+    for (pid_t k : kids) {
+        ::kill(k, SIGKILL);
+        ::waitpid(k, nullptr, 0);
+    }
+    ::close(ready[0]);
 }
 
 TEST_CASE("ctl: a stale socket file is replaced, a live one is refused", "[ctl]") {
@@ -567,7 +636,7 @@ TEST_CASE("ctl: a stale socket file is replaced, a live one is refused", "[ctl]"
     auto first = CtlServer::open(path);
     REQUIRE(first);
     {
-        Peer peer(path);
+        Client peer(path);
         peer.send("list\n");
         REQUIRE(serve_one(*first, peer));
         CHECK(peer.got == "ok\nlist\n");
@@ -580,7 +649,7 @@ TEST_CASE("ctl: a stale socket file is replaced, a live one is refused", "[ctl]"
     CHECK_THAT(second.error(), Contains("another process is listening"));
     REQUIRE(std::filesystem::exists(path));
     {
-        Peer peer(path);  // the first one still serves (and shrugs off the probe connection)
+        Client peer(path);  // the first one still serves (and shrugs off the probe connection)
         peer.send("stats\n");
         REQUIRE(serve_one(*first, peer));
         CHECK(peer.got == "ok\nstats\n");
