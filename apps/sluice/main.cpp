@@ -350,15 +350,7 @@ Expected<KernelSide> setup_kernel_side(const lb::Config& cfg, uint16_t nb_ports,
         k.data_of[id] = p;
         fmt::print("port {}: kernel side {} (port {})\n", p, iface, id);
     }
-    // The self addresses live where the backends are: on the backend VLAN's interface when
-    // that side is tagged (the kernel's frames then leave tagged, and tagged answers find it).
-    std::string iface = fmt::format("{}{}", cfg.kernel_if, backend_port);
-    if (cfg.backend_vlan) {
-        const std::string vlan_if = fmt::format("{}.{}", iface, cfg.backend_vlan);
-        if (auto st = linux_nl::add_vlan(iface, vlan_if, cfg.backend_vlan); !st) return make_error(st.error());
-        fmt::print("kernel side: VLAN {} on {}\n", vlan_if, iface);
-        iface = vlan_if;
-    }
+    const std::string iface = fmt::format("{}{}", cfg.kernel_if, backend_port);
     for (size_t i = 0; i < cfg.self_addrs.size(); ++i) {
         const uint8_t len = i < cfg.self_prefixes.size() ? cfg.self_prefixes[i] : (cfg.self_addrs[i].is_v4() ? 32 : 128);
         if (auto st = linux_nl::add_address(iface, cfg.self_addrs[i], len); !st) return make_error(st.error());
@@ -679,6 +671,11 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args,
                     rte_mbuf* m = pkts[i];
                     // Backends live on the backend side: a claim from the client side is not
                     // believed (it could redirect a backend's traffic).
+                    // The kernel side knows no VLANs: the data path let through only its
+                    // side's VLAN, whose tag comes off here.
+                    if (m->data_len >= RTE_ETHER_HDR_LEN + 4 &&
+                        rte_pktmbuf_mtod(m, const rte_ether_hdr*)->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_VLAN))
+                        rte_vlan_strip(m);
                     if (m->port == env.backend_port)
                         if (auto nb = net::learn_neighbor(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len))
                             cp.learn_neighbor(nb->first, nb->second);
@@ -688,8 +685,21 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args,
             }
             // Kernel -> wire: through worker 0's TX queue (the control core owns no data queue).
             for (uint16_t p = 0; p < nb_ports; ++p) {
-                const uint16_t n = rte_eth_rx_burst(kernel.tap_of[p], 0, pkts, 32);
-                for (uint16_t i = 0; i < n; ++i) pkts[i]->port = p;
+                uint16_t n = rte_eth_rx_burst(kernel.tap_of[p], 0, pkts, 32);
+                const uint16_t vlan = p == env.backend_port ? env.backend_vlan : p == env.client_port ? env.client_vlan : 0;
+                uint16_t kept = 0;
+                for (uint16_t i = 0; i < n; ++i) {
+                    pkts[i]->port = p;
+                    if (vlan) {  // the kernel's frames leave on its side's VLAN
+                        pkts[i]->vlan_tci = vlan;
+                        if (rte_vlan_insert(&pkts[i]) != 0) {
+                            rte_pktmbuf_free(pkts[i]);
+                            continue;
+                        }
+                    }
+                    pkts[kept++] = pkts[i];
+                }
+                n = kept;
                 const unsigned q = n ? rte_ring_sp_enqueue_burst(g_rt.slots[0].inject, reinterpret_cast<void**>(pkts), n, nullptr) : 0;
                 if (q < n) rte_pktmbuf_free_bulk(pkts + q, n - q);
             }

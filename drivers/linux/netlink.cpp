@@ -1,7 +1,6 @@
 #include "drivers/linux/netlink.hpp"
 
 #include <linux/if_addr.h>
-#include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
@@ -24,17 +23,12 @@ struct Fd {
     }
 };
 
-rtattr* put_attr(nlmsghdr* h, uint16_t type, const void* data, size_t len) {
+void put_attr(nlmsghdr* h, uint16_t type, const void* data, size_t len) {
     auto* rta = reinterpret_cast<rtattr*>(reinterpret_cast<char*>(h) + NLMSG_ALIGN(h->nlmsg_len));
     rta->rta_type = type;
     rta->rta_len = static_cast<uint16_t>(RTA_LENGTH(len));
-    if (len) std::memcpy(RTA_DATA(rta), data, len);
+    std::memcpy(RTA_DATA(rta), data, len);
     h->nlmsg_len = NLMSG_ALIGN(h->nlmsg_len) + RTA_ALIGN(rta->rta_len);
-    return rta;
-}
-// Closes a nested attribute opened by put_attr(h, type, nullptr, 0): it spans what followed.
-void end_nest(nlmsghdr* h, rtattr* nest) {
-    nest->rta_len = static_cast<uint16_t>(reinterpret_cast<char*>(h) + h->nlmsg_len - reinterpret_cast<char*>(nest));
 }
 
 // Sends one request and waits for its acknowledgement: 0 or the kernel's errno.
@@ -80,46 +74,6 @@ Status add_address(const std::string& ifname, const net::IpAddr& addr, uint8_t p
     if (!err) return make_error(err.error());
     if (*err != 0 && *err != EEXIST)
         return make_error(fmt::format("add {}/{} to {}: {}", net::to_string(addr), prefix_len, ifname, std::strerror(*err)));
-    return {};
-}
-
-Status add_vlan(const std::string& parent, const std::string& name, uint16_t vid) {
-    const unsigned parent_index = if_nametoindex(parent.c_str());
-    if (parent_index == 0) return make_error(fmt::format("interface {}: {}", parent, std::strerror(errno)));
-    if (name.size() >= IF_NAMESIZE) return make_error(fmt::format("interface name {} is too long", name));
-    if (const unsigned old = if_nametoindex(name.c_str()); old != 0) {  // left by an earlier run
-        alignas(nlmsghdr) char buf[64] = {};
-        auto* h = reinterpret_cast<nlmsghdr*>(buf);
-        h->nlmsg_len = NLMSG_LENGTH(sizeof(ifinfomsg));
-        h->nlmsg_type = RTM_DELLINK;
-        h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-        static_cast<ifinfomsg*>(NLMSG_DATA(h))->ifi_index = static_cast<int>(old);
-        if (auto err = transact(h); !err) return make_error(err.error());
-    }
-    alignas(nlmsghdr) char buf[256] = {};
-    auto* h = reinterpret_cast<nlmsghdr*>(buf);
-    h->nlmsg_len = NLMSG_LENGTH(sizeof(ifinfomsg));
-    h->nlmsg_type = RTM_NEWLINK;
-    h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
-    h->nlmsg_seq = 1;
-    auto* ifi = static_cast<ifinfomsg*>(NLMSG_DATA(h));
-    ifi->ifi_family = AF_UNSPEC;
-    ifi->ifi_flags = IFF_UP;
-    ifi->ifi_change = IFF_UP;
-    const uint32_t link = parent_index;
-    put_attr(h, IFLA_LINK, &link, sizeof link);
-    put_attr(h, IFLA_IFNAME, name.c_str(), name.size() + 1);
-    rtattr* info = put_attr(h, IFLA_LINKINFO, nullptr, 0);
-    put_attr(h, IFLA_INFO_KIND, "vlan", 4);
-    rtattr* data = put_attr(h, IFLA_INFO_DATA, nullptr, 0);
-    put_attr(h, IFLA_VLAN_ID, &vid, sizeof vid);
-    end_nest(h, data);
-    end_nest(h, info);
-    auto err = transact(h);
-    if (!err) return make_error(err.error());
-    if (*err != 0)
-        return make_error(fmt::format("create VLAN {} interface {} on {}: {} (is the 8021q module loaded?)", vid, name,
-                                      parent, std::strerror(*err)));
     return {};
 }
 

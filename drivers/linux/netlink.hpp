@@ -15,9 +15,4 @@ namespace sluice::linux_nl {
 // data path defends Sluice's addresses itself). An address already present is not an error.
 Status add_address(const std::string& ifname, const net::IpAddr& addr, uint8_t prefix_len);
 
-// Creates 802.1Q interface `name` for VLAN `vid` on `parent` and brings it up, as
-// `ip link add link PARENT name NAME type vlan id VID; ip link set NAME up` would. An
-// interface of that name already there is replaced.
-Status add_vlan(const std::string& parent, const std::string& name, uint16_t vid);
-
 }  // namespace sluice::linux_nl

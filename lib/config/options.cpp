@@ -185,8 +185,7 @@ constexpr OptSpec kOptions[] = {
      "frames on other VLANs are dropped as foreign_vlan"},
     {"backend-vlan", "ID", Kind::scalar, false, "Process settings (restart-only)",
      "802.1Q VLAN of the backend side, 1..4094 (default: untagged);\n"
-     "with --kernel-if, the --self addresses go on a VLAN\n"
-     "interface NAME<port>.<ID> of the kernel side"},
+     "the kernel side (--kernel-if) sees it untagged"},
     {"allow-no-vips", "yes|no", Kind::scalar, false, "Service",
      "run (or reload) with no VIP at all (default no: an empty\n"
      "or comment-only file is refused, not applied as 'forward nothing')"},
@@ -654,12 +653,6 @@ private:
         for (auto [name, vlan] : vlans)
             if (vlan > kMaxVlan)  // 0: untagged
                 return fail(scalar(name, std::to_string(vlan)), fmt::format("VLAN id out of range (1..{})", kMaxVlan));
-        // The backend VLAN's kernel-side interface is NAME<port>.<vlan>: a Linux name (15 at most).
-        if (c_.backend_vlan && !c_.kernel_if.empty() &&
-            c_.kernel_if.size() + 2 + 1 + std::to_string(c_.backend_vlan).size() > 15)
-            return fail(scalar("kernel-if", c_.kernel_if),
-                        fmt::format("too long for the backend VLAN's interface {}<port>.{} (15 characters at most)",
-                                    c_.kernel_if, c_.backend_vlan));
         if (c_.snat_port_min < kMinSnatPort || c_.snat_port_min > c_.snat_port_max)
             return fail(scalar("snat-ports", fmt::format("{}-{}", c_.snat_port_min, c_.snat_port_max)),
                         fmt::format("need {} <= MIN <= MAX <= 65535", kMinSnatPort));

@@ -45,6 +45,7 @@ namespace sluice::lb {
     X(new_flow_limit)     /* fullnat over --new-flow-rate (dsr, nat: forwarded without state) */ \
     X(bad_tcp_flags)      /* a flag combination no connection uses (NULL, XMAS, SYN+FIN, ...) */ \
     X(tcp_no_flow)        /* TCP that can neither open nor resume a flow: a client's SYN-ACK, fullnat RST */ \
+    X(own_source)         /* a client packet from one of Sluice's own addresses (VIP, SNAT, self): spoofed */ \
     X(snat_exhausted)     /* no free SNAT port whose reply lands on this worker */         \
     X(no_flow)            /* reply of a nat/fullnat flow Sluice does not know */            \
     X(redirect_loop)      /* a redirected packet that this worker does not own either */  \

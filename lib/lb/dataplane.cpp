@@ -244,27 +244,38 @@ Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& en
     }
     // A port serves its side's VLAN; the one port of a one-arm set-up serves both.
     ports_[env_.client_port].vlan[0] = ports_[env_.client_port].vlan[1] = env_.client_vlan;
+    ports_[env_.client_port].kernel_vlan = env_.client_vlan;
     ports_[env_.backend_port].vlan[1] = env_.backend_vlan;
+    ports_[env_.backend_port].kernel_vlan = env_.backend_vlan;
     if (env_.backend_port != env_.client_port) ports_[env_.backend_port].vlan[0] = env_.backend_vlan;
 }
 
-Drop Dataplane::addressed_here(const PacketRef& p, const ParsedPacket& pp) const noexcept {
+Drop Dataplane::not_addressed_here(const PacketRef& p) const noexcept {
+    if (p.len < kEthHdrLen) return Drop::count_;  // the parser's: runt
     const PortIdentity& me = ports_[p.in_port < ports_.size() ? p.in_port : 0];
-    if (pp.vlan_id != me.vlan[0] && pp.vlan_id != me.vlan[1]) [[unlikely]]
+    const uint8_t* f = p.data;
+    // A frame too short for its tag is the parser's (bad_vlan).
+    const bool tagged = load_raw16(f + EthOff::type) == 0x0081 && p.len >= kEthHdrLen + kVlanHdrLen;  // 0x8100
+    const uint16_t vid = tagged ? load_be16(f + kEthHdrLen) & 0x0FFF : 0;
+    if (vid != me.vlan[0] && vid != me.vlan[1]) [[unlikely]]
         return Drop::foreign_vlan;
-    if (load_raw32(p.data + EthOff::dst) == me.mac_lo && load_raw16(p.data + EthOff::dst + 4) == me.mac_hi)
-        [[likely]]
+    if (load_raw32(f + EthOff::dst) == me.mac_lo && load_raw16(f + EthOff::dst + 4) == me.mac_hi) [[likely]]
         return Drop::count_;
-    // Broadcast and multicast: only what finds neighbours (ARP requests, IPv6 solicitations
-    // to a solicited-node group, unsolicited advertisements to all nodes).
-    if (p.data[EthOff::dst] & 1) {
-        if (pp.l3 == L3::arp) return Drop::count_;
-        if (pp.l3 == L3::ipv6 && pp.l4_proto == kIpProtoIcmpv6 && pp.frag == Frag::none && pp.l4_len >= kIcmpHdrLen) {
-            const uint8_t type = p.data[pp.l4_off + IcmpOff::type];
-            if (type == kIcmp6NeighborSolicit || type == kIcmp6NeighborAdvert) return Drop::count_;
-        }
-    }
-    return Drop::foreign_mac;
+    return (f[EthOff::dst] & 1) ? Drop::count_ : Drop::foreign_mac;  // broadcast/multicast: judged once parsed
+}
+
+bool Dataplane::on_kernel_vlan(const PacketRef& p) const noexcept {
+    const PortIdentity& me = ports_[p.in_port < ports_.size() ? p.in_port : 0];
+    const bool tagged = p.len >= kEthHdrLen + kVlanHdrLen && load_be16(p.data + EthOff::type) == kEtherTypeVlan;
+    return (tagged ? load_be16(p.data + kEthHdrLen) & 0x0FFF : 0) == me.kernel_vlan;
+}
+
+bool Dataplane::finds_neighbours(const PacketRef& p, const ParsedPacket& pp) const noexcept {
+    if (pp.l3 == L3::arp) return true;
+    if (pp.l3 != L3::ipv6 || pp.l4_proto != kIpProtoIcmpv6 || pp.frag != Frag::none || pp.l4_len < kIcmpHdrLen)
+        return false;
+    const uint8_t type = p.data[pp.l4_off + IcmpOff::type];
+    return type == kIcmp6NeighborSolicit || type == kIcmp6NeighborAdvert;
 }
 
 bool Dataplane::retag(PacketRef& p, uint16_t vid) noexcept {
@@ -486,15 +497,20 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
         PacketRef& p = pkts[i];
         redirected += p.redirected;
         if (i + 1 < n) __builtin_prefetch(pkts[i + 1].data);
-        st[i] = parse_packet(p.data, p.len, pp[i], p.ip_csum_good);
-        if (st[i] == ParseStatus::ok) [[likely]] {
-            const Drop why = addressed_here(p, pp[i]);
-            if (why != Drop::count_) [[unlikely]] {
-                refused |= uint64_t{1} << i;
-                refused_why[i] = why;
-                lk[i] = Lookup{};
-                continue;
-            }
+        // Whose frame is it? The VLAN, then the destination MAC, before anything else is
+        // looked at; broadcast and multicast once parsed (only ARP and ND are wanted).
+        Drop why = not_addressed_here(p);
+        if (why == Drop::count_) [[likely]] {
+            st[i] = parse_packet(p.data, p.len, pp[i], p.ip_csum_good);
+            if ((p.data[EthOff::dst] & 1) && st[i] == ParseStatus::ok && !finds_neighbours(p, pp[i])) [[unlikely]]
+                why = Drop::foreign_mac;
+        }
+        if (why != Drop::count_) [[unlikely]] {
+            st[i] = ParseStatus::ok;
+            refused |= uint64_t{1} << i;
+            refused_why[i] = why;
+            lk[i] = Lookup{};
+            continue;
         }
         const bool flow = st[i] == ParseStatus::ok &&
                           (pp[i].l4_proto == kIpProtoTcp || pp[i].l4_proto == kIpProtoUdp) && pp[i].frag != Frag::later;
@@ -751,10 +767,13 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
                 rec.fin_client = rec.fin_backend = 0;
             } else if (flags & kTcpFin) {
                 // Half-close: the other direction may carry data for a long time yet. In dsr the
-                // backend's FIN bypasses Sluice, so the client's ends the flow as before.
+                // backend's FIN bypasses Sluice, so the client's ends the flow as before. Only a
+                // confirmed connection half-closes: a FIN on a half-open or unconfirmed flow
+                // keeps its short timeout (else a spoofed SYN and FIN would pin an entry).
                 rec.fin_client = 1;
-                ft.set_state(id, rec.fin_backend || vip.mode == Mode::dsr ? FlowState::tcp_closing
-                                                                         : FlowState::tcp_half_closed, now_ms);
+                if (rec.state == FlowState::tcp_established || rec.state == FlowState::tcp_half_closed)
+                    ft.set_state(id, rec.fin_backend || vip.mode == Mode::dsr ? FlowState::tcp_closing
+                                                                             : FlowState::tcp_half_closed, now_ms);
             } else if (!syn && rec.state == FlowState::tcp_syn) {
                 // The handshake's last ACK. Evidence in nat/fullnat: it acknowledges the SYN-ACK
                 // the backend sent; dsr never sees that, so the ACK is all there is.
@@ -770,6 +789,11 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
         // one create nothing.
         const bool syn = tcp && (flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
         if (tcp && (flags & kTcpSyn) && !syn) return drop(p, Drop::tcp_no_flow);  // SYN-ACK from a client
+        // From one of Sluice's own addresses: spoofed (a nat flow from a SNAT address:port
+        // would take the reply tuple of a fullnat flow, and so its backend's answers).
+        if (service_->owns_address(Ip<A>::kFamily, client) || service_->is_self_address(Ip<A>::kFamily, client) ||
+            service_->is_vip_address(Ip<A>::kFamily, client)) [[unlikely]]
+            return drop(p, Drop::own_source);
         const uint64_t mh = maglev_flow_hash(Ip<A>::kFamily, client, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw,
                                              pp.l4_proto);
         if (tcp && !syn && !moved) ++counters_.non_syn_miss;
@@ -942,19 +966,23 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
         // Passive health: an RST before the handshake completed is a refused connection.
         if ((flags & kTcpRst) && rec.state == FlowState::tcp_syn && !rec.replied)
             ++counters_.backends[rec.backend].handshake_failures;
-        if ((flags & (kTcpSyn | kTcpAck)) == (kTcpSyn | kTcpAck)) {
-            // The client's ACK will have to acknowledge this to establish the flow.
-            rec.replied = 1;
-            rec.synack = 1;
-            rec.synack_ack16 = static_cast<uint16_t>(__builtin_bswap32(load_raw32(p.data + pp.l4_off + TcpOff::seq)) + 1);
-        } else if (flags & kTcpRst) {
+        if (flags & kTcpRst) {
             ft.set_state(id, FlowState::tcp_closing, now_ms);
-        } else if (flags & kTcpFin) {
-            rec.fin_backend = 1;
-            ft.set_state(id, rec.fin_client ? FlowState::tcp_closing : FlowState::tcp_half_closed, now_ms);
-        } else if (rec.state == FlowState::unconfirmed) {
-            // The backend answers a flow picked up mid-connection: it knows the connection.
-            ft.set_state(id, FlowState::tcp_established, now_ms);
+        } else {
+            // Any other answer to a flow picked up mid-connection: the backend knows it.
+            if (rec.state == FlowState::unconfirmed) ft.set_state(id, FlowState::tcp_established, now_ms);
+            if ((flags & (kTcpSyn | kTcpAck)) == (kTcpSyn | kTcpAck)) {
+                // The client's ACK will have to acknowledge this to establish the flow.
+                rec.replied = 1;
+                rec.synack = 1;
+                rec.synack_ack16 =
+                    static_cast<uint16_t>(__builtin_bswap32(load_raw32(p.data + pp.l4_off + TcpOff::seq)) + 1);
+            } else if (flags & kTcpFin) {
+                // As on the client side, only a confirmed connection half-closes.
+                rec.fin_backend = 1;
+                if (rec.state == FlowState::tcp_established || rec.state == FlowState::tcp_half_closed)
+                    ft.set_state(id, rec.fin_client ? FlowState::tcp_closing : FlowState::tcp_half_closed, now_ms);
+            }
         }
     } else {
         if (ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);

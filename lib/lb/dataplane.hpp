@@ -62,7 +62,9 @@ struct WorkerEnv {
     uint16_t nb_workers = 1;
     uint16_t client_port = 0;
     uint16_t backend_port = 0;
-    uint16_t client_vlan = 0;   // 802.1Q VLAN of each side; 0 = untagged
+    // 802.1Q VLAN of each side; 0 = untagged. The kernel side of a port (the exception path)
+    // lives on its side's VLAN, untagged in the kernel; on a one-arm port, on the backend's.
+    uint16_t client_vlan = 0;
     uint16_t backend_vlan = 0;
     std::vector<net::Mac> port_macs;  // indexed by port id
     net::Reta reta = net::Reta::round_robin(1);
@@ -295,9 +297,13 @@ private:
     }
     void to_control(PacketRef& p) noexcept {
         if (!env_.exception_path) return drop(p, Drop::for_self);
+        // The kernel side of a port lives on one VLAN (its side's; one arm: the backend's):
+        // the control core takes the tag off on the way in and puts it back on the way out.
+        if (!on_kernel_vlan(p)) [[unlikely]] return drop(p, Drop::foreign_vlan);
         p.verdict = Verdict::control;
         ++counters_.to_control;
     }
+    bool on_kernel_vlan(const PacketRef& p) const noexcept;
     void tx(PacketRef& p, uint16_t port) noexcept {
         p.verdict = Verdict::tx;
         p.out = port;
@@ -313,13 +319,17 @@ private:
     // already there. Adding or removing a tag moves the frame by 4 bytes within its buffer: the
     // price of sides that differ in tagging, paid by no other configuration. False: no room.
     [[gnu::noinline]] bool retag(PacketRef& p, uint16_t vid) noexcept;
-    // Is the frame for this port: on a VLAN the port serves, to its MAC (or broadcast or
-    // multicast ARP and neighbour discovery)? Drop::count_ if so, else the reason to drop it.
-    Drop addressed_here(const PacketRef& p, const net::ParsedPacket& pp) const noexcept;
+    // Is the frame for this port, judged on its raw bytes: on a VLAN the port serves, to its
+    // MAC? Drop::count_ if so (or if broadcast/multicast: see finds_neighbours()), else the
+    // reason to drop it.
+    Drop not_addressed_here(const PacketRef& p) const noexcept;
+    // Broadcast and multicast frames wanted: ARP, IPv6 neighbour solicitations and advertisements.
+    bool finds_neighbours(const PacketRef& p, const net::ParsedPacket& pp) const noexcept;
     struct PortIdentity {
         uint32_t mac_lo = 0;  // the MAC's first four and last two bytes, as they lie in memory
         uint16_t mac_hi = 0;
         uint16_t vlan[2] = {0, 0};  // the VLANs it serves (0: untagged)
+        uint16_t kernel_vlan = 0;   // the VLAN of its kernel side (--kernel-if)
     };
     std::vector<PortIdentity> ports_;  // indexed by port id
 

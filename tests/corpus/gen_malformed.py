@@ -398,21 +398,21 @@ def kinds():
         lambda i, m: eth_hdr(0x0806))
     add("vlan_tag_missing", "bad_vlan", "EtherType 802.1Q and no tag", lambda i, m: eth_hdr(0x8100))
     add("vlan_tag_cut", "bad_vlan", "802.1Q tag cut after 2 of its 4 bytes",
-        lambda i, m: c4(i, vlan=100)[:16])
+        lambda i, m: c4(i, vlan=0)[:16])
     add("vlan_then_nothing", "truncated_l3", "802.1Q tag saying IPv4, nothing after it",
-        lambda i, m: c4(i, vlan=100)[:18])
+        lambda i, m: c4(i, vlan=0)[:18])
     add("vlan_ipv4_cut_19", "truncated_l3", "802.1Q tag, then 19 bytes of an IPv4 header",
-        lambda i, m: c4(i, vlan=100)[:18 + 19])
+        lambda i, m: c4(i, vlan=0)[:18 + 19])
     add("vlan_ipv6_cut_39", "truncated_l3", "802.1Q tag, then 39 bytes of an IPv6 header",
-        lambda i, m: c6(i, vlan=100)[:18 + 39])
+        lambda i, m: c6(i, vlan=0)[:18 + 39])
     add("double_vlan_8100", "bad_vlan", "two stacked 802.1Q tags (QinQ with 0x8100 outside)",
-        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / Dot1Q(vlan=100) / Dot1Q(vlan=200) /
+        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / Dot1Q(vlan=0) / Dot1Q(vlan=200) /
                            client_pkt("nat4tcp", 41000 + i)[IP]))
     add("vlan_then_8021ad", "bad_vlan", "an 802.1Q tag whose inner EtherType is 802.1ad",
-        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / Dot1Q(vlan=100, type=0x88A8) /
+        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / Dot1Q(vlan=0, type=0x88A8) /
                            Dot1Q(vlan=200) / client_pkt("nat4tcp", 41000 + i)[IP]))
     add("outer_8021ad", "unknown_ethertype", "802.1ad S-tag outside (only 802.1Q is understood)",
-        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / Dot1AD(vlan=100) / Dot1Q(vlan=200) /
+        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / Dot1AD(vlan=0) / Dot1Q(vlan=200) /
                            client_pkt("nat4tcp", 41000 + i)[IP]))
     add("ethertype_lldp", "unknown_ethertype", "EtherType 0x88cc with 46 bytes",
         lambda i, m: eth_hdr(0x88CC) + bytes(46))
@@ -421,11 +421,17 @@ def kinds():
     add("ethertype_8023_length", "unknown_ethertype", "802.3 length field (0x002e) with LLC",
         lambda i, m: eth_hdr(0x002E) + bytes.fromhex("424203") + bytes(43))
     add("vlan_unknown_inner", "unknown_ethertype", "802.1Q tag with inner EtherType 0x88b5",
-        lambda i, m: c4(i, vlan=100)[:16] + b"\x88\xb5" + bytes(46))
+        lambda i, m: c4(i, vlan=0)[:16] + b"\x88\xb5" + bytes(46))
     add("vlan_tcp_nat4", "foreign_vlan", "802.1Q-tagged SYN to a nat VIP, on a VLAN Sluice does not serve",
         lambda i, m: c4(i, vlan=100))
     add("vlan_priority_tcp_nat4", "forwarded", "priority-tagged (VID 0) SYN to a nat VIP: untagged side, tag removed",
         lambda i, m: c4(i, vlan=0))
+    add("own_source_snat4", "own_source", "SYN to a nat VIP from Sluice's own SNAT address (spoofed)",
+        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / IP(src=SNAT4, dst=VIP["nat4tcp"].addr) /
+                           TCP(sport=41000 + i, dport=VIP["nat4tcp"].port, flags="S")))
+    add("own_source_vip6", "own_source", "SYN to a fullnat VIP from a VIP address (spoofed)",
+        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / IPv6(src=VIP["nat6tcp"].addr, dst=VIP["fullnat6tcp"].addr) /
+                           TCP(sport=41000 + i, dport=VIP["fullnat6tcp"].port, flags="S")))
     add("foreign_unicast_mac", "foreign_mac", "SYN to a nat VIP addressed to another host's MAC",
         lambda i, m: b"\x02\x00\x00\x00\x77\x77" + c4(i)[6:])
     add("other_port_mac", "foreign_mac", "SYN to a nat VIP on the client port, to the backend port's MAC",
@@ -440,7 +446,7 @@ def kinds():
                 ARP(op=1, hwsrc=CLIENT_MAC, psrc=CLIENT4, pdst=VIP["nat4tcp"].addr))
     add("arp_cut_27", "truncated_arp", "ARP request for a VIP, 27 of its 28 bytes", lambda i, m: arp[:14 + 27])
     add("arp_vlan_cut_20", "truncated_arp", "802.1Q-tagged ARP request, 20 bytes of ARP",
-        lambda i, m: arp[:12] + b"\x81\x00\x00\x64" + arp[12:14 + 20])
+        lambda i, m: arp[:12] + b"\x81\x00\x00\x00" + arp[12:14 + 20])
     add("arp_hlen_8", "arp_ignored", "ARP request for a VIP claiming 8-byte hardware addresses",
         lambda i, m: poke(arp, 14 + 4, 8))
 

@@ -704,6 +704,22 @@ TEST_CASE("dataplane: each side on its VLAN", "[dataplane]") {
                  dropped("foreign_vlan"), 20),
         });
     }
+    SECTION("one arm: the kernel side lives on the backend VLAN only") {
+        WorkerEnv e = env();
+        e.backend_port = 0;
+        e.client_vlan = 100;
+        e.backend_vlan = 200;
+        e.exception_path = true;
+        Rig rig(lab_config(), e);
+        const Bytes on_backend_vlan =
+            Pkt().eth(kBe1Mac, kPort0Mac).vlan(200).ipv4(kBe1, kSelf).tcp(8080, 33000, kSyn | kAck).build();
+        const Out o = rig.run(on_backend_vlan, 0, 0);
+        CHECK(o.verdict == Verdict::control);
+        // The same from the client VLAN: a claim or probe answer that is not the backends'.
+        const Out c = rig.run(from_client().vlan(100).ipv4(kClient, kSelf).tcp(1, 22, kSyn).build(), 0, 0);
+        CHECK(c.verdict == Verdict::drop);
+        CHECK(c.reason == Drop::foreign_vlan);
+    }
 }
 
 TEST_CASE("dataplane: frames not addressed to the port are dropped as foreign_mac", "[dataplane]") {
@@ -811,7 +827,7 @@ TEST_CASE("dataplane: every malformed packet is dropped under its reason", "[dat
     auto c6 = [] { return from_client().ipv6(kClient6, kVip6Nat); };
     std::vector<Row> rows = {
         drop("runt", c4().tcp(1, 80).truncate(13).build(), Drop::runt, dropped("runt")),
-        drop("stacked VLANs", from_client().vlan(1).vlan(2).ipv4(kClient, kVipNat).tcp(1, 80).build(), Drop::bad_vlan,
+        drop("stacked VLANs", from_client().vlan(0).vlan(2).ipv4(kClient, kVipNat).tcp(1, 80).build(), Drop::bad_vlan,
              dropped("bad_vlan")),
         drop("unknown ethertype", from_client().ethertype(0x88CC).payload(46).build(), Drop::unknown_ethertype,
              dropped("unknown_ethertype")),
