@@ -242,9 +242,14 @@ struct WorkerBuild {
     uint32_t flow_capacity;
     uint16_t nb_ports;
 };
+// 0, or -ENOMEM when the worker's tables do not fit (the caller names the setting to lower).
 int build_worker(void* arg) {
     auto* b = static_cast<WorkerBuild*>(arg);
-    b->slot->worker = std::make_unique<dpdk::Worker>(b->service, b->env, b->flow_capacity, b->nb_ports);
+    try {
+        b->slot->worker = std::make_unique<dpdk::Worker>(b->service, b->env, b->flow_capacity, b->nb_ports);
+    } catch (const std::bad_alloc&) {
+        return -ENOMEM;
+    }
     return 0;
 }
 
@@ -561,8 +566,17 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args,
         // Built on its own lcore, so the flow tables' pages are first touched, hence placed, on
         // the worker's NUMA node.
         WorkerBuild wb{&s, shared, env, cfg.flow_capacity, nb_ports};
-        if (main_runs_worker || rte_eal_remote_launch(build_worker, &wb, lcores[w]) != 0) build_worker(&wb);
-        else rte_eal_wait_lcore(lcores[w]);
+        int built;
+        if (main_runs_worker || rte_eal_remote_launch(build_worker, &wb, lcores[w]) != 0) built = build_worker(&wb);
+        else built = rte_eal_wait_lcore(lcores[w]);
+        if (built != 0) {
+            fmt::print(stderr,
+                       "sluice: cannot allocate worker {}'s flow tables: {} flows per family take {} MiB per worker "
+                       "and the memory is not there (free memory, raise the process's limit, or lower "
+                       "--flow-capacity; `sluice doctor` sizes it for this host)\n",
+                       w, cfg.flow_capacity, doctor::flow_table_bytes(cfg.flow_capacity) >> 20);
+            return 1;
+        }
         s.queue = w;
         s.rings_out.assign(nb_workers, nullptr);
         s.commands = rte_ring_create(fmt::format("cmd_{}", w).c_str(), 256, static_cast<int>(rte_socket_id()),
@@ -841,5 +855,11 @@ int main(int argc, char** argv) {
         case config::Action::run:
             break;
     }
-    return run(parsed->config, args.eal, args.app);
+    try {
+        return run(parsed->config, args.eal, args.app);
+    } catch (const std::bad_alloc&) {
+        fmt::print(stderr, "sluice: out of memory while starting (free memory, raise the process's limit, or lower "
+                           "--flow-capacity / --total-num-mbufs; `sluice doctor` sizes them for this host)\n");
+        return 1;
+    }
 }

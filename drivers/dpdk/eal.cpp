@@ -1,9 +1,15 @@
 #include "drivers/dpdk/eal.hpp"
 
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <system_error>
 #include <vector>
 
 #include <rte_eal.h>
 #include <rte_errno.h>
+
+#include <cerrno>
 
 #include <fmt/format.h>
 
@@ -40,12 +46,35 @@ bool split_doctor_args(int argc, char** argv, SplitArgs& out) {
     return true;
 }
 
+namespace {
+// Any hugepages reserved, of any size (HugePages_Total counts the default size only)?
+bool hugepages_reserved() {
+    std::error_code ec;
+    for (const auto& d : std::filesystem::directory_iterator("/sys/kernel/mm/hugepages", ec)) {
+        std::ifstream f(d.path() / "nr_hugepages");
+        unsigned long n = 0;
+        if (f >> n && n > 0) return true;
+    }
+    return false;
+}
+}  // namespace
+
 Status init_eal(const std::vector<std::string>& eal_args) {
     std::vector<char*> argv;
     for (const auto& a : eal_args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
-    if (rte_eal_init(static_cast<int>(eal_args.size()), argv.data()) < 0)
-        return make_error(fmt::format("EAL initialisation failed: {}", rte_strerror(rte_errno)));
+    if (rte_eal_init(static_cast<int>(eal_args.size()), argv.data()) < 0) {
+        const int err = rte_errno;
+        // EAL says EACCES when it finds no hugepages at all (no pages reserved, no hugetlbfs).
+        bool no_huge = false;
+        for (const auto& a : eal_args) no_huge |= a == "--no-huge";
+        if (err == EACCES && !no_huge && !hugepages_reserved())
+            return make_error(
+                "EAL initialisation failed: no hugepages are reserved. Reserve some (e.g. `dpdk-hugepages.py -p 2M "
+                "--setup 1G`, or `sysctl vm.nr_hugepages=512` with hugetlbfs mounted on /dev/hugepages), or run "
+                "with --no-huge -m MB for tests");
+        return make_error(fmt::format("EAL initialisation failed: {}", rte_strerror(err)));
+    }
     return {};
 }
 

@@ -74,6 +74,15 @@ Status ControlPlane::start(uint64_t now_ms) {
 // The one path every change takes: build from the current snapshot, publish, flush departed
 // backends, then (re)arm the probes of the new backend set.
 Status ControlPlane::apply(lb::Config next, const char* why) {
+    // Out of memory while building the snapshot: nothing was published, the running one stays.
+    try {
+        return apply_or_throw(std::move(next), why);
+    } catch (const std::bad_alloc&) {
+        return make_error("out of memory building the new snapshot; the running configuration stays");
+    }
+}
+
+Status ControlPlane::apply_or_throw(lb::Config next, const char* why) {
     if (auto st = config::validate(next); !st) return st;
     if (hooks_.admit)
         if (auto st = hooks_.admit(next); !st) return st;
@@ -280,7 +289,12 @@ Status ControlPlane::remove_backend(const std::string& vip, const net::IpAddr& a
 
 Status ControlPlane::reload(uint64_t /*now_ms*/) {
     if (!hooks_.reread) return make_error("this instance has no configuration source to reload");
-    auto next = hooks_.reread();
+    Expected<lb::Config> next = make_error("");
+    try {
+        next = hooks_.reread();
+    } catch (const std::bad_alloc&) {
+        next = make_error("out of memory reading the configuration");
+    }
     if (!next) {
         log(fmt::format("reload rejected, the running configuration stays: {}", next.error()));
         return make_error(next.error());

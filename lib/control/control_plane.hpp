@@ -103,6 +103,7 @@ private:
     using Key = std::tuple<std::string, net::IpAddr, uint16_t>;
 
     Status apply(lb::Config next, const char* why);
+    Status apply_or_throw(lb::Config next, const char* why);
     std::string answer(const Command& c, uint64_t now_ms);
     // Positions in config_ of a VIP and of one of its backends; errors name what is missing.
     struct Where {
