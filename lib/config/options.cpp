@@ -699,7 +699,8 @@ private:
         return {};
     }
 
-    Status check_vips() const {
+    Status check_vips() {
+        for (const auto& v : c_.vips) vip_addrs_.insert(v.addr);
         size_t total = 0;
         for (const auto& v : c_.vips) total += v.backends.size();
         if (total > kMaxBackends)
@@ -763,7 +764,7 @@ private:
                 return fail(backend(i, j), fmt::format("address {} is {}, not unicast", net::to_string(b.addr), why));
             if (auto why = not_routable(b.addr, true))
                 return fail(backend(i, j), fmt::format("address {} is {}: Sluice cannot send to it", net::to_string(b.addr), why));
-            if (std::any_of(c_.vips.begin(), c_.vips.end(), [&](const VipConf& x) { return x.addr == b.addr; }))
+            if (vip_addrs_.count(b.addr))
                 return fail(backend(i, j), fmt::format("backend {} is a VIP address: its packets would come back to "
                                                        "Sluice and loop",
                                                        net::to_string(b.addr)));
@@ -793,6 +794,7 @@ private:
     const Config& c_;
     const Origins* o_;
     std::unordered_set<IpAddr> neighbors_;
+    std::unordered_set<IpAddr> vip_addrs_;
 };
 
 // ---- building a Config from option occurrences ---------------------------------------------

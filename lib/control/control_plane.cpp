@@ -48,6 +48,58 @@ Status same_process_settings(const lb::Config& a, const lb::Config& b) {
     return make_error(fmt::format("restart-only settings changed ({}); restart Sluice to apply them", list));
 }
 
+// One line saying what a reload changes: VIPs and backends added, removed or changed.
+std::string describe_changes(const lb::Config& a, const lb::Config& b) {
+    std::map<std::string, const lb::VipConf*> before, after;
+    for (const auto& v : a.vips) before.emplace(v.name, &v);
+    for (const auto& v : b.vips) after.emplace(v.name, &v);
+    size_t vips_added = 0, vips_removed = 0, vips_changed = 0, be_added = 0, be_removed = 0, be_changed = 0;
+    for (const auto& [name, v] : after) {
+        const auto it = before.find(name);
+        if (it == before.end()) {
+            ++vips_added;
+            be_added += v->backends.size();
+            continue;
+        }
+        const lb::VipConf& o = *it->second;
+        if (o.addr != v->addr || o.port != v->port || o.proto != v->proto || o.mode != v->mode ||
+            o.table_size != v->table_size || o.on_down != v->on_down || !(o.check == v->check) ||
+            o.passive_failures != v->passive_failures)
+            ++vips_changed;
+        auto key = [&](const lb::VipConf& vc, const lb::BackendConf& bc) {
+            return std::pair{bc.addr, bc.port ? bc.port : vc.port};
+        };
+        std::map<std::pair<net::IpAddr, uint16_t>, const lb::BackendConf*> old_b;
+        for (const auto& bc : o.backends) old_b.emplace(key(o, bc), &bc);
+        for (const auto& bc : v->backends) {
+            const auto ob = old_b.find(key(*v, bc));
+            if (ob == old_b.end()) {
+                ++be_added;
+                continue;
+            }
+            if (ob->second->weight != bc.weight || ob->second->state != bc.state) ++be_changed;
+            old_b.erase(ob);
+        }
+        be_removed += old_b.size();
+    }
+    for (const auto& [name, v] : before)
+        if (!after.count(name)) {
+            ++vips_removed;
+            be_removed += v->backends.size();
+        }
+    std::string out;
+    auto add = [&](size_t n, const char* what) {
+        if (n) out += fmt::format("{}{} {}", out.empty() ? "" : ", ", n, what);
+    };
+    add(vips_added, "VIPs added");
+    add(vips_removed, "VIPs removed");
+    add(vips_changed, "VIPs changed");
+    add(be_added, "backends added");
+    add(be_removed, "backends removed");
+    add(be_changed, "backends reweighted or set");
+    return out.empty() ? "no change to VIPs or backends" : out;
+}
+
 }  // namespace
 
 ControlPlane::ControlPlane(lb::Config config, Hooks hooks, Prober prober)
@@ -250,7 +302,7 @@ Status ControlPlane::set_state(const std::string& vip, const net::IpAddr& addr, 
             if (it->second.probe) prober_.force(it->second.probe, true);
         }
     }
-    const std::string why = fmt::format("backend {} set {} by the operator", label_of(*w), lb::to_string(s));
+    const std::string why = fmt::format("backend {} set {} by {}", label_of(*w), lb::to_string(s), operator_);
     lb::Config next = config_;
     next.vips[w->vip].backends[w->backend].state = s;
     return apply(std::move(next), why.c_str());
@@ -259,7 +311,7 @@ Status ControlPlane::set_state(const std::string& vip, const net::IpAddr& addr, 
 Status ControlPlane::set_weight(const std::string& vip, const net::IpAddr& addr, uint16_t port, uint32_t weight) {
     auto w = backend_index(vip, addr, port);
     if (!w) return Error{w.error()};
-    const std::string why = fmt::format("backend {} weight {} by the operator", label_of(*w), weight);
+    const std::string why = fmt::format("backend {} weight {} by {}", label_of(*w), weight, operator_);
     lb::Config next = config_;
     next.vips[w->vip].backends[w->backend].weight = weight;
     return apply(std::move(next), why.c_str());
@@ -268,8 +320,8 @@ Status ControlPlane::set_weight(const std::string& vip, const net::IpAddr& addr,
 Status ControlPlane::add_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port, uint32_t weight) {
     auto vi = vip_index(vip);
     if (!vi) return Error{vi.error()};
-    const std::string why = fmt::format("backend {} added by the operator (weight {})",
-                                        backend_label(vip, addr, port ? port : config_.vips[*vi].port), weight);
+    const std::string why = fmt::format("backend {} added by {} (weight {})",
+                                        backend_label(vip, addr, port ? port : config_.vips[*vi].port), operator_, weight);
     lb::Config next = config_;
     next.vips[*vi].backends.push_back(lb::BackendConf{addr, port, weight, lb::BackendState::up});
     return apply(std::move(next), why.c_str());
@@ -280,7 +332,7 @@ Status ControlPlane::remove_backend(const std::string& vip, const net::IpAddr& a
     if (!w) return Error{w.error()};
     if (config_.vips[w->vip].backends.size() == 1)
         return make_error(fmt::format("VIP '{}' would have no backend left; disable it instead", vip));
-    const std::string why = fmt::format("backend {} removed by the operator", label_of(*w));
+    const std::string why = fmt::format("backend {} removed by {}", label_of(*w), operator_);
     lb::Config next = config_;
     auto& list = next.vips[w->vip].backends;
     list.erase(list.begin() + static_cast<std::ptrdiff_t>(w->backend));
@@ -304,7 +356,10 @@ Status ControlPlane::reload(uint64_t /*now_ms*/) {
         return st;
     }
     // Health verdicts and passive counts of backends that stay are kept by sync_probes().
-    if (auto st = apply(std::move(*next), "configuration reloaded"); !st) {
+    const std::string why = fmt::format("configuration reloaded{}: {}",
+                                        operator_ == "the operator" ? std::string() : " by " + operator_,
+                                        describe_changes(config_, *next));
+    if (auto st = apply(std::move(*next), why.c_str()); !st) {
         log(fmt::format("reload rejected, the running configuration stays: {}", st.error()));
         return st;
     }
@@ -438,9 +493,12 @@ std::string ControlPlane::handle(const Expected<Command>& cmd, uint64_t now_ms, 
                                 peer.uid, peer.pid, request));
                 return first;
             }
+    // What the change logs names who asked; a refused change is logged here with its reason.
+    operator_ = fmt::format("uid={} pid={}", peer.uid, peer.pid);
     std::string out = answer(c, now_ms);
-    log(fmt::format("control: uid={} pid={}: {}: {}", peer.uid, peer.pid, request,
-                    out.starts_with("ok") ? "done" : out.substr(0, out.find('\n'))));
+    operator_ = "the operator";
+    if (!out.starts_with("ok"))
+        log(fmt::format("control: uid={} pid={}: {}: {}", peer.uid, peer.pid, request, out.substr(0, out.find('\n'))));
     if (!c.request_id.empty()) {
         if (answered_.size() >= kRememberedAnswers) answered_.pop_front();
         answered_.emplace_back(c.request_id, out);

@@ -130,6 +130,7 @@ private:
     // Answers to the last requests that carried an id, oldest first (retries get them again).
     static constexpr size_t kRememberedAnswers = 256;
     std::deque<std::pair<std::string, std::string>> answered_;
+    std::string operator_ = "the operator";  // who asked for the change being made
     std::vector<Prober::Event> events_;
 };
 

@@ -791,9 +791,7 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
         if (tcp && (flags & kTcpSyn) && !syn) return drop(p, Drop::tcp_no_flow);  // SYN-ACK from a client
         // From one of Sluice's own addresses: spoofed (a nat flow from a SNAT address:port
         // would take the reply tuple of a fullnat flow, and so its backend's answers).
-        if (service_->owns_address(Ip<A>::kFamily, client) || service_->is_self_address(Ip<A>::kFamily, client) ||
-            service_->is_vip_address(Ip<A>::kFamily, client)) [[unlikely]]
-            return drop(p, Drop::own_source);
+        if (service_->owns_address(Ip<A>::kFamily, client)) [[unlikely]] return drop(p, Drop::own_source);
         const uint64_t mh = maglev_flow_hash(Ip<A>::kFamily, client, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw,
                                              pp.l4_proto);
         if (tcp && !syn && !moved) ++counters_.non_syn_miss;

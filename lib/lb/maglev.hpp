@@ -38,6 +38,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <utility>
 #include <vector>
@@ -62,7 +63,7 @@ public:
     static constexpr uint32_t kCapSlackPpm = 5'000;
 
     // An empty table: lookup() returns kNoBackend. Lets a VIP exist before its first build.
-    Maglev() : table_(1, kNoBackend), size_(1) {}
+    Maglev() : Maglev(std::vector<uint16_t>(1, kNoBackend), 1) {}
 
     // Builds the lookup table for members (any order; the result is the same for the same set).
     // Errors: size not prime or above kMaxSize, more than kMaxMembers members, two members with
@@ -86,18 +87,23 @@ public:
     // as a 64-bit one. Thread-safe, allocation-free.
     uint16_t lookup(uint64_t flow_hash) const noexcept {
         const uint64_t folded = (flow_hash ^ (flow_hash >> 32)) & 0xFFFF'FFFFu;
-        return table_[(folded * size_) >> 32];
+        return entries_[(folded * size_) >> 32];
     }
 
     uint32_t size() const noexcept { return size_; }
-    const std::vector<uint16_t>& table() const noexcept { return table_; }
+    const std::vector<uint16_t>& table() const noexcept { return *table_; }
 
 private:
     static Expected<Maglev> build_impl(std::span<const MaglevMember> members, uint32_t size,
                                        bool event_tail);
-    Maglev(std::vector<uint16_t> table, uint32_t size) : table_(std::move(table)), size_(size) {}
+    Maglev(std::vector<uint16_t> table, uint32_t size)
+        : table_(std::make_shared<const std::vector<uint16_t>>(std::move(table))), entries_(table_->data()), size_(size) {}
 
-    std::vector<uint16_t> table_;  // size_ entries, each a caller index or kNoBackend
+    // size_ entries, each a caller index or kNoBackend. Immutable, so copies share it: a
+    // snapshot that keeps a VIP's members keeps its table without copying 128 KiB (freed with
+    // the last snapshot that holds it, after the workers moved on).
+    std::shared_ptr<const std::vector<uint16_t>> table_;
+    const uint16_t* entries_;  // table_->data(): lookup() reads one pointer
     uint32_t size_;
 };
 

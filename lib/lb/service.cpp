@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <string_view>
 #include <tuple>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -78,9 +80,11 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
     Service s;
     s.config_ = config;
     for (const auto& a : config.snat_addrs) (a.is_v4() ? s.snat4_ : s.snat6_).push_back(a);
-    s.self_ = config.self_addrs;
-    s.own_ = config.snat_addrs;
-    s.own_.insert(s.own_.end(), config.self_addrs.begin(), config.self_addrs.end());
+    for (const auto& a : config.self_addrs) {
+        s.self_.add(a);
+        s.own_.add(a);
+    }
+    for (const auto& a : config.snat_addrs) s.own_.add(a);
 
     size_t slots = 16;
     while (slots < config.vips.size() * 2) slots *= 2;
@@ -95,20 +99,25 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
         for (auto& v : s.vips_) v.removed = true;
         for (auto& b : s.backends_) b.removed = true;
     }
+    // Indexed once: a snapshot of thousands of VIPs must not compare every pair.
+    std::unordered_map<net::IpAddr, net::Mac> neighbors;
+    for (const auto& n : config.neighbors) neighbors.emplace(n.addr, n.mac);
     const auto mac_of = [&](const net::IpAddr& a, net::Mac& mac) {
-        for (const auto& n : config.neighbors)
-            if (n.addr == a) {
-                mac = n.mac;
-                return true;
-            }
-        return false;
+        const auto it = neighbors.find(a);
+        if (it == neighbors.end()) return false;
+        mac = it->second;
+        return true;
     };
+    std::unordered_map<std::string_view, size_t> live_before;  // previous's live VIPs by name
+    if (previous)
+        for (size_t i = 0; i < previous->vips_.size(); ++i)
+            if (!previous->vips_[i].removed) live_before.emplace(previous->vips_[i].name, i);
 
     for (const auto& vc : config.vips) {
         int found = -1;
-        if (previous)
-            for (size_t i = 0; i < previous->vips_.size(); ++i)
-                if (same_service(previous->vips_[i], vc)) found = static_cast<int>(i);
+        if (const auto it = live_before.find(vc.name);
+            it != live_before.end() && same_service(previous->vips_[it->second], vc))
+            found = static_cast<int>(it->second);
         if (found < 0) {
             if (s.vips_.size() >= kMaxVipSlots)
                 return make_error(fmt::format("VIP {}: {} VIPs were created since start, the most one process holds; "
@@ -222,8 +231,12 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
             }
             s.index_[i] = Slot{lo, hi, meta, v.port_raw, vip_idx};
         }
-        s.own_.push_back(vc.addr);
+        s.own_.add(vc.addr);
+        s.vip_addrs_.add(vc.addr);
     }
+    s.own_.seal();
+    s.self_.seal();
+    s.vip_addrs_.seal();
     for (auto& b : s.backends_) b.forwards = b.keeps_flows(s.vips_[b.vip].on_down) && b.has_mac;
     // Live nat backends by (address, port, protocol); one serving several nat VIPs is
     // ambiguous and left out: a reply of no flow could belong to any of them.
@@ -272,25 +285,40 @@ uint16_t Service::find_vip6(const uint8_t* addr, uint16_t port_raw, uint8_t prot
     }
 }
 
-bool Service::owns_address(net::Family f, const uint8_t* addr) const noexcept {
-    const size_t n = f == net::Family::v4 ? 4 : 16;
-    for (const auto& a : own_)
-        if (a.family == f && std::memcmp(a.bytes.data(), addr, n) == 0) return true;
-    return false;
+void Service::AddrSet::add(const net::IpAddr& a) {
+    if (a.is_v4()) {
+        uint32_t w;
+        std::memcpy(&w, a.bytes.data(), 4);
+        v4.push_back(w);
+    } else {
+        std::array<uint8_t, 16> b;
+        std::memcpy(b.data(), a.bytes.data(), 16);
+        v6.push_back(b);
+    }
 }
 
-bool Service::is_self_address(net::Family f, const uint8_t* addr) const noexcept {
-    const size_t n = f == net::Family::v4 ? 4 : 16;
-    for (const auto& a : self_)
-        if (a.family == f && std::memcmp(a.bytes.data(), addr, n) == 0) return true;
-    return false;
+void Service::AddrSet::seal() {
+    std::sort(v4.begin(), v4.end());
+    v4.erase(std::unique(v4.begin(), v4.end()), v4.end());
+    std::sort(v6.begin(), v6.end());
+    v6.erase(std::unique(v6.begin(), v6.end()), v6.end());
 }
 
-bool Service::is_vip_address(net::Family f, const uint8_t* addr) const noexcept {
-    const size_t n = f == net::Family::v4 ? 4 : 16;
-    for (const auto& v : vips_)
-        if (!v.removed && v.addr.family == f && std::memcmp(v.addr.bytes.data(), addr, n) == 0) return true;
-    return false;
+bool Service::AddrSet::contains(net::Family f, const uint8_t* addr) const noexcept {
+    if (f == net::Family::v4) {
+        uint32_t w;
+        std::memcpy(&w, addr, 4);
+        return std::binary_search(v4.begin(), v4.end(), w);
+    }
+    std::array<uint8_t, 16> b;
+    std::memcpy(b.data(), addr, 16);
+    return std::binary_search(v6.begin(), v6.end(), b);
 }
+
+bool Service::owns_address(net::Family f, const uint8_t* addr) const noexcept { return own_.contains(f, addr); }
+
+bool Service::is_self_address(net::Family f, const uint8_t* addr) const noexcept { return self_.contains(f, addr); }
+
+bool Service::is_vip_address(net::Family f, const uint8_t* addr) const noexcept { return vip_addrs_.contains(f, addr); }
 
 }  // namespace sluice::lb

@@ -15,6 +15,7 @@
 // Thread contract: immutable after build(); shared read-only by all workers.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -141,7 +142,18 @@ private:
     Config config_;
     std::vector<VipEntry> vips_;
     std::vector<BackendEntry> backends_;
-    std::vector<net::IpAddr> snat4_, snat6_, own_, self_;
+    // Sets of addresses, sorted for binary search: a snapshot may hold thousands of VIPs.
+    struct AddrSet {
+        std::vector<uint32_t> v4;                  // raw (network order) words
+        std::vector<std::array<uint8_t, 16>> v6;
+        void add(const net::IpAddr& a);
+        void seal();  // sorts and removes duplicates; call before contains()
+        bool contains(net::Family f, const uint8_t* addr) const noexcept;
+    };
+    std::vector<net::IpAddr> snat4_, snat6_;
+    AddrSet own_;   // SNAT, self and VIP addresses
+    AddrSet self_;
+    AddrSet vip_addrs_;
     std::vector<Slot4> index4_;  // IPv4 VIPs: open addressing, power-of-two size, load <= 50%
     std::vector<Slot> index_;    // IPv6 VIPs: the same
     struct NatBackend {

@@ -10,8 +10,11 @@
       Captures every frame on IFACE (both directions; the 802.1Q tag read inline or from
       PACKET_AUXDATA, where the kernel keeps a tag it took off) until SIGTERM/SIGINT, then
       writes OUTFILE: frame counts by class (client, backend, probe, arp-*, nd-*, other...),
-      direction relative to LB_MAC (from_lb, to_lb, flood, other) and VLAN (0 = untagged), and
-      a few samples of each class/direction/VLAN.
+      direction relative to LB_MAC (from_lb, to_lb, flood, other) and VLAN (0 = untagged), a
+      few samples of each class/direction/VLAN, and the frames from LB_MAC that Sluice's kernel
+      side (or its control core) sent, by kind and VLAN: probe (from a --self address),
+      arp-request (kernel: 42 bytes; control core: padded to 60), ns, link-local (IPv6 from
+      fe80::/10 or ::, e.g. MLD reports, router solicitations, DAD).
 
   vlan_lab.py switch TRUNK VID=IF[,IF...]...
       A user-space 802.1Q switch for kernels without 8021q: a frame arriving on TRUNK tagged
@@ -31,9 +34,10 @@
       Judges a capture written by sniff: client traffic (to and from VIPs, ARP/ND for them) on
       VLAN 100 only, backend traffic (nat flows, and in full mode health probes and the
       resolution of backends) on BACKEND_VID only (default 200; 0: untagged), both directions
-      seen. One line per class;
-      exit 1 if any FAILs. Frames from Sluice's MAC of other classes on no side's VLAN are
-      listed as NOTE.
+      seen. Every frame from Sluice's MAC that is not client traffic (the kernel side's own:
+      probes, ARP/NS for backends, MLD, RS...) on BACKEND_VID, and in full mode the kernel's
+      probes, ARP requests and NS seen there; nothing from Sluice's MAC on a VLAN of no side
+      (untagged, when BACKEND_VID is not 0). One line per check; exit 1 if any FAILs.
 
   vlan_lab.py arp IFACE SRC_IP TARGET_IP SECONDS
       Broadcasts "who has TARGET_IP" from IFACE; exit 0 (printing the MAC) if anyone answers
@@ -272,13 +276,35 @@ def classify(f):
     return "other", desc
 
 
+def kernel_kind(f):
+    """The kind of a frame from Sluice's MAC that its kernel side or control core sent, or None
+    (the data path's: forwarded traffic, answers to ARP/ND and pings)."""
+    if len(f) < 14:
+        return None
+    et = struct.unpack_from("!H", f, 12)[0]
+    if et == 0x0806 and len(f) >= 42 and struct.unpack_from("!H", f, 20)[0] == 1:
+        return "arp-request (kernel)" if len(f) < 60 else "arp-request (control core)"
+    if et == 0x0800 and len(f) >= 34:
+        return "probe" if ipaddress.ip_address(f[26:30]) in SELF else None
+    if et == 0x86DD and len(f) >= 54:
+        src = ipaddress.ip_address(f[22:38])
+        if f[20] == 58 and len(f) > 54 and f[54] == 135:
+            return "ns"
+        if f[20] == 58 and len(f) > 54 and f[54] == 136:
+            return None  # the data path's answers to solicitations of Sluice's addresses
+        if src.is_link_local or src.is_unspecified:
+            return "link-local"
+        return "probe" if src in SELF else None
+    return None
+
+
 def sniff(iface, lb_mac, outfile):
     lb = mac_bytes(lb_mac)
     s = packet_socket(iface)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
-    counts, samples, total = {}, {}, 0
+    counts, samples, kernel, total = {}, {}, {}, 0
     open(outfile + ".ready", "w").close()
     while not stop:
         try:
@@ -301,8 +327,14 @@ def sniff(iface, lb_mac, outfile):
             sm = samples.setdefault(f"{cls} {d} vlan {v}", [])
             if len(sm) < 3:
                 sm.append(f"{mac_str(f[6:12])} > {mac_str(f[0:6])} {desc}")
+            if d == "from_lb" and (k := kernel_kind(f)):
+                kc = kernel.setdefault(k, {})
+                kc[v] = kc.get(v, 0) + 1
+                sm = samples.setdefault(f"kernel {k} vlan {v}", [])
+                if len(sm) < 3:
+                    sm.append(f"{mac_str(f[6:12])} > {mac_str(f[0:6])} {desc}")
     with open(outfile + ".tmp", "w") as fh:
-        json.dump({"total": total, "counts": counts, "samples": samples}, fh, indent=1)
+        json.dump({"total": total, "counts": counts, "kernel": kernel, "samples": samples}, fh, indent=1)
     os.replace(outfile + ".tmp", outfile)
     return 0
 
@@ -337,14 +369,42 @@ def tags(capfile, full, bvid="200"):
             lines.append(f"FAIL {desc}: {'; '.join(why)}")
         else:
             lines.append(f"PASS {desc}")
-    # Anything else Sluice's MAC sent on no VLAN of its sides (e.g. its kernel side's own traffic).
+    # The kernel side's own frames (and its control core's): on the backend VLAN only; in full
+    # mode its probes, its ARP requests and its solicitations for the backends must be there.
+    kernel = cap.get("kernel", {})
+    why = []
+    for k, c in sorted(kernel.items()):
+        wrong = {v: n for v, n in c.items() if v != bvid}
+        if wrong:
+            v = next(iter(wrong))
+            why.append(f"{k} on VLAN(s) {wrong} (0 = untagged), e.g. {samples.get(f'kernel {k} vlan {v}', ['?'])[0]}")
+    if full:
+        for k in ("probe", "arp-request (kernel)", "ns"):
+            if not kernel.get(k, {}).get(bvid):
+                why.append(f"no {k} from Sluice's MAC on VLAN {bvid}")
+    desc = f"kernel side's own frames (from Sluice's MAC) on VLAN {bvid}: " + \
+        (", ".join(f"{k} {c}" for k, c in sorted(kernel.items())) or "none")
+    if why:
+        bad = True
+        lines.append(f"FAIL {desc}: {'; '.join(why)}")
+    else:
+        lines.append(f"PASS {desc}")
+    # Nothing from Sluice's MAC on a VLAN of no side; nothing but client traffic on the client's.
+    client_side = ("client", "arp-client", "nd-client")
+    by_vlan, why = {}, []
     for cls, c in sorted(counts.items()):
-        if cls in want:
-            continue
         for v, n in sorted(c.get("from_lb", {}).items()):
-            if v not in ("100", bvid):
+            by_vlan[v] = by_vlan.get(v, 0) + n
+            if v not in ("100", bvid) or (cls not in client_side and v != bvid):
                 eg = samples.get(f"{cls} from_lb vlan {v}", ["?"])[0]
-                lines.append(f"NOTE {cls}: {n} frame(s) from Sluice's MAC on VLAN {v} (0 = untagged), e.g. {eg}")
+                why.append(f"{n} {cls} frame(s) on VLAN {v} (0 = untagged), e.g. {eg}")
+    desc = f"every frame from Sluice's MAC, by VLAN: {by_vlan or '{}'}" + \
+        ("; none untagged" if bvid != "0" else "; only client traffic on VLAN 100")
+    if why:
+        bad = True
+        lines.append(f"FAIL {desc.split(';')[0]}: {'; '.join(why)}")
+    else:
+        lines.append(f"PASS {desc}")
     lines.append(f"INFO {cap['total']} frames captured")
     print("\n".join(lines))
     return 1 if bad else 0

@@ -5,17 +5,25 @@
 #
 #   vlan_lab.sh SLUICE SLUICECTL
 #
-#   client ns --- brc --- tr0.100 \
-#                                  tr0 (trunk) ===== lb0: Sluice (net_af_packet, one-arm)
-#   be1, be2  --- brb --- tr0.200 /            kernel side: TAP vlk0 + VLAN vlk0.200 (--self)
+#   client ns --- VLAN 100 \
+#                             tr0 (trunk) ===== lb0: Sluice (net_af_packet, one-arm)
+#   be1, be2  --- VLAN 200 /                   kernel side: TAP vlk0 (--self), untagged
 #
-# The switch namespace holds the trunk end tr0, its VLAN interfaces and one bridge per side:
-# client and backends reach each other only through Sluice (different VLANs; the client routes
-# only the VIPs, on-link; the backends' default gateway is Sluice's --self address). Sluice
-# resolves the backends by ARP/ND through its kernel side's VLAN interface (no --neighbor) and
-# health-checks them over it (check=http). A capture on tr0 runs from before Sluice starts.
+# The kernel side knows no VLANs: Sluice's data path hands its control core only the frames of
+# the kernel side's VLAN (one arm: the backend VLAN), the control core takes the tag off before
+# the TAP and puts it on the kernel's frames; the --self addresses sit on vlk0 itself. No 8021q
+# module, no VLAN interface. Frames for the kernel side on another VLAN (the client's) are
+# dropped as foreign_vlan.
+# The switch namespace holds the trunk end tr0 and one access port per host: a user-space
+# 802.1Q switch (vlan_lab.py switch) joins them, or the kernel's 8021q and bridges where the
+# kernel has them (VLAN_LAB_TRUNK). Client and backends reach each other only through Sluice
+# (different VLANs; the client routes only the VIPs, on-link; the backends' default gateway is
+# Sluice's --self address). Sluice resolves the backends by ARP/ND through its kernel side (no
+# --neighbor) and health-checks them over it (check=http). A capture on tr0 runs from before
+# Sluice starts until the traffic is done.
 # It checks:
-#  - Sluice's kernel side: vlk0.200 exists, is VLAN 200 and holds the --self addresses;
+#  - Sluice's kernel side: vlk0 exists with the port's MAC and holds the --self addresses, and
+#    Sluice made no VLAN interface (none in its namespace);
 #  - both backends up by their health checks, their MACs learnt (the real ones);
 #  - client and backend can only meet through Sluice (the client's ARP for a backend and the
 #    backend's ARP for the client go unanswered);
@@ -23,24 +31,27 @@
 #    backends, which see the client's own address (nat);
 #  - a capture on the trunk (AF_PACKET, the tag read inline or from PACKET_AUXDATA): client
 #    traffic tagged 100 and backend traffic (nat flows, probes, ARP/ND) tagged 200, each way;
+#    the kernel side's own frames (probes, ARP and NS for the backends, and whatever else the
+#    kernel sends: MLD, RS...) leave tagged 200, and nothing from Sluice's MAC leaves untagged
+#    (or on any VLAN but 100 and 200);
 #  - no foreign_vlan drop for all that traffic; then SYNs to the VIP sent on the trunk
 #    untagged and on VLAN 300, IPv4 and IPv6, are dropped as foreign_vlan (exactly 4) and open
 #    no flow, the same SYN on VLAN 100 opens one, and one to another MAC counts as foreign_mac;
 #  - be2's server stopped: marked down (IPv4 and IPv6), every new connection goes to be1 and
 #    none fails; restarted: back up;
 #  - a host on the client VLAN claiming be1's addresses (gratuitous ARP, unsolicited NA) does
-#    not change the MAC Sluice sends be1's traffic to (one-arm, the VLAN is the side);
+#    not change the MAC Sluice sends be1's traffic to: both claims are dropped as foreign_vlan
+#    (one-arm, the kernel side lives on the backend VLAN);
 #  - Sluice stops cleanly, every mbuf back.
-# Takes about 30 s. Exit 0 pass, 1 fail, 77 skip (not root, no network namespaces, or a kernel
-# without 802.1Q support: Sluice's kernel side needs a VLAN interface).
+# Takes about 20 s. Exit 0 pass, 1 fail, 77 skip (not root, no network namespaces).
 #
-# VLAN_LAB_TRUNK=kernel|user picks the switch: kernel (default when the kernel has 8021q and
-# bridges) or a user-space 802.1Q switch (vlan_lab.py switch). Two variants need no 8021q in
-# the kernel (the user-space switch stands in for it on the trunk side):
+# VLAN_LAB_TRUNK=auto|kernel|user picks the switch: kernel (8021q VLAN interfaces and bridges;
+# auto picks it when the kernel has both) or user (the user-space switch; auto picks it
+# otherwise). Variants:
 #   VLAN_LAB_STATIC=1          no kernel side (--neighbor MACs, no health checks: those checks
 #                              are skipped): the data path alone;
 #   VLAN_LAB_BACKEND_VLAN=0    backends untagged on the trunk (no --backend-vlan), clients on
-#                              VLAN 100: the kernel side (health checks, ARP/ND) on the TAP.
+#                              VLAN 100: the kernel side's frames leave untagged.
 # (VLAN_LAB_BACKEND_VLAN=N puts the backends on VLAN N instead of 200.) VLAN_LAB_SLUICE_OPTS
 # adds Sluice options. KEEP=1 keeps the work directory.
 #
@@ -63,11 +74,12 @@ lb_mac=02:00:00:00:5c:01
 declare -A BE_MAC=([1]=02:00:00:00:b1:01 [2]=02:00:00:00:b2:01)
 cli_mac=02:00:00:00:c1:01
 inter=500 fall=3 rise=2 timeout=400  # health checks (ms)
-kif=vlk                              # --kernel-if: TAP vlk0, VLAN interface vlk0.200
+kif=vlk                              # --kernel-if: TAP vlk0 (untagged: Sluice tags its frames)
 bv=${VLAN_LAB_BACKEND_VLAN:-200}  # the backend side's VLAN (0: untagged, the trunk's native VLAN)
 [[ $bv =~ ^[0-9]+$ ]] && [ "$bv" -le 4094 ] && [ "$bv" != 100 ] && [ "$bv" != 300 ] ||
   { echo "vlan_lab: VLAN_LAB_BACKEND_VLAN=$bv: want 0 (untagged) or 1..4094 other than 100 and 300" >&2; exit 2; }
-if [ "$bv" = 0 ]; then bside=untagged kside=${kif}0; else bside="VLAN $bv" kside=${kif}0.$bv; fi
+if [ "$bv" = 0 ]; then bside=untagged; else bside="VLAN $bv"; fi
+kside=${kif}0
 work=$(mktemp -d /tmp/sluice-vlan.XXXXXX)
 sock=$work/sluice.sock
 pids=() made_ns=()
@@ -123,9 +135,6 @@ in_ns "$ns_sw" ip link add link probe0 name probe0.5 type vlan id 5 2>/dev/null 
 in_ns "$ns_sw" ip link add probebr type bridge 2>/dev/null && has_bridge=yes
 in_ns "$ns_sw" ip link del probe0 2>/dev/null || true
 in_ns "$ns_sw" ip link del probebr 2>/dev/null || true
-if [ -z "$static" ] && [ "$bv" != 0 ] && [ $has_8021q = no ]; then
-  skip "this kernel has no 802.1Q support (CONFIG_VLAN_8021Q / module 8021q): Sluice's kernel side needs ${kif}0.$bv (VLAN_LAB_STATIC=1 runs the data-path checks without it, VLAN_LAB_BACKEND_VLAN=0 the kernel side with untagged backends)"
-fi
 trunk=${VLAN_LAB_TRUNK:-auto}
 case $trunk in auto | kernel | user) ;; *) echo "vlan_lab: VLAN_LAB_TRUNK=$trunk: want auto, kernel or user" >&2; exit 2 ;; esac
 if [ "$trunk" = auto ]; then
@@ -134,7 +143,7 @@ fi
 if [ "$trunk" = kernel ] && { [ $has_8021q = no ] || [ $has_bridge = no ]; }; then
   skip "VLAN_LAB_TRUNK=kernel needs 8021q and bridges (8021q: $has_8021q, bridge: $has_bridge)"
 fi
-say "trunk: $trunk switch; clients on VLAN 100, backends $bside; Sluice's kernel side: $([ -n "$static" ] && echo "none (VLAN_LAB_STATIC: static neighbours, no health checks)" || echo "$kside")"
+say "trunk: $trunk switch (8021q: $has_8021q, bridge: $has_bridge); clients on VLAN 100, backends $bside; Sluice's kernel side: $([ -n "$static" ] && echo "none (VLAN_LAB_STATIC: static neighbours, no health checks)" || echo "$kside (a TAP, untagged in the kernel$([ "$bv" = 0 ] || echo "; its frames leave tagged $bv"))")"
 
 # ---- topology ----------------------------------------------------------------------------------
 offloads_off() { in_ns "$1" ethtool -K "$2" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true; }
@@ -264,11 +273,14 @@ if [ -n "$static" ]; then
   skipped "kernel side on the backend side, ARP/ND resolution, health checks (VLAN_LAB_STATIC: static neighbours)"
 else
   vinfo=$(in_ns "$ns_lb" ip -d addr show dev "$kside" 2>&1 || true)
-  if { [ "$bv" = 0 ] || grep -q "vlan protocol 802.1Q id $bv" <<<"$vinfo"; } && grep -q "inet 198.51.100.1/24" <<<"$vinfo" &&
-    grep -q "inet6 2001:db8:2::1/64" <<<"$vinfo" && grep -q "link/ether $lb_mac" <<<"$vinfo"; then
-    pass "kernel side: $kside $([ "$bv" = 0 ] && echo "(untagged TAP)" || echo "is 802.1Q VLAN $bv on ${kif}0"), MAC $lb_mac, holds 198.51.100.1/24 and 2001:db8:2::1/64"
+  # Sluice makes no VLAN interface: nothing in its namespace is an 802.1Q device or <kif>0.*.
+  vlans=$(in_ns "$ns_lb" ip -d -o link show 2>/dev/null | grep -E "vlan protocol|: ${kif}[0-9]+[.@]" | cut -d' ' -f2 | paste -sd' ' || true)
+  if grep -q "^[0-9]*: $kside: " <<<"$vinfo" && grep -q "inet 198.51.100.1/24" <<<"$vinfo" &&
+    grep -q "inet6 2001:db8:2::1/64" <<<"$vinfo" && grep -q "link/ether $lb_mac" <<<"$vinfo" &&
+    ! grep -q "vlan protocol" <<<"$vinfo" && [ -z "$vlans" ]; then
+    pass "kernel side: $kside (TAP$(grep -qw tun <<<"$vinfo" && echo ", tun"), untagged), MAC $lb_mac, holds 198.51.100.1/24 and 2001:db8:2::1/64; no VLAN interface in Sluice's namespace"
   else
-    fail "kernel side: $kside missing or wrong: $(tr '\n' ' ' <<<"$vinfo")" kernel-side
+    fail "kernel side: $kside missing or wrong (VLAN interfaces in Sluice's namespace: ${vlans:-none}): $(tr '\n' ' ' <<<"$vinfo")" kernel-side
   fi
   why=()
   for i in 1 2; do
@@ -413,13 +425,18 @@ if [ -n "$static" ]; then
   skipped "neighbour claims from the client VLAN (VLAN_LAB_STATIC: static neighbours always win)"
 else
   spoof=02:00:00:00:66:66
+  fv0=$(dnum foreign_vlan "$(ctl stats 2>&1 || true)")
   in_ns "$ns_cli" timeout 5 "$py" "$helper" claim eth0 198.51.100.11 $spoof
   in_ns "$ns_cli" timeout 5 "$py" "$helper" claim eth0 2001:db8:2::11 $spoof
   sleep 0.5
   out=$(ctl list 2>/dev/null || true)
+  fv=$(($(dnum foreign_vlan "$(ctl stats 2>&1 || true)") - fv0))
   learnt=$(grep -F -e "backend 198.51.100.11:8080 " -e "backend [2001:db8:2::11]:8080 " <<<"$out" | grep -c "mac=$spoof" || true)
-  if [ "$learnt" = 0 ] && ! grep -q "is at $spoof" "$work/sluice.log"; then
-    pass "a client on VLAN 100 claiming be1's addresses (gratuitous ARP, unsolicited NA) changes nothing: be1 stays at ${BE_MAC[1]}"
+  # Both claims are for the kernel side, which lives on the backend side's VLAN: foreign_vlan.
+  if [ "$learnt" = 0 ] && ! grep -q "is at $spoof" "$work/sluice.log" && [ "$fv" = 2 ]; then
+    pass "a client on VLAN 100 claiming be1's addresses (gratuitous ARP, unsolicited NA) changes nothing: both dropped as foreign_vlan (+$fv), be1 stays at ${BE_MAC[1]}"
+  elif [ "$learnt" = 0 ] && ! grep -q "is at $spoof" "$work/sluice.log"; then
+    fail "a client on VLAN 100 claimed be1's addresses: not believed, but foreign_vlan +$fv (want 2: the claims are for the kernel side, on $bside)" neighbor-claim
   else
     read -r a b bad errs <<<"$(requests 203.0.113.10 10)"
     fail "a client on VLAN 100 claimed be1's addresses and Sluice believed it ($learnt of 2 backend entries now mac=$spoof; log: $(grep "is at $spoof" "$work/sluice.log" | sed 's/^.*neighbor/neighbor/' | paste -sd';'))); then 10 IPv4 connections: be1 $a, be2 $b, failed $bad" neighbor-claim
@@ -443,7 +460,7 @@ echo
 echo "vlan_lab summary ($trunk trunk$([ -n "$static" ] && echo ", VLAN_LAB_STATIC"); traffic $t_traffic ms, the whole test $((($(ms) - t_begin) / 1000)) s):"
 printf '%s\n' "${lines[@]}"
 if [ ${#failures[@]} = 0 ]; then
-  say "PASS: nat through Sluice with clients on VLAN 100 and backends on VLAN 200 of one trunk$([ -n "$static" ] && echo " (data path only: VLAN_LAB_STATIC)")"
+  say "PASS: nat through Sluice with clients on VLAN 100 and backends $bside on one trunk$([ -n "$static" ] && echo " (data path only: VLAN_LAB_STATIC)")"
   exit 0
 fi
 set +e

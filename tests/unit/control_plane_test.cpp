@@ -146,7 +146,7 @@ TEST_CASE("commands change the snapshot, keep indices, and reject bad input with
         const std::string first = cp.handle(cmd("set-weight web 198.51.100.11 3 id=retry-1"), 0, op);
         CHECK_THAT(first, Contains("ok"));
         CHECK(h.published.size() == before + 1);
-        CHECK_THAT(h.logs.back(), Contains("control: uid=0 pid=77: set-weight web 198.51.100.11 3 id=retry-1: done"));
+        CHECK_THAT(h.logs.back(), Contains("weight 3 by uid=0 pid=77"));
         // The same id again (a retry after a timeout): the first answer, nothing applied.
         CHECK(cp.handle(cmd("set-weight web 198.51.100.11 3 id=retry-1"), 0, op) == first);
         CHECK(h.published.size() == before + 1);
@@ -170,6 +170,7 @@ TEST_CASE("commands change the snapshot, keep indices, and reject bad input with
         h.reread_config = c;
         CHECK_THAT(cp.handle(cmd("reload"), 0), Contains("ok"));
         CHECK(h.flushes == 1);
+        CHECK_THAT(h.logs.back(), Contains("configuration reloaded by uid=0 pid=0: 1 backends removed"));
         auto bad = parse(kBase);
         bad.flow_capacity = 4096;
         h.reread_config = bad;
