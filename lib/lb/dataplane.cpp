@@ -237,37 +237,54 @@ Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& en
     new_flow_burst_ = std::max<uint64_t>(64, new_flow_rate_ / 100) * 1000;
     new_flow_tokens_ = new_flow_burst_;
     if (new_flow_rate_) syn_retries_ = std::make_unique<SynRetry[]>(kSynRetrySlots);
-    ports_.resize(std::max<size_t>({env_.port_macs.size(), size_t{env_.client_port} + 1, size_t{env_.backend_port} + 1}));
-    for (size_t i = 0; i < env_.port_macs.size(); ++i) {
-        ports_[i].mac_lo = load_raw32(env_.port_macs[i].bytes.data());
-        ports_[i].mac_hi = load_raw16(env_.port_macs[i].bytes.data() + 4);
+    for (size_t i = 0; i < env_.port_macs.size() && i < kPortSlots; ++i) {
+        uint8_t b[8] = {};
+        std::memcpy(b, env_.port_macs[i].bytes.data(), 6);
+        ports_[i].mac = load64(b);
     }
     // A port serves its side's VLAN; the one port of a one-arm set-up serves both.
-    ports_[env_.client_port].vlan[0] = ports_[env_.client_port].vlan[1] = env_.client_vlan;
-    ports_[env_.client_port].kernel_vlan = env_.client_vlan;
-    ports_[env_.backend_port].vlan[1] = env_.backend_vlan;
-    ports_[env_.backend_port].kernel_vlan = env_.backend_vlan;
-    if (env_.backend_port != env_.client_port) ports_[env_.backend_port].vlan[0] = env_.backend_vlan;
+    // Port ids beyond kPortSlots cannot be configured (--client-port/--backend-port <= 31).
+    ports_[env_.client_port & (kPortSlots - 1)].vlan[0] = ports_[env_.client_port & (kPortSlots - 1)].vlan[1] = env_.client_vlan;
+    ports_[env_.client_port & (kPortSlots - 1)].kernel_vlan = env_.client_vlan;
+    ports_[env_.backend_port & (kPortSlots - 1)].vlan[1] = env_.backend_vlan;
+    ports_[env_.backend_port & (kPortSlots - 1)].kernel_vlan = env_.backend_vlan;
+    if (env_.backend_port != env_.client_port) ports_[env_.backend_port & (kPortSlots - 1)].vlan[0] = env_.backend_vlan;
+    for (auto& port : ports_) port.untagged = port.vlan[0] == 0 || port.vlan[1] == 0;
 }
 
-Drop Dataplane::not_addressed_here(const PacketRef& p) const noexcept {
+Drop Dataplane::not_addressed_here_slow(const PacketRef& p) const noexcept {
     if (p.len < kEthHdrLen) return Drop::count_;  // the parser's: runt
-    const PortIdentity& me = ports_[p.in_port < ports_.size() ? p.in_port : 0];
+    const PortIdentity& me = ports_[p.in_port & (kPortSlots - 1)];
     const uint8_t* f = p.data;
     // A frame too short for its tag is the parser's (bad_vlan).
     const bool tagged = load_raw16(f + EthOff::type) == 0x0081 && p.len >= kEthHdrLen + kVlanHdrLen;  // 0x8100
     const uint16_t vid = tagged ? load_be16(f + kEthHdrLen) & 0x0FFF : 0;
     if (vid != me.vlan[0] && vid != me.vlan[1]) [[unlikely]]
         return Drop::foreign_vlan;
-    if (load_raw32(f + EthOff::dst) == me.mac_lo && load_raw16(f + EthOff::dst + 4) == me.mac_hi) [[likely]]
-        return Drop::count_;
+    uint8_t dst[8] = {};
+    std::memcpy(dst, f + EthOff::dst, 6);
+    if (load64(dst) == me.mac) return Drop::count_;
     return (f[EthOff::dst] & 1) ? Drop::count_ : Drop::foreign_mac;  // broadcast/multicast: judged once parsed
 }
 
 bool Dataplane::on_kernel_vlan(const PacketRef& p) const noexcept {
-    const PortIdentity& me = ports_[p.in_port < ports_.size() ? p.in_port : 0];
+    const PortIdentity& me = ports_[p.in_port & (kPortSlots - 1)];
     const bool tagged = p.len >= kEthHdrLen + kVlanHdrLen && load_be16(p.data + EthOff::type) == kEtherTypeVlan;
     return (tagged ? load_be16(p.data + kEthHdrLen) & 0x0FFF : 0) == me.kernel_vlan;
+}
+
+Drop Dataplane::judge_frame(const PacketRef& p, ParsedPacket& pp, ParseStatus& st) const noexcept {
+    Drop why = not_addressed_here_slow(p);
+    if (why != Drop::count_) {
+        st = ParseStatus::ok;
+        return why;
+    }
+    st = parse_packet_general(p.data, p.len, pp, p.ip_csum_good);
+    if ((p.data[EthOff::dst] & 1) && st == ParseStatus::ok && !finds_neighbours(p, pp)) {
+        st = ParseStatus::ok;
+        return Drop::foreign_mac;
+    }
+    return Drop::count_;
 }
 
 bool Dataplane::finds_neighbours(const PacketRef& p, const ParsedPacket& pp) const noexcept {
@@ -497,16 +514,15 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
         PacketRef& p = pkts[i];
         redirected += p.redirected;
         if (i + 1 < n) __builtin_prefetch(pkts[i + 1].data);
-        // Whose frame is it? The VLAN, then the destination MAC, before anything else is
-        // looked at; broadcast and multicast once parsed (only ARP and ND are wanted).
-        Drop why = not_addressed_here(p);
-        if (why == Drop::count_) [[likely]] {
-            st[i] = parse_packet(p.data, p.len, pp[i], p.ip_csum_good);
-            if ((p.data[EthOff::dst] & 1) && st[i] == ParseStatus::ok && !finds_neighbours(p, pp[i])) [[unlikely]]
-                why = Drop::foreign_mac;
-        }
-        if (why != Drop::count_) [[unlikely]] {
+        // Whose frame is it? The VLAN, then the destination MAC, decide before anything the
+        // frame carries (a frame for another host is foreign_mac, whatever its contents);
+        // broadcast and multicast once parsed (only ARP and ND are wanted).
+        // The common frame (untagged IPv4 TCP/UDP to the port's MAC on a port that serves
+        // untagged frames) is cleared by the fast parser, which checks the MAC as it goes.
+        const PortIdentity& me = ports_[p.in_port & (kPortSlots - 1)];
+        if (me.untagged && detail::parse_fast_ipv4(p.data, p.len, pp[i], p.ip_csum_good, me.mac)) [[likely]] {
             st[i] = ParseStatus::ok;
+        } else if (const Drop why = judge_frame(p, pp[i], st[i]); why != Drop::count_) {
             refused |= uint64_t{1} << i;
             refused_why[i] = why;
             lk[i] = Lookup{};
@@ -700,6 +716,8 @@ inline void Dataplane::emit_forward(PacketRef& p, const ParsedPacket& pp, const 
     bc.bytes += p.len;
     const uint16_t out = env_.backend_port;
     const Mac& src_mac = env_.port_macs[out];
+    const uint16_t vid = env_.backend_vlan;
+    const bool retag_it = retag_needed(pp.vlan, vid);
     if (vip.mode == Mode::nat) {
         nat_rewrite<A>(p.data, pp, true, be.addr.bytes.data(), be.port_raw, be.ip_sum_to_backend,
                        be.l4_sum_to_backend);
@@ -709,7 +727,7 @@ inline void Dataplane::emit_forward(PacketRef& p, const ParsedPacket& pp, const 
                        rec.snat_port_raw);
     }
     set_macs(p.data, be.mac, src_mac);
-    tx_side(p, pp.vlan, out, env_.backend_vlan);
+    tx_side(p, retag_it, out, vid);
 }
 
 // Everything else about a client packet: a miss (Maglev decides, a flow is created), a flow
@@ -879,7 +897,7 @@ void Dataplane::forward_stateless(PacketRef& p, const ParsedPacket& pp, uint16_t
         nat_rewrite<A>(p.data, pp, true, be.addr.bytes.data(), be.port_raw, be.ip_sum_to_backend, be.l4_sum_to_backend);
     }
     set_macs(p.data, be.mac, env_.port_macs[env_.backend_port]);
-    tx_side(p, pp.vlan, env_.backend_port, env_.backend_vlan);
+    tx_side(p, retag_needed(pp.vlan, env_.backend_vlan), env_.backend_port, env_.backend_vlan);
 }
 
 template <size_t A>
@@ -924,7 +942,7 @@ void Dataplane::reply_stateless(PacketRef& p, const ParsedPacket& pp) noexcept {
     TrafficCounters& bc = counters_.backends[be_idx];
     ++bc.packets;
     bc.bytes += p.len;
-    tx_side(p, pp.vlan, env_.client_port, env_.client_vlan);
+    tx_side(p, retag_needed(pp.vlan, env_.client_vlan), env_.client_port, env_.client_vlan);
 }
 
 template <size_t A>
@@ -990,6 +1008,8 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
     if (flow_log_) [[unlikely]] log_packet<A>(id, p.len, now_ms);
     const VipEntry& vip = service_->vips()[rec.vip];
     const BackendEntry& be = service_->backends()[rec.backend];
+    const uint16_t out = env_.client_port, vid = env_.client_vlan;
+    const bool retag_it = retag_needed(pp.vlan, vid);
     nat_rewrite<A>(p.data, pp, false, vip.addr.bytes.data(), vip.port_raw, be.ip_sum_to_vip, be.l4_sum_to_vip,
                    vip.mode == Mode::fullnat ? rec.client_addr : nullptr, rec.client_port_raw);
     Mac client_mac;
@@ -999,7 +1019,7 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
     auto& bc = counters_.backends[rec.backend];
     ++bc.packets;
     bc.bytes += p.len;
-    tx_side(p, pp.vlan, env_.client_port, env_.client_vlan);
+    tx_side(p, retag_it, out, vid);
 }
 
 template <size_t A>
@@ -1164,7 +1184,7 @@ void Dataplane::later_fragment(PacketRef& p, const ParsedPacket& pp, uint32_t no
         ++counters_.backends[o->backend].packets;
         counters_.backends[o->backend].bytes += p.len;
     }
-    tx_side(p, pp.vlan, o->out, o->vlan);
+    tx_side(p, retag_needed(pp.vlan, o->vlan), o->out, o->vlan);
 }
 
 // An ICMP error quotes the IP header and at least 8 bytes of the packet that caused it (RFC
@@ -1336,7 +1356,7 @@ void Dataplane::handle_icmp_error(PacketRef& p, const ParsedPacket& pp, uint32_t
     std::memcpy(icmp + IcmpOff::csum, &c, 2);
     set_macs(p.data, *dst_mac, env_.port_macs[out_port]);
     ++counters_.icmp_forwarded;
-    tx_side(p, pp.vlan, out_port, out_vlan);
+    tx_side(p, retag_needed(pp.vlan, out_vlan), out_port, out_vlan);
 }
 
 // A VIP answers ping itself, in place: addresses swapped, a fresh TTL, type echo reply, and

@@ -10,6 +10,7 @@
 // bursts (the caller keeps it alive until the worker has moved on: RCU in the binary).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -309,9 +310,11 @@ private:
         p.out = port;
     }
     // Sends a rewritten frame out of `port` with the tag of the side it leaves by (vid 0:
-    // untagged). `tagged`: the frame arrived tagged.
-    void tx_side(PacketRef& p, bool tagged, uint16_t port, uint16_t vid) noexcept {
-        if ((tagged || vid != 0) && !retag(p, vid)) [[unlikely]]
+    // untagged). `tagged`: the frame arrived tagged. Hot callers read both before they write
+    // into the packet (whose stores may alias anything) and pass retag_needed().
+    static bool retag_needed(bool tagged, uint16_t vid) noexcept { return (static_cast<unsigned>(tagged) | vid) != 0; }
+    void tx_side(PacketRef& p, bool retag_it, uint16_t port, uint16_t vid) noexcept {
+        if (retag_it && !retag(p, vid)) [[unlikely]]
             return drop(p, Drop::vlan_no_room);
         tx(p, port);
     }
@@ -319,19 +322,24 @@ private:
     // already there. Adding or removing a tag moves the frame by 4 bytes within its buffer: the
     // price of sides that differ in tagging, paid by no other configuration. False: no room.
     [[gnu::noinline]] bool retag(PacketRef& p, uint16_t vid) noexcept;
-    // Is the frame for this port, judged on its raw bytes: on a VLAN the port serves, to its
-    // MAC? Drop::count_ if so (or if broadcast/multicast: see finds_neighbours()), else the
-    // reason to drop it.
-    Drop not_addressed_here(const PacketRef& p) const noexcept;
+    // Is the frame for this port, judged on its raw bytes: VLAN first, then a unicast
+    // destination MAC? Drop::count_ if it is the port's (or is broadcast or multicast: see
+    // finds_neighbours()), else the reason to drop it. (The common frame is cleared before,
+    // by the fast parser: see process().)
+    Drop not_addressed_here_slow(const PacketRef& p) const noexcept;
+    // The rest of pass 1's judgement for a frame the fast test did not clear: parses it (into
+    // pp, st) if it is the port's, else says why not (st is then ok: the reason is elsewhere).
+    [[gnu::noinline, gnu::cold]] Drop judge_frame(const PacketRef& p, net::ParsedPacket& pp, net::ParseStatus& st) const noexcept;
     // Broadcast and multicast frames wanted: ARP, IPv6 neighbour solicitations and advertisements.
     bool finds_neighbours(const PacketRef& p, const net::ParsedPacket& pp) const noexcept;
     struct PortIdentity {
-        uint32_t mac_lo = 0;  // the MAC's first four and last two bytes, as they lie in memory
-        uint16_t mac_hi = 0;
+        uint64_t mac = 0;           // the MAC's six bytes as they lie in memory, little-endian load
         uint16_t vlan[2] = {0, 0};  // the VLANs it serves (0: untagged)
         uint16_t kernel_vlan = 0;   // the VLAN of its kernel side (--kernel-if)
+        bool untagged = false;      // one of the VLANs it serves is "untagged"
     };
-    std::vector<PortIdentity> ports_;  // indexed by port id
+    static constexpr size_t kPortSlots = 32;  // port ids 0..31 (--client-port/--backend-port range)
+    std::array<PortIdentity, kPortSlots> ports_{};  // indexed by port id (masked)
 
     std::shared_ptr<const Service> initial_;  // keeps the constructor's snapshot alive
     const Service* service_;
