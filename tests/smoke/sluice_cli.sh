@@ -41,4 +41,21 @@ expect_error "nobody" --backend 'nobody,198.51.100.11:80'
 printf 'vip = web,203.0.113.10:80/tcp,nat\nbackend = web,198.51.100.11:8080,weight=70000\n' > "$work/bad.conf"
 expect_error "70000" --config "$work/bad.conf"
 expect_error "missing.conf" --config "$work/missing.conf"
+
+# Without hugepages (and without --no-huge) EAL fails with "Permission denied"; Sluice must say
+# what is missing and how to fix it. Judged only where no hugepages are reserved.
+reserved=0
+for f in /sys/kernel/mm/hugepages/*/nr_hugepages; do [ -r "$f" ] && reserved=$((reserved + $(cat "$f"))); done
+if [ "$reserved" = 0 ]; then
+  rc=0
+  out=$("$sluice" -l 0 --no-pci --file-prefix "sluice-cli-huge-$$" --vdev net_null0 -- --config "$work/good.conf" \
+        --control-socket none 2>&1) || rc=$?
+  rm -rf "/var/run/dpdk/sluice-cli-huge-$$"
+  [ "$rc" -ne 0 ] || fail "started without hugepages"
+  grep -q "no hugepages are reserved" <<<"$out" || fail "no hint about hugepages: $(tail -2 <<<"$out")"
+  grep -q -- "--no-huge" <<<"$out" || fail "the hint does not mention --no-huge"
+  echo "ok: missing hugepages named, with how to reserve them"
+else
+  echo "skip: hugepages are reserved here ($reserved), the no-hugepage message cannot be checked"
+fi
 echo "ok: --help, --version, --check-config without EAL; bad options rejected before DPDK starts"
