@@ -897,6 +897,8 @@ public:
         return {};
     }
 
+    void allow_no_vips() { cfg_.allow_no_vips = true; }
+
     // Attaches the backends to their VIPs (which may come later, or from the other source),
     // then validates.
     Expected<Config> finish() {
@@ -1097,6 +1099,7 @@ Expected<Parsed> parse_args(const std::vector<std::string>& args) {
             if (find_spec(o.name)->cli_only) continue;
             if (auto s = b.apply(o); !s) return make_error(s.error());
         }
+        if (doctor) b.allow_no_vips();  // the host is judged, VIPs or not
         auto cfg = b.finish();
         if (!cfg) return Error{cfg.error()};
         p.config = std::move(*cfg);

@@ -35,6 +35,9 @@ PY
 mac=02:70:63:61:70:00
 "$replay" --in 0="$work/a.pcap" --out 0="$work/ref-a.pcap" --port-mac 0=$mac "${opts[@]}" >/dev/null
 "$replay" --in 0="$work/b.pcap" --out 0="$work/ref-b.pcap" --port-mac 0=$mac "${opts[@]}" >/dev/null
+# The capture is addressed to that MAC: the reference forwards all of it (a capture for another
+# MAC would be dropped as foreign_mac, and an empty output would match an empty output).
+[ "$(packets "$work/ref-a.pcap" | wc -l)" = 300 ] || fail "the harness did not forward the 300 packets of a.pcap"
 
 run_sluice() {  # name lcores vdev-args [sluice options]
   local name=$1 lcores=$2 vdev=$3
