@@ -327,9 +327,10 @@ private:
     // finds_neighbours()), else the reason to drop it. (The common frame is cleared before,
     // by the fast parser: see process().)
     Drop not_addressed_here_slow(const PacketRef& p) const noexcept;
-    // The rest of pass 1's judgement for a frame the fast test did not clear: parses it (into
-    // pp, st) if it is the port's, else says why not (st is then ok: the reason is elsewhere).
-    [[gnu::noinline, gnu::cold]] Drop judge_frame(const PacketRef& p, net::ParsedPacket& pp, net::ParseStatus& st) const noexcept;
+    // The rest of pass 1's judgement for a frame the fast parser did not clear (IPv6, tagged,
+    // ARP, anything unusual): parses it (into pp, st) if it is the port's, else says why not
+    // (st is then ok: the reason is elsewhere).
+    [[gnu::noinline]] Drop judge_frame(const PacketRef& p, net::ParsedPacket& pp, net::ParseStatus& st) const noexcept;
     // Broadcast and multicast frames wanted: ARP, IPv6 neighbour solicitations and advertisements.
     bool finds_neighbours(const PacketRef& p, const net::ParsedPacket& pp) const noexcept;
     struct PortIdentity {
