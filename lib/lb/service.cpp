@@ -286,6 +286,7 @@ uint16_t Service::find_vip6(const uint8_t* addr, uint16_t port_raw, uint8_t prot
 }
 
 void Service::AddrSet::add(const net::IpAddr& a) {
+    filter |= uint64_t{1} << filter_bit(a.family, a.bytes.data());
     if (a.is_v4()) {
         uint32_t w;
         std::memcpy(&w, a.bytes.data(), 4);
@@ -304,7 +305,7 @@ void Service::AddrSet::seal() {
     v6.erase(std::unique(v6.begin(), v6.end()), v6.end());
 }
 
-bool Service::AddrSet::contains(net::Family f, const uint8_t* addr) const noexcept {
+bool Service::AddrSet::contains_slow(net::Family f, const uint8_t* addr) const noexcept {
     if (f == net::Family::v4) {
         uint32_t w;
         std::memcpy(&w, addr, 4);

@@ -146,9 +146,19 @@ private:
     struct AddrSet {
         std::vector<uint32_t> v4;                  // raw (network order) words
         std::vector<std::array<uint8_t, 16>> v6;
+        // One bit per address (a few bits of its last byte): most addresses tested are not
+        // in the set, and one AND says so without the search (every new flow asks).
+        uint64_t filter = 0;
         void add(const net::IpAddr& a);
         void seal();  // sorts and removes duplicates; call before contains()
-        bool contains(net::Family f, const uint8_t* addr) const noexcept;
+        static unsigned filter_bit(net::Family f, const uint8_t* addr) noexcept {
+            return addr[f == net::Family::v4 ? 3 : 15] & 63;
+        }
+        bool contains(net::Family f, const uint8_t* addr) const noexcept {
+            if (!((filter >> filter_bit(f, addr)) & 1)) return false;
+            return contains_slow(f, addr);
+        }
+        bool contains_slow(net::Family f, const uint8_t* addr) const noexcept;
     };
     std::vector<net::IpAddr> snat4_, snat6_;
     AddrSet own_;   // SNAT, self and VIP addresses
