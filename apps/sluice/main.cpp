@@ -735,7 +735,7 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args,
                     const net::IpAddr any = net::IpAddr{};
                     size_t len = t.is_v4() ? net::build_arp_request(buf, env.port_macs[env.backend_port], sender ? *sender : any, t)
                                                  : net::build_neighbor_solicit(buf, env.port_macs[env.backend_port], *sender, t);
-                    if (env.backend_vlan) len = net::tag_vlan(buf, len, env.backend_vlan);
+                    if (env.backend_vlan) len = net::insert_vlan_tag(buf, len, env.backend_vlan);
                     m->data_len = static_cast<uint16_t>(len);
                     m->pkt_len = static_cast<uint32_t>(len);
                     m->port = env.backend_port;

@@ -1,17 +1,15 @@
 #include "drivers/dpdk/eal.hpp"
 
-#include <filesystem>
-#include <fstream>
+#include <cerrno>
 #include <string>
-#include <system_error>
 #include <vector>
 
 #include <rte_eal.h>
 #include <rte_errno.h>
 
-#include <cerrno>
-
 #include <fmt/format.h>
+
+#include "drivers/dpdk/port_facts.hpp"
 
 namespace sluice::dpdk {
 
@@ -47,14 +45,11 @@ bool split_doctor_args(int argc, char** argv, SplitArgs& out) {
 }
 
 namespace {
-// Any hugepages reserved, of any size (HugePages_Total counts the default size only)?
+// Any hugepages reserved, of any size, on any node (what `sluice doctor` reads too)?
 bool hugepages_reserved() {
-    std::error_code ec;
-    for (const auto& d : std::filesystem::directory_iterator("/sys/kernel/mm/hugepages", ec)) {
-        std::ifstream f(d.path() / "nr_hugepages");
-        unsigned long n = 0;
-        if (f >> n && n > 0) return true;
-    }
+    for (const auto& node : gather_host_sysfs().nodes)
+        for (const auto& pool : node.hugepages)
+            if (pool.total > 0) return true;
     return false;
 }
 }  // namespace

@@ -244,11 +244,11 @@ Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& en
     }
     // A port serves its side's VLAN; the one port of a one-arm set-up serves both.
     // Port ids beyond kPortSlots cannot be configured (--client-port/--backend-port <= 31).
-    ports_[env_.client_port & (kPortSlots - 1)].vlan[0] = ports_[env_.client_port & (kPortSlots - 1)].vlan[1] = env_.client_vlan;
-    ports_[env_.client_port & (kPortSlots - 1)].kernel_vlan = env_.client_vlan;
-    ports_[env_.backend_port & (kPortSlots - 1)].vlan[1] = env_.backend_vlan;
-    ports_[env_.backend_port & (kPortSlots - 1)].kernel_vlan = env_.backend_vlan;
-    if (env_.backend_port != env_.client_port) ports_[env_.backend_port & (kPortSlots - 1)].vlan[0] = env_.backend_vlan;
+    PortIdentity& client = ports_[env_.client_port & (kPortSlots - 1)];
+    PortIdentity& backend = ports_[env_.backend_port & (kPortSlots - 1)];
+    client.vlan[0] = client.vlan[1] = client.kernel_vlan = env_.client_vlan;
+    backend.vlan[1] = backend.kernel_vlan = env_.backend_vlan;
+    if (&backend != &client) backend.vlan[0] = env_.backend_vlan;
     for (auto& port : ports_) port.untagged = port.vlan[0] == 0 || port.vlan[1] == 0;
 }
 
@@ -257,8 +257,7 @@ Drop Dataplane::not_addressed_here_slow(const PacketRef& p) const noexcept {
     const PortIdentity& me = ports_[p.in_port & (kPortSlots - 1)];
     const uint8_t* f = p.data;
     // A frame too short for its tag is the parser's (bad_vlan).
-    const bool tagged = load_raw16(f + EthOff::type) == 0x0081 && p.len >= kEthHdrLen + kVlanHdrLen;  // 0x8100
-    const uint16_t vid = tagged ? load_be16(f + kEthHdrLen) & 0x0FFF : 0;
+    const uint16_t vid = vlan_id_of(f, p.len);
     if (vid != me.vlan[0] && vid != me.vlan[1]) [[unlikely]]
         return Drop::foreign_vlan;
     uint8_t dst[8] = {};
@@ -268,9 +267,7 @@ Drop Dataplane::not_addressed_here_slow(const PacketRef& p) const noexcept {
 }
 
 bool Dataplane::on_kernel_vlan(const PacketRef& p) const noexcept {
-    const PortIdentity& me = ports_[p.in_port & (kPortSlots - 1)];
-    const bool tagged = p.len >= kEthHdrLen + kVlanHdrLen && load_be16(p.data + EthOff::type) == kEtherTypeVlan;
-    return (tagged ? load_be16(p.data + kEthHdrLen) & 0x0FFF : 0) == me.kernel_vlan;
+    return vlan_id_of(p.data, p.len) == ports_[p.in_port & (kPortSlots - 1)].kernel_vlan;
 }
 
 Drop Dataplane::judge_frame(const PacketRef& p, ParsedPacket& pp, ParseStatus& st) const noexcept {
@@ -297,7 +294,7 @@ bool Dataplane::finds_neighbours(const PacketRef& p, const ParsedPacket& pp) con
 
 bool Dataplane::retag(PacketRef& p, uint16_t vid) noexcept {
     uint8_t* f = p.data;
-    const bool tagged = p.len >= kEthHdrLen + kVlanHdrLen && load_be16(f + EthOff::type) == kEtherTypeVlan;
+    const bool tagged = has_vlan_tag(f, p.len);
     if (tagged && vid != 0) {
         const uint16_t tci = static_cast<uint16_t>((load_be16(f + kEthHdrLen) & 0xF000) | vid);
         store_be16(f + kEthHdrLen, tci);
@@ -306,10 +303,7 @@ bool Dataplane::retag(PacketRef& p, uint16_t vid) noexcept {
         p.len -= kVlanHdrLen;
     } else if (vid != 0) {
         if (p.len + kVlanHdrLen > p.cap) return false;
-        std::memmove(f + EthOff::type + kVlanHdrLen, f + EthOff::type, p.len - EthOff::type);
-        store_be16(f + EthOff::type, kEtherTypeVlan);
-        store_be16(f + kEthHdrLen, vid);
-        p.len += kVlanHdrLen;
+        p.len = static_cast<uint32_t>(insert_vlan_tag(f, p.len, vid));
     }
     return true;
 }
@@ -1118,10 +1112,9 @@ void Dataplane::remember_fragment(const PacketRef& p, const ParsedPacket& pp, co
     } else if (p.verdict == Verdict::tx) {
         // The outcome as it shows in the rewritten frame: whatever forward() or reply() did
         // (which may have added or removed a VLAN tag: the IP header is found again).
-        const bool tagged = load_raw16(p.data + EthOff::type) == 0x0081;  // 0x8100 in memory
-        const uint8_t* ip = p.data + kEthHdrLen + (tagged ? kVlanHdrLen : 0);
+        const uint8_t* ip = p.data + kEthHdrLen + (has_vlan_tag(p.data, p.len) ? kVlanHdrLen : 0);
         o.out = p.out;
-        o.vlan = tagged ? load_be16(p.data + kEthHdrLen) & 0x0FFF : 0;
+        o.vlan = vlan_id_of(p.data, p.len);
         o.ttl_dec = ip[Ip<A>::kTtl] != ttl_before;
         std::memcpy(o.src, ip + Ip<A>::kSrc, A);
         std::memcpy(o.dst, ip + Ip<A>::kDst, A);

@@ -43,8 +43,7 @@ std::vector<SnatShare> snat_shares(const Config& c, uint16_t nb_workers, const n
                 for (uint16_t w = 0; w < nb_workers; ++w)
                     if (owned[w] < s.fewest[w]) {
                         s.fewest[w] = owned[w];
-                        s.fewest_to[w] = b.addr.is_v4() ? fmt::format("{}:{}", net::to_string(b.addr), bport)
-                                                        : fmt::format("[{}]:{}", net::to_string(b.addr), bport);
+                        s.fewest_to[w] = net::to_string(b.addr, bport);
                     }
             }
         }

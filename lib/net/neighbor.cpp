@@ -65,13 +65,6 @@ size_t build_neighbor_solicit(uint8_t* out, const Mac& src_mac, const IpAddr& se
     return kEthHdrLen + kIpv6HdrLen + kNsLen;
 }
 
-size_t tag_vlan(uint8_t* frame, size_t len, uint16_t vid) noexcept {
-    std::memmove(frame + EthOff::type + kVlanHdrLen, frame + EthOff::type, len - EthOff::type);
-    store_be16(frame + EthOff::type, kEtherTypeVlan);
-    store_be16(frame + kEthHdrLen, vid & 0x0FFF);
-    return len + kVlanHdrLen;
-}
-
 std::optional<std::pair<IpAddr, Mac>> learn_neighbor(const uint8_t* frame, size_t len) noexcept {
     ParsedPacket pp;
     if (len > UINT32_MAX || parse_packet_general(frame, static_cast<uint32_t>(len), pp) != ParseStatus::ok)

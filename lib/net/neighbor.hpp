@@ -18,17 +18,13 @@
 
 namespace sluice::net {
 
-constexpr size_t kMaxRequestLen = 90;  // Ethernet + 802.1Q tag + IPv6 + NS with a source link-layer option
+constexpr size_t kMaxRequestLen = 90;  // Ethernet + 802.1Q tag (insert_vlan_tag) + IPv6 + NS with a source link-layer option
 
 // ARP "who has target? tell sender" (sender may be 0.0.0.0: an RFC 5227 probe).
 size_t build_arp_request(uint8_t* out, const Mac& src_mac, const IpAddr& sender, const IpAddr& target) noexcept;
 // Neighbour solicitation for target, to its solicited-node multicast group, from `sender`
 // (an address of Sluice's kernel side) with a source link-layer address option.
 size_t build_neighbor_solicit(uint8_t* out, const Mac& src_mac, const IpAddr& sender, const IpAddr& target) noexcept;
-
-// Puts a request built above on VLAN `vid` (an 802.1Q tag after the MACs, PCP 0); returns the
-// new length. The buffer must hold 4 more bytes.
-size_t tag_vlan(uint8_t* frame, size_t len, uint16_t vid) noexcept;
 
 std::optional<std::pair<IpAddr, Mac>> learn_neighbor(const uint8_t* frame, size_t len) noexcept;
 

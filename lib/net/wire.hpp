@@ -117,4 +117,20 @@ static_assert(offsetof(Ipv4Hdr, dst) == Ipv4Off::dst);
 static_assert(offsetof(Ipv6Hdr, dst) == Ipv6Off::dst);
 static_assert(offsetof(TcpHdr, csum) == TcpOff::csum);
 
+// A frame's 802.1Q tag: present (and whole), and its VID (0 when untagged or priority-tagged).
+inline bool has_vlan_tag(const uint8_t* f, size_t len) noexcept {
+    return len >= kEthHdrLen + kVlanHdrLen && load_be16(f + EthOff::type) == kEtherTypeVlan;
+}
+inline uint16_t vlan_id_of(const uint8_t* f, size_t len) noexcept {
+    return has_vlan_tag(f, len) ? load_be16(f + kEthHdrLen) & 0x0FFF : 0;
+}
+// Puts an 802.1Q tag for `vid` (PCP 0) after the MACs of an untagged frame of `len` bytes; the
+// buffer must hold 4 more. Returns the new length.
+inline size_t insert_vlan_tag(uint8_t* f, size_t len, uint16_t vid) noexcept {
+    std::memmove(f + EthOff::type + kVlanHdrLen, f + EthOff::type, len - EthOff::type);
+    store_be16(f + EthOff::type, kEtherTypeVlan);
+    store_be16(f + kEthHdrLen, vid & 0x0FFF);
+    return len + kVlanHdrLen;
+}
+
 }  // namespace sluice::net
