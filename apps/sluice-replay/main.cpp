@@ -34,7 +34,7 @@
 #include <fmt/format.h>
 
 #include "drivers/dpdk/eal.hpp"
-#include "drivers/dpdk/worker.hpp"
+#include "drivers/dpdk/direct_workers.hpp"
 #include "lib/config/options.hpp"
 #include "lib/control/control_plane.hpp"
 #include "lib/control/flow_log_writer.hpp"
@@ -224,49 +224,21 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
     }
     const unsigned pool_free_at_start = rte_mempool_avail_count(pool);
 
-    // The control plane builds every snapshot; the harness is single-threaded, so publishing
-    // is a direct switch (the binary does the same through RCU). Snapshots stay alive to the end.
-    std::vector<std::unique_ptr<dpdk::Worker>> workers;
-    std::vector<std::shared_ptr<const lb::Service>> snapshots;
+    // The control plane builds every snapshot; the workers are called directly, one packet at
+    // a time, on this thread (the binary runs the same control plane over rings and RCU).
+    dpdk::DirectWorkers workers;
     control::Hooks hooks;
-    hooks.publish = [&](std::shared_ptr<const lb::Service> s) {
-        for (auto& w : workers) w->dataplane().set_service(s.get());
-        snapshots.push_back(std::move(s));
-    };
-    hooks.flush_removed = [&] {
-        for (auto& w : workers) w->dataplane().flush_removed();
-    };
-    hooks.clear_counters = [&] {
-        for (auto& w : workers) w->dataplane().counters().clear();
-    };
-    hooks.counters = [&] {
-        lb::WorkerCounters t;
-        for (auto& w : workers) t.add(w->dataplane().counters());
-        return t;
-    };
-    uint32_t clock_ms = 0;
-    hooks.explain = [&](const control::Hooks::Tuple& t) -> std::optional<lb::Dataplane::Explanation> {
-        const auto& [proto, src, sport, dst, dport] = t;
-        std::optional<lb::Dataplane::Explanation> best;
-        for (auto& w : workers) {
-            auto e = w->dataplane().explain(src.family, src.bytes.data(), dst.bytes.data(), rte_cpu_to_be_16(sport),
-                                            rte_cpu_to_be_16(dport), static_cast<uint8_t>(proto), clock_ms);
-            if (!best || e.how == lb::Dataplane::Explanation::How::flow_hit) best = e;
-        }
-        return best;
-    };
     hooks.log = [](const std::string& line) { fmt::print("sluice-replay: {}\n", line); };
     auto prober = control::Prober::create();  // never polled: the harness sends no probes
     if (!prober) {
         fmt::print(stderr, "sluice-replay: {}\n", prober.error());
         return 1;
     }
-    control::ControlPlane cp(cfg, std::move(hooks), std::move(*prober));
+    control::ControlPlane cp(cfg, workers, std::move(hooks), std::move(*prober));
     if (auto st = cp.start(0); !st) {
         fmt::print(stderr, "sluice-replay: {}\n", st.error());
         return 1;
     }
-    auto shared = cp.service();
     env.nb_workers = h.workers;
     env.reta = net::Reta::round_robin(h.workers);
     for (uint16_t p = 0; p < nb_ports; ++p) {
@@ -274,19 +246,11 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
         if (auto it = h.macs.find(p); it != h.macs.end()) m = it->second;
         env.port_macs.push_back(m);
     }
-    std::vector<std::unique_ptr<lb::FlowLogRing>> flow_rings;
+    workers.build(h.workers, env, cfg.flow_capacity, nb_ports);
     control::FlowLogWriter flow_log(cfg.flow_log_rate, [](const std::string& line) {
         fmt::print("sluice-replay: {}\n", line);
     });
-    for (uint16_t w = 0; w < h.workers; ++w) {
-        env.worker_id = w;
-        workers.push_back(std::make_unique<dpdk::Worker>(shared, env, cfg.flow_capacity, nb_ports));
-        if (cfg.flow_log_one_in) {
-            flow_rings.push_back(std::make_unique<lb::FlowLogRing>(4096));
-            workers.back()->dataplane().enable_flow_log(cfg.flow_log_one_in, flow_rings.back().get());
-            flow_log.add_ring(flow_rings.back().get());
-        }
-    }
+    if (cfg.flow_log_one_in) workers.enable_flow_log(cfg.flow_log_one_in, flow_log);
 
     std::vector<pcap_dumper_t*> dumpers(nb_ports, nullptr);
     pcap_t* dead = pcap_open_dead(DLT_EN10MB, 65535);
@@ -305,7 +269,7 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
     uint64_t index = 0;
     for (const InputPacket& in : *inputs) {
         const uint32_t now_ms = static_cast<uint32_t>(in.ts_us / 1000);
-        clock_ms = now_ms;
+        workers.set_clock(now_ms);
         for (auto [it, end] = h.control_at.equal_range(index++); it != end; ++it) {
             const std::string out = cp.handle(control::parse_command(it->second), now_ms);
             fmt::print("sluice-replay: control at packet {}: {}: {}", it->first, it->second, out);
@@ -324,13 +288,14 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
         ++rx_per_port[in.port];
         const uint16_t q = h.workers > 1 ? rss_queue(tz, env.reta, in.bytes) : 0;
         ++rx_per_queue[q];
-        workers[q]->handle(&m, 1, false, now_ms);
+        workers[q].handle(&m, 1, false, now_ms);
         // Deliver until quiet: TX to the captures, redirects to their owners.
         for (bool pending = true; pending;) {
             pending = false;
-            for (auto& w : workers) {
+            for (uint16_t wi = 0; wi < workers.size(); ++wi) {
+                dpdk::Worker& w = workers[wi];
                 for (uint16_t p = 0; p < nb_ports; ++p) {
-                    dpdk::Staging& st = w->tx(p);
+                    dpdk::Staging& st = w.tx(p);
                     for (uint16_t i = 0; i < st.n; ++i) {
                         rte_mbuf* o = st.pkts[i];
                         if (dumpers[p]) {
@@ -346,26 +311,25 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
                     st.n = 0;
                 }
                 for (uint16_t dst = 0; dst < h.workers; ++dst) {
-                    dpdk::Staging& st = w->redirect(dst);
+                    dpdk::Staging& st = w.redirect(dst);
                     if (!st.n) continue;
                     const uint16_t n = st.n;
                     rte_mbuf* moved[dpdk::Staging::kCap];
                     std::memcpy(moved, st.pkts, n * sizeof(rte_mbuf*));
                     st.n = 0;
-                    workers[dst]->handle(moved, n, true, now_ms);
+                    workers[dst].handle(moved, n, true, now_ms);
                     pending = true;
                 }
             }
         }
-        for (auto& w : workers) w->expire(now_ms, 64);
+        for (uint16_t wi = 0; wi < workers.size(); ++wi) workers[wi].expire(now_ms);
         if (cfg.flow_log_one_in) flow_log.drain(now_ms, *cp.service());
     }
     for (auto* d : dumpers)
         if (d) pcap_dump_close(d);
     pcap_close(dead);
 
-    std::vector<const lb::Dataplane*> dps;
-    for (auto& w : workers) dps.push_back(&w->dataplane());
+    const std::vector<const lb::Dataplane*> dps = workers.dataplanes();
     fmt::print("\n  ---------------------- Forward statistics for all ports ----------------------\n");
     for (uint16_t p = 0; p < nb_ports; ++p)
         fmt::print("  port {}: RX-packets: {:<10} RX-oversize: {:<6} TX-packets: {:<10}\n", p, rx_per_port[p],

@@ -75,15 +75,56 @@ void Worker::handle(rte_mbuf** pkts, uint16_t n, bool redirected, uint32_t now_m
                 s->pkts[cur_n++] = m;
                 continue;
             }
-            if (s)
+            if (s) {
                 count_drop(r.verdict == lb::Verdict::tx         ? lb::Drop::tx_full
                            : r.verdict == lb::Verdict::control ? lb::Drop::control_full
                                                                 : lb::Drop::redirect_full);
+            } else if (r.verdict != lb::Verdict::drop) {  // an output that does not exist
+                count_drop(lb::Drop::bad_output);
+                if (r.verdict == lb::Verdict::tx) --dp_.counters().tx;
+            }
+            if (s && r.verdict == lb::Verdict::tx) --dp_.counters().tx;
             rte_pktmbuf_free(m);
         }
         if (cur) cur->n = cur_n;
         pkts += take;
         n = static_cast<uint16_t>(n - take);
+    }
+}
+
+lb::FlowLogRing* Worker::enable_flow_log(uint32_t one_in) {
+    constexpr size_t kEntries = 4096;  // about 80 ms of events at 50k new flows/s sampled 1 in 1
+    flow_log_ = std::make_unique<lb::FlowLogRing>(kEntries);
+    dp_.enable_flow_log(one_in, flow_log_.get());
+    return flow_log_.get();
+}
+
+void Worker::tx_done(uint16_t port, uint16_t sent) noexcept {
+    Staging& st = tx_[port];
+    if (sent < st.n) {
+        count_drop(lb::Drop::tx_full, st.n - sent);
+        dp_.counters().tx -= st.n - sent;
+        rte_pktmbuf_free_bulk(st.pkts + sent, st.n - sent);
+    }
+    st.n = 0;
+}
+
+void Worker::handed_over(Staging& st, unsigned taken, lb::Drop full) noexcept {
+    if (taken < st.n) {
+        count_drop(full, st.n - taken);
+        rte_pktmbuf_free_bulk(st.pkts + taken, st.n - taken);
+    }
+    st.n = 0;
+}
+
+void Worker::stage_unchanged(rte_mbuf* m) noexcept {
+    Staging& st = tx_[m->port < nb_ports_ ? m->port : 0];
+    if (st.n < Staging::kCap) {
+        st.pkts[st.n++] = m;
+        ++dp_.counters().tx;
+    } else {
+        count_drop(lb::Drop::tx_full);
+        rte_pktmbuf_free(m);
     }
 }
 

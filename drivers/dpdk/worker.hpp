@@ -5,7 +5,8 @@
 // packets to transmit in per-port TX staging arrays and packets owned by another worker in
 // per-worker redirect staging arrays, and packets for the kernel side in a control staging
 // array; the caller flushes them (rte_eth_tx_burst / rte_ring, or
-// pcap files in the harness). Dropped packets are freed here.
+// pcap files in the harness) and reports back through tx_done()/handed_over(), so that this
+// class alone keeps a worker's rx/tx counts true. Dropped packets are freed here.
 // Thread contract: one Worker per lcore; only that lcore calls its methods, except the
 // read-only counters() used for statistics.
 #pragma once
@@ -19,6 +20,7 @@
 #include <rte_ring.h>
 
 #include "lib/lb/dataplane.hpp"
+#include "lib/lb/flow_log.hpp"
 
 namespace sluice::dpdk {
 
@@ -46,7 +48,24 @@ public:
         for (const Staging& s : redirect_) n = std::min<uint16_t>(n, static_cast<uint16_t>(Staging::kCap - s.n));
         return n;
     }
-    void expire(uint32_t now_ms, uint32_t budget) noexcept { dp_.expire(now_ms, budget); }
+    // Flow-table entries examined per poll-loop turn by the background expiry: small enough
+    // to cost the loop little, large enough to keep up with any table at one turn per few µs.
+    static constexpr uint32_t kExpireBudget = 64;
+    void expire(uint32_t now_ms) noexcept { dp_.expire(now_ms, kExpireBudget); }
+
+    // Samples 1 new flow in one_in into the flow log; returns the worker's event ring for the
+    // control core to drain (owned by the worker).
+    lb::FlowLogRing* enable_flow_log(uint32_t one_in);
+
+    // The caller sent the first `sent` packets of tx(port): the rest are dropped as tx_full,
+    // freed and taken back out of the tx count the data path made. Empties the array.
+    void tx_done(uint16_t port, uint16_t sent) noexcept;
+    // The caller took the first `taken` packets of a redirect() or control() array: the rest
+    // are dropped under `full`, freed. Empties the array.
+    void handed_over(Staging& st, unsigned taken, lb::Drop full) noexcept;
+    // Stages a frame to send as it is on its mbuf->port (the kernel side's and the control
+    // core's frames); counted as tx, or dropped as tx_full when the array is full.
+    void stage_unchanged(rte_mbuf* m) noexcept;
 
     Staging& tx(uint16_t port) noexcept { return tx_[port]; }
     Staging& redirect(uint16_t worker) noexcept { return redirect_[worker]; }
@@ -65,6 +84,7 @@ private:
     std::vector<Staging> tx_;
     std::vector<Staging> redirect_;
     Staging control_;
+    std::unique_ptr<lb::FlowLogRing> flow_log_;
 };
 
 }  // namespace sluice::dpdk

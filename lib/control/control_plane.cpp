@@ -102,8 +102,8 @@ std::string describe_changes(const lb::Config& a, const lb::Config& b) {
 
 }  // namespace
 
-ControlPlane::ControlPlane(lb::Config config, Hooks hooks, Prober prober)
-    : config_(std::move(config)), hooks_(std::move(hooks)), prober_(std::move(prober)) {}
+ControlPlane::ControlPlane(lb::Config config, Workers& workers, Hooks hooks, Prober prober)
+    : config_(std::move(config)), workers_(workers), hooks_(std::move(hooks)), prober_(std::move(prober)) {}
 
 void ControlPlane::log(const std::string& line) const {
     if (hooks_.log) hooks_.log(line);
@@ -155,8 +155,8 @@ Status ControlPlane::apply_or_throw(lb::Config next, const char* why) {
             departed |= fresh->backends()[i].removed && i < service_->backends().size() && !service_->backends()[i].removed;
     config_ = std::move(next);
     service_ = fresh;
-    if (hooks_.publish) hooks_.publish(service_);
-    if (departed && hooks_.flush_removed) hooks_.flush_removed();
+    workers_.publish(service_);
+    if (departed) workers_.run_on_all(Workers::Task::flush_removed);
     sync_probes();
     if (why) log(why);
     return {};
@@ -185,7 +185,7 @@ void ControlPlane::sync_probes() {
             if (fresh) {
                 // Passive detection counts from now: an index reused by a backend added back
                 // carries the old entry's history.
-                if (!total) total = hooks_.counters ? hooks_.counters() : lb::WorkerCounters{};
+                if (!total) total = workers_.counters();
                 h.passive_seen = handshake_failures(v.name, b.addr, port, *total);
             }
             if (h.probe && !(h.check == v.check)) {  // settings changed by a reload
@@ -231,9 +231,9 @@ void ControlPlane::passive_check(uint64_t now_ms) {
     // reload that turns it on must not see a backend's whole history as one interval). Each
     // VIP's threshold applies per its own inter: scaled from the one-second window.
     const uint32_t period = 1000;
-    if (!hooks_.counters || now_ms - last_passive_ms_ < period) return;
+    if (now_ms - last_passive_ms_ < period) return;
     last_passive_ms_ = now_ms;
-    const lb::WorkerCounters total = hooks_.counters();
+    const lb::WorkerCounters total = workers_.counters();
     bool changed = false;
     for (const auto& v : config_.vips)
         for (const auto& b : v.backends) {
@@ -399,7 +399,7 @@ std::vector<net::IpAddr> ControlPlane::unresolved() const {
 }
 
 std::string ControlPlane::list() const {
-    const lb::WorkerCounters total = hooks_.counters ? hooks_.counters() : lb::WorkerCounters{};
+    const lb::WorkerCounters total = workers_.counters();
     const auto probes = prober_.status();
     std::string o;
     for (const auto& v : config_.vips) {
@@ -440,7 +440,7 @@ std::string ControlPlane::list() const {
 }
 
 std::string ControlPlane::stats() const {
-    const lb::WorkerCounters t = hooks_.counters ? hooks_.counters() : lb::WorkerCounters{};
+    const lb::WorkerCounters t = workers_.counters();
     std::string o;
     t.for_each_scalar([&](const char* name, uint64_t v) { o += fmt::format("{}={} ", name, v); });
     o += fmt::format("drops={}\n", t.total_drops());
@@ -450,8 +450,7 @@ std::string ControlPlane::stats() const {
 }
 
 Expected<std::string> ControlPlane::explain(const Command& c) const {
-    if (!hooks_.explain) return make_error("explain is not available in this instance");
-    auto e = hooks_.explain(Hooks::Tuple{c.proto, c.src_addr, c.src_port, c.dst_addr, c.dst_port});
+    auto e = workers_.explain(FlowQuery{c.proto, c.src_addr, c.src_port, c.dst_addr, c.dst_port});
     if (!e) return make_error("the workers did not answer in time; try again");
     using How = lb::Dataplane::Explanation::How;
     if (e->how == How::no_vip)
@@ -522,7 +521,7 @@ std::string ControlPlane::answer(const Command& c, uint64_t now_ms) {
         case Op::set_state: return done(set_state(c.vip, c.addr, c.port, c.state), "state set");
         case Op::reload: return done(reload(now_ms), "configuration reloaded");
         case Op::clear_counters:
-            if (hooks_.clear_counters) hooks_.clear_counters();  // handshake failures are kept
+            workers_.run_on_all(Workers::Task::clear_counters);  // handshake failures are kept
             return ok_response("counters cleared");
         case Op::explain: {
             auto e = explain(c);

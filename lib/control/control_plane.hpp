@@ -1,6 +1,6 @@
 // The control core's brain: the desired configuration, backend health, and the snapshots the
-// workers run on. No DPDK: the binary plugs it into rings, RCU and ports through Hooks, and
-// the tests drive it directly.
+// workers run on. No DPDK: it reaches the workers through the Workers interface (rings and
+// RCU in the binary, direct calls in the replay harness and tests) and the process through Hooks.
 //
 // Every change — a health transition, passive failure detection, a neighbour learnt, a
 // sluicectl command, a reload (SIGHUP or `sluicectl reload`) — goes through one path: update
@@ -31,6 +31,7 @@
 #include "lib/control/ctl_protocol.hpp"
 #include "lib/control/ctl_server.hpp"
 #include "lib/control/health.hpp"
+#include "lib/control/workers.hpp"
 #include "lib/lb/config.hpp"
 #include "lib/lb/counters.hpp"
 #include "lib/lb/dataplane.hpp"
@@ -38,17 +39,8 @@
 
 namespace sluice::control {
 
+// What the control plane needs from the process around it, besides its workers.
 struct Hooks {
-    // Makes the snapshot current for every worker (the binary: RCU publish).
-    std::function<void(std::shared_ptr<const lb::Service>)> publish;
-    // Asks every worker to forget the flows of the backends the published snapshot removed.
-    std::function<void()> flush_removed;
-    std::function<void()> clear_counters;
-    // The sum of every worker's counters.
-    std::function<lb::WorkerCounters()> counters;
-    // Asks the workers where a flow goes; nullopt if they did not answer in time.
-    using Tuple = std::tuple<lb::Proto, net::IpAddr, uint16_t, net::IpAddr, uint16_t>;
-    std::function<std::optional<lb::Dataplane::Explanation>(const Tuple&)> explain;
     // One line for the operator's log (state changes, reloads).
     std::function<void(const std::string&)> log;
     // Re-reads the configuration for a reload (the binary re-parses its arguments and file).
@@ -60,7 +52,9 @@ struct Hooks {
 
 class ControlPlane {
 public:
-    ControlPlane(lb::Config config, Hooks hooks, Prober prober);
+    // `workers` outlives the control plane; it may have no workers yet when start() publishes
+    // the first snapshot (they start on it).
+    ControlPlane(lb::Config config, Workers& workers, Hooks hooks, Prober prober);
 
     // Builds and publishes the first snapshot and starts the health checks.
     Status start(uint64_t now_ms);
@@ -121,6 +115,7 @@ private:
     void log(const std::string& line) const;
 
     lb::Config config_;  // desired state (operator's view)
+    Workers& workers_;
     Hooks hooks_;
     Prober prober_;
     std::shared_ptr<const lb::Service> service_;

@@ -55,7 +55,8 @@ namespace sluice::lb {
     X(arp_ignored)        /* ARP that is not a request for one of Sluice's addresses */   \
     X(nd_ignored)         /* neighbour discovery not for Sluice's addresses, or invalid */ \
     X(vlan_no_room)       /* a VLAN tag to add and no room left in the buffer */            \
-    X(tx_full)            /* the port's TX queue did not take the packet */
+    X(tx_full)            /* the port's TX queue did not take the packet */                 \
+    X(bad_output)         /* sent to a port or worker that does not exist: a defect, never expected */
 
 enum class Drop : uint8_t {
 #define SLUICE_X(name) name,

@@ -48,19 +48,24 @@ struct LocalPort {
     ~LocalPort() { ::close(fd); }
 };
 
-struct Harness {
+// The workers as the control plane sees them: publishes and flushes are recorded, the
+// counters are what a test sets.
+struct Harness : Workers {
     std::vector<std::shared_ptr<const lb::Service>> published;
     int flushes = 0;
     std::vector<std::string> logs;
-    lb::WorkerCounters counters;
+    lb::WorkerCounters totals;
     lb::Config reread_config;
     bool reread_fails = false;
 
+    void publish(std::shared_ptr<const lb::Service> s) override { published.push_back(std::move(s)); }
+    void run_on_all(Task t) override { flushes += t == Task::flush_removed; }
+    std::optional<std::vector<lb::Dataplane::Explanation>> ask_all(const FlowQuery&) override { return std::nullopt; }
+    void for_each(const std::function<void(const lb::Dataplane&)>&) const override {}
+    lb::WorkerCounters counters() const override { return totals; }
+
     Hooks hooks() {
         Hooks h;
-        h.publish = [this](std::shared_ptr<const lb::Service> s) { published.push_back(std::move(s)); };
-        h.flush_removed = [this] { ++flushes; };
-        h.counters = [this] { return counters; };
         h.log = [this](const std::string& l) { logs.push_back(l); };
         h.reread = [this]() -> Expected<lb::Config> {
             if (reread_fails) return make_error("sluice.conf:1: --vip 'broken': expected NAME");
@@ -79,7 +84,7 @@ const std::vector<std::string> kBase = {
 ControlPlane make(Harness& h, lb::Config c) {
     auto prober = Prober::create();
     REQUIRE(prober.ok());
-    return ControlPlane(std::move(c), h.hooks(), std::move(*prober));
+    return ControlPlane(std::move(c), h, h.hooks(), std::move(*prober));
 }
 
 Command cmd(const std::string& line) {
@@ -216,11 +221,11 @@ TEST_CASE("passive detection marks a backend down; the operator can bring it bac
     REQUIRE(cp.start(0).ok());
     const auto& s0 = *h.published.back();
     const int b1 = s0.find_backend(0, *net::parse_ip("198.51.100.11"), 8080);
-    h.counters.backends.resize(s0.backends().size());
-    h.counters.backends[static_cast<size_t>(b1)].handshake_failures = 4;
+    h.totals.backends.resize(s0.backends().size());
+    h.totals.backends[static_cast<size_t>(b1)].handshake_failures = 4;
     cp.poll(1000, 0);
     CHECK_THAT(cp.list(), Contains("backend 198.51.100.11:8080 state=up"));
-    h.counters.backends[static_cast<size_t>(b1)].handshake_failures = 10;  // 6 more in one interval
+    h.totals.backends[static_cast<size_t>(b1)].handshake_failures = 10;  // 6 more in one interval
     cp.poll(2000, 0);
     CHECK_THAT(cp.list(), Contains("backend 198.51.100.11:8080 state=down"));
     CHECK_THAT(h.logs.back(), Contains("passive: 6 failed TCP handshakes"));

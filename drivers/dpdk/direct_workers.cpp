@@ -1,0 +1,35 @@
+#include "drivers/dpdk/direct_workers.hpp"
+
+namespace sluice::dpdk {
+
+void DirectWorkers::build(uint16_t count, lb::WorkerEnv env, uint32_t flow_capacity, uint16_t nb_ports) {
+    for (uint16_t w = 0; w < count; ++w) {
+        env.worker_id = w;
+        workers_.push_back(std::make_unique<Worker>(snapshots_.back(), env, flow_capacity, nb_ports));
+    }
+}
+
+void DirectWorkers::enable_flow_log(uint32_t one_in, control::FlowLogWriter& writer) {
+    for (auto& w : workers_) writer.add_ring(w->enable_flow_log(one_in));
+}
+
+void DirectWorkers::publish(std::shared_ptr<const lb::Service> s) {
+    for (auto& w : workers_) w->dataplane().set_service(s.get());
+    snapshots_.push_back(std::move(s));
+}
+
+void DirectWorkers::run_on_all(Task t) {
+    for (auto& w : workers_) control::perform(t, w->dataplane());
+}
+
+std::optional<std::vector<lb::Dataplane::Explanation>> DirectWorkers::ask_all(const control::FlowQuery& q) {
+    std::vector<lb::Dataplane::Explanation> answers;
+    for (auto& w : workers_) answers.push_back(control::ask(w->dataplane(), q, clock_ms_));
+    return answers;
+}
+
+void DirectWorkers::for_each(const std::function<void(const lb::Dataplane&)>& f) const {
+    for (const auto& w : workers_) f(w->dataplane());
+}
+
+}  // namespace sluice::dpdk

@@ -1,0 +1,54 @@
+// The kernel side (--kernel-if): the exception path between the data ports and the host's
+// network stack, run by the control core.
+//
+// One TAP per data port, MAC-identical to it, so the kernel's frames leave with the port's
+// address and frames for the port's address reach the kernel; Sluice's own addresses
+// (--self-addr) live on the backend side's TAP, so health probes and a routing daemon use
+// them. The control core pumps frames both ways: what the workers hand over goes to the TAP
+// (learning backends' neighbours on the way), what the kernel sends leaves through worker 0's
+// TX queue. It also resolves the backends' MACs: ARP/ND solicitations every second while a
+// backend is unresolved, and every 30 s for the others (a replaced server changes MAC).
+//
+// VLANs: the kernel knows none. The data path lets through only its side's VLAN, whose tag
+// comes off here; the kernel's frames get their side's tag on the way out.
+//
+// Thread contract: control core only.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <rte_mempool.h>
+
+#include "drivers/dpdk/ring_workers.hpp"
+#include "lib/common/expected.hpp"
+#include "lib/control/control_plane.hpp"
+#include "lib/lb/config.hpp"
+#include "lib/lb/dataplane.hpp"
+
+namespace sluice::dpdk {
+
+class KernelSide {
+public:
+    // Creates the TAPs and puts Sluice's own addresses on the backend side's.
+    static Expected<KernelSide> open(const lb::Config& cfg, const lb::WorkerEnv& env, uint16_t nb_ports,
+                                     rte_mempool* pool);
+
+    // One turn: moves the frames waiting in both directions, and solicits the neighbours due.
+    void pump(RingWorkers& workers, control::ControlPlane& cp, uint64_t now_ms);
+
+private:
+    void to_kernel(RingWorkers& workers, control::ControlPlane& cp);
+    void from_kernel(RingWorkers& workers);
+    void resolve(RingWorkers& workers, control::ControlPlane& cp, uint64_t now_ms);
+
+    std::vector<uint16_t> tap_of_;  // data port -> TAP port id
+    std::vector<net::IpAddr> self_addrs_;
+    net::Mac backend_mac_;
+    uint16_t client_port_ = 0, backend_port_ = 0;
+    uint16_t client_vlan_ = 0, backend_vlan_ = 0;
+    rte_mempool* pool_ = nullptr;
+    uint64_t next_resolve_ = 0, next_refresh_ = 0;
+};
+
+}  // namespace sluice::dpdk

@@ -1,0 +1,67 @@
+// The control core's view of the workers, whatever runs them: the sluice binary's lcores,
+// reached through command rings and RCU (drivers/dpdk/ring_workers.hpp), or workers called
+// directly on one thread by the replay harness and tests (drivers/dpdk/direct_workers.hpp).
+// The control plane reaches the workers only through this interface, so both run the same
+// control logic: what "a hit on any worker wins" means is written once, here.
+//
+// Thread contract: called from the control core's thread only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "lib/lb/config.hpp"
+#include "lib/lb/counters.hpp"
+#include "lib/lb/dataplane.hpp"
+#include "lib/net/addr.hpp"
+
+namespace sluice::control {
+
+// A question for every worker's table: where does a flow of this tuple go (sluicectl explain)?
+struct FlowQuery {
+    lb::Proto proto = lb::Proto::tcp;
+    net::IpAddr src;
+    uint16_t sport = 0;
+    net::IpAddr dst;
+    uint16_t dport = 0;
+};
+
+// One worker's answer to a query, from its own table (read-only).
+lb::Dataplane::Explanation ask(const lb::Dataplane& dp, const FlowQuery& q, uint32_t now_ms) noexcept;
+
+class Workers {
+public:
+    // Work a worker does between two bursts when the control core asks for it.
+    enum class Task : uint8_t {
+        flush_removed,   // forget the flows of the backends the published snapshot removed
+        clear_counters,  // zero the worker's counters
+    };
+
+    virtual ~Workers() = default;
+
+    // Makes the snapshot current for every worker; it stays alive until none can see it.
+    virtual void publish(std::shared_ptr<const lb::Service> s) = 0;
+    // Has every worker run the task (the binary does not wait for it to be done).
+    virtual void run_on_all(Task t) = 0;
+    // Every worker's answer to the query, or nullopt if one did not answer in time.
+    virtual std::optional<std::vector<lb::Dataplane::Explanation>> ask_all(const FlowQuery& q) = 0;
+    // Reads every worker's data path, in worker order. From the control core of the binary the
+    // counters are read while the workers write them: each value is whole, the set is not a
+    // snapshot.
+    virtual void for_each(const std::function<void(const lb::Dataplane&)>& f) const = 0;
+
+    // The sum of every worker's counters.
+    virtual lb::WorkerCounters counters() const;
+    std::vector<const lb::Dataplane*> dataplanes() const;
+    // Where the flow goes: the worker whose table holds it (its owner) answers; without a hit
+    // anywhere, Maglev's answer (the same on every worker). nullopt if a worker did not answer.
+    std::optional<lb::Dataplane::Explanation> explain(const FlowQuery& q);
+};
+
+// A worker does the task on its own data path (called on the worker's thread).
+void perform(Workers::Task t, lb::Dataplane& dp) noexcept;
+
+}  // namespace sluice::control
