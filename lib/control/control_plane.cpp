@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "lib/config/options.hpp"
+#include "lib/net/wire.hpp"
 
 namespace sluice::control {
 
@@ -458,7 +459,7 @@ Expected<std::string> ControlPlane::explain(const Command& c) const {
     const lb::VipEntry& vip = service_->vips()[e->vip];
     if (e->how == How::no_backend) return fmt::format("vip {}: no backend is up: the packet would be dropped\n", vip.name);
     const lb::BackendEntry& b = service_->backends()[e->backend];
-    const std::string be = net::to_string(b.addr, static_cast<uint16_t>(b.port_raw >> 8 | b.port_raw << 8));
+    const std::string be = net::to_string(b.addr, net::port_from_raw(b.port_raw));
     if (e->no_neighbor)
         return fmt::format("vip {}: flow-table hit on backend {}, whose MAC is not known yet: dropped as no_neighbor\n",
                            vip.name, be);

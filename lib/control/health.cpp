@@ -14,6 +14,8 @@
 
 #include <fmt/format.h>
 
+#include "lib/common/hash_mix.hpp"
+
 namespace sluice::control {
 
 namespace {
@@ -60,7 +62,7 @@ socklen_t to_sockaddr(const net::IpAddr& a, uint16_t port, sockaddr_storage& ss)
 // Offset of a target's first check within its interval: the fractional part of id times the
 // golden ratio (a Weyl sequence), so any number of consecutive ids land evenly spread.
 uint64_t first_check_offset_ms(uint32_t id, uint32_t inter_ms) {
-    const uint32_t frac = id * 0x9E3779B9u;
+    const uint32_t frac = id * kGoldenRatio32;
     return (static_cast<uint64_t>(frac) * inter_ms) >> 32;
 }
 

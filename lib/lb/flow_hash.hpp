@@ -17,6 +17,8 @@
 //    keyed pseudo-random function made for hash-flooding defence.
 // The low 32 bits of a hash are a table's signature, the high 32 its bucket.
 //
+// Unkeyed mixing (flow_mix, the golden-ratio multipliers) lives in lib/common/hash_mix.hpp.
+//
 // Maglev's choice of backend is deliberately NOT keyed here: every instance of a tier must
 // give a flow the same backend, and an attacker gains nothing from aiming at a backend that
 // an honest client population cannot also reach.

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "lib/lb/service.hpp"
+#include "lib/net/wire.hpp"
 
 namespace sluice::lb {
 
@@ -22,19 +23,18 @@ const char* to_string(FlowEvent::Why w) noexcept {
 std::string format_flow_event(const FlowEvent& e, const Service& s) {
     const net::IpAddr client =
         e.family == net::Family::v4 ? net::IpAddr::v4(e.client) : net::IpAddr::v6(e.client);
-    const auto host = [](uint16_t raw) { return static_cast<uint16_t>(raw >> 8 | raw << 8); };
     std::string vip = "?", backend = "?";
     const char* proto = "?";
     if (e.vip < s.vips().size()) {
         const VipEntry& v = s.vips()[e.vip];
-        vip = fmt::format("{} {}", v.name, net::to_string(v.addr, host(v.port_raw)));
+        vip = fmt::format("{} {}", v.name, net::to_string(v.addr, net::port_from_raw(v.port_raw)));
         proto = to_string(v.proto);
     }
     if (e.backend < s.backends().size()) {
         const BackendEntry& b = s.backends()[e.backend];
-        backend = net::to_string(b.addr, host(b.port_raw));
+        backend = net::to_string(b.addr, net::port_from_raw(b.port_raw));
     }
-    const std::string head = fmt::format("{} {} -> {} backend {}", proto, net::to_string(client, host(e.client_port_raw)),
+    const std::string head = fmt::format("{} {} -> {} backend {}", proto, net::to_string(client, net::port_from_raw(e.client_port_raw)),
                                          vip, backend);
     if (e.kind == FlowEvent::Kind::open) return fmt::format("flow open {} ({})", head, to_string(e.why));
     return fmt::format("flow close {} packets {} bytes {} duration {:.3f} s ({})", head, e.packets, e.bytes,

@@ -35,6 +35,7 @@
 
 #include <emmintrin.h>
 
+#include "lib/common/hash_mix.hpp"
 #include "lib/common/huge_array.hpp"
 #include "lib/lb/config.hpp"
 
@@ -82,18 +83,6 @@ struct FlowTableStats {
     uint64_t removals = 0;
     uint64_t refusals = 0;         // full of flows that must be kept: the insert was refused
 };
-
-// murmur3's 64-bit finaliser: a bijection that spreads every input bit over the output. Not
-// keyed: for tables that outsiders cannot fill (VIPs) and for Maglev, which must agree across
-// instances.
-inline uint64_t flow_mix(uint64_t h) noexcept {
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
 
 template <size_t A>
 class FlowTable {
@@ -311,7 +300,7 @@ private:
     // bucket follows from its signature.
     uint32_t alt_bucket(uint32_t b, uint32_t sig) const noexcept {
         // One multiply spreads the signature (already a hash) over the buckets.
-        const uint32_t t = static_cast<uint32_t>((((sig * 0x9E3779B97F4A7C15ULL) >> 32) * nb_buckets_) >> 32);
+        const uint32_t t = static_cast<uint32_t>((((sig * kGoldenRatio64) >> 32) * nb_buckets_) >> 32);
         return t >= b ? t - b : t + nb_buckets_ - b;
     }
 
@@ -345,7 +334,7 @@ private:
         Step path[kMaxKicks];
         uint32_t cur_sig = sig, cur_ref = ref, cur_b = b;
         for (int k = 0; k < kMaxKicks; ++k) {
-            const uint32_t slot = (cur_sig ^ static_cast<uint32_t>(k) * 0x9E3779B9u) >> 29;  // 0..7
+            const uint32_t slot = (cur_sig ^ static_cast<uint32_t>(k) * kGoldenRatio32) >> 29;  // 0..7
             Bucket& bk = buckets_[cur_b];
             path[k] = {cur_b, slot};
             std::swap(bk.sig[slot], cur_sig);

@@ -19,6 +19,8 @@
 
 #include "lib/lb/flow_hash.hpp"
 #include "lib/lb/flow_table.hpp"
+#include "lib/lb/service.hpp"
+#include "lib/net/wire.hpp"
 
 namespace sluice::lb {
 
@@ -46,10 +48,10 @@ public:
         uint8_t src[A];         // addresses after the rewrite
         uint8_t dst[A];
         uint8_t macs[12];       // Ethernet destination and source after the rewrite
-        // Whose traffic the datagram is, for the per-VIP and per-backend counters (0xFFFF:
-        // none; a reply counts for its backend only, as replies do).
-        uint16_t vip = 0xFFFF;
-        uint16_t backend = 0xFFFF;
+        // Whose traffic the datagram is, for the per-VIP and per-backend counters (kNoVip,
+        // kNoBackendEntry: none; a reply counts for its backend only, as replies do).
+        uint16_t vip = Service::kNoVip;
+        uint16_t backend = Service::kNoBackendEntry;
         uint16_t vlan = 0;      // the VLAN it left on (0: untagged)
     };
 
@@ -104,16 +106,14 @@ private:
     };
 
     uint32_t set_of(const Key& k) const noexcept {
-        uint64_t a = 0, b = 0;
-        std::memcpy(&a, k.src, A < 8 ? A : 8);
-        std::memcpy(&b, k.dst, A < 8 ? A : 8);
-        uint64_t c = uint64_t{k.id} | uint64_t{k.proto} << 32;
-        if constexpr (A == 16) {
-            uint64_t a2, b2;
-            std::memcpy(&a2, k.src + 8, 8);
-            std::memcpy(&b2, k.dst + 8, 8);
-            a ^= flow_mix(a2);
-            b ^= flow_mix(b2);
+        const uint64_t c = uint64_t{k.id} | uint64_t{k.proto} << 32;
+        uint64_t a, b;
+        if constexpr (A == 4) {
+            a = net::load_raw32(k.src);
+            b = net::load_raw32(k.dst);
+        } else {
+            a = net::load_raw64(k.src) ^ flow_mix(net::load_raw64(k.src + 8));
+            b = net::load_raw64(k.dst) ^ flow_mix(net::load_raw64(k.dst + 8));
         }
         return static_cast<uint32_t>(hash_(a, b, c) >> 32) & (sets_ - 1);
     }

@@ -43,11 +43,13 @@
 #include <unordered_map>
 #include <utility>
 
+#include "lib/common/hash_mix.hpp"
+
 namespace sluice::lb {
 
 namespace {
 
-constexpr uint64_t kOffsetSeed = 0x9E37'79B9'7F4A'7C15ull;
+constexpr uint64_t kOffsetSeed = kGoldenRatio64;
 constexpr uint64_t kSkipSeed = 0xC2B2'AE3D'27D4'EB4Full;
 constexpr uint64_t kCapSeed = 0x1656'67B1'9E37'79F9ull;
 constexpr uint64_t kLaneSeed = 0xD6E8'FEB8'6659'FD93ull;

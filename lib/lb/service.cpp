@@ -11,6 +11,7 @@
 
 #include "lib/lb/flow_table.hpp"
 #include "lib/net/checksum.hpp"
+#include "lib/net/wire.hpp"
 
 namespace sluice::lb {
 
@@ -20,24 +21,16 @@ namespace {
 // sum (~m + m') the same for every TTL > 1 (memory-order words, as everywhere).
 constexpr uint64_t kTtlDecrementSum = std::endian::native == std::endian::little ? 0xFFFE : 0xFEFF;
 
-void split(const uint8_t* addr, size_t n, uint64_t& lo, uint64_t& hi) {
-    uint8_t b[16] = {};
-    std::memcpy(b, addr, n);
-    std::memcpy(&lo, b, 8);
-    std::memcpy(&hi, b + 8, 8);
-}
-uint16_t to_raw(uint16_t port) { return static_cast<uint16_t>(port >> 8 | port << 8); }
 
 // A backend's identity for Maglev: independent of configuration order and of the VIP.
 uint64_t backend_id(const net::IpAddr& a, uint16_t port) {
-    uint64_t lo, hi;
-    split(a.bytes.data(), 16, lo, hi);
+    const uint64_t lo = net::load_raw64(a.bytes.data()), hi = net::load_raw64(a.bytes.data() + 8);
     return flow_mix(lo ^ flow_mix(hi ^ (static_cast<uint64_t>(port) << 8 | static_cast<uint8_t>(a.family))));
 }
 }  // namespace
 
 uint64_t Service::slot_hash(uint64_t lo, uint64_t hi, uint32_t meta, uint16_t port) noexcept {
-    return flow_mix(lo * 0x9E3779B97F4A7C15ULL ^ flow_mix(hi ^ (static_cast<uint64_t>(meta) << 16 | port)));
+    return flow_mix(lo * kGoldenRatio64 ^ flow_mix(hi ^ (static_cast<uint64_t>(meta) << 16 | port)));
 }
 
 uint64_t maglev_flow_hash(net::Family f, const uint8_t* src, const uint8_t* dst, uint16_t sport_raw,
@@ -45,20 +38,17 @@ uint64_t maglev_flow_hash(net::Family f, const uint8_t* src, const uint8_t* dst,
     const uint64_t ports = static_cast<uint64_t>(sport_raw) | static_cast<uint64_t>(dport_raw) << 16 |
                            static_cast<uint64_t>(proto) << 32;
     if (f == net::Family::v4) {  // the same function with the upper address words known to be zero
-        uint32_t s4, d4;
-        std::memcpy(&s4, src, 4);
-        std::memcpy(&d4, dst, 4);
+        const uint32_t s4 = net::load_raw32(src), d4 = net::load_raw32(dst);
         return flow_mix(flow_mix(s4 ^ 0x5851F42D4C957F2DULL) ^ flow_mix(d4) ^ flow_mix(ports));
     }
-    uint64_t slo, shi, dlo, dhi;
-    split(src, 16, slo, shi);
-    split(dst, 16, dlo, dhi);
+    const uint64_t slo = net::load_raw64(src), shi = net::load_raw64(src + 8);
+    const uint64_t dlo = net::load_raw64(dst), dhi = net::load_raw64(dst + 8);
     return flow_mix(flow_mix(slo ^ 0x5851F42D4C957F2DULL) ^ flow_mix(shi + dlo) ^ flow_mix(dhi ^ ports));
 }
 
 namespace {
 bool same_service(const VipEntry& v, const VipConf& c) {
-    return !v.removed && v.name == c.name && v.addr == c.addr && v.port_raw == to_raw(c.port) && v.proto == c.proto &&
+    return !v.removed && v.name == c.name && v.addr == c.addr && v.port_raw == net::port_to_raw(c.port) && v.proto == c.proto &&
            v.mode == c.mode;
 }
 }  // namespace
@@ -72,7 +62,7 @@ int Service::find_vip_by_name(std::string_view name) const noexcept {
 int Service::find_backend(uint16_t vip, const net::IpAddr& addr, uint16_t port) const noexcept {
     if (vip >= vips_.size()) return -1;
     for (uint16_t b : vips_[vip].backends)
-        if (backends_[b].addr == addr && backends_[b].port_raw == to_raw(port)) return b;
+        if (backends_[b].addr == addr && backends_[b].port_raw == net::port_to_raw(port)) return b;
     return -1;
 }
 
@@ -136,11 +126,11 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
             for (uint16_t b : previous->vips_[vip_idx].backends) {
                 const BackendEntry& be = previous->backends_[b];
                 if (be.removed) continue;
-                old_members.push_back({backend_id(be.addr, to_raw(be.port_raw)), be.state == BackendState::up && be.has_mac ? be.weight : 0});
+                old_members.push_back({backend_id(be.addr, net::port_from_raw(be.port_raw)), be.state == BackendState::up && be.has_mac ? be.weight : 0});
             }
         v.name = vc.name;
         v.addr = vc.addr;
-        v.port_raw = to_raw(vc.port);
+        v.port_raw = net::port_to_raw(vc.port);
         v.proto = vc.proto;
         v.mode = vc.mode;
         v.on_down = vc.on_down;
@@ -155,7 +145,7 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
             const uint16_t port = bc.port ? bc.port : vc.port;
             int bi = -1;
             for (uint16_t b : gone)
-                if (s.backends_[b].addr == bc.addr && s.backends_[b].port_raw == to_raw(port)) bi = b;
+                if (s.backends_[b].addr == bc.addr && s.backends_[b].port_raw == net::port_to_raw(port)) bi = b;
             if (bi < 0) {
                 if (s.backends_.size() >= kMaxBackendSlots)
                     return make_error(fmt::format("backend {} of VIP {}: {} backend entries were created since start, "
@@ -167,7 +157,7 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
             std::erase(gone, static_cast<uint16_t>(bi));
             BackendEntry& b = s.backends_[static_cast<size_t>(bi)];
             b.addr = bc.addr;
-            b.port_raw = to_raw(port);
+            b.port_raw = net::port_to_raw(port);
             b.vip = vip_idx;
             {
                 const size_t alen = v.addr.is_v4() ? 4 : 16;
@@ -219,8 +209,7 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
                 if (s.index4_[i].key == key) return make_error(fmt::format("VIP {} duplicates another VIP", vc.name));
             s.index4_[i] = Slot4{key, vip_idx};
         } else {
-            uint64_t lo, hi;
-            split(vc.addr.bytes.data(), 16, lo, hi);
+            const uint64_t lo = net::load_raw64(vc.addr.bytes.data()), hi = net::load_raw64(vc.addr.bytes.data() + 8);
             const uint32_t meta =
                 static_cast<uint32_t>(vc.addr.family) | static_cast<uint32_t>(vc.proto) << 8 | 1u << 31;
             size_t i = slot_hash(lo, hi, meta, v.port_raw) & (slots - 1);
@@ -274,8 +263,7 @@ uint16_t Service::nat_backend(net::Family f, const uint8_t* addr, uint16_t port_
 }
 
 uint16_t Service::find_vip6(const uint8_t* addr, uint16_t port_raw, uint8_t proto) const noexcept {
-    uint64_t lo, hi;
-    split(addr, 16, lo, hi);
+    const uint64_t lo = net::load_raw64(addr), hi = net::load_raw64(addr + 8);
     const uint32_t meta = static_cast<uint32_t>(net::Family::v6) | static_cast<uint32_t>(proto) << 8 | 1u << 31;
     const size_t mask = index_.size() - 1;
     for (size_t i = slot_hash(lo, hi, meta, port_raw) & mask;; i = (i + 1) & mask) {
@@ -288,9 +276,7 @@ uint16_t Service::find_vip6(const uint8_t* addr, uint16_t port_raw, uint8_t prot
 void Service::AddrSet::add(const net::IpAddr& a) {
     filter |= uint64_t{1} << filter_bit(a.family, a.bytes.data());
     if (a.is_v4()) {
-        uint32_t w;
-        std::memcpy(&w, a.bytes.data(), 4);
-        v4.push_back(w);
+        v4.push_back(net::load_raw32(a.bytes.data()));
     } else {
         std::array<uint8_t, 16> b;
         std::memcpy(b.data(), a.bytes.data(), 16);
@@ -307,9 +293,7 @@ void Service::AddrSet::seal() {
 
 bool Service::AddrSet::contains_slow(net::Family f, const uint8_t* addr) const noexcept {
     if (f == net::Family::v4) {
-        uint32_t w;
-        std::memcpy(&w, addr, 4);
-        return std::binary_search(v4.begin(), v4.end(), w);
+        return std::binary_search(v4.begin(), v4.end(), net::load_raw32(addr));
     }
     std::array<uint8_t, 16> b;
     std::memcpy(b.data(), addr, 16);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "lib/common/expected.hpp"
+#include "lib/common/hash_mix.hpp"
 #include "lib/lb/config.hpp"
 #include "lib/lb/maglev.hpp"
 #include "lib/net/addr.hpp"
@@ -89,9 +90,7 @@ public:
     uint16_t find_vip(net::Family f, const uint8_t* addr, uint16_t port_raw, uint8_t proto) const noexcept {
         if (f == net::Family::v4) {
             // IPv4, the hot case: the whole key is one word, one multiply finds its slot.
-            uint32_t a;
-            __builtin_memcpy(&a, addr, 4);
-            return find_vip4(v4_key(a, port_raw, proto));
+            return find_vip4(v4_key(net::load_raw32(addr), port_raw, proto));
         }
         return find_vip6(addr, port_raw, proto);
     }
@@ -128,7 +127,7 @@ private:
         uint64_t key = 0;  // v4_key(); 0 = empty
         uint16_t vip = kNoVip;
     };
-    static size_t v4_slot(uint64_t key) noexcept { return static_cast<size_t>((key * 0x9E3779B97F4A7C15ULL) >> 40); }
+    static size_t v4_slot(uint64_t key) noexcept { return static_cast<size_t>((key * kGoldenRatio64) >> 40); }
     uint16_t find_vip6(const uint8_t* addr, uint16_t port_raw, uint8_t proto) const noexcept;
 
     struct Slot {

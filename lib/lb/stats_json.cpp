@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "lib/net/wire.hpp"
+
 namespace sluice::lb {
 
 namespace {
@@ -78,7 +80,7 @@ std::string stats_to_json(const std::vector<const Dataplane*>& workers) {
         for (size_t i = 0; i < svc.backends().size(); ++i) {
             const auto& b = svc.backends()[i];
             const auto& c = total.backends[i];
-            const uint16_t port = static_cast<uint16_t>(b.port_raw >> 8 | b.port_raw << 8);
+            const uint16_t port = net::port_from_raw(b.port_raw);
             o += fmt::format(
                 "{}{{\"vip\":\"{}\",\"backend\":\"{}\",\"weight\":{},\"packets\":{},\"bytes\":{},\"new_flows\":{}}}",
                 i ? "," : "", json_escape(svc.vips()[b.vip].name), net::to_string(b.addr, port), b.weight, c.packets,

@@ -13,6 +13,9 @@
 #include <string>
 #include <string_view>
 
+#include "lib/common/hash_mix.hpp"
+#include "lib/net/wire.hpp"
+
 namespace sluice::net {
 
 enum class Family : uint8_t { v4 = 4, v6 = 6 };
@@ -36,11 +39,7 @@ struct IpAddr {
     }
     bool is_v4() const { return family == Family::v4; }
     size_t size() const { return is_v4() ? 4 : 16; }
-    uint32_t v4_be() const {  // the address as it lies in memory (network order)
-        uint32_t x;
-        std::memcpy(&x, bytes.data(), 4);
-        return x;
-    }
+    uint32_t v4_be() const { return load_raw32(bytes.data()); }  // as it lies in memory (network order)
 
     friend bool operator==(const IpAddr&, const IpAddr&) = default;
     friend auto operator<=>(const IpAddr&, const IpAddr&) = default;
@@ -67,9 +66,7 @@ std::string to_string(const IpAddr& a, uint16_t port);
 template <>
 struct std::hash<sluice::net::IpAddr> {
     size_t operator()(const sluice::net::IpAddr& a) const noexcept {
-        uint64_t lo, hi;
-        std::memcpy(&lo, a.bytes.data(), 8);
-        std::memcpy(&hi, a.bytes.data() + 8, 8);
-        return std::hash<uint64_t>{}(lo * 0x9E3779B97F4A7C15ULL ^ hi ^ static_cast<uint64_t>(a.family));
+        const uint64_t lo = sluice::net::load_raw64(a.bytes.data()), hi = sluice::net::load_raw64(a.bytes.data() + 8);
+        return std::hash<uint64_t>{}(lo * sluice::kGoldenRatio64 ^ hi ^ static_cast<uint64_t>(a.family));
     }
 };

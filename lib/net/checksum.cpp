@@ -9,8 +9,7 @@ namespace sluice::net {
 uint32_t csum_partial(const uint8_t* data, size_t len, uint32_t sum) noexcept {
     uint64_t acc = sum;
     while (len >= 8) {
-        uint64_t w;
-        std::memcpy(&w, data, 8);
+        const uint64_t w = load_raw64(data);
         acc += (w & 0xFFFFFFFF) + (w >> 32);
         data += 8;
         len -= 8;

@@ -83,11 +83,7 @@ namespace detail {
                                                   bool ip_csum_good, uint64_t dst_mac = 0) noexcept {
     constexpr uint32_t l3 = kEthHdrLen, l4 = kEthHdrLen + kIpv4MinHdrLen;
     if (len < l4 + kUdpHdrLen || load_raw16(f + EthOff::type) != 0x0008 || f[l3] != 0x45) return false;
-    if (dst_mac) {
-        uint64_t d;
-        __builtin_memcpy(&d, f, 8);
-        if ((d & 0xFFFF'FFFF'FFFFull) != dst_mac) return false;
-    }
+    if (dst_mac && (load_raw64(f) & 0xFFFF'FFFF'FFFFull) != dst_mac) return false;
     const uint32_t total = load_be16(f + l3 + Ipv4Off::total_len);
     if (total > len - l3 || total < kIpv4MinHdrLen + kUdpHdrLen) return false;
     if (load_raw16(f + l3 + Ipv4Off::frag) & 0xFF3F) return false;  // MF or offset (network order)

@@ -36,6 +36,28 @@ inline uint32_t load_raw32(const uint8_t* p) noexcept {
     std::memcpy(&x, p, 4);
     return x;
 }
+inline uint64_t load_raw64(const uint8_t* p) noexcept {
+    uint64_t x;
+    std::memcpy(&x, p, 8);
+    return x;
+}
+// Six bytes (a MAC) in memory order, zero-extended: reads only the six.
+inline uint64_t load_raw48(const uint8_t* p) noexcept {
+    uint64_t x = 0;
+    std::memcpy(&x, p, 6);
+    return x;
+}
+// A port as it lies in memory (network order, "raw") from its host-order value, and back.
+inline uint16_t port_to_raw(uint16_t port) noexcept {
+    uint8_t b[2];
+    store_be16(b, port);
+    return load_raw16(b);
+}
+inline uint16_t port_from_raw(uint16_t raw) noexcept {
+    uint8_t b[2];
+    std::memcpy(b, &raw, 2);
+    return load_be16(b);
+}
 
 constexpr uint16_t kEtherTypeIpv4 = 0x0800;
 constexpr uint16_t kEtherTypeArp = 0x0806;
