@@ -8,20 +8,10 @@ namespace sluice::net {
 const char* to_string(ParseStatus s) noexcept {
     switch (s) {
         case ParseStatus::ok: return "ok";
-        case ParseStatus::runt: return "runt";
-        case ParseStatus::bad_vlan: return "bad_vlan";
-        case ParseStatus::unknown_ethertype: return "unknown_ethertype";
-        case ParseStatus::truncated_arp: return "truncated_arp";
-        case ParseStatus::truncated_l3: return "truncated_l3";
-        case ParseStatus::bad_ip_version: return "bad_ip_version";
-        case ParseStatus::bad_ihl: return "bad_ihl";
-        case ParseStatus::source_route: return "source_route";
-        case ParseStatus::bad_ip_length: return "bad_ip_length";
-        case ParseStatus::bad_ip_checksum: return "bad_ip_checksum";
-        case ParseStatus::bad_fragment: return "bad_fragment";
-        case ParseStatus::bad_ext_header: return "bad_ext_header";
-        case ParseStatus::truncated_l4: return "truncated_l4";
-        case ParseStatus::bad_l4_length: return "bad_l4_length";
+#define SLUICE_X(name) \
+    case ParseStatus::name: return #name;
+        SLUICE_PARSE_FAILURES(SLUICE_X)
+#undef SLUICE_X
     }
     return "?";
 }

@@ -14,23 +14,31 @@
 
 namespace sluice::net {
 
+// Every way a frame can fail to parse. The one list: ParseStatus, its names, and the data
+// path's drop reasons (each failure is dropped under the lb::Drop of the same name) all
+// expand it, so a new failure cannot be left without a name or a drop counter.
+#define SLUICE_PARSE_FAILURES(X)                                                                 \
+    X(runt)               /* shorter than an Ethernet header */                                \
+    X(bad_vlan)           /* truncated 802.1Q tag or stacked tags */                           \
+    X(unknown_ethertype)                                                                       \
+    X(truncated_arp)                                                                           \
+    X(truncated_l3)       /* IP header does not fit in the frame */                            \
+    X(bad_ip_version)                                                                          \
+    X(bad_ihl)            /* IHL < 5 or beyond the frame */                                    \
+    X(source_route)       /* IPv4 loose or strict source route option */                       \
+    X(bad_ip_length)      /* total length / payload length lies about the frame */             \
+    X(bad_ip_checksum)                                                                         \
+    X(bad_fragment)       /* a first fragment too short for its transport header (RFC 1858), or \
+                             an IPv4 fragment at offset 8 (overwrites a TCP header's flags) */ \
+    X(bad_ext_header)     /* IPv6 extension header chain truncated, too long or unsupported */ \
+    X(truncated_l4)                                                                            \
+    X(bad_l4_length)      /* TCP data offset / UDP length inconsistent */
+
 enum class ParseStatus : uint8_t {
     ok,
-    runt,                 // shorter than an Ethernet header
-    bad_vlan,             // truncated 802.1Q tag or stacked tags
-    unknown_ethertype,
-    truncated_arp,
-    truncated_l3,         // IP header does not fit in the frame
-    bad_ip_version,
-    bad_ihl,              // IHL < 5 or beyond the frame
-    source_route,         // IPv4 loose or strict source route option
-    bad_ip_length,        // total length / payload length lies about the frame
-    bad_ip_checksum,
-    bad_fragment,         // a first fragment too short for its transport header (RFC 1858), or
-                          // an IPv4 fragment at offset 8 (overwrites a TCP header's flags)
-    bad_ext_header,       // IPv6 extension header chain truncated, too long or unsupported
-    truncated_l4,
-    bad_l4_length,        // TCP data offset / UDP length inconsistent
+#define SLUICE_X(name) name,
+    SLUICE_PARSE_FAILURES(SLUICE_X)
+#undef SLUICE_X
 };
 const char* to_string(ParseStatus s) noexcept;
 
