@@ -8,6 +8,11 @@
 // Thread contract: one Dataplane per worker, used only by that worker. The Service it reads
 // is immutable and shared; the worker switches to a newer one with set_service() between
 // bursts (the caller keeps it alive until the worker has moved on: RCU in the binary).
+// Defined by concern: dataplane.cpp (the burst: classify, forward, reply), dp_frame.cpp (whose
+// frame, VLAN tags), dp_stateless.cpp (forwarding without a flow entry), dp_fragments.cpp,
+// dp_icmp_error.cpp (ICMP errors about a flow), dp_local_reply.cpp (echo, ARP, ND),
+// dp_flow_log.cpp (with FlowSampler) and dp_upkeep.cpp (between bursts: expiry, flushes,
+// explain); what they share is in dataplane_internal.hpp.
 #pragma once
 
 #include <array>
@@ -19,9 +24,11 @@
 #include "lib/lb/counters.hpp"
 #include "lib/lb/flow_hash.hpp"
 #include "lib/lb/flow_log.hpp"
+#include "lib/lb/flow_sampler.hpp"
 #include "lib/lb/flow_table.hpp"
 #include "lib/lb/frag_table.hpp"
 #include "lib/lb/service.hpp"
+#include "lib/lb/token_bucket.hpp"
 #include "lib/net/parse.hpp"
 #include "lib/net/toeplitz.hpp"
 
@@ -110,8 +117,8 @@ public:
     };
     // Samples 1 new flow in one_in (0: off) into the flow log; events go to `ring` (owned by
     // the caller, outliving the Dataplane). Lines lost to a full ring are counted.
-    void enable_flow_log(uint32_t one_in, FlowLogRing* ring);
-    uint64_t flow_log_lost() const noexcept { return flow_log_lost_; }
+    void enable_flow_log(uint32_t one_in, FlowLogRing* ring) { flow_log_.enable(one_in, ring); }
+    uint64_t flow_log_lost() const noexcept { return flow_log_.lost(); }
 
     Explanation explain(net::Family f, const uint8_t* src, const uint8_t* dst, uint16_t sport_raw, uint16_t dport_raw,
                         uint8_t proto, uint32_t now_ms) const noexcept;
@@ -180,6 +187,8 @@ private:
     template <size_t A>
     FlowTable<A>& table() noexcept;
     template <size_t A>
+    const FlowTable<A>& table() const noexcept;
+    template <size_t A>
     void classify(const PacketRef& p, const net::ParsedPacket& pp, Lookup& lk, VipMemo& memo) noexcept;
     // Inline into the burst loop: the common case must not pay a call per packet.
     template <size_t A>
@@ -238,18 +247,11 @@ private:
     void log_packet(uint32_t id, uint32_t len, uint32_t now_ms) noexcept;
     template <size_t A>
     void log_close(uint32_t id, FlowEvent::Why why) noexcept;
-    struct Sampled {
-        uint32_t key = UINT32_MAX;  // flow id | family bit; UINT32_MAX = empty
-        uint32_t start_ms = 0, last_ms = 0;
-        uint64_t packets = 0, bytes = 0;
-    };
     // Sampled flows are keyed by flow id with the family in the top bit.
     template <size_t A>
     static uint32_t sampled_key(uint32_t id) noexcept { return id | (A == 16 ? 1u << 31 : 0u); }
     template <size_t A>
     FlowEvent flow_event(uint32_t id, FlowEvent::Kind kind, FlowEvent::Why why) const noexcept;
-    Sampled* sampled_find(uint32_t key) noexcept;
-    void sampled_erase(Sampled* e) noexcept;
     template <size_t A>
     uint32_t find_forward(uint16_t vip, const uint8_t* client, uint16_t cport_raw, uint64_t h) const noexcept;
     template <size_t A>
@@ -359,9 +361,8 @@ private:
     // The flush sweep's state and position in each table.
     bool flushing_ = false;
     uint32_t flush_cursor_[2] = {0, 0};
-    // Flow log: sampling rate, event ring, and the sampled flows' counters (open addressing).
-    // New-flow rate limit: a token bucket in thousandths of a flow, refilled per millisecond.
-    bool admit_new_flow(uint32_t now_ms) noexcept;
+    // New-flow rate limit (--new-flow-rate): a token bucket of flows; unlimited when 0.
+    TokenBucket new_flows_;
     // fullnat SYNs refused by the rate limit are remembered by their keyed forward hash; the
     // same tuple's SYN again 0.2 to 10 s later (a client's retransmission: RFC 6298's first
     // RTO is 1 s) is admitted. Direct-mapped, 2 MiB per worker, only with --new-flow-rate.
@@ -373,15 +374,8 @@ private:
     static constexpr uint32_t kSynRetryMinMs = 200, kSynRetryMaxMs = 10'000;
     [[gnu::noinline]] bool syn_retry_admitted(uint64_t hf, uint32_t now_ms) noexcept;
     std::unique_ptr<SynRetry[]> syn_retries_;
-    uint64_t new_flow_rate_ = 0;     // flows per second; 0 = unlimited
-    uint64_t new_flow_tokens_ = 0;
-    uint64_t new_flow_burst_ = 0;    // bucket size, in thousandths
-    uint32_t new_flow_last_ms_ = 0;
-    uint32_t flow_log_one_in_ = 0;
-    uint32_t flow_log_countdown_ = 0;  // new flows until the next sampled one
-    FlowLogRing* flow_log_ = nullptr;
-    uint64_t flow_log_lost_ = 0;
-    std::vector<Sampled> sampled_;
+    // Flow log: which new flows are sampled, the sampled flows' counts, the event ring.
+    FlowSampler flow_log_;
 };
 
 }  // namespace sluice::lb

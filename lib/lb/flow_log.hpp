@@ -1,7 +1,7 @@
 // The optional flow log: one event when a sampled flow opens and one when it closes.
 //
-// Workers only sample (a fixed function of the flow's key hash: 1 flow in N, the same on every
-// run), count the sampled flows' packets and bytes, and push fixed-size events into an SPSC
+// Workers only sample (every N-th new flow a worker creates: the same flows on every run of the
+// same traffic; lib/lb/flow_sampler.hpp), count the sampled flows' packets and bytes, and push fixed-size events into an SPSC
 // ring. The control core pops them, formats and rate-limits the lines: no formatting, I/O or
 // allocation on a worker's fast path, and a full ring only loses log lines (counted).
 // Thread contract: FlowLogRing has one producer (a worker) and one consumer (the control core).
