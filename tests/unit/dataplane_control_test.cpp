@@ -131,23 +131,11 @@ WorkerEnv env(bool exception_path = false) {
 // --- Counter deltas --------------------------------------------------------------------------
 using Deltas = std::map<std::string, uint64_t>;
 
-// Every scalar counter of a worker, by name.
+// Every scalar counter of a worker (for_each_scalar: none can be left out) and every drop
+// reason, by name.
 std::vector<std::pair<std::string, uint64_t>> scalars(const WorkerCounters& c) {
-    std::vector<std::pair<std::string, uint64_t>> v = {
-        {"rx", c.rx},
-        {"tx", c.tx},
-        {"forwarded", c.forwarded},
-        {"replies", c.replies},
-        {"arp_replies", c.arp_replies},
-        {"nd_replies", c.nd_replies},
-        {"redirected_out", c.redirected_out},
-        {"redirected_in", c.redirected_in},
-        {"non_syn_miss", c.non_syn_miss},
-        {"maglev_picks", c.maglev_picks},
-        {"flow_hits", c.flow_hits},
-        {"rescheduled", c.rescheduled},
-        {"to_control", c.to_control},
-    };
+    std::vector<std::pair<std::string, uint64_t>> v;
+    c.for_each_scalar([&](const char* name, uint64_t x) { v.emplace_back(name, x); });
     for (size_t i = 0; i < kDropReasons; ++i)
         v.emplace_back(std::string("drop.") + to_string(static_cast<Drop>(i)), c.drops[i]);
     return v;

@@ -148,29 +148,18 @@ WorkerEnv env(uint16_t worker = 0, uint16_t workers = 1) {
 // --- Counter deltas --------------------------------------------------------------------------
 using Deltas = std::map<std::string, uint64_t>;
 
+// Every scalar counter (for_each_scalar: none can be left out) and every drop reason.
 Deltas diff(const WorkerCounters& a, const WorkerCounters& b) {
+    std::vector<uint64_t> before;
+    a.for_each_scalar([&](const char*, uint64_t v) { before.push_back(v); });
     Deltas d;
-    auto put = [&](const char* n, uint64_t x, uint64_t y) {
-        if (x != y) d[n] = y - x;
-    };
-    put("rx", a.rx, b.rx);
-    put("tx", a.tx, b.tx);
-    put("forwarded", a.forwarded, b.forwarded);
-    put("replies", a.replies, b.replies);
-    put("arp_replies", a.arp_replies, b.arp_replies);
-    put("nd_replies", a.nd_replies, b.nd_replies);
-    put("echo_replies", a.echo_replies, b.echo_replies);
-    put("redirected_out", a.redirected_out, b.redirected_out);
-    put("redirected_in", a.redirected_in, b.redirected_in);
-    put("non_syn_miss", a.non_syn_miss, b.non_syn_miss);
-    put("maglev_picks", a.maglev_picks, b.maglev_picks);
-    put("flow_hits", a.flow_hits, b.flow_hits);
-    put("icmp_forwarded", a.icmp_forwarded, b.icmp_forwarded);
-    put("frag_tracked", a.frag_tracked, b.frag_tracked);
-    put("frag_forwarded", a.frag_forwarded, b.frag_forwarded);
-    put("frag_evictions", a.frag_evictions, b.frag_evictions);
-    for (size_t i = 0; i < kDropReasons; ++i)
-        if (a.drops[i] != b.drops[i]) d[std::string("drop.") + to_string(static_cast<Drop>(i))] = b.drops[i] - a.drops[i];
+    size_t i = 0;
+    b.for_each_scalar([&](const char* n, uint64_t v) {
+        if (v != before[i]) d[n] = v - before[i];
+        ++i;
+    });
+    for (size_t r = 0; r < kDropReasons; ++r)
+        if (a.drops[r] != b.drops[r]) d[std::string("drop.") + to_string(static_cast<Drop>(r))] = b.drops[r] - a.drops[r];
     return d;
 }
 std::string str(const Deltas& d) {
