@@ -2,7 +2,11 @@
 # End to end, with real TCP stacks: scripts/lab in one mode (nat, fullnat or dsr), IPv4 and
 # IPv6 side by side (every step runs on both VIPs).
 #
-#   lab_e2e.sh MODE
+#   lab_e2e.sh MODE [SLUICE SLUICECTL]
+#
+# SLUICE and SLUICECTL are the binaries under test (`meson test` passes its build's); without
+# them scripts/lab takes SLUICE_BIN and SLUICECTL from the environment, or build/apps/ in this
+# tree.
 #
 #  1. Many short connections (curl) spread over the backends within 4 sigma of their weights.
 #  2. A long transfer pinned to be1 (its client port chosen with `sluicectl explain`) carries
@@ -12,7 +16,12 @@
 #     names the backend each of 20 clients actually reached.
 #  4. Malformed frames (scapy) are counted as drops while real connections run undisturbed.
 set -euo pipefail
+[ $# = 1 ] || [ $# = 3 ] || { echo "usage: $0 MODE [SLUICE SLUICECTL]" >&2; exit 2; }
 mode=$1
+if [ $# = 3 ]; then
+  SLUICE_BIN=$(realpath "$2") SLUICECTL=$(realpath "$3")
+  export SLUICE_BIN SLUICECTL
+fi
 root=$(cd "$(dirname "$0")/../.." && pwd)
 lab=$root/scripts/lab
 work=$(mktemp -d /tmp/sluice-e2e.XXXXXX)
@@ -25,6 +34,7 @@ say() { echo "lab_e2e $mode: $*"; }
 ms() { date +%s%3N; }
 ctl() { "$lab" ctl "$@"; }
 
+say "binaries: ${SLUICE_BIN:-$root/build/apps/sluice}, ${SLUICECTL:-$root/build/apps/sluicectl}"
 "$lab" up "$mode" >/dev/null || fail "the lab did not come up"
 
 declare -A URL=([4]=http://203.0.113.10/ [6]='http://[2001:db8:3::10]/')
