@@ -2,11 +2,13 @@
 //
 // A 10 MB value must not become a 20 MB log line, and bytes such as NUL or ESC must not reach
 // a terminal raw. clip() escapes anything outside printable ASCII as \xNN and keeps at most
-// `max` characters of the result, saying how long the original was.
-// Thread contract: pure function.
+// `max` characters of the result, saying how long the original was. quote() puts a token in
+// quotes the same way, any cut outside them: 'abc...' (5000 bytes).
+// Thread contract: pure functions.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -29,6 +31,16 @@ inline std::string clip(std::string_view s, size_t max = 120) {
             out += kHex[ch & 15];
         }
     }
+    return out;
+}
+
+inline std::string quote(std::string_view s, size_t max = 64) {
+    std::string out(1, '\'');
+    out += clip(s.substr(0, max), SIZE_MAX);
+    if (s.size() <= max) return out += '\'';
+    out += "...' (";
+    out += std::to_string(s.size());
+    out += " bytes)";
     return out;
 }
 

@@ -14,6 +14,8 @@
 
 #include <fmt/format.h>
 
+#include "lib/net/endpoint.hpp"
+
 namespace sluice::control {
 namespace {
 
@@ -41,7 +43,6 @@ constexpr std::array kSpecs = {
     CommandSpec{Op::help, "help", "", "this list"},
 };
 
-constexpr size_t kMaxVipNameLen = 63;  // as lib/config accepts for --vip
 constexpr size_t kMaxQuotedChars = 64;
 
 const CommandSpec& spec_of(Op op) {
@@ -84,74 +85,6 @@ NumError parse_u32(std::string_view s, uint32_t lo, uint32_t hi, uint32_t& out) 
     return NumError::none;
 }
 
-bool valid_vip_name(std::string_view n) {
-    if (n.empty() || n.size() > kMaxVipNameLen) return false;
-    return std::all_of(n.begin(), n.end(), [](char ch) {
-        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-               ch == '_' || ch == '.';
-    });
-}
-
-struct Endpoint {
-    net::IpAddr addr;
-    uint16_t port = 0;
-    bool has_port = false;
-};
-
-// "192.0.2.1", "192.0.2.1:80", "[2001:db8::1]:80", "[2001:db8::1]" or a bare "2001:db8::1".
-// Returns the problem (without the command prefix) on failure.
-Expected<Endpoint> parse_endpoint(std::string_view tok, std::string_view what, uint32_t min_port) {
-    const auto bad = [&](std::string_view why) {
-        return make_error(fmt::format("bad {} {} ({})", what, quote(tok), why));
-    };
-    constexpr std::string_view kForms = "expected ADDR[:PORT], e.g. 192.0.2.1:80, [2001:db8::1]:80 or 2001:db8::1";
-    std::string_view host, port_text;
-    bool has_port = false;
-    bool want_v6 = false;
-    if (!tok.empty() && tok.front() == '[') {
-        auto close = tok.find(']');
-        if (close == std::string_view::npos) return bad("no ']' after the IPv6 address");
-        host = tok.substr(1, close - 1);
-        auto rest = tok.substr(close + 1);
-        if (!rest.empty()) {
-            if (rest.front() != ':') return bad("expected ':PORT' after ']'");
-            port_text = rest.substr(1);
-            has_port = true;
-        }
-        want_v6 = true;
-    } else if (std::count(tok.begin(), tok.end(), ':') >= 2) {
-        host = tok;  // a bare IPv6 address: it cannot carry a port
-        want_v6 = true;
-    } else {
-        auto colon = tok.find(':');
-        host = tok.substr(0, colon);
-        if (colon != std::string_view::npos) {
-            port_text = tok.substr(colon + 1);
-            has_port = true;
-        }
-    }
-    auto a = net::parse_ip(host);
-    if (!a) {
-        if (want_v6) return bad(fmt::format("'{}' is not an IPv6 address", host.substr(0, kMaxQuotedChars)));
-        return bad(kForms);
-    }
-    if (want_v6 && a->is_v4()) return bad("brackets are for IPv6 addresses only");
-    Endpoint ep{*a, 0, has_port};
-    if (has_port) {
-        uint32_t p = 0;
-        switch (parse_u32(port_text, min_port, 65535, p)) {
-            case NumError::none: break;
-            case NumError::not_a_number:
-                return bad(fmt::format("port '{}' is not a decimal number", port_text.substr(0, kMaxQuotedChars)));
-            case NumError::out_of_range:
-                return bad(fmt::format("port {} out of range ({}..65535)", port_text.substr(0, kMaxQuotedChars),
-                                       min_port));
-        }
-        ep.port = static_cast<uint16_t>(p);
-    }
-    return ep;
-}
-
 // The argument cursor of one request: hands out tokens and words the "missing" and
 // "unexpected" errors with the command's usage.
 class Args {
@@ -187,58 +120,53 @@ private:
 Status parse_vip_and_backend(Args& args, Command& cmd) {
     auto vip = args.take("VIP");
     if (!vip) return Error{vip.error()};
-    if (!valid_vip_name(*vip))
-        return args.fail_plain(fmt::format("bad VIP name {} (expected 1..{} letters, digits, '-', '_', '.')",
-                                           quote(*vip), kMaxVipNameLen));
+    if (auto st = lb::check_vip_name(*vip); !st) return args.fail_plain(st.error());
     cmd.vip = std::string(*vip);
     auto tok = args.take("ADDR[:PORT]");
     if (!tok) return Error{tok.error()};
-    auto ep = parse_endpoint(*tok, "backend address", 1);
+    auto ep = net::parse_endpoint(*tok, {.what = "backend address", .bare_v6 = true, .min_port = 1});
     if (!ep) return args.fail_plain(ep.error());
     cmd.addr = ep->addr;
-    cmd.port = ep->port;
+    cmd.port = ep->port.value_or(0);
     return {};
 }
 
 Status parse_weight(Args& args, std::string_view text, Command& cmd) {
     uint32_t w = 0;
-    switch (parse_u32(text, 0, kMaxWeight, w)) {
+    switch (parse_u32(text, 0, lb::kMaxWeight, w)) {
         case NumError::none: cmd.weight = w; return {};
         case NumError::not_a_number:
             return args.fail_plain(fmt::format("bad weight {} (expected a decimal number 0..{})", quote(text),
-                                               kMaxWeight));
+                                               lb::kMaxWeight));
         case NumError::out_of_range:
-            return args.fail_plain(fmt::format("weight {} out of range (0..{})", quote(text), kMaxWeight));
+            return args.fail_plain(fmt::format("weight {} out of range (0..{})", quote(text), lb::kMaxWeight));
     }
     return {};
 }
 
 Expected<lb::BackendState> parse_state(std::string_view s) {
-    for (auto st : {lb::BackendState::up, lb::BackendState::down, lb::BackendState::draining,
-                    lb::BackendState::disabled})
-        if (s == lb::to_string(st)) return st;
+    constexpr lb::BackendState kStates[] = {lb::BackendState::up, lb::BackendState::down,
+                                            lb::BackendState::draining, lb::BackendState::disabled};
+    if (auto st = lb::from_string(s, kStates)) return *st;
     return make_error(fmt::format("bad state {} (expected up, down, draining or disabled)", quote(s)));
 }
 
 Status parse_explain(Args& args, Command& cmd) {
     auto proto = args.take("protocol tcp|udp");
     if (!proto) return Error{proto.error()};
-    if (*proto == "tcp") {
-        cmd.proto = lb::Proto::tcp;
-    } else if (*proto == "udp") {
-        cmd.proto = lb::Proto::udp;
-    } else {
-        return args.fail_plain(fmt::format("bad protocol {} (expected tcp or udp)", quote(*proto)));
-    }
-    Endpoint ends[2];
+    constexpr lb::Proto kProtos[] = {lb::Proto::tcp, lb::Proto::udp};
+    auto p = lb::from_string(*proto, kProtos);
+    if (!p) return args.fail_plain(fmt::format("bad protocol {} (expected tcp or udp)", quote(*proto)));
+    cmd.proto = *p;
+    net::Endpoint ends[2];
     const std::string_view names[2] = {"source", "destination"};
     const std::string_view forms[2] = {"SRC_ADDR:SPORT", "DST_ADDR:DPORT"};
     for (int i = 0; i < 2; ++i) {
         auto tok = args.take(forms[i]);
         if (!tok) return Error{tok.error()};
-        auto ep = parse_endpoint(*tok, names[i], 0);
+        auto ep = net::parse_endpoint(*tok, {.what = names[i], .bare_v6 = true, .min_port = 0});
         if (!ep) return args.fail_plain(ep.error());
-        if (!ep->has_port)
+        if (!ep->port)
             return args.fail_plain(fmt::format("{} {} lacks a port (expected {}, IPv6 as [2001:db8::1]:80)",
                                                names[i], quote(*tok), forms[i]));
         ends[i] = *ep;
@@ -247,9 +175,9 @@ Status parse_explain(Args& args, Command& cmd) {
         return args.fail_plain("source and destination are of different address families (expected both IPv4 "
                                "or both IPv6)");
     cmd.src_addr = ends[0].addr;
-    cmd.src_port = ends[0].port;
+    cmd.src_port = *ends[0].port;
     cmd.dst_addr = ends[1].addr;
-    cmd.dst_port = ends[1].port;
+    cmd.dst_port = *ends[1].port;
     return {};
 }
 

@@ -20,7 +20,8 @@
 // the same id (a retry after a timeout) is answered with the first answer and not applied again.
 // VIP is the name given with --vip. A backend is `192.0.2.1`, `192.0.2.1:8080`,
 // `[2001:db8::1]:8080` or a bare `2001:db8::1`; an omitted port means the VIP's port.
-// explain takes ports always and IPv6 in brackets.
+// explain takes ports always and IPv6 in brackets. Addresses follow net::parse_endpoint
+// (lib/net/endpoint.hpp), VIP names lb::check_vip_name, as the options do.
 //
 // Thread contract: pure functions over values; no shared state, every function reentrant.
 #pragma once
@@ -39,8 +40,6 @@ namespace sluice::control {
 
 // Longest request line, counting its terminating '\n'.
 inline constexpr size_t kMaxLineBytes = 4096;
-// Highest weight a request may set (backend indices and weights are 16-bit in the data path).
-inline constexpr uint32_t kMaxWeight = 65535;
 
 enum class Op : uint8_t {
     list,            // VIPs and backends with state, weight, counters
@@ -70,7 +69,7 @@ struct Command {
     std::string vip;                                 // VIP name as configured (--vip NAME,...)
     net::IpAddr addr;                                // backend address
     uint16_t port = 0;                               // backend port; 0: not given (the VIP's port)
-    std::optional<uint32_t> weight;                  // 0..kMaxWeight; add-backend: if weight=N given
+    std::optional<uint32_t> weight;                  // 0..lb::kMaxWeight; add-backend: if weight=N given
     lb::BackendState state = lb::BackendState::up;   // set-state
     // explain: the packet to explain, as the client sends it.
     lb::Proto proto = lb::Proto::tcp;

@@ -1,16 +1,22 @@
 // The configuration model: what an operator asks Sluice to do.
 //
-// Split as in the design: process settings (ports, workers, table sizes: restart-only) and
-// service settings (VIPs, backends, weights, neighbours: reloadable later). Parsing lives in
-// lib/config; this header is the plain data both the parser and the data path agree on.
+// Two kinds of settings: process settings (ports, workers, table sizes: restart-only) and
+// service settings (VIPs, backends, weights, neighbours: a reload applies them; README.md,
+// "Operating it"). Parsing lives in lib/config; this header is the plain data both the parser
+// and the data path agree on, with the names of its enums and the VIP name rule, which the
+// option grammar and the control protocol share (lib/lb/limits.hpp holds the limits).
 // Thread contract: plain values, built by the control plane, read-only once published.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "lib/common/expected.hpp"
+#include "lib/lb/limits.hpp"
 #include "lib/net/addr.hpp"
 
 namespace sluice::lb {
@@ -29,6 +35,20 @@ const char* to_string(Proto p);
 const char* to_string(BackendState s);
 const char* to_string(DownPolicy p);
 
+// The value whose to_string() is `name`, among `values`; nullopt if none. The option grammar
+// and the control protocol read enum names with it, so each name is written once.
+template <typename E, size_t N>
+std::optional<E> from_string(std::string_view name, const E (&values)[N]) {
+    for (E v : values)
+        if (name == to_string(v)) return v;
+    return std::nullopt;
+}
+
+// A VIP name: 1..kMaxVipNameLen letters, digits, '-', '_', '.'. The error says so and quotes
+// the name: "bad VIP name 'my web' (expected 1..63 letters, digits, '-', '_', '.')".
+bool valid_vip_name(std::string_view name) noexcept;
+Status check_vip_name(std::string_view name);
+
 // Active health check of every backend of a VIP, with HAProxy's meaning: one probe every
 // inter_ms; a probe not finished after timeout_ms failed; `fall` consecutive failures take an
 // up backend down, `rise` consecutive successes bring a down one back.
@@ -46,8 +66,6 @@ struct CheckConf {
     friend bool operator==(const CheckConf&, const CheckConf&) = default;
 };
 const char* to_string(CheckConf::Kind k);
-// An HTTP probe reads at most this much of an answer (status line, headers and body).
-constexpr size_t kMaxProbeResponse = 16 * 1024;
 
 struct BackendConf {
     net::IpAddr addr;

@@ -24,14 +24,16 @@
 #include "lib/common/expected.hpp"
 #include "lib/common/hash_mix.hpp"
 #include "lib/lb/config.hpp"
+#include "lib/lb/limits.hpp"
 #include "lib/lb/maglev.hpp"
 #include "lib/net/addr.hpp"
 
 namespace sluice::lb {
 
-// Index space of VIPs and backend entries over a process's lifetime (see above).
-constexpr size_t kMaxVipSlots = 4096;
-constexpr size_t kMaxBackendSlots = 65535;  // 16-bit indices; 0xFFFF is Maglev's "none"
+// Index space of VIPs and backend entries over a process's lifetime (see above): kMaxVipSlots
+// and kMaxBackendSlots, in lib/lb/limits.hpp.
+static_assert(kMaxBackendSlots <= Maglev::kMaxMembers);
+static_assert(kMaxTableSize <= Maglev::kMaxSize);
 
 struct BackendEntry {
     net::IpAddr addr;

@@ -257,10 +257,10 @@ TEST_CASE("bad VIP values are rejected with the value quoted", "[options]") {
         {"too few fields", vip("x,203.0.113.20:80/tcp"), {"x,203.0.113.20:80/tcp", "expected NAME"}},
         {"bad address", vip("x,203.0.113.300:80/tcp,nat"), {"203.0.113.300"}},
         {"v6 without brackets", vip("x,2001:db8::1:80/tcp,nat"), {"2001:db8::1:80", "brackets"}},
-        {"v4 in brackets", vip("x,[203.0.113.20]:80/tcp,nat"), {"203.0.113.20", "bad IPv6 address"}},
+        {"v4 in brackets", vip("x,[203.0.113.20]:80/tcp,nat"), {"203.0.113.20", "brackets are for IPv6 addresses only"}},
         {"unterminated bracket", vip("x,[2001:db8::1:80/tcp,nat"), {"[2001:db8::1:80"}},
         {"port out of range", vip("x,203.0.113.20:65536/tcp,nat"),
-         {"x,203.0.113.20:65536/tcp,nat", "port out of range"}},
+         {"x,203.0.113.20:65536/tcp,nat", "port 65536 out of range (0..65535)"}},
         {"port not a number", vip("x,203.0.113.20:8o/tcp,nat"), {"'8o'"}},
         {"port missing", vip("x,203.0.113.20/tcp,nat"), {"203.0.113.20/tcp", "lacks a port"}},
         {"port zero", vip("x,203.0.113.20:0/tcp,nat"), {"x,203.0.113.20:0/tcp,nat", "port 0"}},
@@ -339,8 +339,8 @@ TEST_CASE("health-check, down-policy and state fields", "[options]") {
 TEST_CASE("bad backend values are rejected with the value quoted", "[options]") {
     check_rejected({
         {"port out of range", base({"--backend", "web,198.51.100.11:99999"}),
-         {"--backend 'web,198.51.100.11:99999': port out of range"}},
-        {"empty port", base({"--backend", "web,198.51.100.11:"}), {"web,198.51.100.11:", "bad port ''"}},
+         {"--backend 'web,198.51.100.11:99999': bad address '198.51.100.11:99999' (port 99999 out of range"}},
+        {"empty port", base({"--backend", "web,198.51.100.11:"}), {"web,198.51.100.11:", "port '' is not a decimal number"}},
         {"bad address", base({"--backend", "web,198.51.100.311"}), {"198.51.100.311"}},
         {"too few fields", base({"--backend", "web"}), {"'web'", "expected VIP,ADDR"}},
         {"empty VIP name", base({"--backend", ",198.51.100.11"}), {"missing VIP name"}},

@@ -1,0 +1,303 @@
+// The semantic rules of a configuration: see rules.hpp.
+#include "lib/config/rules.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include <sys/un.h>
+
+#include <fmt/format.h>
+
+#include "lib/common/clip.hpp"
+#include "lib/lb/limits.hpp"
+#include "lib/lb/maglev.hpp"
+
+namespace sluice::config::detail {
+
+using lb::BackendConf;
+using lb::Config;
+using lb::VipConf;
+using net::IpAddr;
+
+std::string describe(const RawOpt& o) {
+    std::string s = o.where.empty() ? std::string() : o.where + ": ";
+    return s + fmt::format("--{} '{}'", clip(o.name), clip(o.value));
+}
+
+Error fail(const std::string& label, std::string_view what) {
+    return make_error(fmt::format("{}: {}", label, what));
+}
+
+namespace {
+
+constexpr size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path);  // with its terminating NUL
+
+const char* not_unicast(const IpAddr& a) {
+    auto all_zero = std::all_of(a.bytes.begin(), a.bytes.end(), [](uint8_t b) { return b == 0; });
+    if (all_zero) return "the unspecified address";
+    if (a.is_v4()) {
+        if (a.bytes[0] >= 224 && a.bytes[0] <= 239) return "multicast";
+        if (a.bytes[0] == 255 && a.bytes[1] == 255 && a.bytes[2] == 255 && a.bytes[3] == 255) return "broadcast";
+        return nullptr;
+    }
+    return a.bytes[0] == 0xff ? "multicast" : nullptr;
+}
+
+// Addresses no packet on the wire can carry: loopback, "this network" 0/8, the reserved
+// 240/4, IPv4-mapped IPv6. (A backend on loopback is let through: tests probe local servers.)
+const char* not_routable(const IpAddr& a, bool loopback_ok = false) {
+    if (a.is_v4()) {
+        if (a.bytes[0] == 127 && !loopback_ok) return "loopback";
+        if (a.bytes[0] == 0) return "in 0.0.0.0/8 (this network)";
+        if (a.bytes[0] >= 240) return "reserved (240.0.0.0/4)";
+        return nullptr;
+    }
+    static constexpr uint8_t kLoopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (std::memcmp(a.bytes.data(), kLoopback, 16) == 0 && !loopback_ok) return "loopback";
+    if (std::memcmp(a.bytes.data(), kMapped, 12) == 0) return "IPv4-mapped (give the IPv4 address itself)";
+    return nullptr;
+}
+
+const char* family_name(net::Family f) { return f == net::Family::v4 ? "IPv4" : "IPv6"; }
+
+std::string bracketed(const IpAddr& a) { return a.is_v4() ? net::to_string(a) : fmt::format("[{}]", net::to_string(a)); }
+
+// Canonical renderings, for messages about a Config that was not parsed from text.
+std::string render_vip(const VipConf& v) {
+    std::string s = fmt::format("{},{}/{},{}", v.name, net::to_string(v.addr, v.port), lb::to_string(v.proto),
+                                lb::to_string(v.mode));
+    if (v.table_size != VipConf{}.table_size) s += fmt::format(",table={}", v.table_size);
+    return s;
+}
+
+std::string render_backend(const VipConf& v, const BackendConf& b) {
+    std::string s = v.name + "," + (b.port ? net::to_string(b.addr, b.port) : bracketed(b.addr));
+    if (b.weight != BackendConf{}.weight) s += fmt::format(",weight={}", b.weight);
+    return s;
+}
+
+class Validator {
+public:
+    Validator(const Config& c, const Origins* o) : c_(c), o_(o) {}
+
+    Status run() {
+        if (auto s = check_numbers(); !s) return s;
+        if (auto s = check_addrs("snat", c_.snat_addrs, o_ ? &o_->snat : nullptr); !s) return s;
+        for (auto fam : {net::Family::v4, net::Family::v6})
+            if (std::count_if(c_.snat_addrs.begin(), c_.snat_addrs.end(),
+                              [&](const IpAddr& a) { return a.family == fam; }) > static_cast<ptrdiff_t>(lb::kMaxSnatAddrs))
+                return make_error(fmt::format("--snat: more than {} {} addresses", lb::kMaxSnatAddrs,
+                                              family_name(fam)));
+        if (auto s = check_addrs("self", c_.self_addrs, o_ ? &o_->self : nullptr); !s) return s;
+        // The kernel side's ephemeral ports (probes) would collide with fullnat's SNAT ports.
+        for (size_t i = 0; i < c_.self_addrs.size(); ++i)
+            if (std::find(c_.snat_addrs.begin(), c_.snat_addrs.end(), c_.self_addrs[i]) != c_.snat_addrs.end())
+                return fail(o_ ? describe(o_->self[i]) : fmt::format("--self '{}'", net::to_string(c_.self_addrs[i])),
+                            "also a --snat address; give Sluice's own address and its SNAT addresses apart");
+        if (auto s = check_neighbors(); !s) return s;
+        if (c_.vips.empty() && !c_.allow_no_vips)
+            return make_error("no VIP configured: Sluice would forward nothing (an empty or comment-only file?); "
+                              "give a --vip, or --allow-no-vips yes to run without one");
+        if (c_.vips.size() > lb::kMaxVipSlots)
+            return make_error(fmt::format("--vip: {} VIPs, at most {} are supported", c_.vips.size(), lb::kMaxVipSlots));
+        if (auto s = check_own_addresses(); !s) return s;
+        if (c_.control_socket.size() >= kMaxSocketPath)
+            return fail(scalar("control-socket", c_.control_socket),
+                        fmt::format("the path is {} bytes; a Unix socket path holds at most {}", c_.control_socket.size(),
+                                    kMaxSocketPath - 1));
+        // One RX ring of one queue must fit in the pool, whatever the ports and workers.
+        if (c_.total_num_mbufs && c_.total_num_mbufs < c_.rxd + c_.txd)
+            return fail(scalar("total-num-mbufs", std::to_string(c_.total_num_mbufs)),
+                        fmt::format("cannot fill even one RX and one TX ring ({} + {} descriptors); leave it out to "
+                                    "have it sized, or see `sluice doctor`",
+                                    c_.rxd, c_.txd));
+        return check_vips();
+    }
+
+private:
+    std::string scalar(std::string_view name, const std::string& canonical) const {
+        if (o_)
+            if (auto it = o_->scalars.find(name); it != o_->scalars.end()) return describe(it->second);
+        return fmt::format("--{} '{}'", name, canonical);
+    }
+    std::string vip(size_t i) const {
+        return o_ ? describe(o_->vips[i]) : fmt::format("--vip '{}'", render_vip(c_.vips[i]));
+    }
+    std::string backend(size_t i, size_t j) const {
+        const auto& v = c_.vips[i];
+        return o_ ? describe(o_->backends[i][j]) : fmt::format("--backend '{}'", render_backend(v, v.backends[j]));
+    }
+
+    Status check_numbers() const {
+        Status st;
+        for_each_number(c_, [&](std::string_view name, const uint32_t& field, uint64_t lo, uint64_t hi,
+                                uint64_t scale) {
+            if (!st || (field >= lo && field <= hi * scale)) return;
+            auto shown = field % scale == 0 ? fmt::format("{}", field / scale) : fmt::format("{} ms", field);
+            st = fail(scalar(name, shown), fmt::format("value out of range ({}..{})", lo, hi));
+        });
+        if (!st) return st;
+        const std::pair<const char*, int> ports[] = {{"client-port", c_.client_port},
+                                                      {"backend-port", c_.backend_port}};
+        for (auto [name, port] : ports)
+            if (port < -1 || port > lb::kMaxPortId)  // -1: chosen at start-up
+                return fail(scalar(name, std::to_string(port)),
+                            fmt::format("port id out of range (0..{})", lb::kMaxPortId));
+        const std::pair<const char*, uint16_t> vlans[] = {{"client-vlan", c_.client_vlan},
+                                                           {"backend-vlan", c_.backend_vlan}};
+        for (auto [name, vlan] : vlans)
+            if (vlan > lb::kMaxVlan)  // 0: untagged
+                return fail(scalar(name, std::to_string(vlan)), fmt::format("VLAN id out of range (1..{})", lb::kMaxVlan));
+        if (c_.snat_port_min < lb::kMinSnatPort || c_.snat_port_min > c_.snat_port_max)
+            return fail(scalar("snat-ports", fmt::format("{}-{}", c_.snat_port_min, c_.snat_port_max)),
+                        fmt::format("need {} <= MIN <= MAX <= 65535", lb::kMinSnatPort));
+        return {};
+    }
+
+    Status check_addrs(const char* option, const std::vector<IpAddr>& addrs, const std::vector<RawOpt>* origins) const {
+        std::unordered_set<IpAddr> seen;
+        for (size_t i = 0; i < addrs.size(); ++i) {
+            auto label = origins ? describe((*origins)[i]) : fmt::format("--{} '{}'", option, net::to_string(addrs[i]));
+            if (auto why = not_unicast(addrs[i])) return fail(label, fmt::format("address is {}, not unicast", why));
+            if (!seen.insert(addrs[i]).second) return fail(label, "duplicate address");
+        }
+        return {};
+    }
+
+    Status check_neighbors() {
+        for (size_t i = 0; i < c_.neighbors.size(); ++i) {
+            const auto& n = c_.neighbors[i];
+            auto label = o_ ? describe(o_->neighbors[i])
+                            : fmt::format("--neighbor '{},{}'", net::to_string(n.addr), net::to_string(n.mac));
+            if (auto why = not_unicast(n.addr)) return fail(label, fmt::format("address is {}, not unicast", why));
+            if (n.mac == net::Mac{}) return fail(label, "MAC is zero");
+            if (n.mac.bytes[0] & 0x01) return fail(label, "MAC is multicast/broadcast");
+            if (!neighbors_.insert(n.addr).second) return fail(label, "duplicate neighbor address");
+        }
+        return {};
+    }
+
+    // Sluice's own addresses (SNAT, self) and the VIPs must be told apart: a reply to a SNAT
+    // address that is also a VIP would be balanced again, and the kernel side owns self.
+    Status check_own_addresses() const {
+        for (size_t i = 0; i < c_.vips.size(); ++i) {
+            const auto& a = c_.vips[i].addr;
+            if (std::find(c_.snat_addrs.begin(), c_.snat_addrs.end(), a) != c_.snat_addrs.end())
+                return fail(vip(i), fmt::format("the VIP address {} is also a SNAT address (--snat): replies to "
+                                                "fullnat flows would be taken for new client traffic; give them apart",
+                                                net::to_string(a)));
+            if (std::find(c_.self_addrs.begin(), c_.self_addrs.end(), a) != c_.self_addrs.end())
+                return fail(vip(i), fmt::format("the VIP address {} is also a --self address (Sluice's kernel side): "
+                                                "give them apart",
+                                                net::to_string(a)));
+        }
+        return {};
+    }
+
+    Status check_vips() {
+        for (const auto& v : c_.vips) vip_addrs_.insert(v.addr);
+        size_t total = 0;
+        for (const auto& v : c_.vips) total += v.backends.size();
+        if (total > lb::kMaxBackends)
+            return make_error(fmt::format("--backend: {} backends, at most {} are supported", total, lb::kMaxBackends));
+
+        bool snat_family[2] = {false, false};
+        for (const auto& a : c_.snat_addrs) snat_family[a.is_v4() ? 0 : 1] = true;
+
+        std::unordered_map<std::string, size_t> names;
+        std::map<std::tuple<IpAddr, uint16_t, lb::Proto>, size_t> services;
+        for (size_t i = 0; i < c_.vips.size(); ++i) {
+            const auto& v = c_.vips[i];
+            if (auto st = lb::check_vip_name(v.name); !st) return fail(vip(i), st.error());
+            if (auto [it, fresh] = names.emplace(v.name, i); !fresh)
+                return fail(vip(i), fmt::format("duplicate VIP name '{}'", clip(v.name)));
+            if (auto why = not_unicast(v.addr))
+                return fail(vip(i), fmt::format("address {} is {}, not unicast", net::to_string(v.addr), why));
+            if (v.port == 0) return fail(vip(i), "port 0 is not allowed for a VIP");
+            if (v.table_size < 1 || v.table_size > lb::kMaxTableSize)
+                return fail(vip(i), fmt::format("table size out of range (1..{})", lb::kMaxTableSize));
+            if (!lb::is_prime(v.table_size)) return fail(vip(i), fmt::format("table size {} is not prime", v.table_size));
+            if (auto [it, fresh] = services.emplace(std::tuple{v.addr, v.port, v.proto}, i); !fresh)
+                return fail(vip(i),
+                            fmt::format("same address, port and protocol as VIP '{}'", c_.vips[it->second].name));
+            if (v.backends.empty()) return fail(vip(i), fmt::format("VIP '{}' has no --backend", clip(v.name)));
+            if (auto why = not_routable(v.addr))
+                return fail(vip(i), fmt::format("address {} is {}: no client can reach it through Sluice",
+                                                net::to_string(v.addr), why));
+            if (v.table_size < v.backends.size())
+                return fail(vip(i), fmt::format("table={} is smaller than its {} backends: some would never be picked "
+                                                "(Maglev wants a prime of at least 100 x the backends; the default is "
+                                                "65537)",
+                                                v.table_size, v.backends.size()));
+            if (v.check.http_body.size() > lb::kMaxProbeResponse)
+                return fail(vip(i), fmt::format("http-body is {} bytes; a probe reads at most {} of the answer, so "
+                                                "the check could never pass",
+                                                v.check.http_body.size(), lb::kMaxProbeResponse));
+            if (v.check.http_path.size() > lb::kMaxHttpPath)
+                return fail(vip(i), fmt::format("http-path is {} bytes; at most {} (HTTP servers refuse longer request "
+                                                "lines)",
+                                                v.check.http_path.size(), lb::kMaxHttpPath));
+            if (v.mode == lb::Mode::fullnat && !snat_family[v.addr.is_v4() ? 0 : 1])
+                return fail(vip(i), fmt::format("fullnat needs a --snat address of the VIP's family ({})",
+                                                family_name(v.addr.family)));
+            if (auto s = check_backends(i); !s) return s;
+        }
+        return {};
+    }
+
+    Status check_backends(size_t i) const {
+        const auto& v = c_.vips[i];
+        std::set<std::pair<IpAddr, uint16_t>> seen;
+        for (size_t j = 0; j < v.backends.size(); ++j) {
+            const auto& b = v.backends[j];
+            if (b.addr.family != v.addr.family)
+                return fail(backend(i, j), fmt::format("{} backend for {} VIP '{}'", family_name(b.addr.family),
+                                                       family_name(v.addr.family), v.name));
+            if (auto why = not_unicast(b.addr))
+                return fail(backend(i, j), fmt::format("address {} is {}, not unicast", net::to_string(b.addr), why));
+            if (auto why = not_routable(b.addr, true))
+                return fail(backend(i, j), fmt::format("address {} is {}: Sluice cannot send to it", net::to_string(b.addr), why));
+            if (vip_addrs_.count(b.addr))
+                return fail(backend(i, j), fmt::format("backend {} is a VIP address: its packets would come back to "
+                                                       "Sluice and loop",
+                                                       net::to_string(b.addr)));
+            if (std::find(c_.snat_addrs.begin(), c_.snat_addrs.end(), b.addr) != c_.snat_addrs.end())
+                return fail(backend(i, j), fmt::format("backend {} is one of Sluice's SNAT addresses (--snat)", net::to_string(b.addr)));
+            if (std::find(c_.self_addrs.begin(), c_.self_addrs.end(), b.addr) != c_.self_addrs.end())
+                return fail(backend(i, j), fmt::format("backend {} is one of Sluice's --self addresses", net::to_string(b.addr)));
+            if (b.weight > lb::kMaxWeight)
+                return fail(backend(i, j), fmt::format("weight out of range (0..{})", lb::kMaxWeight));
+            // DSR leaves the packet's destination (VIP:port) untouched, so the backend cannot
+            // listen on another port.
+            if (v.mode == lb::Mode::dsr && b.port != 0 && b.port != v.port)
+                return fail(backend(i, j),
+                            fmt::format("dsr backend port must be the VIP port {} (or be omitted)", v.port));
+            uint16_t port = b.port ? b.port : v.port;
+            if (!seen.emplace(b.addr, port).second)
+                return fail(backend(i, j), fmt::format("duplicate backend {} in VIP '{}'",
+                                                       net::to_string(b.addr, port), v.name));
+            if (!neighbors_.count(b.addr) && c_.kernel_if.empty())
+                return fail(backend(i, j),
+                            fmt::format("no --neighbor for {} (give one, or --kernel-if to resolve it with ARP/ND)",
+                                        net::to_string(b.addr)));
+        }
+        return {};
+    }
+
+    const Config& c_;
+    const Origins* o_;
+    std::unordered_set<IpAddr> neighbors_;
+    std::unordered_set<IpAddr> vip_addrs_;
+};
+
+}  // namespace
+
+Status check(const Config& c, const Origins* origins) { return Validator(c, origins).run(); }
+
+}  // namespace sluice::config::detail

@@ -1,0 +1,209 @@
+// The value syntax of the options: see syntax.hpp.
+#include "lib/config/syntax.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "lib/common/clip.hpp"
+#include "lib/net/endpoint.hpp"
+
+namespace sluice::config::detail {
+
+using lb::BackendConf;
+using lb::VipConf;
+using net::IpAddr;
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+    std::vector<std::string_view> out;
+    for (;;) {
+        auto pos = s.find(sep);
+        out.push_back(s.substr(0, pos));
+        if (pos == std::string_view::npos) return out;
+        s.remove_prefix(pos + 1);
+    }
+}
+
+std::string_view trim(std::string_view s) {
+    constexpr std::string_view kSpace = " \t\r\n";
+    auto b = s.find_first_not_of(kSpace);
+    if (b == std::string_view::npos) return {};
+    return s.substr(b, s.find_last_not_of(kSpace) - b + 1);
+}
+
+Expected<uint64_t> parse_number(std::string_view s, uint64_t lo, uint64_t hi, std::string_view what) {
+    if (s.empty() || !std::all_of(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
+        return make_error(fmt::format("bad {} '{}' (expected a decimal number)", clip(what), clip(s)));
+    uint64_t v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec == std::errc::result_out_of_range || v < lo || v > hi || end != s.data() + s.size())
+        return make_error(fmt::format("{} out of range ({}..{})", what, lo, hi));
+    return v;
+}
+
+Expected<IpAddr> parse_addr(std::string_view s) {
+    std::string_view inner = s;
+    bool bracketed = s.size() >= 2 && s.front() == '[' && s.back() == ']';
+    if (bracketed) inner = s.substr(1, s.size() - 2);
+    auto a = net::parse_ip(inner);
+    if (!a || (bracketed && a->is_v4())) return make_error(fmt::format("bad address '{}'", clip(s)));
+    return *a;
+}
+
+Expected<uint32_t> parse_duration_ms(std::string_view s, std::string_view what) {
+    uint64_t scale = 1;
+    if (s.ends_with("ms")) s.remove_suffix(2);
+    else if (s.ends_with("s")) { s.remove_suffix(1); scale = 1000; }
+    else if (s.ends_with("m")) { s.remove_suffix(1); scale = 60'000; }
+    auto n = parse_number(s, 1, 3'600'000, what);
+    if (!n) return Error{n.error()};
+    if (*n * scale > 3'600'000) return make_error(fmt::format("{} above one hour", what));
+    return static_cast<uint32_t>(*n * scale);
+}
+
+namespace {
+
+// The names each field accepts, as lb::to_string() spells them.
+constexpr lb::Proto kProtos[] = {lb::Proto::tcp, lb::Proto::udp};
+constexpr lb::Mode kModes[] = {lb::Mode::dsr, lb::Mode::nat, lb::Mode::fullnat};
+constexpr lb::DownPolicy kDownPolicies[] = {lb::DownPolicy::reschedule, lb::DownPolicy::keep, lb::DownPolicy::drop};
+constexpr lb::CheckConf::Kind kCheckKinds[] = {lb::CheckConf::Kind::none, lb::CheckConf::Kind::tcp,
+                                               lb::CheckConf::Kind::http};
+// A backend's state as configured: `down` is for health checks to say.
+constexpr lb::BackendState kConfigStates[] = {lb::BackendState::up, lb::BackendState::draining,
+                                              lb::BackendState::disabled};
+
+Status apply_vip_field(VipConf& v, std::string_view key, std::string_view val) {
+    auto& c = v.check;
+    auto number = [&](uint32_t& field, uint64_t lo, uint64_t hi) -> Status {
+        auto n = parse_number(val, lo, hi, key);
+        if (!n) return make_error(n.error());
+        field = static_cast<uint32_t>(*n);
+        return {};
+    };
+    auto duration = [&](uint32_t& field) -> Status {
+        auto d = parse_duration_ms(val, key);
+        if (!d) return make_error(d.error());
+        field = *d;
+        return {};
+    };
+    if (key == "table") return number(v.table_size, 1, lb::kMaxTableSize);
+    if (key == "on-down") {
+        auto p = lb::from_string(val, kDownPolicies);
+        if (!p) return make_error(fmt::format("bad on-down '{}' (reschedule, keep or drop)", clip(val)));
+        v.on_down = *p;
+        return {};
+    }
+    if (key == "check") {
+        auto k = lb::from_string(val, kCheckKinds);
+        if (!k) return make_error(fmt::format("bad check '{}' (none, tcp or http)", clip(val)));
+        c.kind = *k;
+        return {};
+    }
+    if (key == "inter") return duration(c.inter_ms);
+    if (key == "timeout") return duration(c.timeout_ms);
+    if (key == "rise") return number(c.rise, 1, 100);
+    if (key == "fall") return number(c.fall, 1, 100);
+    if (key == "passive") return number(v.passive_failures, 0, 1'000'000);
+    if (key == "http-status") {
+        uint32_t code = 0;
+        if (auto st = number(code, 100, 599); !st) return st;
+        c.http_status = static_cast<int>(code);
+        return {};
+    }
+    if (key == "http-path" || key == "http-body") {
+        // Sent in a request line or matched as is: printable ASCII, no spaces.
+        if (val.empty() || !std::all_of(val.begin(), val.end(), [](char ch) { return ch > 32 && ch < 127; }))
+            return make_error(fmt::format("bad {} '{}' (printable characters, no spaces or commas)", clip(key), clip(val)));
+        if (key == "http-path" && val.front() != '/')
+            return make_error(fmt::format("bad http-path '{}' (starts with /)", clip(val)));
+        (key == "http-path" ? c.http_path : c.http_body) = std::string(val);
+        return {};
+    }
+    return make_error(fmt::format("unknown field '{}={}' (table, on-down, check, inter, timeout, rise, fall, "
+                                  "passive, http-path, http-status, http-body)",
+                                  key, val));
+}
+
+}  // namespace
+
+Expected<VipConf> parse_vip(std::string_view text) {
+    auto f = split(text, ',');
+    if (f.size() < 3) return make_error("expected NAME,ADDR:PORT/PROTO,MODE[,KEY=VALUE...]");
+    VipConf v;
+    v.name = std::string(f[0]);
+
+    auto slash = f[1].rfind('/');
+    if (slash == std::string_view::npos)
+        return make_error(fmt::format("'{}' lacks /PROTO (e.g. 203.0.113.10:80/tcp)", clip(f[1])));
+    auto proto = f[1].substr(slash + 1);
+    auto p = lb::from_string(proto, kProtos);
+    if (!p) return make_error(fmt::format("bad protocol '{}' (tcp or udp)", clip(proto)));
+    v.proto = *p;
+    auto ep = net::parse_endpoint(f[1].substr(0, slash));
+    if (!ep) return Error{ep.error()};
+    if (!ep->port) return make_error(fmt::format("'{}' lacks a port (ADDR:PORT/PROTO)", clip(f[1])));
+    v.addr = ep->addr;
+    v.port = *ep->port;
+
+    auto mode = lb::from_string(f[2], kModes);
+    if (!mode) return make_error(fmt::format("bad mode '{}' (dsr, nat or fullnat)", clip(f[2])));
+    v.mode = *mode;
+
+    std::set<std::string_view> given;
+    for (size_t i = 3; i < f.size(); ++i) {
+        auto eq = f[i].find('=');
+        if (eq == std::string_view::npos) return make_error(fmt::format("'{}': expected KEY=VALUE", clip(f[i])));
+        auto key = f[i].substr(0, eq), val = f[i].substr(eq + 1);
+        if (!given.insert(key).second) return make_error(fmt::format("{} given twice", key));
+        if (auto st = apply_vip_field(v, key, val); !st) return Error{st.error()};
+    }
+    if (v.check.kind != lb::CheckConf::Kind::http)
+        for (auto key : {"http-path", "http-status", "http-body"})
+            if (given.count(key)) return make_error(fmt::format("{} needs check=http", key));
+    return v;
+}
+
+Expected<std::pair<std::string, BackendConf>> parse_backend(std::string_view text) {
+    auto f = split(text, ',');
+    if (f.size() < 2) return make_error("expected VIP,ADDR[:PORT][,weight=N]");
+    if (f[0].empty()) return make_error("missing VIP name");
+    auto ep = net::parse_endpoint(f[1]);
+    if (!ep) return Error{ep.error()};
+    BackendConf b;
+    b.addr = ep->addr;
+    b.port = ep->port.value_or(0);
+    std::set<std::string_view> given;
+    for (size_t i = 2; i < f.size(); ++i) {
+        auto eq = f[i].find('=');
+        auto key = f[i].substr(0, eq);
+        auto val = eq == std::string_view::npos ? std::string_view() : f[i].substr(eq + 1);
+        if (eq == std::string_view::npos || (key != "weight" && key != "state"))
+            return make_error(fmt::format("unknown field '{}' (expected weight=N or state=S)", clip(f[i])));
+        if (!given.insert(key).second) return make_error(fmt::format("{} given twice", key));
+        if (key == "weight") {
+            auto w = parse_number(val, 0, lb::kMaxWeight, "weight");
+            if (!w) return Error{w.error()};
+            b.weight = static_cast<uint32_t>(*w);
+        } else if (auto st = lb::from_string(val, kConfigStates)) {
+            b.state = *st;
+        } else {
+            return make_error(fmt::format("bad state '{}' (up, draining or disabled)", clip(val)));
+        }
+    }
+    return std::pair{std::string(f[0]), b};
+}
+
+Expected<lb::NeighborConf> parse_neighbor(std::string_view text) {
+    auto f = split(text, ',');
+    if (f.size() != 2) return make_error("expected ADDR,MAC");
+    auto a = parse_addr(f[0]);
+    if (!a) return Error{a.error()};
+    auto mac = net::parse_mac(f[1]);
+    if (!mac) return make_error(fmt::format("bad MAC '{}' (expected 02:00:00:00:00:01)", clip(f[1])));
+    return lb::NeighborConf{*a, *mac};
+}
+
+}  // namespace sluice::config::detail
