@@ -569,23 +569,15 @@ uint32_t mbufs_needed(uint16_t ports, uint16_t workers, uint32_t rxd, uint32_t t
     return static_cast<uint32_t>(std::clamp<uint64_t>(n, 16384, UINT32_MAX));
 }
 
-namespace {
-template <size_t A>
-uint64_t one_table_bytes(uint64_t capacity) noexcept {
-    // The same sizing as FlowTable's constructor.
-    using T = lb::FlowTable<A>;
-    capacity = std::max<uint64_t>(capacity, 2);
-    const uint64_t buckets = std::max<uint64_t>(16, (2 * capacity * 100 / 85 + T::kSlots - 1) / T::kSlots);
-    return sizeof(typename T::Bucket) * buckets + 8 * ((buckets + 63) / 64) + sizeof(typename T::Record) * capacity;
+uint64_t flow_table_bytes(uint32_t capacity) noexcept {
+    return lb::FlowTable<4>::bytes_for(capacity) + lb::FlowTable<16>::bytes_for(capacity);
 }
-}  // namespace
-
-uint64_t flow_table_bytes(uint32_t capacity) noexcept { return one_table_bytes<4>(capacity) + one_table_bytes<16>(capacity); }
 
 void fill_requested(const lb::Config& c, Requested& req) {
     req.rxd = c.rxd;
     req.txd = c.txd;
     req.burst = c.burst;
+    req.mbcache = c.mbcache;
     req.total_num_mbufs = c.total_num_mbufs;
     req.flow_capacity = c.flow_capacity;
     req.client_port = c.client_port;

@@ -27,6 +27,7 @@
 // Thread contract: owned by exactly one worker; no locking, no allocation after construction.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -100,10 +101,22 @@ public:
     };
     static_assert(sizeof(Bucket) == 64);
 
-    FlowTable(uint32_t capacity, const Timeouts& t) : capacity_(capacity) {
-        if (capacity_ < 2) capacity_ = 2;
-        nb_buckets_ = static_cast<uint32_t>((2ull * capacity_ * 100 / 85 + kSlots - 1) / kSlots);
-        if (nb_buckets_ < 16) nb_buckets_ = 16;  // tiny tables: room for displacement to work
+    // Index buckets for `capacity` flows: 2 x capacity slots at <= 85% load, and at least 16
+    // (tiny tables: room for displacement to work).
+    static constexpr uint32_t buckets_for(uint32_t capacity) noexcept {
+        capacity = std::max<uint32_t>(capacity, 2);
+        return std::max<uint32_t>(16, static_cast<uint32_t>((2ull * capacity * 100 / 85 + kSlots - 1) / kSlots));
+    }
+    // The bytes a table of `capacity` flows allocates: buckets, overflow bits and records (the
+    // huge arrays then round up to whole pages; memory_bytes() says what was mapped).
+    static constexpr uint64_t bytes_for(uint32_t capacity) noexcept {
+        const uint64_t buckets = buckets_for(capacity);
+        return sizeof(Bucket) * buckets + sizeof(uint64_t) * ((buckets + 63) / 64) +
+               sizeof(Record) * uint64_t{std::max<uint32_t>(capacity, 2)};
+    }
+
+    FlowTable(uint32_t capacity, const Timeouts& t) : capacity_(std::max<uint32_t>(capacity, 2)) {
+        nb_buckets_ = buckets_for(capacity_);
         // Huge pages where the kernel gives them: lookups land anywhere in these arrays.
         // Zeroed here, so the pages are first touched (and placed) by the constructing thread.
         buckets_ = HugeArray<Bucket>(nb_buckets_);
@@ -377,14 +390,14 @@ private:
         }
     }
 
+    static constexpr uint32_t kWheelSlots = 256;
     struct Wheel {
         uint32_t gran_ms = 1;
         uint64_t cursor = 0;  // first tick not yet processed
         uint32_t evict_hint = 0;  // no flow is filed less than this many slots past the cursor
         bool started = false;
-        List slots[256];
+        List slots[kWheelSlots];
     };
-    static constexpr uint32_t kWheelSlots = 256;
 
     Wheel& wheel_of(const Record& r) noexcept { return wheels_[static_cast<int>(r.state) - 1]; }
 
