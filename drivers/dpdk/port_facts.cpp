@@ -200,7 +200,6 @@ doctor::Facts gather(const lb::Config& config) {
     doctor::Requested& r = f.req;
     doctor::fill_requested(config, r);
     r.workers = f.host.worker_lcores.empty() ? 1 : static_cast<uint16_t>(f.host.worker_lcores.size());
-    r.mbcache = config.mbcache;
     r.pool_socket = static_cast<int>(rte_socket_id());  // where sluice creates its pool
     r.mbuf_bytes = rte_mempool_calc_obj_size(sizeof(rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE, 0, nullptr);
     r.flow_tables_in_hugepages = false;  // anonymous memory (transparent huge pages), not the reserved pages
@@ -246,7 +245,6 @@ int run_doctor(const lb::Config& config, const std::vector<std::string>& eal_arg
         f.host = gather_host_sysfs();
         f.host.no_huge = std::find(eal_args.begin(), eal_args.end(), "--no-huge") != eal_args.end();
         doctor::fill_requested(config, f.req);
-        f.req.mbcache = config.mbcache;
         doctor::Report r;
         r.findings.push_back({doctor::Severity::fatal, "eal", st.error(),
                               "correct the EAL options (before `--`): EAL's own message above names the problem"});

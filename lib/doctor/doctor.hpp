@@ -95,7 +95,7 @@ struct PortFacts {
 // What the configuration asks of the hardware.
 struct Requested {
     uint16_t workers = 1;
-    uint32_t rxd = 1024, txd = 1024, burst = 32, mbcache = 256;
+    uint32_t rxd = 1024, txd = 1024, burst = 32, mbcache = lb::kDefaultMbcache;
     uint32_t total_num_mbufs = 0;  // as given; 0: sized by mbufs_needed()
     uint32_t flow_capacity = 1u << 20;
     int client_port = -1, backend_port = -1;  // as configured; -1: the default

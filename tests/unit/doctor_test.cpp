@@ -469,6 +469,7 @@ TEST_CASE("doctor: helpers") {
     v.addr = *sluice::net::parse_ip("2001:db8::10");
     c.vips.push_back(v);
     c.rxd = 512;
+    c.mbcache = 128;
     c.backend_port = 1;
     Requested req;
     fill_requested(c, req);
@@ -476,6 +477,7 @@ TEST_CASE("doctor: helpers") {
     CHECK_FALSE(req.fullnat_v4_tcp);
     CHECK_FALSE(req.nat);
     CHECK(req.rxd == 512);
+    CHECK(req.mbcache == 128);
     CHECK(req.backend_port == 1);
 }
 
