@@ -271,7 +271,7 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
         const uint32_t now_ms = static_cast<uint32_t>(in.ts_us / 1000);
         workers.set_clock(now_ms);
         for (auto [it, end] = h.control_at.equal_range(index++); it != end; ++it) {
-            const std::string out = cp.handle(control::parse_command(it->second), now_ms);
+            const std::string out = cp.handle(control::parse_command(it->second));
             fmt::print("sluice-replay: control at packet {}: {}: {}", it->first, it->second, out);
         }
         if (in.bytes.size() > kMaxFrame) {

@@ -192,14 +192,14 @@ void Runtime::control_step() {
     }
     if (ctl_)
         ctl_->poll(0, [&](const Expected<control::Command>& c, const control::Peer& peer) {
-            return cp_->handle(c, now_ms64(), peer);
+            return cp_->handle(c, peer);
         });
     cp_->poll(now, workers_->main_runs_worker() ? 0 : 1);
     if (reload_.exchange(false)) {
         // systemctl reload waits from RELOADING=1 to the next READY=1, failed reload or not
         // (a rejected file leaves the old configuration forwarding).
         sd_notify(linux_sd::reloading_message());
-        if (auto st = cp_->reload(now); !st) {
+        if (auto st = cp_->reload(); !st) {
             fmt::print(stderr, "sluice: reload failed: {}\n", st.error());
             sd_notify("READY=1\nSTATUS=forwarding; reload failed, old configuration kept: " + st.error());
         } else {

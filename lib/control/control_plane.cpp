@@ -340,7 +340,7 @@ Status ControlPlane::remove_backend(const std::string& vip, const net::IpAddr& a
     return apply(std::move(next), why.c_str());
 }
 
-Status ControlPlane::reload(uint64_t /*now_ms*/) {
+Status ControlPlane::reload() {
     if (!hooks_.reread) return make_error("this instance has no configuration source to reload");
     Expected<lb::Config> next = make_error("");
     try {
@@ -476,10 +476,10 @@ Expected<std::string> ControlPlane::explain(const Command& c) const {
     return fmt::format("vip {}: backend {} (flow-table hit)\n", vip.name, be);
 }
 
-std::string ControlPlane::handle(const Expected<Command>& cmd, uint64_t now_ms, const Peer& peer) {
+std::string ControlPlane::handle(const Expected<Command>& cmd, const Peer& peer) {
     if (!cmd) return error_response(cmd.error());
     const Command& c = *cmd;
-    if (!changes_state(c.op)) return answer(c, now_ms);
+    if (!changes_state(c.op)) return answer(c);
     if (!peer.privileged)
         return error_response(fmt::format("read-only: uid {} may list, stats, explain and help; changes need root, "
                                           "Sluice's own user or its control group (--control-group)",
@@ -495,7 +495,7 @@ std::string ControlPlane::handle(const Expected<Command>& cmd, uint64_t now_ms, 
             }
     // What the change logs names who asked; a refused change is logged here with its reason.
     operator_ = fmt::format("uid={} pid={}", peer.uid, peer.pid);
-    std::string out = answer(c, now_ms);
+    std::string out = answer(c);
     operator_ = "the operator";
     if (!out.starts_with("ok"))
         log(fmt::format("control: uid={} pid={}: {}: {}", peer.uid, peer.pid, request, out.substr(0, out.find('\n'))));
@@ -506,7 +506,7 @@ std::string ControlPlane::handle(const Expected<Command>& cmd, uint64_t now_ms, 
     return out;
 }
 
-std::string ControlPlane::answer(const Command& c, uint64_t now_ms) {
+std::string ControlPlane::answer(const Command& c) {
     auto done = [](const Status& st, std::string_view ok_text) {
         return st ? ok_response(ok_text) : error_response(st.error());
     };
@@ -520,7 +520,7 @@ std::string ControlPlane::answer(const Command& c, uint64_t now_ms) {
         case Op::drain:
             return done(set_state(c.vip, c.addr, c.port, lb::BackendState::draining), "draining: existing flows stay, no new ones");
         case Op::set_state: return done(set_state(c.vip, c.addr, c.port, c.state), "state set");
-        case Op::reload: return done(reload(now_ms), "configuration reloaded");
+        case Op::reload: return done(reload(), "configuration reloaded");
         case Op::clear_counters:
             workers_.run_on_all(Workers::Task::clear_counters);  // handshake failures are kept
             return ok_response("counters cleared");

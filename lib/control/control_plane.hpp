@@ -63,9 +63,9 @@ public:
     // The control socket's entry point: one command, one response (ctl_protocol framing).
     // Changes need a privileged peer and are logged with who asked; a change whose request id
     // was answered before gets that answer again and is not applied twice.
-    std::string handle(const Expected<Command>& cmd, uint64_t now_ms, const Peer& peer = Peer{0, 0, 0, true});
+    std::string handle(const Expected<Command>& cmd, const Peer& peer = Peer{0, 0, 0, true});
     // Re-reads and applies the configuration; on error the running one stays.
-    Status reload(uint64_t now_ms);
+    Status reload();
     // A binding seen on the wire; rebuilds if a backend's next hop changed.
     void learn_neighbor(const net::IpAddr& addr, const net::Mac& mac);
     // Backend addresses with no static and no learnt MAC (to resolve), and all dynamic ones.
@@ -98,7 +98,7 @@ private:
 
     Status apply(lb::Config next, const char* why);
     Status apply_or_throw(lb::Config next, const char* why);
-    std::string answer(const Command& c, uint64_t now_ms);
+    std::string answer(const Command& c);
     // Positions in config_ of a VIP and of one of its backends; errors name what is missing.
     struct Where {
         size_t vip;
