@@ -2,12 +2,12 @@
 #include "lib/config/syntax.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <set>
 
 #include <fmt/format.h>
 
 #include "lib/common/clip.hpp"
+#include "lib/common/decimal.hpp"
 #include "lib/net/endpoint.hpp"
 
 namespace sluice::config::detail {
@@ -34,12 +34,13 @@ std::string_view trim(std::string_view s) {
 }
 
 Expected<uint64_t> parse_number(std::string_view s, uint64_t lo, uint64_t hi, std::string_view what) {
-    if (s.empty() || !std::all_of(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
-        return make_error(fmt::format("bad {} '{}' (expected a decimal number)", clip(what), clip(s)));
     uint64_t v = 0;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec == std::errc::result_out_of_range || v < lo || v > hi || end != s.data() + s.size())
-        return make_error(fmt::format("{} out of range ({}..{})", what, lo, hi));
+    switch (parse_decimal(s, lo, hi, v)) {
+        case DecimalError::none: break;
+        case DecimalError::not_a_number:
+            return make_error(fmt::format("bad {} '{}' (expected a decimal number)", clip(what), clip(s)));
+        case DecimalError::out_of_range: return make_error(fmt::format("{} out of range ({}..{})", what, lo, hi));
+    }
     return v;
 }
 

@@ -9,11 +9,11 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "lib/common/decimal.hpp"
 #include "lib/net/endpoint.hpp"
 
 namespace sluice::control {
@@ -70,21 +70,6 @@ std::string quote(std::string_view token) {
     return fmt::format("'{}...' ({} bytes)", token.substr(0, kMaxQuotedChars), token.size());
 }
 
-bool is_digits(std::string_view s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
-}
-
-// Strict unsigned decimal in [lo, hi]; nullopt-like error text is built by the caller.
-enum class NumError : uint8_t { none, not_a_number, out_of_range };
-NumError parse_u32(std::string_view s, uint32_t lo, uint32_t hi, uint32_t& out) {
-    if (!is_digits(s)) return NumError::not_a_number;
-    uint64_t v = 0;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || end != s.data() + s.size() || v < lo || v > hi) return NumError::out_of_range;
-    out = static_cast<uint32_t>(v);
-    return NumError::none;
-}
-
 // The argument cursor of one request: hands out tokens and words the "missing" and
 // "unexpected" errors with the command's usage.
 class Args {
@@ -132,13 +117,13 @@ Status parse_vip_and_backend(Args& args, Command& cmd) {
 }
 
 Status parse_weight(Args& args, std::string_view text, Command& cmd) {
-    uint32_t w = 0;
-    switch (parse_u32(text, 0, lb::kMaxWeight, w)) {
-        case NumError::none: cmd.weight = w; return {};
-        case NumError::not_a_number:
+    uint64_t w = 0;
+    switch (parse_decimal(text, 0, lb::kMaxWeight, w)) {
+        case DecimalError::none: cmd.weight = static_cast<uint32_t>(w); return {};
+        case DecimalError::not_a_number:
             return args.fail_plain(fmt::format("bad weight {} (expected a decimal number 0..{})", quote(text),
                                                lb::kMaxWeight));
-        case NumError::out_of_range:
+        case DecimalError::out_of_range:
             return args.fail_plain(fmt::format("weight {} out of range (0..{})", quote(text), lb::kMaxWeight));
     }
     return {};

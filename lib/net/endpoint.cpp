@@ -1,11 +1,11 @@
 #include "lib/net/endpoint.hpp"
 
 #include <algorithm>
-#include <charconv>
 
 #include <fmt/format.h>
 
 #include "lib/common/clip.hpp"
+#include "lib/common/decimal.hpp"
 
 namespace sluice::net {
 
@@ -48,13 +48,14 @@ Expected<Endpoint> parse_endpoint(std::string_view tok, const EndpointGrammar& g
     if (want_v6 && a->is_v4()) return bad("brackets are for IPv6 addresses only");
     Endpoint ep{*a, std::nullopt};
     if (has_port) {
-        if (port_text.empty() || !std::all_of(port_text.begin(), port_text.end(),
-                                              [](char ch) { return ch >= '0' && ch <= '9'; }))
-            return bad(fmt::format("port {} is not a decimal number", quote(port_text)));
         uint64_t p = 0;
-        auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), p);
-        if (ec != std::errc() || end != port_text.data() + port_text.size() || p < g.min_port || p > 65535)
-            return bad(fmt::format("port {} out of range ({}..65535)", clip(port_text, 64), g.min_port));
+        switch (parse_decimal(port_text, g.min_port, 65535, p)) {
+            case DecimalError::none: break;
+            case DecimalError::not_a_number:
+                return bad(fmt::format("port {} is not a decimal number", quote(port_text)));
+            case DecimalError::out_of_range:
+                return bad(fmt::format("port {} out of range ({}..65535)", clip(port_text, 64), g.min_port));
+        }
         ep.port = static_cast<uint16_t>(p);
     }
     return ep;
