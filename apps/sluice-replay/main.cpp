@@ -204,7 +204,7 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
     }
     const uint16_t nb_ports = static_cast<uint16_t>(std::max<int>(h.in.rbegin()->first, h.out.empty() ? 0 : h.out.rbegin()->first) + 1);
     lb::WorkerEnv env;
-    if (auto st = lb::assign_port_roles(cfg, nb_ports, env); !st) {
+    if (auto st = lb::configure_worker_env(cfg, nb_ports, env); !st) {
         fmt::print(stderr, "sluice-replay: {}\n", st.error());
         return 1;
     }

@@ -67,7 +67,7 @@ Status Runtime::bring_up() {
     if (nb_ports_ == 0 || nb_ports_ > kMaxPorts)
         return make_error(
             fmt::format("found {} DPDK ports; Sluice needs 1 (one-arm) or 2 (client side, backend side)", nb_ports_));
-    if (auto st = lb::assign_port_roles(cfg_, nb_ports_, env_); !st) return st;
+    if (auto st = lb::configure_worker_env(cfg_, nb_ports_, env_); !st) return st;
     // The flow and fragment tables' secret: fresh per process, never logged (flow_hash.hpp).
     if (!lb::HashKey::random(env_.hash_key))
         return make_error("cannot read a random hash key from the kernel (getrandom, /dev/urandom)");

@@ -18,8 +18,10 @@ std::string backend_label(const std::string& vip, const net::IpAddr& addr, uint1
 uint16_t port_of(const lb::VipConf& v, const lb::BackendConf& b) { return b.port ? b.port : v.port; }
 
 // Restart-only settings a reload must not change (they size tables and name ports, or flow
-// records index into them: SNAT addresses, timeouts).
+// records index into them: SNAT addresses, timeouts). The comparison is of the whole
+// ProcessConfig; the list only names what changed for the message.
 Status same_process_settings(const lb::Config& a, const lb::Config& b) {
+    if (a.process() == b.process()) return {};
     std::vector<std::string> changed;
     if (a.snat_addrs != b.snat_addrs) changed.push_back("--snat");
     if (a.self_addrs != b.self_addrs) changed.push_back("--self");
@@ -43,9 +45,9 @@ Status same_process_settings(const lb::Config& a, const lb::Config& b) {
         changed.push_back("--flow-log/--flow-log-rate");
     if (a.stats_period_s != b.stats_period_s || a.stats_json != b.stats_json)
         changed.push_back("--stats-period/--stats-json");
-    if (changed.empty()) return {};
     std::string list;
     for (const auto& c : changed) list += (list.empty() ? "" : ", ") + c;
+    if (list.empty()) return make_error("restart-only settings changed; restart Sluice to apply them");
     return make_error(fmt::format("restart-only settings changed ({}); restart Sluice to apply them", list));
 }
 

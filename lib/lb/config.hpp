@@ -107,17 +107,14 @@ struct Timeouts {
 // Per-lcore mbuf cache of the pool, in mbufs (--mbcache).
 constexpr uint32_t kDefaultMbcache = 256;
 
-struct Config {
-    // Service settings.
-    std::vector<VipConf> vips;
+// Restart-only: what the process is built with (ports, queues, pools, table sizes, its own
+// addresses, which flow records and the data path's address sets index into, and the flow
+// timeouts). A reload that changes any of it is refused.
+struct ProcessConfig {
     std::vector<net::IpAddr> snat_addrs;  // fullnat source addresses owned by Sluice
     std::vector<net::IpAddr> self_addrs;  // Sluice's own addresses (nat backends' gateway)
     std::vector<uint8_t> self_prefixes;   // their prefix lengths on the kernel side (parallel)
-    std::vector<NeighborConf> neighbors;  // static next-hop MACs for backends
     Timeouts timeouts;
-    bool allow_no_vips = false;           // an empty service is wanted, not a mistake
-
-    // Process settings.
     uint32_t flow_capacity = 1u << 20;    // flows per worker and per address family
     uint16_t snat_port_min = 1024;
     uint16_t snat_port_max = 65535;
@@ -138,6 +135,20 @@ struct Config {
     std::string control_socket = "/run/sluice/sluice.sock";  // empty = none
     std::string control_group;             // its members may change things (besides root); empty = none
     std::string kernel_if;                 // exception path TAP name prefix; empty = none
+    friend bool operator==(const ProcessConfig&, const ProcessConfig&) = default;
+};
+
+// Reloadable: the service itself.
+struct ServiceConfig {
+    std::vector<VipConf> vips;
+    std::vector<NeighborConf> neighbors;  // static next-hop MACs for backends
+    bool allow_no_vips = false;           // an empty service is wanted, not a mistake
+};
+
+// Everything an operator asks for: the options and the configuration file make one.
+struct Config : ServiceConfig, ProcessConfig {
+    const ProcessConfig& process() const noexcept { return *this; }
+    const ServiceConfig& service() const noexcept { return *this; }
 };
 
 }  // namespace sluice::lb

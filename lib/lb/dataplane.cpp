@@ -46,7 +46,11 @@ template <size_t A>
 
 }  // namespace
 
-Status assign_port_roles(const Config& config, uint16_t nb_ports, WorkerEnv& env) {
+DataPathSettings data_path_settings(const ProcessConfig& config) {
+    return {config.timeouts, config.snat_port_min, config.snat_port_max, config.new_flow_rate};
+}
+
+Status configure_worker_env(const ProcessConfig& config, uint16_t nb_ports, WorkerEnv& env) {
     const int client = config.client_port >= 0 ? config.client_port : 0;
     const int backend = config.backend_port >= 0 ? config.backend_port : (nb_ports > 1 ? 1 : client);
     if (client >= nb_ports || backend >= nb_ports)
@@ -56,6 +60,7 @@ Status assign_port_roles(const Config& config, uint16_t nb_ports, WorkerEnv& env
     env.backend_port = static_cast<uint16_t>(backend);
     env.client_vlan = config.client_vlan;
     env.backend_vlan = config.backend_vlan;
+    env.settings = data_path_settings(config);
     return {};
 }
 
@@ -74,15 +79,15 @@ Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& en
       hash_(env.hash_key),
       client_macs4_(std::make_unique<ClientMac<4>[]>(kClientMacs)),
       client_macs6_(std::make_unique<ClientMac<16>[]>(kClientMacs)),
-      flows4_(std::make_unique<FlowTable<4>>(flow_capacity, service_->config().timeouts)),
-      flows6_(std::make_unique<FlowTable<16>>(flow_capacity, service_->config().timeouts)),
+      flows4_(std::make_unique<FlowTable<4>>(flow_capacity, env.settings.timeouts)),
+      flows6_(std::make_unique<FlowTable<16>>(flow_capacity, env.settings.timeouts)),
       frags4_(std::make_unique<FragTable<4>>(kFragCapacity, hash_)),
       frags6_(std::make_unique<FragTable<16>>(kFragCapacity, hash_)) {
     counters_.vips.reserve(kMaxVipSlots);
     counters_.backends.reserve(kMaxBackendSlots);
     set_service(service_);
-    snat_cursor_[0] = snat_cursor_[1] = service_->config().snat_port_min;
-    const uint64_t rate = service_->config().new_flow_rate;
+    snat_cursor_[0] = snat_cursor_[1] = env_.settings.snat_port_min;
+    const uint64_t rate = env_.settings.new_flow_rate;
     // Ten milliseconds of burst (at least 64 flows): a flood cannot save up a second's worth.
     new_flows_ = TokenBucket(rate, std::max<uint64_t>(64, rate / 100));
     if (rate) syn_retries_ = std::make_unique<SynRetry[]>(kSynRetrySlots);
@@ -585,7 +590,7 @@ bool Dataplane::pick_snat(const BackendEntry& b, uint8_t proto, uint32_t now_ms,
     const auto& addrs = service_->snat(Ip<A>::kFamily);
     if (addrs.empty()) return false;
     const int fam = A == 4 ? 0 : 1;
-    const uint32_t lo = service_->config().snat_port_min, hi = service_->config().snat_port_max;
+    const uint32_t lo = env_.settings.snat_port_min, hi = env_.settings.snat_port_max;
     const uint32_t range = hi - lo + 1;
     FlowTable<A>& ft = table<A>();
     // Search bound: enough to find a port on this worker's queue with overwhelming probability

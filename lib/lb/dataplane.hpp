@@ -64,7 +64,16 @@ struct PacketRef {
 };
 static_assert(sizeof(PacketRef) == 24);
 
-// Where a worker sits: its index, its peers, and the ports' identity.
+// The restart-only settings the data path reads, and nothing else of the configuration.
+struct DataPathSettings {
+    Timeouts timeouts;
+    uint16_t snat_port_min = 1024;
+    uint16_t snat_port_max = 65535;
+    uint32_t new_flow_rate = 0;  // new flows per second per worker; 0 = no limit
+};
+DataPathSettings data_path_settings(const ProcessConfig& config);
+
+// Where a worker sits: its index, its peers, and the ports' identity; what it is set to do.
 struct WorkerEnv {
     uint16_t worker_id = 0;
     uint16_t nb_workers = 1;
@@ -79,12 +88,13 @@ struct WorkerEnv {
     bool exception_path = false;  // a kernel side exists: Verdict::control is allowed
     // The secret key of the flow and fragment tables' hash (one per process: HashKey::random).
     HashKey hash_key;
+    DataPathSettings settings;
 };
 
-// Fills env's client and backend port from the configuration, or from the defaults (client
-// side port 0; backend side port 1 when there are two ports, else the client port: one-arm).
-// The error names both options when either port does not exist.
-Status assign_port_roles(const Config& config, uint16_t nb_ports, WorkerEnv& env);
+// Fills env's settings and its client and backend port from the configuration, or from the
+// defaults (client side port 0; backend side port 1 when there are two ports, else the client
+// port: one-arm). The error names both options when either port does not exist.
+Status configure_worker_env(const ProcessConfig& config, uint16_t nb_ports, WorkerEnv& env);
 
 class Dataplane {
 public:

@@ -68,7 +68,6 @@ int Service::find_backend(uint16_t vip, const net::IpAddr& addr, uint16_t port) 
 
 Expected<Service> Service::build(const Config& config, const Service* previous, bool require_neighbors) {
     Service s;
-    s.config_ = config;
     for (const auto& a : config.snat_addrs) (a.is_v4() ? s.snat4_ : s.snat6_).push_back(a);
     for (const auto& a : config.self_addrs) {
         s.self_.add(a);

@@ -122,7 +122,6 @@ public:
     const std::vector<VipEntry>& vips() const noexcept { return vips_; }
     const std::vector<BackendEntry>& backends() const noexcept { return backends_; }
     const std::vector<net::IpAddr>& snat(net::Family f) const noexcept { return f == net::Family::v4 ? snat4_ : snat6_; }
-    const Config& config() const noexcept { return config_; }
 
 private:
     struct Slot4 {
@@ -140,7 +139,6 @@ private:
     };
     static uint64_t slot_hash(uint64_t lo, uint64_t hi, uint32_t meta, uint16_t port) noexcept;
 
-    Config config_;
     std::vector<VipEntry> vips_;
     std::vector<BackendEntry> backends_;
     // Sets of addresses, sorted for binary search: a snapshot may hold thousands of VIPs.

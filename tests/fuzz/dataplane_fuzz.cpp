@@ -176,8 +176,9 @@ lb::Config parse_config(bool variant) {
     return p->config;
 }
 
-lb::WorkerEnv make_env(uint16_t worker, uint16_t workers, bool exception_path) {
+lb::WorkerEnv make_env(const lb::ProcessConfig& config, uint16_t worker, uint16_t workers, bool exception_path) {
     lb::WorkerEnv e;
+    e.settings = lb::data_path_settings(config);
     e.worker_id = worker;
     e.nb_workers = workers;
     e.client_port = 0;
@@ -208,9 +209,9 @@ struct Rig {
             std::abort();
         }
         service = std::make_shared<const lb::Service>(std::move(*s));
-        solo = std::make_unique<Dataplane>(service, make_env(0, 1, false), kFlowCapacity);
+        solo = std::make_unique<Dataplane>(service, make_env(configs[0], 0, 1, false), kFlowCapacity);
         for (uint16_t w = 0; w < 2; ++w) {
-            pair[w] = std::make_unique<Dataplane>(service, make_env(w, 2, true), kFlowCapacity);
+            pair[w] = std::make_unique<Dataplane>(service, make_env(configs[0], w, 2, true), kFlowCapacity);
             rings[w] = std::make_unique<lb::FlowLogRing>(64);
             pair[w]->enable_flow_log(1, rings[w].get());
         }
@@ -433,7 +434,7 @@ struct Slice {
 void pass(Rig& rig, unsigned target, bool burst, const std::vector<Slice>& slices, uint32_t now) {
     Dataplane* dp = target == 0 ? rig.solo.get() : rig.pair[target == 1 ? 0 : 1].get();
     const uint16_t self = target == 1 ? 0 : 1;  // index in rig.pair (unused for solo)
-    const lb::WorkerEnv env = target == 0 ? make_env(0, 1, false) : make_env(self, 2, true);
+    const lb::WorkerEnv env = target == 0 ? make_env(rig.configs[0], 0, 1, false) : make_env(rig.configs[0], self, 2, true);
     std::vector<Frame> frames(slices.size());
     for (size_t i = 0; i < slices.size(); ++i)
         frames[i].load(slices[i].data, slices[i].len, slices[i].in_port, slices[i].redirected);
@@ -452,7 +453,7 @@ void pass(Rig& rig, unsigned target, bool burst, const std::vector<Slice>& slice
         }
     if (moved.empty()) return;
     const uint16_t owner = 1 - self;
-    run(*rig.pair[owner], make_env(owner, 2, true), moved.data(), static_cast<uint32_t>(moved.size()), now);
+    run(*rig.pair[owner], make_env(rig.configs[0], owner, 2, true), moved.data(), static_cast<uint32_t>(moved.size()), now);
     for (uint32_t i = 0; i < moved.size(); ++i)
         if (moved[i].ref.verdict == Verdict::drop) FUZZ_CHECK(moved[i].ref.reason != lb::Drop::redirect_loop, i);
 }

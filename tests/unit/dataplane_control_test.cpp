@@ -247,7 +247,9 @@ struct Rig {
         auto s = Service::build(c, nullptr, require_neighbors);
         if (!s) FAIL("Service::build: " << s.error());
         snaps.push_back(std::make_shared<const Service>(std::move(*s)));
-        dp = std::make_unique<Dataplane>(snaps.back(), e, kCapacity);
+        WorkerEnv configured = e;
+        configured.settings = data_path_settings(c);
+        dp = std::make_unique<Dataplane>(snaps.back(), configured, kCapacity);
     }
     // Builds the next snapshot from the current one and switches the worker to it.
     const Service& apply(const Config& c, bool require_neighbors = true) {

@@ -211,7 +211,9 @@ struct Rig {
         auto s = Service::build(c);
         if (!s) FAIL("Service::build: " << s.error());
         svc = std::make_shared<const Service>(std::move(*s));
-        dp = std::make_unique<Dataplane>(svc, e, capacity);
+        WorkerEnv configured = e;
+        configured.settings = data_path_settings(c);
+        dp = std::make_unique<Dataplane>(svc, configured, capacity);
     }
     Out run(const Bytes& in, uint32_t now = 0, uint16_t in_port = 0, bool redirected = false) {
         std::vector<uint8_t> buf(2048, 0xEE);

@@ -34,6 +34,7 @@ struct LogRig {
         svc = std::make_shared<const Service>(std::move(*s));
         WorkerEnv e;
         e.port_macs = {net::Mac{{2, 0, 0, 0, 0, 1}}};
+        e.settings = data_path_settings(p->config);
         dp = std::make_unique<Dataplane>(svc, e, 4096);
         dp->enable_flow_log(one_in, &ring);
     }

@@ -171,6 +171,7 @@ public:
             e.port_macs = {*sluice::net::parse_mac(kPort0Mac), *sluice::net::parse_mac(kPort1Mac)};
             e.reta = reta_;
             e.hash_key = key;
+            e.settings = data_path_settings(c);
             dps_.push_back(std::make_unique<Dataplane>(svc_, e, sc.capacity));
         }
     }
@@ -596,6 +597,7 @@ TEST_CASE("hostile: a targeted collision attack made for the old CRC blocks noth
             e.port_macs = {*sluice::net::parse_mac(kPort0Mac), *sluice::net::parse_mac(kPort1Mac)};
             e.reta = sluice::net::Reta::round_robin(workers);
             e.hash_key = key;
+            e.settings = data_path_settings(c);
             dps.push_back(std::make_unique<Dataplane>(svc, e, 1u << 16));
         }
         // Every packet is given to the worker that owns its flow (nat: the client's), as the
