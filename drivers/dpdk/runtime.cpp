@@ -68,6 +68,9 @@ Status Runtime::bring_up() {
         return make_error(
             fmt::format("found {} DPDK ports; Sluice needs 1 (one-arm) or 2 (client side, backend side)", nb_ports_));
     if (auto st = lb::configure_worker_env(cfg_, nb_ports_, env_); !st) return st;
+    // Tunnels: without --tunnel-mtu, what the backend side's port carries.
+    if (uint16_t mtu = 0; !cfg_.tunnel_mtu && rte_eth_dev_get_mtu(env_.backend_port, &mtu) == 0 && mtu >= 576)
+        env_.settings.tunnel_mtu = mtu;
     // The flow and fragment tables' secret: fresh per process, never logged (flow_hash.hpp).
     if (!lb::HashKey::random(env_.hash_key))
         return make_error("cannot read a random hash key from the kernel (getrandom, /dev/urandom)");

@@ -38,7 +38,8 @@ void Worker::handle(rte_mbuf** pkts, uint16_t n, bool redirected, uint32_t now_m
             lb::PacketRef r;
             r.data = rte_pktmbuf_mtod(m, uint8_t*);
             r.len = m->data_len;
-            r.cap = static_cast<uint32_t>(m->buf_len - m->data_off);  // length + tailroom
+            r.cap = static_cast<uint16_t>(m->buf_len - m->data_off);  // length + tailroom
+            r.headroom = m->data_off;
             r.in_port = m->port < nb_ports ? m->port : 0;
             r.redirected = redirected;
             r.ip_csum_good = ip_csum == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
@@ -57,9 +58,11 @@ void Worker::handle(rte_mbuf** pkts, uint16_t n, bool redirected, uint32_t now_m
             Staging* s = nullptr;
             if (r.verdict == lb::Verdict::tx && r.out < nb_ports) {
                 s = &tx_[r.out];
-                if (r.len != m->data_len) {
+                if (r.len != m->data_len || r.data != rte_pktmbuf_mtod(m, uint8_t*)) {
                     m->data_len = static_cast<uint16_t>(r.len);
                     m->pkt_len = r.len;
+                    // A tunnel's outer header went into the headroom: the frame starts earlier.
+                    m->data_off = static_cast<uint16_t>(r.data - static_cast<uint8_t*>(m->buf_addr));
                 }
             } else if (r.verdict == lb::Verdict::redirect && r.out < redirect_.size()) {
                 s = &redirect_[r.out];

@@ -67,7 +67,7 @@ constexpr OptSpec kOptions[] = {
      "(same as `sluice doctor [EAL options] -- [options]`)"},
 
     {"vip", "NAME,ADDR:PORT/PROTO,MODE[,KEY=VALUE...]", Kind::list, false, "Services (repeatable)",
-     "a virtual service; PROTO tcp|udp, MODE dsr|nat|fullnat;\n"
+     "a virtual service; PROTO tcp|udp, MODE dsr|nat|fullnat|tunnel;\n"
      "IPv6 in brackets: web6,[2001:db8::10]:443/tcp,fullnat;\n"
      "table=PRIME  Maglev table size, <= 655373 (default 65537)\n"
      "on-down=reschedule|keep|drop  flows of a down backend\n"
@@ -79,7 +79,9 @@ constexpr OptSpec kOptions[] = {
      "  check=http (defaults /, 200, any body)\n"
      "passive=N  mark a backend down after N failed TCP\n"
      "  handshakes per inter (judged every second, scaled;\n"
-     "  default 0: off); only active checks bring it back"},
+     "  default 0: off); only active checks bring it back\n"
+     "encap=ipip|gue gue-port=N  tunnel: IP in IP (default), or\n"
+     "  GUE in UDP to port N (default 6080)"},
     {"backend", "VIP,ADDR[:PORT][,weight=N][,state=S]", Kind::list, false, "Services (repeatable)",
      "a backend of VIP; PORT defaults to the VIP's port (and\n"
      "must equal it in dsr); weight 0..65535, default 1,\n"
@@ -90,6 +92,13 @@ constexpr OptSpec kOptions[] = {
     {"self", "ADDR[/LEN]", Kind::list, false, "Services (repeatable)",
      "an address of Sluice itself (e.g. nat backends' gateway);\n"
      "with --kernel-if it goes on the kernel side as ADDR/LEN"},
+    {"tunnel-source", "ADDR", Kind::list, false, "Services (repeatable)",
+     "the outer source address of tunnel VIPs' packets\n"
+     "(one per family of the backends in use; restart-only)"},
+    {"tunnel-gateway", "ADDR", Kind::list, false, "Services (repeatable)",
+     "the router toward tunnel backends off the link (one per\n"
+     "family; its MAC from --neighbor or ARP/ND; restart-only);\n"
+     "without one, tunnel backends are on-link"},
     {"neighbor", "ADDR,MAC", Kind::list, false, "Services (repeatable)",
      "static next-hop MAC for ADDR; every backend needs one\n"
      "unless --kernel-if resolves them"},
@@ -157,6 +166,10 @@ constexpr OptSpec kOptions[] = {
      "members of GROUP may change things through the control\n"
      "socket, as root and Sluice's own user may; every other\n"
      "local user may only read (list, stats, explain)"},
+    {"tunnel-mtu", "BYTES", Kind::scalar, false, "Process settings (restart-only)",
+     "largest encapsulated packet, 1280..9000 (default 0: the\n"
+     "backend port's MTU); a client packet that no longer fits\n"
+     "is answered with ICMP fragmentation-needed / too-big"},
     {"kernel-if", "NAME", Kind::scalar, false, "Process settings (restart-only)",
      "exception path: a TAP interface NAME<port> per data port\n"
      "for Sluice's kernel side (its --self addresses go on the\n"
@@ -212,6 +225,18 @@ public:
             }
             (o.name == "snat" ? cfg_.snat_addrs : cfg_.self_addrs).push_back(*a);
             (o.name == "snat" ? origins_.snat : origins_.self).push_back(o);
+        } else if (o.name == "tunnel-source" || o.name == "tunnel-gateway") {
+            auto a = parse_addr(o.value);
+            if (!a) return fail(describe(o), a.error());
+            (o.name == "tunnel-source" ? cfg_.tunnel_sources : cfg_.tunnel_gateways).push_back(*a);
+            (o.name == "tunnel-source" ? origins_.tunnel_sources : origins_.tunnel_gateways).push_back(o);
+        } else if (o.name == "tunnel-mtu") {
+            auto m = parse_number(o.value, 0, lb::kMaxTunnelMtu, "MTU");
+            if (!m) return fail(describe(o), m.error());
+            if (*m && *m < lb::kMinTunnelMtu)
+                return fail(describe(o), fmt::format("below {} (IPv6's minimum link MTU); 0 takes the port's",
+                                                     lb::kMinTunnelMtu));
+            cfg_.tunnel_mtu = static_cast<uint32_t>(*m);
         } else if (o.name == "neighbor") {
             auto n = parse_neighbor(o.value);
             if (!n) return fail(describe(o), n.error());

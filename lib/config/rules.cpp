@@ -101,6 +101,7 @@ public:
                 return fail(o_ ? describe(o_->self[i]) : fmt::format("--self '{}'", net::to_string(c_.self_addrs[i])),
                             "also a --snat address; give Sluice's own address and its SNAT addresses apart");
         if (auto s = check_neighbors(); !s) return s;
+        if (auto s = check_tunnel_addrs(); !s) return s;
         if (c_.vips.empty() && !c_.allow_no_vips)
             return make_error("no VIP configured: Sluice would forward nothing (an empty or comment-only file?); "
                               "give a --vip, or --allow-no-vips yes to run without one");
@@ -183,6 +184,40 @@ private:
         return {};
     }
 
+    // At most one tunnel source and one gateway per family; a gateway needs its MAC.
+    Status check_tunnel_addrs() const {
+        const std::pair<const char*, const std::vector<IpAddr>*> lists[] = {{"tunnel-source", &c_.tunnel_sources},
+                                                                           {"tunnel-gateway", &c_.tunnel_gateways}};
+        for (auto [option, addrs] : lists) {
+            const auto* origins = o_ ? (addrs == &c_.tunnel_sources ? &o_->tunnel_sources : &o_->tunnel_gateways) : nullptr;
+            if (auto s = check_addrs(option, *addrs, origins); !s) return s;
+            bool family[2] = {false, false};
+            for (size_t i = 0; i < addrs->size(); ++i) {
+                const IpAddr& a = (*addrs)[i];
+                auto label = origins ? describe((*origins)[i]) : fmt::format("--{} '{}'", option, net::to_string(a));
+                if (std::exchange(family[a.is_v4() ? 0 : 1], true))
+                    return fail(label, fmt::format("a second {} address: one per family", family_name(a.family)));
+                if (auto why = not_routable(a, addrs == &c_.tunnel_gateways))
+                    return fail(label, fmt::format("address {} is {}", net::to_string(a), why));
+                if (addrs == &c_.tunnel_gateways && !neighbors_.count(a) && c_.kernel_if.empty())
+                    return fail(label, fmt::format("no --neighbor for the gateway {} (give one, or --kernel-if to "
+                                                   "resolve it with ARP/ND)",
+                                                   net::to_string(a)));
+            }
+        }
+        return {};
+    }
+
+    const IpAddr* tunnel_gateway(net::Family f) const {
+        for (const auto& g : c_.tunnel_gateways)
+            if (g.family == f) return &g;
+        return nullptr;
+    }
+    bool has_tunnel_source(net::Family f) const {
+        return std::any_of(c_.tunnel_sources.begin(), c_.tunnel_sources.end(),
+                           [f](const IpAddr& a) { return a.family == f; });
+    }
+
     // Sluice's own addresses (SNAT, self) and the VIPs must be told apart: a reply to a SNAT
     // address that is also a VIP would be balanced again, and the kernel side owns self.
     Status check_own_addresses() const {
@@ -256,9 +291,13 @@ private:
         std::set<std::pair<IpAddr, uint16_t>> seen;
         for (size_t j = 0; j < v.backends.size(); ++j) {
             const auto& b = v.backends[j];
-            if (b.addr.family != v.addr.family)
+            // A tunnel carries either family in either (4in6 reaches IPv6-only backend networks).
+            if (b.addr.family != v.addr.family && v.mode != lb::Mode::tunnel)
                 return fail(backend(i, j), fmt::format("{} backend for {} VIP '{}'", family_name(b.addr.family),
                                                        family_name(v.addr.family), v.name));
+            if (v.mode == lb::Mode::tunnel && !has_tunnel_source(b.addr.family))
+                return fail(backend(i, j), fmt::format("a tunnel to {} needs a --tunnel-source of its family ({})",
+                                                       net::to_string(b.addr), family_name(b.addr.family)));
             if (auto why = not_unicast(b.addr))
                 return fail(backend(i, j), fmt::format("address {} is {}, not unicast", net::to_string(b.addr), why));
             if (auto why = not_routable(b.addr, true))
@@ -273,16 +312,18 @@ private:
                 return fail(backend(i, j), fmt::format("backend {} is one of Sluice's --self addresses", net::to_string(b.addr)));
             if (b.weight > lb::kMaxWeight)
                 return fail(backend(i, j), fmt::format("weight out of range (0..{})", lb::kMaxWeight));
-            // DSR leaves the packet's destination (VIP:port) untouched, so the backend cannot
-            // listen on another port.
-            if (v.mode == lb::Mode::dsr && b.port != 0 && b.port != v.port)
-                return fail(backend(i, j),
-                            fmt::format("dsr backend port must be the VIP port {} (or be omitted)", v.port));
+            // DSR and tunnels leave the packet's destination (VIP:port) untouched, so the
+            // backend cannot listen on another port.
+            if (lb::direct_return(v.mode) && b.port != 0 && b.port != v.port)
+                return fail(backend(i, j), fmt::format("{} backend port must be the VIP port {} (or be omitted)",
+                                                       lb::to_string(v.mode), v.port));
             uint16_t port = b.port ? b.port : v.port;
             if (!seen.emplace(b.addr, port).second)
                 return fail(backend(i, j), fmt::format("duplicate backend {} in VIP '{}'",
                                                        net::to_string(b.addr, port), v.name));
-            if (!neighbors_.count(b.addr) && c_.kernel_if.empty())
+            // Through a gateway, the gateway's MAC is the one needed (checked with it).
+            const bool via_gateway = v.mode == lb::Mode::tunnel && tunnel_gateway(b.addr.family);
+            if (!via_gateway && !neighbors_.count(b.addr) && c_.kernel_if.empty())
                 return fail(backend(i, j),
                             fmt::format("no --neighbor for {} (give one, or --kernel-if to resolve it with ARP/ND)",
                                         net::to_string(b.addr)));

@@ -57,6 +57,8 @@ struct Origins {
     std::vector<RawOpt> snat;
     std::vector<RawOpt> self;
     std::vector<RawOpt> neighbors;
+    std::vector<RawOpt> tunnel_sources;
+    std::vector<RawOpt> tunnel_gateways;
     std::map<std::string, RawOpt, std::less<>> scalars;
 };
 

@@ -68,7 +68,8 @@ namespace {
 
 // The names each field accepts, as lb::to_string() spells them.
 constexpr lb::Proto kProtos[] = {lb::Proto::tcp, lb::Proto::udp};
-constexpr lb::Mode kModes[] = {lb::Mode::dsr, lb::Mode::nat, lb::Mode::fullnat};
+constexpr lb::Mode kModes[] = {lb::Mode::dsr, lb::Mode::nat, lb::Mode::fullnat, lb::Mode::tunnel};
+constexpr lb::Encap kEncaps[] = {lb::Encap::ipip, lb::Encap::gue};
 constexpr lb::DownPolicy kDownPolicies[] = {lb::DownPolicy::reschedule, lb::DownPolicy::keep, lb::DownPolicy::drop};
 constexpr lb::CheckConf::Kind kCheckKinds[] = {lb::CheckConf::Kind::none, lb::CheckConf::Kind::tcp,
                                                lb::CheckConf::Kind::http};
@@ -95,6 +96,18 @@ Status apply_vip_field(VipConf& v, std::string_view key, std::string_view val) {
         auto p = lb::from_string(val, kDownPolicies);
         if (!p) return make_error(fmt::format("bad on-down '{}' (reschedule, keep or drop)", clip(val)));
         v.on_down = *p;
+        return {};
+    }
+    if (key == "encap") {
+        auto e = lb::from_string(val, kEncaps);
+        if (!e) return make_error(fmt::format("bad encap '{}' (ipip or gue)", clip(val)));
+        v.encap = *e;
+        return {};
+    }
+    if (key == "gue-port") {
+        uint32_t port = 0;
+        if (auto st = number(port, 1, 65535); !st) return st;
+        v.gue_port = static_cast<uint16_t>(port);
         return {};
     }
     if (key == "check") {
@@ -124,7 +137,7 @@ Status apply_vip_field(VipConf& v, std::string_view key, std::string_view val) {
         return {};
     }
     return make_error(fmt::format("unknown field '{}={}' (table, on-down, check, inter, timeout, rise, fall, "
-                                  "passive, http-path, http-status, http-body)",
+                                  "passive, http-path, http-status, http-body, encap, gue-port)",
                                   key, val));
 }
 
@@ -150,7 +163,7 @@ Expected<VipConf> parse_vip(std::string_view text) {
     v.port = *ep->port;
 
     auto mode = lb::from_string(f[2], kModes);
-    if (!mode) return make_error(fmt::format("bad mode '{}' (dsr, nat or fullnat)", clip(f[2])));
+    if (!mode) return make_error(fmt::format("bad mode '{}' (dsr, nat, fullnat or tunnel)", clip(f[2])));
     v.mode = *mode;
 
     std::set<std::string_view> given;
@@ -164,6 +177,10 @@ Expected<VipConf> parse_vip(std::string_view text) {
     if (v.check.kind != lb::CheckConf::Kind::http)
         for (auto key : {"http-path", "http-status", "http-body"})
             if (given.count(key)) return make_error(fmt::format("{} needs check=http", key));
+    if (v.mode != lb::Mode::tunnel)
+        for (auto key : {"encap", "gue-port"})
+            if (given.count(key)) return make_error(fmt::format("{} is for tunnel VIPs only", key));
+    if (given.count("gue-port") && v.encap != lb::Encap::gue) return make_error("gue-port needs encap=gue");
     return v;
 }
 

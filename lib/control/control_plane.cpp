@@ -372,7 +372,7 @@ Status ControlPlane::reload() {
 void ControlPlane::learn_neighbor(const net::IpAddr& addr, const net::Mac& mac) {
     bool wanted = false;
     for (const auto& v : config_.vips)
-        for (const auto& b : v.backends) wanted |= b.addr == addr;
+        for (const auto& b : v.backends) wanted |= lb::next_hop(config_, v, b) == addr;
     for (const auto& n : config_.neighbors) wanted &= n.addr != addr;  // static entries win
     if (!wanted) return;
     auto it = learnt_.find(addr);
@@ -387,9 +387,10 @@ std::vector<net::IpAddr> ControlPlane::dynamic_neighbors() const {
     std::vector<net::IpAddr> out;
     for (const auto& v : config_.vips)
         for (const auto& b : v.backends) {
+            const net::IpAddr& hop = lb::next_hop(config_, v, b);
             const bool is_static = std::any_of(config_.neighbors.begin(), config_.neighbors.end(),
-                                               [&](const lb::NeighborConf& n) { return n.addr == b.addr; });
-            if (!is_static && std::find(out.begin(), out.end(), b.addr) == out.end()) out.push_back(b.addr);
+                                               [&](const lb::NeighborConf& n) { return n.addr == hop; });
+            if (!is_static && std::find(out.begin(), out.end(), hop) == out.end()) out.push_back(hop);
         }
     return out;
 }

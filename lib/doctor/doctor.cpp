@@ -593,6 +593,7 @@ void fill_requested(const lb::Config& c, Requested& req) {
         const bool tcp = v.proto == lb::Proto::tcp;
         switch (v.mode) {
             case lb::Mode::dsr: req.dsr = true; break;
+            case lb::Mode::tunnel: req.tunnel = true; break;
             case lb::Mode::nat: req.nat = true; break;
             case lb::Mode::fullnat:
                 (v.addr.is_v4() ? (tcp ? req.fullnat_v4_tcp : req.fullnat_v4_udp) : (tcp ? req.fullnat_v6_tcp : req.fullnat_v6_udp)) =

@@ -100,7 +100,7 @@ struct Requested {
     uint32_t flow_capacity = 1u << 20;
     int client_port = -1, backend_port = -1;  // as configured; -1: the default
     bool kernel_side = false;                 // --kernel-if
-    bool dsr = false, nat = false;            // some VIP uses the mode
+    bool dsr = false, nat = false, tunnel = false;  // some VIP uses the mode
     // fullnat VIPs by family and protocol: their replies must reach the owning worker by RSS.
     bool fullnat_v4_tcp = false, fullnat_v4_udp = false, fullnat_v6_tcp = false, fullnat_v6_udp = false;
     int pool_socket = -1;                   // NUMA node of the mbuf pool; -1: any

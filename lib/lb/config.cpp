@@ -15,6 +15,15 @@ const char* to_string(Mode m) {
         case Mode::dsr: return "dsr";
         case Mode::nat: return "nat";
         case Mode::fullnat: return "fullnat";
+        case Mode::tunnel: return "tunnel";
+    }
+    return "unknown";
+}
+
+const char* to_string(Encap e) {
+    switch (e) {
+        case Encap::ipip: return "ipip";
+        case Encap::gue: return "gue";
     }
     return "unknown";
 }
@@ -53,6 +62,13 @@ const char* to_string(CheckConf::Kind k) {
         case CheckConf::Kind::http: return "http";
     }
     return "unknown";
+}
+
+const net::IpAddr& next_hop(const ProcessConfig& c, const VipConf& v, const BackendConf& b) noexcept {
+    if (v.mode == Mode::tunnel)
+        for (const auto& g : c.tunnel_gateways)
+            if (g.family == b.addr.family) return g;
+    return b.addr;
 }
 
 bool valid_vip_name(std::string_view n) noexcept {

@@ -21,7 +21,13 @@
 
 namespace sluice::lb {
 
-enum class Mode : uint8_t { dsr, nat, fullnat };
+enum class Mode : uint8_t { dsr, nat, fullnat, tunnel };
+// How a tunnel VIP carries the client's packet to its backend: IP in IP (IPv4 or IPv6 inside
+// an outer IPv4 or IPv6 header: protocol 4 or 41), or GUE (the same inside UDP, RFC 8086's
+// variant 1, for backends whose NICs spread only UDP over their queues).
+enum class Encap : uint8_t { ipip, gue };
+// Backends answer clients themselves (the return path bypasses Sluice).
+constexpr bool direct_return(Mode m) noexcept { return m == Mode::dsr || m == Mode::tunnel; }
 enum class Proto : uint8_t { tcp = 6, udp = 17 };
 // A backend's administrative/health state. up: takes new flows; draining: keeps its flows,
 // takes no new ones (as weight 0); down: failed its health checks (flows follow the VIP's
@@ -31,6 +37,7 @@ enum class BackendState : uint8_t { up, down, draining, disabled };
 enum class DownPolicy : uint8_t { reschedule, keep, drop };
 
 const char* to_string(Mode m);
+const char* to_string(Encap e);
 const char* to_string(Proto p);
 const char* to_string(BackendState s);
 const char* to_string(DownPolicy p);
@@ -69,7 +76,7 @@ const char* to_string(CheckConf::Kind k);
 
 struct BackendConf {
     net::IpAddr addr;
-    uint16_t port = 0;       // 0 = same as the VIP's port (required 0 or equal in dsr)
+    uint16_t port = 0;       // 0 = same as the VIP's port (required 0 or equal in dsr and tunnel)
     uint32_t weight = 1;     // 0 = drained: keeps existing flows, takes no new ones
     BackendState state = BackendState::up;
 };
@@ -84,6 +91,8 @@ struct VipConf {
     DownPolicy on_down = DownPolicy::reschedule;
     CheckConf check;
     uint32_t passive_failures = 0;  // failed handshakes per check interval that mark a backend down; 0 = off
+    Encap encap = Encap::ipip;      // tunnel only
+    uint16_t gue_port = kDefaultGuePort;  // tunnel with encap=gue: the backends' UDP port
     std::vector<BackendConf> backends;
 };
 
@@ -135,6 +144,12 @@ struct ProcessConfig {
     std::string control_socket = "/run/sluice/sluice.sock";  // empty = none
     std::string control_group;             // its members may change things (besides root); empty = none
     std::string kernel_if;                 // exception path TAP name prefix; empty = none
+    // Tunnel VIPs: the outer source of each family (one each at most), the router that reaches
+    // backends off the link (one per family at most; none: backends are on-link), and the
+    // largest outer packet (0: the backend port's MTU).
+    std::vector<net::IpAddr> tunnel_sources;
+    std::vector<net::IpAddr> tunnel_gateways;
+    uint32_t tunnel_mtu = 0;
     friend bool operator==(const ProcessConfig&, const ProcessConfig&) = default;
 };
 
@@ -150,5 +165,9 @@ struct Config : ServiceConfig, ProcessConfig {
     const ProcessConfig& process() const noexcept { return *this; }
     const ServiceConfig& service() const noexcept { return *this; }
 };
+
+// Where a backend's packets go first on the wire, whose MAC Sluice needs: the tunnel gateway
+// of the backend's family for a tunnel VIP that has one, else the backend itself.
+const net::IpAddr& next_hop(const ProcessConfig& c, const VipConf& v, const BackendConf& b) noexcept;
 
 }  // namespace sluice::lb

@@ -56,6 +56,8 @@ namespace sluice::lb {
     X(nd_ignored)         /* neighbour discovery not for Sluice's addresses, or invalid */ \
     X(vlan_no_room)       /* a VLAN tag to add and no room left in the buffer */            \
     X(tx_full)            /* the port's TX queue did not take the packet */                 \
+    X(tunnel_too_big)     /* tunnel: IPv4 without DF too large once encapsulated (not fragmented) */ \
+    X(no_headroom)        /* tunnel: no room before the packet for the outer header */      \
     X(bad_output)         /* sent to a port or worker that does not exist: a defect, never expected */
 
 enum class Drop : uint8_t {
@@ -83,7 +85,7 @@ struct TrafficCounters {
     X(rx) X(tx) X(forwarded) X(replies) X(arp_replies) X(nd_replies) X(echo_replies) X(redirected_out) \
     X(redirected_in) X(non_syn_miss) X(maglev_picks) X(flow_hits) X(rescheduled) X(to_control)         \
     X(icmp_forwarded) X(frag_tracked) X(frag_forwarded) X(frag_evictions) X(stateless_forwarded)          \
-    X(stateless_replies) X(syn_retry_admitted)
+    X(stateless_replies) X(syn_retry_admitted) X(tunneled) X(tunnel_too_big_sent)
 
 struct alignas(64) WorkerCounters {
     uint64_t rx = 0;
@@ -109,6 +111,8 @@ struct alignas(64) WorkerCounters {
     uint64_t stateless_forwarded = 0;
     uint64_t stateless_replies = 0;  // nat replies of no flow, rewritten back to their VIP
     uint64_t syn_retry_admitted = 0;  // fullnat SYNs over --new-flow-rate admitted as retransmissions
+    uint64_t tunneled = 0;            // packets sent encapsulated to tunnel backends
+    uint64_t tunnel_too_big_sent = 0; // ICMP fragmentation-needed / too-big sent for tunnel VIPs
     std::array<uint64_t, kDropReasons> drops{};
     // Indexed like the service's VIPs and backend entries; capacity reserved for the whole
     // index space up front, so growing them never moves them under a reader.

@@ -47,7 +47,9 @@ template <size_t A>
 }  // namespace
 
 DataPathSettings data_path_settings(const ProcessConfig& config) {
-    return {config.timeouts, config.snat_port_min, config.snat_port_max, config.new_flow_rate};
+    DataPathSettings s{config.timeouts, config.snat_port_min, config.snat_port_max, config.new_flow_rate};
+    if (config.tunnel_mtu) s.tunnel_mtu = config.tunnel_mtu;
+    return s;
 }
 
 Status configure_worker_env(const ProcessConfig& config, uint16_t nb_ports, WorkerEnv& env) {
@@ -317,7 +319,7 @@ inline void Dataplane::forward(PacketRef& p, const ParsedPacket& pp, uint16_t vi
                                    : rss_owner<A>(client, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw);
         if (owner != env_.worker_id) return redirect(p, owner);
     }
-    if (vip.mode != Mode::dsr && ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
+    if (!direct_return(vip.mode) && ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
 
     FlowTable<A>& ft = table<A>();
     const uint32_t ref = find_forward<A>(vip_idx, client, pp.sport_raw, hf, bucket);
@@ -352,6 +354,8 @@ inline void Dataplane::emit_forward(PacketRef& p, const ParsedPacket& pp, const 
     if (vip.mode == Mode::nat) {
         nat_rewrite<A>(p.data, pp, true, be.addr.bytes.data(), be.port_raw, be.ip_sum_to_backend,
                        be.l4_sum_to_backend);
+    } else if (vip.mode == Mode::tunnel) [[unlikely]] {
+        return emit_tunnel<A>(p, pp, vip, be);
     } else if (vip.mode == Mode::fullnat) {
         nat_rewrite<A>(p.data, pp, true, be.addr.bytes.data(), be.port_raw, be.ip_sum_to_backend,
                        be.l4_sum_to_backend, service_->snat(Ip<A>::kFamily)[rec.snat_idx].bytes.data(),
@@ -421,12 +425,12 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
                 // keeps its short timeout (else a spoofed SYN and FIN would pin an entry).
                 rec.fin_client = 1;
                 if (rec.state == FlowState::tcp_established || rec.state == FlowState::tcp_half_closed)
-                    ft.set_state(id, rec.fin_backend || vip.mode == Mode::dsr ? FlowState::tcp_closing
+                    ft.set_state(id, rec.fin_backend || direct_return(vip.mode) ? FlowState::tcp_closing
                                                                              : FlowState::tcp_half_closed, now_ms);
             } else if (!syn && rec.state == FlowState::tcp_syn) {
                 // The handshake's last ACK. Evidence in nat/fullnat: it acknowledges the SYN-ACK
                 // the backend sent; dsr never sees that, so the ACK is all there is.
-                if (vip.mode == Mode::dsr || (rec.synack && acks_handshake(p.data + pp.l4_off, rec.synack_ack16)))
+                if (direct_return(vip.mode) || (rec.synack && acks_handshake(p.data + pp.l4_off, rec.synack_ack16)))
                     ft.set_state(id, FlowState::tcp_established, now_ms);
             }
         }
@@ -475,7 +479,7 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
             if (flow_log_.enabled()) [[unlikely]] log_close<A>(vid, FlowEvent::Why::evicted);
             flow_hashes<A>(vid, a, b, r);
         };
-        id = ft.insert(hf, hr, vip.mode != Mode::dsr, state, now_ms, rehash);
+        id = ft.insert(hf, hr, !direct_return(vip.mode), state, now_ms, rehash);
         if (id == FlowTable<A>::kNone) return forward_stateless<A>(p, pp, vip_idx, be_idx, Drop::flow_table_full);
         FlowRecord<A>& rec = ft.record(id);
         std::memcpy(rec.client_addr, client, A);
@@ -488,7 +492,7 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
         std::memcpy(rec.client_mac, p.data + EthOff::src, 6);
         if (tcp && (flags & kTcpFin)) {
             rec.fin_client = 1;  // the FIN of a connection whose state was lost
-            if (vip.mode == Mode::dsr) ft.set_state(id, FlowState::tcp_closing, now_ms);
+            if (direct_return(vip.mode)) ft.set_state(id, FlowState::tcp_closing, now_ms);
         }
         ++counters_.vips[vip_idx].new_flows;
         ++counters_.backends[be_idx].new_flows;

@@ -53,7 +53,8 @@ enum class Verdict : uint8_t { tx, drop, redirect, control };
 struct PacketRef {
     uint8_t* data = nullptr;
     uint32_t len = 0;         // frame length; process() may change it (ND replies)
-    uint32_t cap = 0;         // bytes writable from data (length + tailroom)
+    uint16_t cap = 0;         // bytes writable from data (length + tailroom)
+    uint16_t headroom = 0;    // bytes writable before data (a tunnel's outer header goes there)
     uint16_t in_port = 0;
     bool redirected = false;  // handed over by another worker: never redirect again
     bool ip_csum_good = false;  // the NIC validated the IPv4 header checksum
@@ -70,6 +71,7 @@ struct DataPathSettings {
     uint16_t snat_port_min = 1024;
     uint16_t snat_port_max = 65535;
     uint32_t new_flow_rate = 0;  // new flows per second per worker; 0 = no limit
+    uint32_t tunnel_mtu = 1500;  // largest encapsulated packet (IP header to payload's end)
 };
 DataPathSettings data_path_settings(const ProcessConfig& config);
 
@@ -221,6 +223,13 @@ private:
     // A client packet whose flow the table cannot hold (full of flows it must keep, or over
     // --new-flow-rate): dsr and nat forward it to Maglev's pick without state; fullnat, whose
     // translation cannot be recomputed, drops it as `reason`.
+    // Tunnel VIPs (dp_tunnel.cpp): the packet wrapped for its backend and sent; or, too large
+    // once wrapped, answered with ICMP too-big (or dropped: IPv4 without DF).
+    template <size_t A>
+    [[gnu::noinline]] void emit_tunnel(PacketRef& p, const net::ParsedPacket& pp, const VipEntry& vip,
+                                       const BackendEntry& be) noexcept;
+    template <size_t A>
+    void tunnel_too_big(PacketRef& p, const net::ParsedPacket& pp, uint32_t outer_len) noexcept;
     template <size_t A>
     [[gnu::noinline]] void forward_stateless(PacketRef& p, const net::ParsedPacket& pp, uint16_t vip_idx, uint16_t be_idx,
                            Drop reason) noexcept;

@@ -196,7 +196,7 @@ void Dataplane::flow_hashes(uint32_t id, uint64_t& h_fwd, uint64_t& h_rev, bool&
     const VipEntry& v = service_->vips()[r.vip];
     const BackendEntry& b = service_->backends()[r.backend];
     h_fwd = dp::fwd_hash<A>(hash_, r.vip, r.client_addr, r.client_port_raw);
-    has_rev = v.mode != Mode::dsr;
+    has_rev = !direct_return(v.mode);
     const auto proto = static_cast<uint8_t>(v.proto);
     if (v.mode == Mode::nat) {
         h_rev = dp::rev_hash<A>(hash_, b.addr.bytes.data(), r.client_addr, b.port_raw, r.client_port_raw, proto);

@@ -74,6 +74,16 @@ void Dataplane::later_fragment(PacketRef& p, const ParsedPacket& pp, uint32_t no
         return redirect(p, o->out);
     }
     if (o->ttl_dec && ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
+    // A tunnel VIP's fragments travel wrapped, each on its own, to the first one's backend.
+    if (o->vip != Service::kNoVip && o->backend != Service::kNoBackendEntry &&
+        service_->vips()[o->vip].mode == Mode::tunnel) {
+        ++counters_.frag_forwarded;
+        ++counters_.vips[o->vip].packets;
+        counters_.vips[o->vip].bytes += p.len;
+        ++counters_.backends[o->backend].packets;
+        counters_.backends[o->backend].bytes += p.len;
+        return emit_tunnel<A>(p, pp, service_->vips()[o->vip], service_->backends()[o->backend]);
+    }
     // No transport header here: only the IP header changes (its checksum with it, for IPv4).
     CsumDelta d;
     move_addr<A>(ip + Ip<A>::kSrc, o->src, d);

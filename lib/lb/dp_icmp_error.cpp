@@ -70,6 +70,8 @@ void Dataplane::handle_icmp_error(PacketRef& p, const ParsedPacket& pp, uint32_t
     Mac client_mac;
     uint16_t out_port, out_vlan;
     bool routed;
+    const BackendEntry* tunnel_be = nullptr;  // a tunnel VIP's flow: the error goes wrapped
+    uint16_t tunnel_vip = 0;
     const uint16_t vip_idx = service_->find_vip(f, qsrc, qsport, qproto);
     if (vip_idx != Service::kNoVip && std::memcmp(ip + Ip<A>::kDst, qsrc, A) == 0) {
         // About the client side: the quoted packet went VIP -> client.
@@ -89,7 +91,11 @@ void Dataplane::handle_icmp_error(PacketRef& p, const ParsedPacket& pp, uint32_t
         dst_mac = &be.mac;
         out_port = env_.backend_port;
         out_vlan = env_.backend_vlan;
-        routed = vip.mode != Mode::dsr;
+        routed = !direct_return(vip.mode);
+        if (vip.mode == Mode::tunnel) {
+            tunnel_be = &be;
+            tunnel_vip = vip_idx;
+        }
         if (routed) {
             out_dst = in_src = be.addr.bytes.data();
             in_sport = be.port_raw;
@@ -174,8 +180,9 @@ void Dataplane::handle_icmp_error(PacketRef& p, const ParsedPacket& pp, uint32_t
     }
     const uint16_t c = icmp_d.apply(load_raw16(icmp + IcmpOff::csum));
     std::memcpy(icmp + IcmpOff::csum, &c, 2);
-    set_macs(p.data, *dst_mac, env_.port_macs[out_port]);
     ++counters_.icmp_forwarded;
+    if (tunnel_be) return emit_tunnel<A>(p, pp, service_->vips()[tunnel_vip], *tunnel_be);
+    set_macs(p.data, *dst_mac, env_.port_macs[out_port]);
     tx_side(p, retag_needed(pp.vlan, out_vlan), out_port, out_vlan);
 }
 

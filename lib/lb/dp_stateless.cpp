@@ -24,6 +24,7 @@ void Dataplane::forward_stateless(PacketRef& p, const ParsedPacket& pp, uint16_t
     TrafficCounters& bc = counters_.backends[be_idx];
     ++bc.packets;
     bc.bytes += p.len;
+    if (vip.mode == Mode::tunnel) return emit_tunnel<A>(p, pp, vip, be);
     if (vip.mode == Mode::nat) {
         remember_client<A>(p, pp);  // so the backend's answer can go back
         nat_rewrite<A>(p.data, pp, true, be.addr.bytes.data(), be.port_raw, be.ip_sum_to_backend, be.l4_sum_to_backend);

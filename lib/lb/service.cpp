@@ -74,6 +74,10 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
         s.own_.add(a);
     }
     for (const auto& a : config.snat_addrs) s.own_.add(a);
+    for (const auto& a : config.tunnel_sources) {
+        (a.is_v4() ? s.tunnel_src4_ : s.tunnel_src6_) = a;
+        s.own_.add(a);
+    }
 
     size_t slots = 16;
     while (slots < config.vips.size() * 2) slots *= 2;
@@ -132,6 +136,8 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
         v.port_raw = net::port_to_raw(vc.port);
         v.proto = vc.proto;
         v.mode = vc.mode;
+        v.encap = vc.encap;
+        v.gue_port_raw = net::port_to_raw(vc.gue_port);
         v.on_down = vc.on_down;
         v.removed = false;
         // Backends of this VIP that left the config stay listed (as removed) after the current
@@ -173,10 +179,13 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
             b.weight = bc.weight;
             b.state = bc.state;
             b.removed = false;
-            b.has_mac = mac_of(bc.addr, b.mac);
+            const net::IpAddr& hop = next_hop(config, vc, bc);
+            b.has_mac = mac_of(hop, b.mac);
             if (!b.has_mac && require_neighbors)
-                return make_error(fmt::format("backend {} of VIP {} has no --neighbor entry",
-                                              net::to_string(bc.addr, port), vc.name));
+                return make_error(hop == bc.addr ? fmt::format("backend {} of VIP {} has no --neighbor entry",
+                                                               net::to_string(bc.addr, port), vc.name)
+                                                 : fmt::format("the tunnel gateway {} of VIP {} has no --neighbor entry",
+                                                               net::to_string(hop), vc.name));
             v.backends.push_back(static_cast<uint16_t>(bi));
             // Only backends that are up and reachable take new flows.
             members.push_back({backend_id(bc.addr, port), b.state == BackendState::up && b.has_mac ? bc.weight : 0});

@@ -66,6 +66,8 @@ struct VipEntry {
     uint16_t port_raw = 0;
     Proto proto = Proto::tcp;
     Mode mode = Mode::nat;
+    Encap encap = Encap::ipip;  // tunnel
+    uint16_t gue_port_raw = 0;  // tunnel with encap=gue, network order
     DownPolicy on_down = DownPolicy::reschedule;
     bool removed = false;            // left the configuration (kept so indices stay stable)
     std::vector<uint16_t> backends;  // backend entry indices, in the order Maglev was built with
@@ -122,6 +124,10 @@ public:
     const std::vector<VipEntry>& vips() const noexcept { return vips_; }
     const std::vector<BackendEntry>& backends() const noexcept { return backends_; }
     const std::vector<net::IpAddr>& snat(net::Family f) const noexcept { return f == net::Family::v4 ? snat4_ : snat6_; }
+    // The outer source of tunnel packets of family f (the rules require it where it is used).
+    const net::IpAddr& tunnel_source(net::Family f) const noexcept {
+        return f == net::Family::v4 ? tunnel_src4_ : tunnel_src6_;
+    }
 
 private:
     struct Slot4 {
@@ -160,6 +166,7 @@ private:
         bool contains_slow(net::Family f, const uint8_t* addr) const noexcept;
     };
     std::vector<net::IpAddr> snat4_, snat6_;
+    net::IpAddr tunnel_src4_, tunnel_src6_;
     AddrSet own_;   // SNAT, self and VIP addresses
     AddrSet self_;
     AddrSet vip_addrs_;

@@ -266,7 +266,7 @@ TEST_CASE("bad VIP values are rejected with the value quoted", "[options]") {
         {"port zero", vip("x,203.0.113.20:0/tcp,nat"), {"x,203.0.113.20:0/tcp,nat", "port 0"}},
         {"proto missing", vip("x,203.0.113.20:80,nat"), {"203.0.113.20:80", "/PROTO"}},
         {"bad proto", vip("x,203.0.113.20:80/sctp,nat"), {"'sctp'"}},
-        {"bad mode", vip("x,203.0.113.20:80/tcp,tunnel"), {"'tunnel'"}},
+        {"bad mode", vip("x,203.0.113.20:80/tcp,ipip"), {"'ipip'", "tunnel"}},
         {"table not prime", vip("x,203.0.113.20:80/tcp,nat,table=65536"), {"table=65536", "65536 is not prime"}},
         {"table one", vip("x,203.0.113.20:80/tcp,nat,table=1"), {"table=1", "not prime"}},
         {"table zero", vip("x,203.0.113.20:80/tcp,nat,table=0"), {"table=0", "out of range"}},
