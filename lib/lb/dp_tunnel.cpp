@@ -66,7 +66,8 @@ void Dataplane::emit_tunnel(PacketRef& p, const ParsedPacket& pp, const VipEntry
         return tunnel_too_big<A>(p, pp, outer_len);
     const uint32_t grow = kEthHdrLen + outer_len - pp.l3_off;  // the VLAN tag, if any, goes
     if (grow > p.headroom) [[unlikely]] return drop(p, Drop::no_headroom);
-    const uint32_t entropy = tunnel_entropy<A>(inner, pp, p.data);
+    // Only IPv6's flow label and GUE's source port carry entropy: IPv4 in IPv4 skips it.
+    const uint32_t entropy = !outer4 || gue ? tunnel_entropy<A>(inner, pp, p.data) : 0;
     const uint8_t tclass = A == 4 ? inner[Ipv4Off::tos] : static_cast<uint8_t>(load_be16(inner) >> 4);
     const uint8_t inner_proto = A == 4 ? kIpProtoIpip : kIpProtoIpv6;
 
@@ -79,26 +80,32 @@ void Dataplane::emit_tunnel(PacketRef& p, const ParsedPacket& pp, const VipEntry
     store_be16(f + EthOff::type, outer4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
     uint8_t* o = f + kEthHdrLen;
     const IpAddr& src = service_->tunnel_source(be.addr.family);
+    const uint8_t next = gue ? kIpProtoUdp : inner_proto;
+    // Headers are built in registers and stored whole; the IPv4 checksum is summed from the
+    // same values (reading back bytes just stored would wait on store forwarding).
     if (outer4) {
-        o[Ipv4Off::ver_ihl] = 0x45;
-        o[Ipv4Off::tos] = tclass;
-        store_be16(o + Ipv4Off::total_len, static_cast<uint16_t>(outer_len + inner_len));
-        store_be16(o + Ipv4Off::id, 0);
-        store_be16(o + Ipv4Off::frag, 0x4000);  // DF
-        o[Ipv4Off::ttl] = kOuterTtl;
-        o[Ipv4Off::proto] = gue ? kIpProtoUdp : inner_proto;
-        store_be16(o + Ipv4Off::csum, 0);
-        std::memcpy(o + Ipv4Off::src, src.bytes.data(), 4);
-        std::memcpy(o + Ipv4Off::dst, be.addr.bytes.data(), 4);
-        const uint16_t c = csum(o, kIpv4MinHdrLen);
-        std::memcpy(o + Ipv4Off::csum, &c, 2);
+        const uint16_t total = static_cast<uint16_t>(outer_len + inner_len);
+        const uint8_t* s4 = src.bytes.data();
+        const uint8_t* d4 = be.addr.bytes.data();
+        uint32_t sum = (0x4500u | tclass) + total + 0x4000u + (uint32_t{kOuterTtl} << 8 | next) + load_be16(s4) +
+                       load_be16(s4 + 2) + load_be16(d4) + load_be16(d4 + 2);
+        sum = (sum & 0xFFFF) + (sum >> 16);
+        sum = (sum & 0xFFFF) + (sum >> 16);
+        const uint16_t c = static_cast<uint16_t>(~sum);
+        const uint8_t h[kIpv4MinHdrLen] = {0x45, tclass, static_cast<uint8_t>(total >> 8), static_cast<uint8_t>(total),
+                                           0, 0, 0x40, 0,  // ID 0, DF
+                                           kOuterTtl, next, static_cast<uint8_t>(c >> 8), static_cast<uint8_t>(c),
+                                           s4[0], s4[1], s4[2], s4[3], d4[0], d4[1], d4[2], d4[3]};
+        std::memcpy(o, h, sizeof h);
     } else {
-        store_be32(o, 6u << 28 | uint32_t{tclass} << 20 | (entropy & 0xFFFFF));
-        store_be16(o + Ipv6Off::payload_len, static_cast<uint16_t>(outer_len - kIpv6HdrLen + inner_len));
-        o[Ipv6Off::next] = gue ? kIpProtoUdp : inner_proto;
-        o[Ipv6Off::hop_limit] = kOuterTtl;
-        std::memcpy(o + Ipv6Off::src, src.bytes.data(), 16);
-        std::memcpy(o + Ipv6Off::dst, be.addr.bytes.data(), 16);
+        uint8_t h[kIpv6HdrLen];
+        store_be32(h, 6u << 28 | uint32_t{tclass} << 20 | (entropy & 0xFFFFF));
+        store_be16(h + Ipv6Off::payload_len, static_cast<uint16_t>(outer_len - kIpv6HdrLen + inner_len));
+        h[Ipv6Off::next] = next;
+        h[Ipv6Off::hop_limit] = kOuterTtl;
+        std::memcpy(h + Ipv6Off::src, src.bytes.data(), 16);
+        std::memcpy(h + Ipv6Off::dst, be.addr.bytes.data(), 16);
+        std::memcpy(o, h, sizeof h);
     }
     if (gue) {
         // GUE variant 1 (RFC 8086 §3 draft-ietf-intarea-gue): the IP packet right after UDP,
