@@ -13,7 +13,8 @@ configured beforehand, e.g. `ip tuntap add dev TUN mode tun`), where the kernel 
 from any tunnel device and delivers it to the VIP on loopback. The backend's answers leave by
 its routes, not back through here.
 
-On SIGUSR1 it writes its counters to STATS_FILE ("ipip4=N ipip6=N ... bad=N"); SIGTERM stops it.
+On SIGUSR1 it writes its counters to STATS_FILE, inner-in-outer per encapsulation
+("4in4=N 6in4=N 4in6=N 6in6=N gue-4in4=N ... bad=N"); SIGTERM stops it.
 """
 import errno
 import fcntl
@@ -37,20 +38,21 @@ def main() -> int:
     tun = os.open("/dev/net/tun", os.O_RDWR)
     fcntl.ioctl(tun, TUNSETIFF, struct.pack("16sH", tun_name.encode(), IFF_TUN | IFF_NO_PI))
 
-    # (socket, counter name, strip): IPv4 raw sockets pass the outer header up, IPv6 ones do not.
+    # (socket, outer family, inner version or None for GUE): IPv4 raw sockets pass the outer
+    # header up, IPv6 ones do not.
     socks = []
-    for fam, proto, name in ((socket.AF_INET, PROTO_IPIP, "ipip4"), (socket.AF_INET, PROTO_IPV6, "ip6in4"),
-                             (socket.AF_INET6, PROTO_IPIP, "ipip6"), (socket.AF_INET6, PROTO_IPV6, "ip6in6")):
-        socks.append((socket.socket(fam, socket.SOCK_RAW, proto), name, fam == socket.AF_INET))
+    for fam, proto in ((socket.AF_INET, PROTO_IPIP), (socket.AF_INET, PROTO_IPV6),
+                       (socket.AF_INET6, PROTO_IPIP), (socket.AF_INET6, PROTO_IPV6)):
+        socks.append((socket.socket(fam, socket.SOCK_RAW, proto), fam, 4 if proto == PROTO_IPIP else 6))
     gue = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     gue.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # GUE over IPv4 too
     gue.bind(("::", gue_port))
-    socks.append((gue, "gue", False))
+    socks.append((gue, socket.AF_INET6, None))
     for s, _, _ in socks:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         s.setblocking(False)
-    by_fd = {s.fileno(): (s, name, strip) for s, name, strip in socks}
-    counts = {name: 0 for _, name, _ in socks}
+    by_fd = {e[0].fileno(): e for e in socks}
+    counts = {f"{pre}{i}in{o}": 0 for pre in ("", "gue-") for o in (4, 6) for i in (4, 6)}
     counts["bad"] = 0
 
     def dump(*_):
@@ -65,26 +67,28 @@ def main() -> int:
         poller.register(fd, select.EPOLLIN)
     while True:
         for fd, _ in poller.poll():
-            s, name, strip = by_fd[fd]
+            s, fam, inner = by_fd[fd]
             for _ in range(64):  # a burst per wake-up, then the others get their turn
                 try:
-                    pkt = s.recv(65535)
+                    pkt, peer = s.recvfrom(65535)
                 except BlockingIOError:
                     break
                 except OSError as e:
                     if e.errno == errno.EINTR:
                         continue
                     raise
-                if strip:
+                outer = 4 if fam == socket.AF_INET else 6
+                if inner is None and peer[0].startswith("::ffff:"):
+                    outer = 4  # GUE over IPv4, on the dual-stack socket
+                if fam == socket.AF_INET:
                     pkt = pkt[(pkt[0] & 0x0F) * 4:]
                 version = pkt[0] >> 4 if pkt else 0
                 # The inner packet's version must match the protocol that carried it (GUE
                 # variant 1 tells them apart by this nibble alone; variant 0 is not spoken here).
-                want = {"ipip4": 4, "ipip6": 4, "ip6in4": 6, "ip6in6": 6}.get(name, version)
-                if version not in (4, 6) or version != want:
+                if version not in (4, 6) or version != (inner or version):
                     counts["bad"] += 1
                     continue
-                counts[name] += 1
+                counts[f"{'gue-' if inner is None else ''}{version}in{outer}"] += 1
                 try:
                     os.write(tun, pkt)
                 except OSError:
