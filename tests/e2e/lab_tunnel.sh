@@ -12,6 +12,10 @@
 #
 #  1. Many short connections to each VIP spread over the backends within 4 sigma of their
 #     weights (every SYN, request and ACK through the tunnel, every answer around it).
+#     On the router's link from Sluice, the outer headers: from the tunnel source of their
+#     family to a backend, DF, TTL 64, GUE to port 6080 from 49152..65535 with an IPv6 UDP
+#     checksum, and per-flow entropy (IPv6 flow label, GUE source port) that differs between
+#     flows and never within one (IP in IPv4 has none).
 #  2. 64 MiB downloads pinned to be1 (client ports chosen with `sluicectl explain`) on web and
 #     web6 carry on byte-exact while be2 fails and recovers: its nginx stops, the health checks
 #     (to the backend's own address through the router: they prove its server, not its tunnel
@@ -113,6 +117,39 @@ for v in $VIPS; do
   within "$a" $n 1 6 && within "$b" $n 2 6 && within "$c" $n 3 6 || fail "$v: spread outside 4 sigma of the weights"
 done
 say "distribution checked in $(($(ms) - t1)) ms"
+
+# ---- 1b. the outer headers on the wire -------------------------------------------------------------
+mac=$(grep -m1 "^port 1:" $state/sluice.log | grep -o 'mac [0-9a-f:]*' | cut -d' ' -f2)
+[ -n "$mac" ] || fail "Sluice's backend port MAC not in its log"
+ip netns exec sll-router /usr/bin/python3 "$root/tests/e2e/tunnel_wire.py" r2 "$mac" 4 >"$work/wire" &
+wire_pid=$!
+sleep 0.5
+for v in $VIPS; do
+  read -r a b c _ bad <<<"$(requests 40 $v)"
+  [ "$bad" = 0 ] || fail "$v: $bad connections failed while capturing"
+done
+wait $wire_pid || fail "tunnel_wire.py failed"
+sed 's/^/  /' "$work/wire"
+[ "$(wc -l <"$work/wire")" = 4 ] || fail "expected exactly the four encapsulations on the wire"
+for v in $VIPS; do
+  e=${ENCAP[$v]}
+  line=$(grep "^$e " "$work/wire") || fail "$v: no $e packet on the wire"
+  field() { grep -o " $1=[^ ]*" <<<"$line" | cut -d= -f2; }
+  [ "${e: -1}" = 4 ] && src=198.51.100.1 dst='198\.51\.100\.13[1-3]' || src=2001:db8:a::1 dst='2001:db8:b::1[1-3]'
+  [ "$(field src)" = $src ] || fail "$v: outer source $(field src), not the tunnel source $src"
+  tr ',' '\n' <<<"$(field dst)" | grep -qvx "$dst" && fail "$v: outer destinations $(field dst) are not all backends"
+  [ "$(field df)" = all ] && [ "$(field ttl)" = 64 ] || fail "$v: DF $(field df), TTL $(field ttl)"
+  [ "$(field flows)" -ge 40 ] && [ "$(field stable)" = yes ] || fail "$v: $(field flows) flows, entropy stable: $(field stable)"
+  if [ "$e" != 4in4 ]; then  # IP in IPv4 has no field for it
+    [ "$(field entropy)" != none ] && [ $(($(field entropy) * 2)) -ge "$(field flows)" ] ||
+      fail "$v: per-flow entropy: $(field flows) flows got $(field entropy) values"
+  fi
+  if [ "${e#gue-}" != "$e" ]; then
+    [ "$(field dport)" = 6080 ] && [ "$(field sport_min)" -ge 49152 ] || fail "$v: GUE ports"
+    [ "${e: -1}" = 4 ] || [ "$(field udp_csum)" = set ] || fail "$v: GUE over IPv6 without a UDP checksum"
+  fi
+done
+say "outer headers on the router's link: tunnel sources, DF, TTL 64, GUE ports and per-flow entropy as expected"
 
 # ---- 2. a backend fails and recovers under long transfers ----------------------------------------
 declare -A PORT
