@@ -319,15 +319,30 @@ private:
 
     template <class Match>
     uint32_t scan(const Bucket& bk, uint32_t sig, Match& match) const noexcept {
-        for (uint32_t i = 0; i < kSlots; ++i)
-            if (bk.sig[i] == sig && match(bk.ref[i])) return bk.ref[i];
+        // Slot 0 first: a lightly loaded bucket holds its flow there, and the hit costs a
+        // compare; the other seven are compared at once (a miss looks at them all).
+        if (bk.sig[0] == sig && match(bk.ref[0])) return bk.ref[0];
+        for (uint32_t m = slots_with(bk, sig) & ~1u; m; m &= m - 1) {
+            const uint32_t i = static_cast<uint32_t>(__builtin_ctz(m));
+            if (match(bk.ref[i])) return bk.ref[i];
+        }
         return kNone;
     }
 
     static int free_slot(const Bucket& bk) noexcept {
-        for (uint32_t i = 0; i < kSlots; ++i)
-            if (bk.sig[i] == 0) return static_cast<int>(i);
-        return -1;
+        const uint32_t m = slots_with(bk, 0);
+        return m ? __builtin_ctz(m) : -1;
+    }
+
+    // The slots of bk whose signature is sig, as a bit mask (bit i: slot i): one compare of
+    // the bucket's eight signatures at once, instead of a branch per slot. For free slots: in
+    // a full table an insert looks at all sixteen of its two buckets.
+    static uint32_t slots_with(const Bucket& bk, uint32_t sig) noexcept {
+        const __m128i s = _mm_set1_epi32(static_cast<int>(sig));
+        const __m128i lo = _mm_load_si128(reinterpret_cast<const __m128i*>(bk.sig));
+        const __m128i hi = _mm_load_si128(reinterpret_cast<const __m128i*>(bk.sig + 4));
+        return static_cast<uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(lo, s))) |
+                                     _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(hi, s))) << 4);
     }
 
     bool index_insert(uint64_t h, uint32_t ref) noexcept {
