@@ -4,8 +4,8 @@
     gen_malformed.py OUTDIR [--workers N]
 
 Writes into OUTDIR (created if needed):
-  sluice.conf                  nat, fullnat and dsr VIPs over IPv4 and IPv6, TCP and UDP, two-arm
-                               (clients on port 0, backends on port 1), one backend each
+  sluice.conf                  nat, fullnat, dsr and tunnel VIPs over IPv4 and IPv6, TCP and UDP,
+                               two-arm (clients on port 0, backends on port 1), one backend each
   <kind>.in-port<P>.pcap       the kind's input on port P (0: client side, 1: backend side)
   <kind>.expected-port<P>.pcap what Sluice must send out of port P for it, byte for byte
   manifest.json                kind -> expected outcome, packet count, description, captures
@@ -54,6 +54,8 @@ SNAT4 = "203.0.113.100"
 SNAT6 = "2001:db8:3::100"
 SELF4 = "203.0.113.1"
 SELF6 = "2001:db8:3::1"
+TUNSRC4 = "203.0.113.2"   # --tunnel-source: the outer source of the tunnel VIPs' packets
+TUNSRC6 = "2001:db8:3::2"
 SNAT_MIN, SNAT_MAX = 20000, 20999
 
 
@@ -65,20 +67,20 @@ class Vip:
 
 def _vips():
     out = []
-    for mode, n in (("nat", 1), ("fullnat", 2), ("dsr", 3)):
+    for mode, n in (("nat", 1), ("fullnat", 2), ("dsr", 3), ("tunnel", 4)):
         for fam in (4, 6):
             addr = "203.0.113.%d0" % n if fam == 4 else "2001:db8:3::%d0" % n
             baddr = "198.51.100.%d1" % n if fam == 4 else "2001:db8:be::%d1" % n
             for proto, port, bport in (("tcp", 80, 8080), ("udp", 53, 5353)):
-                if mode == "dsr":
-                    bport = port  # dsr leaves the transport header alone
+                if mode in ("dsr", "tunnel"):
+                    bport = port  # dsr and tunnels leave the transport header alone
                 out.append(Vip("%s%d%s" % (mode, fam, proto), mode, fam, proto, addr, port, baddr, bport,
                                "02:be:00:00:%02d:%d1" % (fam, n)))
     return out
 
 
 def render_config():
-    lines = ["# The malformed-corpus configuration: nat, fullnat and dsr VIPs, IPv4 and IPv6, TCP and UDP,",
+    lines = ["# The malformed-corpus configuration: nat, fullnat, dsr and tunnel VIPs, IPv4 and IPv6, TCP and UDP,",
              "# two-arm. Written by tests/corpus/gen_malformed.py.", ""]
     seen = set()
     for v in VIPS:
@@ -90,6 +92,7 @@ def render_config():
             seen.add(v.baddr)
             lines.append("neighbor = %s,%s" % (v.baddr, v.bmac))
     lines += ["snat = " + SNAT4, "snat = " + SNAT6, "self = " + SELF4, "self = " + SELF6,
+              "tunnel-source = " + TUNSRC4, "tunnel-source = " + TUNSRC6,
               "snat-ports = %d-%d" % (SNAT_MIN, SNAT_MAX), "flow-capacity = 1024", "control-socket = none",
               "client-port = 0", "backend-port = 1", ""]
     return "\n".join(lines)
@@ -747,6 +750,72 @@ def kinds():
     add("tcp_rst_no_flow_fullnat", "tcp_no_flow",
         "an RST that matches no flow, fullnat (no translation to send it with)",
         lambda i, m: c4(i, vip="fullnat4tcp", flags="R"))
+
+    # -- tunnel VIPs: broken packets are refused before the mode matters ---------------------------
+    def t4(i, **kw):
+        return c4(i, vip=kw.pop("vip", "tunnel4tcp"), **kw)
+
+    def t6(i, **kw):
+        return c6(i, vip=kw.pop("vip", "tunnel6tcp"), **kw)
+
+    add("ipv4_bad_header_checksum_tunnel4", "bad_ip_checksum", "IPv4 header checksum off by 0x0101, to a tunnel VIP",
+        lambda i, m: set16(t4(i), 24, struct.unpack("!H", t4(i)[24:26])[0] ^ 0x0101))
+    add("ipv4_total_above_frame_tunnel4", "bad_ip_length",
+        "total length 20 bytes more than the frame holds, to a tunnel VIP (nothing to wrap past the frame)",
+        lambda i, m: set16(t4(i), 16, 60, fix=14))
+    add("ipv4_ihl_4_tunnel4", "bad_ihl", "IHL 4, to a tunnel VIP", lambda i, m: poke(t4(i), 14, 0x44, fix=14))
+    add("tcp4_data_offset_4_tunnel4", "bad_l4_length", "TCP data offset 4, to a tunnel VIP",
+        lambda i, m: poke(t4(i), 34 + T, 0x40))
+    add("udp4_length_above_ip_tunnel4", "bad_l4_length", "UDP length 4 more than the IP payload, to a tunnel VIP",
+        lambda i, m: set16(t4(i, vip="tunnel4udp", payload=b"query"), 38, 17))
+    add("ipv4_fragment_tiny_first_tunnel4", "bad_fragment",
+        "IPv4 first fragment with 12 bytes of TCP (RFC 1858), to a tunnel VIP",
+        lambda i, m: set16(set16(t4(i)[:14 + 20 + 12], 16, 32), 20, 0x2000, fix=14))
+    add("ipv4_fragment_last_tunnel4", "fragment", "IPv4 last fragment to a tunnel VIP, its first one never seen",
+        lambda i, m: set16(set16(t4(i, payload=bytes(64)), 18, 0x7100 + i), 20, 0x0008, fix=14))
+    add("tcp_flags_sf_tunnel4", "bad_tcp_flags", "SYN+FIN to a tunnel VIP with no flow", lambda i, m: t4(i, flags="SF"))
+    add("tcp_client_synack_tunnel6", "tcp_no_flow", "a client's SYN-ACK of no flow, to an IPv6 tunnel VIP",
+        lambda i, m: t6(i, flags="SA"))
+    add("own_source_tunnel_source4", "own_source",
+        "SYN to a tunnel VIP from Sluice's own tunnel source address (spoofed)",
+        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / IP(src=TUNSRC4, dst=VIP["tunnel4tcp"].addr) /
+                           TCP(sport=41000 + i, dport=VIP["tunnel4tcp"].port, flags="S")))
+    add("tcp4_tunnel_vip_other_port", "no_vip", "TCP SYN to a tunnel VIP's address on port 81",
+        lambda i, m: t4(i, dport=81))
+    add("udp6_zero_checksum_tunnel6", "udp6_zero_checksum", "IPv6 UDP with checksum 0 to a tunnel VIP",
+        lambda i, m: set16(t6(i, vip="tunnel6udp", payload=b"query"), 60, 0))
+    add("ipv6_hbh_overlong_tunnel6", "bad_ext_header",
+        "hop-by-hop header claiming 48 bytes in a 28-byte payload, to a tunnel VIP",
+        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / IPv6(src=CLIENT6, dst=VIP["tunnel6tcp"].addr, nh=0) /
+                           Raw(bytes([6, 5]) + bytes(6) + tcp6(i))))
+    add("tcp6_cut_19_tunnel6", "truncated_l4", "19 bytes of TCP over IPv6, lengths consistent, to a tunnel VIP",
+        lambda i, m: plen(t6(i)[:54 + 19], 19))
+
+    # -- tunnel headers sent TO Sluice: it encapsulates, it never decapsulates ---------------------
+    add("ipip4_to_tunnel_vip", "unsupported_l4",
+        "IPv4 in IPv4 (protocol 4) to a tunnel VIP's address, carrying a SYN to that VIP",
+        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) /
+                           IP(src=CLIENT4, dst=VIP["tunnel4tcp"].addr, proto=4) / Raw(t4(i)[14:])))
+    add("ipv6in4_to_vip", "unsupported_l4", "IPv6 in IPv4 (protocol 41) to a nat VIP's address",
+        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) /
+                           IP(src=CLIENT4, dst=VIP["nat4tcp"].addr, proto=41) / Raw(t6(i)[14:])))
+    add("ipv6in6_to_tunnel_vip", "unsupported_l4",
+        "IPv6 in IPv6 (next header 41) to a tunnel VIP's address, carrying a SYN to that VIP",
+        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) /
+                           IPv6(src=CLIENT6, dst=VIP["tunnel6tcp"].addr, nh=41) / Raw(t6(i)[14:])))
+    add("ipip4in6_to_tunnel_vip", "unsupported_l4",
+        "IPv4 in IPv6 (next header 4) to a tunnel VIP's IPv6 address",
+        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) /
+                           IPv6(src=CLIENT6, dst=VIP["tunnel6tcp"].addr, nh=4) / Raw(t4(i)[14:])))
+    add("gue4_to_tunnel_source", "no_flow",
+        "GUE (UDP to port 6080, an IPv4 SYN inside) to the tunnel source address: UDP to an address of "
+        "Sluice's that no flow answers to",
+        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / IP(src="198.51.100.41", dst=TUNSRC4) /
+                           UDP(sport=49152 + i, dport=6080) / Raw(t4(i)[14:])))
+    add("gue6_to_tunnel_source", "no_flow",
+        "GUE over IPv6 (UDP to port 6080, an IPv6 SYN inside) to the tunnel source address",
+        lambda i, m: bytes(Ether(src=CLIENT_MAC, dst=PORT_MAC[0]) / IPv6(src="2001:db8:be::41", dst=TUNSRC6) /
+                           UDP(sport=49152 + i, dport=6080) / Raw(t6(i)[14:])))
     return K
 
 
