@@ -1,5 +1,6 @@
 #include "drivers/dpdk/kernel_side.hpp"
 
+#include <algorithm>
 #include <string>
 
 #include <rte_bus_vdev.h>
@@ -14,6 +15,8 @@
 #include "drivers/linux/netlink.hpp"
 #include "lib/net/neighbor.hpp"
 #include "lib/net/wire.hpp"
+#include "lib/common/hash_mix.hpp"
+#include "lib/lb/tunnel_encap.hpp"
 
 namespace sluice::dpdk {
 
@@ -49,12 +52,14 @@ Expected<KernelSide> KernelSide::open(const lb::Config& cfg, const lb::WorkerEnv
     k.client_vlan_ = env.client_vlan;
     k.backend_vlan_ = env.backend_vlan;
     k.pool_ = pool;
+    k.backend_if_ = iface;
     return k;
 }
 
 void KernelSide::pump(RingWorkers& workers, control::ControlPlane& cp, uint64_t now_ms) {
     to_kernel(workers, cp);
-    from_kernel(workers);
+    if (probe_mark_ && cp.tunnel_probe_generation() != probe_generation_) sync_tunnel_routes(cp);
+    from_kernel(workers, cp);
     resolve(workers, cp, now_ms);
 }
 
@@ -81,7 +86,7 @@ void KernelSide::to_kernel(RingWorkers& workers, control::ControlPlane& cp) {
 }
 
 // Kernel -> wire: through worker 0's TX queue (the control core owns no data queue).
-void KernelSide::from_kernel(RingWorkers& workers) {
+void KernelSide::from_kernel(RingWorkers& workers, const control::ControlPlane& cp) {
     rte_mbuf* pkts[32];
     for (uint16_t p = 0; p < tap_of_.size(); ++p) {
         const uint16_t n = rte_eth_rx_burst(tap_of_[p], 0, pkts, 32);
@@ -89,6 +94,10 @@ void KernelSide::from_kernel(RingWorkers& workers) {
         uint16_t kept = 0;
         for (uint16_t i = 0; i < n; ++i) {
             pkts[i]->port = p;
+            if (probe_mark_ && p == backend_port_ && wrap_tunnel_probe(pkts[i], cp) == Probe::dropped) {
+                rte_pktmbuf_free(pkts[i]);
+                continue;
+            }
             if (vlan) {
                 pkts[i]->vlan_tci = vlan;
                 if (rte_vlan_insert(&pkts[i]) != 0) {
@@ -128,6 +137,86 @@ void KernelSide::resolve(RingWorkers& workers, control::ControlPlane& cp, uint64
         m->port = backend_port_;
         if (rte_ring_sp_enqueue(workers.inject(), m) != 0) rte_pktmbuf_free(m);
     }
+}
+
+Status KernelSide::enable_tunnel_probes(uint32_t mark, uint32_t table) {
+    const uint32_t priority = table;
+    if (auto st = linux_nl::add_mark_rule(net::Family::v4, mark, table, priority); !st) return st;
+    if (auto st = linux_nl::add_mark_rule(net::Family::v6, mark, table, priority); !st) {
+        (void)linux_nl::delete_mark_rule(net::Family::v4, mark, table, priority);
+        return st;
+    }
+    probe_mark_ = mark;
+    probe_table_ = table;
+    return {};
+}
+
+void KernelSide::disable_tunnel_probes() {
+    if (!probe_mark_) return;
+    for (auto f : {net::Family::v4, net::Family::v6})
+        if (auto st = linux_nl::delete_mark_rule(f, probe_mark_, probe_table_, probe_table_); !st)
+            fmt::print(stderr, "sluice: warning: {}\n", st.error());
+    probe_mark_ = 0;
+}
+
+// Host routes to the VIPs that tunnel probes go to, out the backend side's TAP, and the TAP's
+// own MAC as their neighbour (the frames come back here, never to the wire as they are).
+void KernelSide::sync_tunnel_routes(const control::ControlPlane& cp) {
+    probe_generation_ = cp.tunnel_probe_generation();
+    for (const auto& vip : cp.tunnel_probe_vips()) {
+        if (std::find(probe_routes_.begin(), probe_routes_.end(), vip) != probe_routes_.end()) continue;
+        auto st = linux_nl::add_neighbor(backend_if_, vip, backend_mac_);
+        if (st) st = linux_nl::add_route(backend_if_, vip, probe_table_);
+        if (!st) {
+            fmt::print(stderr, "sluice: warning: tunnel probes to {}: {}\n", net::to_string(vip), st.error());
+            continue;
+        }
+        probe_routes_.push_back(vip);
+    }
+}
+
+// A probe of a tunnel VIP (TCP to the VIP from a tunnel probe port) is wrapped, in its mbuf,
+// for the backend its source port names; anything else is left as it is.
+KernelSide::Probe KernelSide::wrap_tunnel_probe(rte_mbuf* m, const control::ControlPlane& cp) {
+    uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+    const uint32_t len = m->data_len;
+    if (len < net::kEthHdrLen + net::kIpv4MinHdrLen + net::kTcpMinHdrLen) return Probe::no;
+    const uint16_t type = net::load_be16(f + net::EthOff::type);
+    uint8_t* ip = f + net::kEthHdrLen;
+    net::IpAddr dst;
+    uint32_t l4, inner_len;
+    if (type == net::kEtherTypeIpv4 && (ip[0] >> 4) == 4 && ip[net::Ipv4Off::proto] == net::kIpProtoTcp) {
+        l4 = (ip[0] & 0x0F) * 4u;
+        inner_len = net::load_be16(ip + net::Ipv4Off::total_len);
+        dst = net::IpAddr::v4(ip + net::Ipv4Off::dst);
+    } else if (type == net::kEtherTypeIpv6 && len >= net::kEthHdrLen + net::kIpv6HdrLen + net::kTcpMinHdrLen &&
+               ip[net::Ipv6Off::next] == net::kIpProtoTcp) {
+        l4 = net::kIpv6HdrLen;
+        inner_len = net::kIpv6HdrLen + net::load_be16(ip + net::Ipv6Off::payload_len);
+        dst = net::IpAddr::v6(ip + net::Ipv6Off::dst);
+    } else {
+        return Probe::no;
+    }
+    if (inner_len > len - net::kEthHdrLen || l4 + 4 > inner_len) return Probe::no;
+    const uint16_t sport = net::load_be16(ip + l4), dport = net::load_be16(ip + l4 + 2);
+    if (sport < control::ControlPlane::kTunnelProbePortFirst ||
+        sport >= control::ControlPlane::kTunnelProbePortFirst + control::ControlPlane::kTunnelProbePorts)
+        return Probe::no;
+    const auto route = cp.tunnel_probe(dst, dport, sport);
+    if (!route) return Probe::dropped;  // to a VIP routed here, but for no backend (any more)
+    const lb::Service& s = *cp.service();
+    const lb::VipEntry& vip = s.vips()[route->vip];
+    const lb::BackendEntry& be = s.backends()[route->backend];
+    if (!be.has_mac) return Probe::dropped;  // the next hop is not resolved yet: the check fails
+    const uint32_t overhead = lb::tunnel_overhead(be.addr.is_v4(), vip.encap == lb::Encap::gue);
+    if (rte_pktmbuf_prepend(m, static_cast<uint16_t>(overhead)) == nullptr) return Probe::dropped;
+    const uint32_t frame_len = net::kEthHdrLen + overhead + inner_len;
+    m->data_len = static_cast<uint16_t>(frame_len);
+    m->pkt_len = frame_len;
+    lb::write_tunnel_headers(ip, inner_len, dst.is_v4(), static_cast<uint32_t>(flow_mix(sport)),
+                             {be.mac, backend_mac_, s.tunnel_source(be.addr.family), be.addr,
+                              vip.encap == lb::Encap::gue, vip.gue_port_raw});
+    return Probe::wrapped;
 }
 
 }  // namespace sluice::dpdk

@@ -33,6 +33,10 @@ void sd_notify(const std::string& state) {
     if (auto st = linux_sd::notify(state); !st) fmt::print(stderr, "sluice: warning: {}\n", st.error());
 }
 
+// Tunnel probes' socket mark and routing table (and rule priority): Sluice's own numbers.
+constexpr uint32_t kTunnelProbeMark = 0x51CE7E00;
+constexpr uint32_t kTunnelProbeTable = 20942;
+
 const char* arms(const lb::WorkerEnv& env) { return env.client_port == env.backend_port ? "one-arm" : "two-arm"; }
 
 }  // namespace
@@ -149,6 +153,15 @@ Status Runtime::bring_up() {
     if (env_.exception_path)
         for (const auto& a : cfg_.self_addrs) cp_->prober().set_source(a);
     if (auto st = cp_->start(now_ms64()); !st) return st;
+    // Tunnel VIPs' probes through the tunnel need the kernel side (and CAP_NET_ADMIN for the
+    // socket marks and routing rules); without them they probe the backends' own addresses.
+    if (kernel_) {
+        if (auto st = kernel_->enable_tunnel_probes(kTunnelProbeMark, kTunnelProbeTable); st)
+            cp_->enable_tunnel_probes(kTunnelProbeMark);
+        else
+            fmt::print(stderr, "sluice: warning: tunnel VIPs' health checks will probe the backends' own addresses, "
+                               "not through the tunnel: {}\n", st.error());
+    }
     if (auto st = workers_->build(env_, cfg_.flow_capacity); !st) return st;
 
     // Flow log: one event ring per worker, drained and rate-limited by the control core.
@@ -266,6 +279,7 @@ int Runtime::shutdown() {
     if (!cfg_.stats_json.empty()) std::ofstream(cfg_.stats_json) << lb::stats_to_json(dataplanes);
     telemetry_.reset();
     ctl_.reset();
+    if (kernel_) kernel_->disable_tunnel_probes();
     // Ids first: closing a port lowers rte_eth_dev_count_avail(), which would leave the last
     // ports (the kernel side's TAPs) open, their RX rings holding mbufs.
     std::vector<uint16_t> all_ports;

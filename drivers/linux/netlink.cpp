@@ -1,6 +1,8 @@
 #include "drivers/linux/netlink.hpp"
 
+#include <linux/fib_rules.h>
 #include <linux/if_addr.h>
+#include <linux/neighbour.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
@@ -75,6 +77,95 @@ Status add_address(const std::string& ifname, const net::IpAddr& addr, uint8_t p
     if (*err != 0 && *err != EEXIST)
         return make_error(fmt::format("add {}/{} to {}: {}", net::to_string(addr), prefix_len, ifname, std::strerror(*err)));
     return {};
+}
+
+namespace {
+
+Expected<unsigned> index_of(const std::string& ifname) {
+    const unsigned index = if_nametoindex(ifname.c_str());
+    if (index == 0) return make_error(fmt::format("interface {}: {}", ifname, std::strerror(errno)));
+    return index;
+}
+
+Status rule(uint16_t type, net::Family family, uint32_t mark, uint32_t table, uint32_t priority) {
+    alignas(nlmsghdr) char buf[256] = {};
+    auto* h = reinterpret_cast<nlmsghdr*>(buf);
+    h->nlmsg_len = NLMSG_LENGTH(sizeof(fib_rule_hdr));
+    h->nlmsg_type = type;
+    h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (type == RTM_NEWRULE ? NLM_F_CREATE | NLM_F_EXCL : 0);
+    h->nlmsg_seq = 1;
+    auto* r = static_cast<fib_rule_hdr*>(NLMSG_DATA(h));
+    r->family = family == net::Family::v4 ? AF_INET : AF_INET6;
+    r->action = FR_ACT_TO_TBL;
+    r->table = static_cast<uint8_t>(table < 256 ? table : unsigned{RT_TABLE_UNSPEC});
+    put_attr(h, FRA_FWMARK, &mark, 4);
+    put_attr(h, FRA_TABLE, &table, 4);
+    put_attr(h, FRA_PRIORITY, &priority, 4);
+    auto err = transact(h);
+    if (!err) return make_error(err.error());
+    if (*err != 0 && *err != EEXIST && *err != ENOENT)
+        return make_error(fmt::format("{} fwmark {:#x} rule: {}", family == net::Family::v4 ? "IPv4" : "IPv6", mark,
+                                      std::strerror(*err)));
+    return {};
+}
+
+}  // namespace
+
+Status add_route(const std::string& ifname, const net::IpAddr& dst, uint32_t table) {
+    auto index = index_of(ifname);
+    if (!index) return make_error(index.error());
+    alignas(nlmsghdr) char buf[256] = {};
+    auto* h = reinterpret_cast<nlmsghdr*>(buf);
+    h->nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
+    h->nlmsg_type = RTM_NEWROUTE;
+    h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+    h->nlmsg_seq = 1;
+    auto* rt = static_cast<rtmsg*>(NLMSG_DATA(h));
+    const bool v4 = dst.is_v4();
+    rt->rtm_family = v4 ? AF_INET : AF_INET6;
+    rt->rtm_dst_len = v4 ? 32 : 128;
+    rt->rtm_table = static_cast<uint8_t>(table < 256 ? table : unsigned{RT_TABLE_UNSPEC});
+    rt->rtm_protocol = RTPROT_STATIC;
+    rt->rtm_scope = RT_SCOPE_LINK;
+    rt->rtm_type = RTN_UNICAST;
+    put_attr(h, RTA_DST, dst.bytes.data(), v4 ? 4 : 16);
+    const uint32_t oif = *index;
+    put_attr(h, RTA_OIF, &oif, 4);
+    put_attr(h, RTA_TABLE, &table, 4);
+    auto err = transact(h);
+    if (!err) return make_error(err.error());
+    if (*err != 0) return make_error(fmt::format("route {} dev {}: {}", net::to_string(dst), ifname, std::strerror(*err)));
+    return {};
+}
+
+Status add_neighbor(const std::string& ifname, const net::IpAddr& addr, const net::Mac& mac) {
+    auto index = index_of(ifname);
+    if (!index) return make_error(index.error());
+    alignas(nlmsghdr) char buf[256] = {};
+    auto* h = reinterpret_cast<nlmsghdr*>(buf);
+    h->nlmsg_len = NLMSG_LENGTH(sizeof(ndmsg));
+    h->nlmsg_type = RTM_NEWNEIGH;
+    h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+    h->nlmsg_seq = 1;
+    auto* nd = static_cast<ndmsg*>(NLMSG_DATA(h));
+    const bool v4 = addr.is_v4();
+    nd->ndm_family = v4 ? AF_INET : AF_INET6;
+    nd->ndm_ifindex = static_cast<int>(*index);
+    nd->ndm_state = NUD_PERMANENT;
+    put_attr(h, NDA_DST, addr.bytes.data(), v4 ? 4 : 16);
+    put_attr(h, NDA_LLADDR, mac.bytes.data(), 6);
+    auto err = transact(h);
+    if (!err) return make_error(err.error());
+    if (*err != 0) return make_error(fmt::format("neighbour {} on {}: {}", net::to_string(addr), ifname, std::strerror(*err)));
+    return {};
+}
+
+Status add_mark_rule(net::Family family, uint32_t mark, uint32_t table, uint32_t priority) {
+    return rule(RTM_NEWRULE, family, mark, table, priority);
+}
+
+Status delete_mark_rule(net::Family family, uint32_t mark, uint32_t table, uint32_t priority) {
+    return rule(RTM_DELRULE, family, mark, table, priority);
 }
 
 }  // namespace sluice::linux_nl

@@ -191,9 +191,25 @@ void ControlPlane::sync_probes() {
                 if (!total) total = workers_.counters();
                 h.passive_seen = handshake_failures(v.name, b.addr, port, *total);
             }
-            if (h.probe && !(h.check == v.check)) {  // settings changed by a reload
+            // Through the tunnel where it can be: a port of its own, kept while it stays.
+            const bool tunnel = tunnel_mark_ && v.mode == lb::Mode::tunnel && v.check.kind != lb::CheckConf::Kind::none;
+            if (h.probe && (!(h.check == v.check) || tunnel != (h.tunnel_port != 0))) {  // settings changed by a reload
                 prober_.remove(h.probe);
                 h.probe = 0;
+            }
+            if (!tunnel && h.tunnel_port) {
+                tunnel_ports_.erase(h.tunnel_port);
+                h.tunnel_port = 0;
+            }
+            if (tunnel && !h.tunnel_port) {
+                for (uint16_t p = kTunnelProbePortFirst; p < kTunnelProbePortFirst + kTunnelProbePorts; ++p)
+                    if (tunnel_ports_.emplace(p, k).second) {
+                        h.tunnel_port = p;
+                        break;
+                    }
+                if (!h.tunnel_port)
+                    log(fmt::format("{}: no tunnel probe port left ({} in use): probing the backend's own address",
+                                    backend_label(v.name, b.addr, port), kTunnelProbePorts));
             }
             if (v.check.kind == lb::CheckConf::Kind::none && !h.up && h.reason.rfind("passive", 0) != 0) {
                 // No active check any more: nothing could bring it back.
@@ -201,13 +217,45 @@ void ControlPlane::sync_probes() {
                 h.reason = "active check removed";
             }
             if (h.probe == 0 && v.check.kind != lb::CheckConf::Kind::none)
-                h.probe = prober_.add(b.addr, port, v.check, backend_label(v.name, b.addr, port), h.up);
+                h.probe = h.tunnel_port ? prober_.add(v.addr, v.port, v.check, backend_label(v.name, b.addr, port), h.up,
+                                                      {h.tunnel_port, tunnel_mark_})
+                                        : prober_.add(b.addr, port, v.check, backend_label(v.name, b.addr, port), h.up);
             h.check = v.check;
             next.emplace(std::move(k), std::move(h));
         }
-    for (const auto& [k, h] : health_)  // backends that left
+    for (const auto& [k, h] : health_) {  // backends that left
         if (h.probe) prober_.remove(h.probe);
+        if (h.tunnel_port) tunnel_ports_.erase(h.tunnel_port);
+    }
     health_ = std::move(next);
+    ++tunnel_generation_;
+}
+
+void ControlPlane::enable_tunnel_probes(uint32_t mark) {
+    tunnel_mark_ = mark;
+    sync_probes();
+}
+
+std::optional<ControlPlane::TunnelProbe> ControlPlane::tunnel_probe(const net::IpAddr& vip, uint16_t vport,
+                                                                    uint16_t sport) const {
+    const auto it = tunnel_ports_.find(sport);
+    if (it == tunnel_ports_.end()) return std::nullopt;
+    const auto& [name, addr, port] = it->second;
+    const int vi = service_->find_vip_by_name(name);
+    if (vi < 0) return std::nullopt;
+    const lb::VipEntry& v = service_->vips()[static_cast<size_t>(vi)];
+    if (v.addr != vip || v.port_raw != net::port_to_raw(vport) || v.mode != lb::Mode::tunnel) return std::nullopt;
+    const int bi = service_->find_backend(static_cast<uint16_t>(vi), addr, port);
+    if (bi < 0) return std::nullopt;
+    return TunnelProbe{static_cast<uint16_t>(vi), static_cast<uint16_t>(bi)};
+}
+
+std::vector<net::IpAddr> ControlPlane::tunnel_probe_vips() const {
+    std::vector<net::IpAddr> out;
+    for (const auto& [p, k] : tunnel_ports_)
+        for (const auto& v : config_.vips)
+            if (v.name == std::get<0>(k) && std::find(out.begin(), out.end(), v.addr) == out.end()) out.push_back(v.addr);
+    return out;
 }
 
 void ControlPlane::poll(uint64_t now_ms, int max_wait_ms) {

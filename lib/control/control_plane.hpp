@@ -72,6 +72,23 @@ public:
     std::vector<net::IpAddr> unresolved() const;
     std::vector<net::IpAddr> dynamic_neighbors() const;
 
+    // Tunnel VIPs' probes go through the tunnel, to the VIP, as a client's packets do: the
+    // kernel side wraps them for their backend (drivers/dpdk/kernel_side.hpp). Each backend of
+    // a tunnel VIP gets a source port of its own, and the probes carry `mark` for policy
+    // routing. Off (0) until called: their probes go to the backend's own address.
+    void enable_tunnel_probes(uint32_t mark);
+    struct TunnelProbe {
+        uint16_t vip;      // index in service()
+        uint16_t backend;  // index in service()
+    };
+    // The backend a tunnel probe from source port `sport` to vip:vport is for.
+    std::optional<TunnelProbe> tunnel_probe(const net::IpAddr& vip, uint16_t vport, uint16_t sport) const;
+    // The VIP addresses tunnel probes go to; the generation changes when the set may have.
+    std::vector<net::IpAddr> tunnel_probe_vips() const;
+    uint64_t tunnel_probe_generation() const noexcept { return tunnel_generation_; }
+    static constexpr uint16_t kTunnelProbePortFirst = 28000;
+    static constexpr uint16_t kTunnelProbePorts = 4000;
+
     const std::shared_ptr<const lb::Service>& service() const noexcept { return service_; }
     const lb::Config& config() const noexcept { return config_; }
     Prober& prober() noexcept { return prober_; }
@@ -93,6 +110,7 @@ private:
         bool up = true;              // health verdict (checks, passive detection)
         std::string reason;          // why it last changed
         uint64_t passive_seen = 0;   // handshake failures counted at the last passive check
+        uint16_t tunnel_port = 0;    // probes through the tunnel, from this source port; 0: direct
     };
     using Key = std::tuple<std::string, net::IpAddr, uint16_t>;
 
@@ -127,6 +145,9 @@ private:
     std::deque<std::pair<std::string, std::string>> answered_;
     std::string operator_ = "the operator";  // who asked for the change being made
     std::vector<Prober::Event> events_;
+    uint32_t tunnel_mark_ = 0;
+    uint64_t tunnel_generation_ = 0;
+    std::map<uint16_t, Key> tunnel_ports_;  // source port -> backend, for tunnel probes
 };
 
 }  // namespace sluice::control

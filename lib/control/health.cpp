@@ -134,8 +134,8 @@ ProbeResult judge_http_response(std::string_view response, bool complete, int ex
 
 struct Prober::Target {
     Target(uint32_t id_, const net::IpAddr& addr_, uint16_t port_, const lb::CheckConf& conf_,
-           std::string label_, bool initially_up)
-        : id(id_), addr(addr_), port(port_), conf(conf_), label(std::move(label_)),
+           std::string label_, bool initially_up, ProbeVia via_)
+        : id(id_), addr(addr_), port(port_), conf(conf_), via(via_), label(std::move(label_)),
           tracker(conf_.rise, conf_.fall, initially_up) {
         conf.inter_ms = std::max(conf.inter_ms, 1u);  // the offset and schedule divide by it
         if (conf.kind == lb::CheckConf::Kind::http)
@@ -148,6 +148,7 @@ struct Prober::Target {
     net::IpAddr addr;
     uint16_t port;
     lb::CheckConf conf;
+    ProbeVia via;
     std::string label;
     std::string request;  // built once: the same bytes every check
     HealthTracker tracker;
@@ -167,6 +168,11 @@ struct Prober::Target {
     uint64_t last_latency_us = 0;
 
     void close_socket() noexcept {
+        if (fd >= 0 && via.source_port) {
+            // A reset instead of FIN: no TIME_WAIT holds the fixed port from the next check.
+            const linger l{1, 0};
+            ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        }
         if (fd >= 0) ::close(fd);  // also leaves the epoll set: the fd is never duplicated
         fd = -1;
     }
@@ -209,9 +215,9 @@ void Prober::close_all() noexcept {
 }
 
 uint32_t Prober::add(const net::IpAddr& addr, uint16_t port, const lb::CheckConf& conf, std::string label,
-                     bool initially_up) {
+                     bool initially_up, ProbeVia via) {
     const uint32_t id = next_id_++;
-    targets_.emplace(id, std::make_unique<Target>(id, addr, port, conf, std::move(label), initially_up));
+    targets_.emplace(id, std::make_unique<Target>(id, addr, port, conf, std::move(label), initially_up, via));
     return id;
 }
 
@@ -321,7 +327,20 @@ void Prober::start(Target& t, uint64_t now_ms, std::vector<Event>& out) noexcept
         return finish(t, false, "socket: " + errno_text(err), out);
     }
     sockaddr_storage ss;
-    if (const auto& source = t.addr.is_v4() ? source_v4_ : source_v6_) {
+    if (t.via.mark && ::setsockopt(t.fd, SOL_SOCKET, SO_MARK, &t.via.mark, sizeof t.via.mark) != 0) {
+        const int err = errno;
+        return finish(t, false, "mark: " + errno_text(err), out);
+    }
+    if (t.via.source_port) {
+        const int one = 1;
+        ::setsockopt(t.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        const auto& source = t.addr.is_v4() ? source_v4_ : source_v6_;
+        const socklen_t len = to_sockaddr(source ? *source : net::IpAddr{t.addr.family, {}}, t.via.source_port, ss);
+        if (::bind(t.fd, reinterpret_cast<const sockaddr*>(&ss), len) != 0) {
+            const int err = errno;
+            return finish(t, false, fmt::format("bind port {}: {}", t.via.source_port, errno_text(err)), out);
+        }
+    } else if (const auto& source = t.addr.is_v4() ? source_v4_ : source_v6_) {
         // Without this, bind() picks the source port before the destination is known and every
         // check holds a port of its own; with it, connect() picks one per destination as usual.
         // Best effort: without it (kernels before 4.2) checks still work, with more ports used.

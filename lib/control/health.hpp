@@ -81,6 +81,14 @@ struct ProbeResult {
 ProbeResult judge_http_response(std::string_view response, bool complete, int expected_status,
                                 std::string_view expected_body);
 
+// How a target's probes leave: from a fixed source port (closed with a reset, so the port is
+// free for the next check) with a socket mark (policy routing). Tunnel VIPs' probes use both,
+// so that the kernel side knows which backend a probe is for.
+struct ProbeVia {
+    uint16_t source_port = 0;  // 0: any
+    uint32_t mark = 0;         // 0: none
+};
+
 class Prober {
 public:
     // At most this much of an HTTP response is read; the check is judged on what was read.
@@ -118,8 +126,9 @@ public:
     // probe in the same millisecond. A target whose kind is `none` is tracked but never probed:
     // only force() changes its state. Returns an id that stays valid until remove(); ids are
     // never reused. IPv6 link-local targets are not supported (IpAddr carries no scope).
+    // `via` routes a target's probes (see ProbeVia).
     uint32_t add(const net::IpAddr& addr, uint16_t port, const lb::CheckConf& conf, std::string label,
-                 bool initially_up = true);
+                 bool initially_up = true, ProbeVia via = {});
     // Stops checking; closes its in-flight socket. Unknown ids are ignored.
     void remove(uint32_t id) noexcept;
     // Health state of a target; false for an unknown id.

@@ -3,12 +3,10 @@
 // answers the client directly. The outer packet goes to the backend's next hop (the tunnel
 // gateway of its family, else the backend on the link).
 //
-// The outer header is written into the mbuf's headroom: the inner packet does not move. Its
-// fields: DSCP and ECN copied from the inner packet (RFC 6040's normal mode), DF set and
-// identification 0 (RFC 6864: Sluice never fragments an outer packet), TTL 64. Entropy for
-// the paths and the backend's receive side comes from the inner flow (addresses and ports,
-// addresses only for fragments, so every fragment of a datagram travels alike): the IPv6 flow
-// label, and GUE's UDP source port.
+// The outer header (tunnel_encap.hpp says its fields) is written into the mbuf's headroom:
+// the inner packet does not move. Entropy for the paths and the backend's receive side comes
+// from the inner flow (addresses and ports, addresses only for fragments, so every fragment
+// of a datagram travels alike): the IPv6 flow label, and GUE's UDP source port.
 //
 // A packet that would no longer fit --tunnel-mtu once wrapped is never fragmented: an IPv4
 // packet with DF and every IPv6 packet get ICMP fragmentation-needed / packet-too-big from the
@@ -20,6 +18,7 @@
 
 #include "lib/common/hash_mix.hpp"
 #include "lib/lb/dataplane_internal.hpp"
+#include "lib/lb/tunnel_encap.hpp"
 
 namespace sluice::lb {
 
@@ -28,10 +27,7 @@ using namespace dp;
 
 namespace {
 
-constexpr uint8_t kIpProtoIpip = 4;   // IPv4 inside
-constexpr uint8_t kIpProtoIpv6 = 41;  // IPv6 inside
-constexpr uint8_t kOuterTtl = 64;
-constexpr uint32_t kUdpHdr = 8;
+constexpr uint8_t kIcmpTtl = 64;
 // ICMP errors are kept within what every host accepts: 576 bytes for IPv4 (RFC 1812), the
 // minimum MTU for IPv6 (RFC 4443 §2.4).
 constexpr uint32_t kIcmp4ErrorMax = 576;
@@ -61,71 +57,20 @@ void Dataplane::emit_tunnel(PacketRef& p, const ParsedPacket& pp, const VipEntry
     const uint32_t inner_len = pp.ip_end - pp.l3_off;  // Ethernet padding stays out
     const bool outer4 = be.addr.is_v4();
     const bool gue = vip.encap == Encap::gue;
-    const uint32_t outer_len = (outer4 ? kIpv4MinHdrLen : kIpv6HdrLen) + (gue ? kUdpHdr : 0);
+    const uint32_t outer_len = tunnel_overhead(outer4, gue);
     if (outer_len + inner_len > env_.settings.tunnel_mtu) [[unlikely]]
         return tunnel_too_big<A>(p, pp, outer_len);
     const uint32_t grow = kEthHdrLen + outer_len - pp.l3_off;  // the VLAN tag, if any, goes
     if (grow > p.headroom) [[unlikely]] return drop(p, Drop::no_headroom);
     // Only IPv6's flow label and GUE's source port carry entropy: IPv4 in IPv4 skips it.
     const uint32_t entropy = !outer4 || gue ? tunnel_entropy<A>(inner, pp, p.data) : 0;
-    const uint8_t tclass = A == 4 ? inner[Ipv4Off::tos] : static_cast<uint8_t>(load_be16(inner) >> 4);
-    const uint8_t inner_proto = A == 4 ? kIpProtoIpip : kIpProtoIpv6;
 
-    uint8_t* f = p.data - grow;
-    p.data = f;
+    p.data = write_tunnel_headers(inner, inner_len, A == 4, entropy,
+                                  {be.mac, env_.port_macs[env_.backend_port], service_->tunnel_source(be.addr.family),
+                                   be.addr, gue, vip.gue_port_raw});
     p.headroom = static_cast<uint16_t>(p.headroom - grow);
     p.cap = static_cast<uint16_t>(p.cap + grow);
     p.len = kEthHdrLen + outer_len + inner_len;
-    set_macs(f, be.mac, env_.port_macs[env_.backend_port]);
-    store_be16(f + EthOff::type, outer4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
-    uint8_t* o = f + kEthHdrLen;
-    const IpAddr& src = service_->tunnel_source(be.addr.family);
-    const uint8_t next = gue ? kIpProtoUdp : inner_proto;
-    // Headers are built in registers and stored whole; the IPv4 checksum is summed from the
-    // same values (reading back bytes just stored would wait on store forwarding).
-    if (outer4) {
-        const uint16_t total = static_cast<uint16_t>(outer_len + inner_len);
-        const uint8_t* s4 = src.bytes.data();
-        const uint8_t* d4 = be.addr.bytes.data();
-        uint32_t sum = (0x4500u | tclass) + total + 0x4000u + (uint32_t{kOuterTtl} << 8 | next) + load_be16(s4) +
-                       load_be16(s4 + 2) + load_be16(d4) + load_be16(d4 + 2);
-        sum = (sum & 0xFFFF) + (sum >> 16);
-        sum = (sum & 0xFFFF) + (sum >> 16);
-        const uint16_t c = static_cast<uint16_t>(~sum);
-        const uint8_t h[kIpv4MinHdrLen] = {0x45, tclass, static_cast<uint8_t>(total >> 8), static_cast<uint8_t>(total),
-                                           0, 0, 0x40, 0,  // ID 0, DF
-                                           kOuterTtl, next, static_cast<uint8_t>(c >> 8), static_cast<uint8_t>(c),
-                                           s4[0], s4[1], s4[2], s4[3], d4[0], d4[1], d4[2], d4[3]};
-        std::memcpy(o, h, sizeof h);
-    } else {
-        uint8_t h[kIpv6HdrLen];
-        store_be32(h, 6u << 28 | uint32_t{tclass} << 20 | (entropy & 0xFFFFF));
-        store_be16(h + Ipv6Off::payload_len, static_cast<uint16_t>(outer_len - kIpv6HdrLen + inner_len));
-        h[Ipv6Off::next] = next;
-        h[Ipv6Off::hop_limit] = kOuterTtl;
-        std::memcpy(h + Ipv6Off::src, src.bytes.data(), 16);
-        std::memcpy(h + Ipv6Off::dst, be.addr.bytes.data(), 16);
-        std::memcpy(o, h, sizeof h);
-    }
-    if (gue) {
-        // GUE variant 1 (RFC 8086 §3 draft-ietf-intarea-gue): the IP packet right after UDP,
-        // its version nibble telling IPv4 from IPv6. Source port from the flow: 49152..65535.
-        uint8_t* u = o + (outer4 ? kIpv4MinHdrLen : kIpv6HdrLen);
-        store_be16(u + UdpOff::sport, static_cast<uint16_t>(0xC000 | (entropy >> 20 & 0x3FFF)));
-        std::memcpy(u + UdpOff::dport, &vip.gue_port_raw, 2);
-        const uint16_t ulen = static_cast<uint16_t>(kUdpHdr + inner_len);
-        store_be16(u + UdpOff::len, ulen);
-        store_be16(u + UdpOff::csum, 0);
-        if (!outer4) {
-            // IPv6 has no zero UDP checksum for a receiver that did not ask for it (RFC 6936):
-            // the whole datagram is summed, with its pseudo header.
-            uint32_t s = csum_partial(o + Ipv6Off::src, 32);
-            s = csum_partial(u, ulen, s + port_to_raw(ulen) + port_to_raw(kIpProtoUdp));
-            uint16_t c = static_cast<uint16_t>(~csum_fold(s));
-            if (c == 0) c = 0xFFFF;
-            std::memcpy(u + UdpOff::csum, &c, 2);
-        }
-    }
     ++counters_.tunneled;
     tx_side(p, retag_needed(false, env_.backend_vlan), env_.backend_port, env_.backend_vlan);
 }
@@ -157,7 +102,7 @@ void Dataplane::tunnel_too_big(PacketRef& p, const ParsedPacket& pp, uint32_t ou
         store_be16(ip + Ipv4Off::total_len, static_cast<uint16_t>(hdr + quote));
         store_be16(ip + Ipv4Off::id, 0);
         store_be16(ip + Ipv4Off::frag, 0);
-        ip[Ipv4Off::ttl] = kOuterTtl;
+        ip[Ipv4Off::ttl] = kIcmpTtl;
         ip[Ipv4Off::proto] = kIpProtoIcmp;
         store_be16(ip + Ipv4Off::csum, 0);
         std::memcpy(ip + Ipv4Off::src, vip, 4);
@@ -175,7 +120,7 @@ void Dataplane::tunnel_too_big(PacketRef& p, const ParsedPacket& pp, uint32_t ou
         store_be32(ip, 6u << 28);
         store_be16(ip + Ipv6Off::payload_len, static_cast<uint16_t>(icmp_len));
         ip[Ipv6Off::next] = kIpProtoIcmpv6;
-        ip[Ipv6Off::hop_limit] = kOuterTtl;
+        ip[Ipv6Off::hop_limit] = kIcmpTtl;
         std::memcpy(ip + Ipv6Off::src, vip, 16);
         std::memcpy(ip + Ipv6Off::dst, client, 16);
         icmp[IcmpOff::type] = kIcmp6PacketTooBig;

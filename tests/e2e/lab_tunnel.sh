@@ -18,9 +18,11 @@
 #     flows and never within one (IP in IPv4 has none).
 #  2. 64 MiB downloads pinned to be1 (client ports chosen with `sluicectl explain`) on web and
 #     web6 carry on byte-exact while be2 fails and recovers: its nginx stops, the health checks
-#     (to the backend's own address through the router: they prove its server, not its tunnel
-#     end) mark it down on all four VIPs, new connections neither fail nor reach it; it
-#     starts again, comes back up on all four and takes connections again.
+#     mark it down on all four VIPs, new connections neither fail nor reach it; it starts
+#     again, comes back up on all four and takes connections again.
+#  2b. The health checks go through the tunnel to the VIP: be3 without web's and gue6's VIPs
+#     on its loopback (the usual mistake) goes down on those two VIPs only, while its server
+#     and its own address answer as before; with them back it comes back up.
 #  3. Path MTU: a 64 MiB upload to each VIP. The backend LAN's MTU is 1400 (--tunnel-mtu 1400)
 #     and the client's segments are as large as the backend's MSS allows: once wrapped they do
 #     not fit, Sluice answers ICMP fragmentation-needed / packet-too-big from the VIP, and the
@@ -203,6 +205,32 @@ for v in web web6; do
   rm -f "$work/big-$v"
 done
 say "64 MiB downloads pinned to be1 (web, web6) completed sha256-exact through the failure, in $(($(ms) - t2)) ms"
+
+# ---- 2b. the checks prove the tunnel: a backend without the VIP on its loopback -----------------
+ns3=sll-be3
+ip netns exec $ns3 ip addr del 203.0.113.10/32 dev lo
+ip netns exec $ns3 ip -6 addr del 2001:db8:3::11/128 dev lo
+t0=$(ms)
+for v in web gue6; do
+  until [ "$(be_state $v "$(be_addr $v 3)")" = down ]; do
+    [ $(($(ms) - t0)) -lt 5000 ] || fail "$v: be3 without the VIP on its loopback was not detected down"
+    sleep 0.02
+  done
+done
+for v in web6 gue; do
+  [ "$(be_state $v "$(be_addr $v 3)")" = up ] || fail "$v: be3 went down although it holds this VIP"
+done
+say "be3 without web's and gue6's VIPs on lo -> down on those two after $(($(ms) - t0)) ms, up on web6 and gue"
+ip netns exec $ns3 ip addr add 203.0.113.10/32 dev lo
+ip netns exec $ns3 ip -6 addr add 2001:db8:3::11/128 dev lo nodad
+t0=$(ms)
+for v in web gue6; do
+  until [ "$(be_state $v "$(be_addr $v 3)")" = up ]; do
+    [ $(($(ms) - t0)) -lt 5000 ] || fail "$v: be3 did not come back up with the VIP back on its loopback"
+    sleep 0.02
+  done
+done
+say "VIPs back on be3's loopback -> up again after $(($(ms) - t0)) ms"
 
 # ---- 3. path MTU discovery through the tunnels: 64 MiB uploads ------------------------------------
 for v in $VIPS; do
