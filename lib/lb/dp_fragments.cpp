@@ -73,8 +73,8 @@ void Dataplane::later_fragment(PacketRef& p, const ParsedPacket& pp, uint32_t no
         if (p.redirected) return drop(p, Drop::fragment);
         return redirect(p, o->out);
     }
-    if (o->ttl_dec && ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
-    // A tunnel VIP's fragments travel wrapped, each on its own, to the first one's backend.
+    // A tunnel VIP's fragments travel wrapped, each on its own, to the first one's backend,
+    // unchanged inside (no TTL to check: the backend routes them).
     if (o->vip != Service::kNoVip && o->backend != Service::kNoBackendEntry &&
         service_->vips()[o->vip].mode == Mode::tunnel) {
         ++counters_.frag_forwarded;
@@ -84,6 +84,7 @@ void Dataplane::later_fragment(PacketRef& p, const ParsedPacket& pp, uint32_t no
         counters_.backends[o->backend].bytes += p.len;
         return emit_tunnel<A>(p, pp, service_->vips()[o->vip], service_->backends()[o->backend]);
     }
+    if (o->ttl_dec && ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
     // No transport header here: only the IP header changes (its checksum with it, for IPv4).
     CsumDelta d;
     move_addr<A>(ip + Ip<A>::kSrc, o->src, d);
