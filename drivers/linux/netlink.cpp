@@ -33,6 +33,18 @@ void put_attr(nlmsghdr* h, uint16_t type, const void* data, size_t len) {
     h->nlmsg_len = NLMSG_ALIGN(h->nlmsg_len) + RTA_ALIGN(rta->rta_len);
 }
 
+// Starts a request of `type` in `buf` (zeroed, at least 256 bytes): its header, then a
+// Body, to which attributes are appended with put_attr.
+template <typename Body>
+Body* start(char* buf, uint16_t type, uint16_t flags) {
+    auto* h = reinterpret_cast<nlmsghdr*>(buf);
+    h->nlmsg_len = NLMSG_LENGTH(sizeof(Body));
+    h->nlmsg_type = type;
+    h->nlmsg_flags = static_cast<uint16_t>(NLM_F_REQUEST | NLM_F_ACK | flags);
+    h->nlmsg_seq = 1;
+    return static_cast<Body*>(NLMSG_DATA(h));
+}
+
 // Sends one request and waits for its acknowledgement: 0 or the kernel's errno.
 Expected<int> transact(nlmsghdr* h) {
     Fd s{::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)};
@@ -58,11 +70,7 @@ Status add_address(const std::string& ifname, const net::IpAddr& addr, uint8_t p
     if (index == 0) return make_error(fmt::format("interface {}: {}", ifname, std::strerror(errno)));
     alignas(nlmsghdr) char buf[256] = {};
     auto* h = reinterpret_cast<nlmsghdr*>(buf);
-    h->nlmsg_len = NLMSG_LENGTH(sizeof(ifaddrmsg));
-    h->nlmsg_type = RTM_NEWADDR;
-    h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
-    h->nlmsg_seq = 1;
-    auto* ifa = static_cast<ifaddrmsg*>(NLMSG_DATA(h));
+    auto* ifa = start<ifaddrmsg>(buf, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE);
     const bool v4 = addr.is_v4();
     ifa->ifa_family = v4 ? AF_INET : AF_INET6;
     ifa->ifa_prefixlen = prefix_len;
@@ -90,11 +98,7 @@ Expected<unsigned> index_of(const std::string& ifname) {
 Status rule(uint16_t type, net::Family family, uint32_t mark, uint32_t table, uint32_t priority) {
     alignas(nlmsghdr) char buf[256] = {};
     auto* h = reinterpret_cast<nlmsghdr*>(buf);
-    h->nlmsg_len = NLMSG_LENGTH(sizeof(fib_rule_hdr));
-    h->nlmsg_type = type;
-    h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (type == RTM_NEWRULE ? NLM_F_CREATE | NLM_F_EXCL : 0);
-    h->nlmsg_seq = 1;
-    auto* r = static_cast<fib_rule_hdr*>(NLMSG_DATA(h));
+    auto* r = start<fib_rule_hdr>(buf, type, (type == RTM_NEWRULE ? NLM_F_CREATE | NLM_F_EXCL : 0));
     r->family = family == net::Family::v4 ? AF_INET : AF_INET6;
     r->action = FR_ACT_TO_TBL;
     r->table = static_cast<uint8_t>(table < 256 ? table : unsigned{RT_TABLE_UNSPEC});
@@ -116,11 +120,7 @@ Status add_route(const std::string& ifname, const net::IpAddr& dst, uint32_t tab
     if (!index) return make_error(index.error());
     alignas(nlmsghdr) char buf[256] = {};
     auto* h = reinterpret_cast<nlmsghdr*>(buf);
-    h->nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
-    h->nlmsg_type = RTM_NEWROUTE;
-    h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
-    h->nlmsg_seq = 1;
-    auto* rt = static_cast<rtmsg*>(NLMSG_DATA(h));
+    auto* rt = start<rtmsg>(buf, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
     const bool v4 = dst.is_v4();
     rt->rtm_family = v4 ? AF_INET : AF_INET6;
     rt->rtm_dst_len = v4 ? 32 : 128;
@@ -143,11 +143,7 @@ Status add_neighbor(const std::string& ifname, const net::IpAddr& addr, const ne
     if (!index) return make_error(index.error());
     alignas(nlmsghdr) char buf[256] = {};
     auto* h = reinterpret_cast<nlmsghdr*>(buf);
-    h->nlmsg_len = NLMSG_LENGTH(sizeof(ndmsg));
-    h->nlmsg_type = RTM_NEWNEIGH;
-    h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
-    h->nlmsg_seq = 1;
-    auto* nd = static_cast<ndmsg*>(NLMSG_DATA(h));
+    auto* nd = start<ndmsg>(buf, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE);
     const bool v4 = addr.is_v4();
     nd->ndm_family = v4 ? AF_INET : AF_INET6;
     nd->ndm_ifindex = static_cast<int>(*index);
