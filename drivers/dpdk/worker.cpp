@@ -78,15 +78,13 @@ void Worker::handle(rte_mbuf** pkts, uint16_t n, bool redirected, uint32_t now_m
                 s->pkts[cur_n++] = m;
                 continue;
             }
-            if (s) {
+            if (s)
                 count_drop(r.verdict == lb::Verdict::tx         ? lb::Drop::tx_full
                            : r.verdict == lb::Verdict::control ? lb::Drop::control_full
                                                                 : lb::Drop::redirect_full);
-            } else if (r.verdict != lb::Verdict::drop) {  // an output that does not exist
+            else if (r.verdict != lb::Verdict::drop)  // an output that does not exist
                 count_drop(lb::Drop::bad_output);
-                if (r.verdict == lb::Verdict::tx) --dp_.counters().tx;
-            }
-            if (s && r.verdict == lb::Verdict::tx) --dp_.counters().tx;
+            if (r.verdict == lb::Verdict::tx) --dp_.counters().tx;  // the data path counted it as sent
             rte_pktmbuf_free(m);
         }
         if (cur) cur->n = cur_n;
