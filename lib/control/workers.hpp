@@ -4,7 +4,8 @@
 // The control plane reaches the workers only through this interface, so both run the same
 // control logic: what "a hit on any worker wins" means is written once, here.
 //
-// Thread contract: called from the control core's thread only.
+// Thread contract: called from the control core's thread, except for_each() and counters(),
+// which the telemetry thread may call too (they only read).
 #pragma once
 
 #include <cstdint>
