@@ -14,6 +14,7 @@
 #include "drivers/dpdk/port.hpp"
 #include "drivers/linux/netlink.hpp"
 #include "lib/net/neighbor.hpp"
+#include "lib/net/parse.hpp"
 #include "lib/net/wire.hpp"
 #include "lib/common/hash_mix.hpp"
 #include "lib/lb/tunnel_encap.hpp"
@@ -179,29 +180,18 @@ void KernelSide::sync_tunnel_routes(const control::ControlPlane& cp) {
 // for the backend its source port names; anything else is left as it is.
 KernelSide::Probe KernelSide::wrap_tunnel_probe(rte_mbuf* m, const control::ControlPlane& cp) {
     uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
-    const uint32_t len = m->data_len;
-    if (len < net::kEthHdrLen + net::kIpv4MinHdrLen + net::kTcpMinHdrLen) return Probe::no;
-    const uint16_t type = net::load_be16(f + net::EthOff::type);
-    uint8_t* ip = f + net::kEthHdrLen;
-    net::IpAddr dst;
-    uint32_t l4, inner_len;
-    if (type == net::kEtherTypeIpv4 && (ip[0] >> 4) == 4 && ip[net::Ipv4Off::proto] == net::kIpProtoTcp) {
-        l4 = (ip[0] & 0x0F) * 4u;
-        inner_len = net::load_be16(ip + net::Ipv4Off::total_len);
-        dst = net::IpAddr::v4(ip + net::Ipv4Off::dst);
-    } else if (type == net::kEtherTypeIpv6 && len >= net::kEthHdrLen + net::kIpv6HdrLen + net::kTcpMinHdrLen &&
-               ip[net::Ipv6Off::next] == net::kIpProtoTcp) {
-        l4 = net::kIpv6HdrLen;
-        inner_len = net::kIpv6HdrLen + net::load_be16(ip + net::Ipv6Off::payload_len);
-        dst = net::IpAddr::v6(ip + net::Ipv6Off::dst);
-    } else {
+    net::ParsedPacket pp;
+    if (net::parse_packet(f, m->data_len, pp) != net::ParseStatus::ok || pp.l4_proto != net::kIpProtoTcp ||
+        pp.frag != net::Frag::none)
         return Probe::no;
-    }
-    if (inner_len > len - net::kEthHdrLen || l4 + 4 > inner_len) return Probe::no;
-    const uint16_t sport = net::load_be16(ip + l4), dport = net::load_be16(ip + l4 + 2);
+    const uint16_t sport = net::port_from_raw(pp.sport_raw), dport = net::port_from_raw(pp.dport_raw);
     if (sport < control::ControlPlane::kTunnelProbePortFirst ||
         sport >= control::ControlPlane::kTunnelProbePortFirst + control::ControlPlane::kTunnelProbePorts)
         return Probe::no;
+    uint8_t* ip = f + pp.l3_off;
+    const bool v4 = pp.l3 == net::L3::ipv4;
+    const net::IpAddr dst = v4 ? net::IpAddr::v4(ip + net::Ipv4Off::dst) : net::IpAddr::v6(ip + net::Ipv6Off::dst);
+    const uint32_t inner_len = pp.ip_end - pp.l3_off;
     const auto route = cp.tunnel_probe(dst, dport, sport);
     if (!route) return Probe::dropped;  // to a VIP routed here, but for no backend (any more)
     const lb::Service& s = *cp.service();
@@ -213,7 +203,7 @@ KernelSide::Probe KernelSide::wrap_tunnel_probe(rte_mbuf* m, const control::Cont
     const uint32_t frame_len = net::kEthHdrLen + overhead + inner_len;
     m->data_len = static_cast<uint16_t>(frame_len);
     m->pkt_len = frame_len;
-    lb::write_tunnel_headers(ip, inner_len, dst.is_v4(), static_cast<uint32_t>(flow_mix(sport)),
+    lb::write_tunnel_headers(ip, inner_len, v4, static_cast<uint32_t>(flow_mix(sport)),
                              {be.mac, backend_mac_, s.tunnel_source(be.addr.family), be.addr,
                               vip.encap == lb::Encap::gue, vip.gue_port_raw});
     return Probe::wrapped;
