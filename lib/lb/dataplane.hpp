@@ -17,6 +17,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -26,6 +27,7 @@
 #include "lib/lb/flow_log.hpp"
 #include "lib/lb/flow_sampler.hpp"
 #include "lib/lb/flow_table.hpp"
+#include "lib/net/wire.hpp"
 #include "lib/lb/frag_table.hpp"
 #include "lib/lb/service.hpp"
 #include "lib/lb/token_bucket.hpp"
@@ -334,6 +336,12 @@ private:
     // untagged). `tagged`: the frame arrived tagged. Hot callers read both before they write
     // into the packet (whose stores may alias anything) and pass retag_needed().
     static bool retag_needed(bool tagged, uint16_t vid) noexcept { return (static_cast<unsigned>(tagged) | vid) != 0; }
+    // Sends the frame back out the port it came in by, to the MAC it came from.
+    void send_back(PacketRef& p) noexcept {
+        std::memcpy(p.data + net::EthOff::dst, p.data + net::EthOff::src, 6);
+        std::memcpy(p.data + net::EthOff::src, env_.port_macs[p.in_port].bytes.data(), 6);
+        tx(p, p.in_port);
+    }
     void tx_side(PacketRef& p, bool retag_it, uint16_t port, uint16_t vid) noexcept {
         if (retag_it && !retag(p, vid)) [[unlikely]]
             return drop(p, Drop::vlan_no_room);

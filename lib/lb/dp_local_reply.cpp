@@ -48,11 +48,8 @@ void Dataplane::answer_echo(PacketRef& p, const ParsedPacket& pp) noexcept {
     // ever summing to zero.
     if (A == 4 && c == 0 && icmp_zero_but_checksum(icmp, pp.ip_end - pp.l4_off)) c = 0xFFFF;
     std::memcpy(icmp + IcmpOff::csum, &c, 2);
-    uint8_t mac[6];
-    std::memcpy(mac, p.data + EthOff::src, 6);
-    set_macs(p.data, Mac{{mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]}}, env_.port_macs[p.in_port]);
     ++counters_.echo_replies;
-    tx(p, p.in_port);
+    send_back(p);
 }
 
 template void Dataplane::answer_echo<4>(PacketRef&, const ParsedPacket&) noexcept;

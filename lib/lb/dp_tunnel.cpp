@@ -133,11 +133,8 @@ void Dataplane::tunnel_too_big(PacketRef& p, const ParsedPacket& pp, uint32_t ou
         std::memcpy(icmp + IcmpOff::csum, &ic, 2);
     }
     p.len = pp.l3_off + hdr + quote;
-    uint8_t mac[6];
-    std::memcpy(mac, p.data + EthOff::src, 6);
-    set_macs(p.data, Mac{{mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]}}, env_.port_macs[p.in_port]);
     ++counters_.tunnel_too_big_sent;
-    tx(p, p.in_port);
+    send_back(p);
 }
 
 template void Dataplane::emit_tunnel<4>(PacketRef&, const ParsedPacket&, const VipEntry&, const BackendEntry&) noexcept;
