@@ -66,6 +66,13 @@ declare -A ENCAP=([web]=4in4 [web6]=6in6 [gue]=gue-4in6 [gue6]=gue-6in4)
 # The path MTU Sluice must announce: 1400 less the outer IP header (and UDP for GUE).
 declare -A PMTU=([web]=1380 [web6]=1360 [gue]=1352 [gue6]=1372)
 be_addr() { [ "${BEFAM[$1]}" = 4 ] && echo "198.51.100.13$2:80" || echo "[2001:db8:b::1$2]:80"; }
+# Waits up to 5 s from T0 (ms) until backend N of VIP V is in STATE; else fails with WHY.
+await_state() {  # V N STATE T0 WHY
+  until [ "$(be_state $1 "$(be_addr $1 $2)")" = $3 ]; do
+    [ $(($(ms) - $4)) -lt 5000 ] || fail "$1: $5"
+    sleep 0.02
+  done
+}
 be_state() {  # VIP ADDR:PORT: the backend's state in that VIP
   ctl list | awk -v v="$1" -v b="$2" '$1 == "vip" {cur = $2} cur == v && $1 == "backend" && $2 == b {sub("state=", "", $3); print $3}'
 }
@@ -171,10 +178,7 @@ sleep 1
 "$lab" backend 2 stop
 t0=$(ms)
 for v in $VIPS; do
-  until [ "$(be_state $v "$(be_addr $v 2)")" = down ]; do
-    [ $(($(ms) - t0)) -lt 5000 ] || fail "$v: be2 not detected down"
-    sleep 0.02
-  done
+  await_state $v 2 down $t0 "be2 not detected down"
 done
 say "be2 stopped -> down on all four VIPs after $(($(ms) - t0)) ms (checks every 500 ms, fall 3, timeout 400 ms)"
 for v in web web6; do x="xfer_$v"; kill -0 "${!x}" 2>/dev/null || fail "$v: the download ended before be2 was down"; done
@@ -186,10 +190,7 @@ say "with be2 down: 400 new connections, none failed, none reached be2"
 "$lab" backend 2 start
 t0=$(ms)
 for v in $VIPS; do
-  until [ "$(be_state $v "$(be_addr $v 2)")" = up ]; do
-    [ $(($(ms) - t0)) -lt 5000 ] || fail "$v: be2 did not come back up"
-    sleep 0.02
-  done
+  await_state $v 2 up $t0 "be2 did not come back up"
 done
 say "be2 started -> up on all four VIPs after $(($(ms) - t0)) ms (rise 2 x 500 ms)"
 for v in $VIPS; do
@@ -212,10 +213,7 @@ ip netns exec $ns3 ip addr del 203.0.113.10/32 dev lo
 ip netns exec $ns3 ip -6 addr del 2001:db8:3::11/128 dev lo
 t0=$(ms)
 for v in web gue6; do
-  until [ "$(be_state $v "$(be_addr $v 3)")" = down ]; do
-    [ $(($(ms) - t0)) -lt 5000 ] || fail "$v: be3 without the VIP on its loopback was not detected down"
-    sleep 0.02
-  done
+  await_state $v 3 down $t0 "be3 without the VIP on its loopback was not detected down"
 done
 for v in web6 gue; do
   [ "$(be_state $v "$(be_addr $v 3)")" = up ] || fail "$v: be3 went down although it holds this VIP"
@@ -225,10 +223,7 @@ ip netns exec $ns3 ip addr add 203.0.113.10/32 dev lo
 ip netns exec $ns3 ip -6 addr add 2001:db8:3::11/128 dev lo nodad
 t0=$(ms)
 for v in web gue6; do
-  until [ "$(be_state $v "$(be_addr $v 3)")" = up ]; do
-    [ $(($(ms) - t0)) -lt 5000 ] || fail "$v: be3 did not come back up with the VIP back on its loopback"
-    sleep 0.02
-  done
+  await_state $v 3 up $t0 "be3 did not come back up with the VIP back on its loopback"
 done
 say "VIPs back on be3's loopback -> up again after $(($(ms) - t0)) ms"
 
