@@ -54,7 +54,13 @@ Expected<KernelSide> KernelSide::open(const lb::Config& cfg, const lb::WorkerEnv
     k.backend_vlan_ = env.backend_vlan;
     k.pool_ = pool;
     k.backend_if_ = iface;
+    k.client_if_ = fmt::format("{}{}", cfg.kernel_if, env.client_port);
     return k;
+}
+
+Status KernelSide::offer(const net::IpAddr& vip, bool on) {
+    const uint8_t len = vip.is_v4() ? 32 : 128;
+    return on ? linux_nl::add_address(client_if_, vip, len) : linux_nl::delete_address(client_if_, vip, len);
 }
 
 void KernelSide::pump(RingWorkers& workers, control::ControlPlane& cp, uint64_t now_ms) {

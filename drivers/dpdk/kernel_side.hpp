@@ -51,6 +51,11 @@ public:
     // Removes the routing rules again (the routes and neighbours go with the TAP).
     void disable_tunnel_probes();
 
+    // The tier (--announce): a VIP address on (or off) the client side's TAP, as a host
+    // address, where the routing daemon sees it (BIRD: protocol direct). It vanishes with the
+    // TAP, so with the process.
+    Status offer(const net::IpAddr& vip, bool on);
+
 private:
     enum class Probe : uint8_t { no, wrapped, dropped };
     void to_kernel(RingWorkers& workers, control::ControlPlane& cp);
@@ -67,6 +72,7 @@ private:
     rte_mempool* pool_ = nullptr;
     uint64_t next_resolve_ = 0, next_refresh_ = 0;
     std::string backend_if_;  // the backend side's TAP
+    std::string client_if_;   // the client side's TAP (the same in one-arm)
     uint32_t probe_mark_ = 0, probe_table_ = 0;
     uint64_t probe_generation_ = ~uint64_t{0};
     std::vector<net::IpAddr> probe_routes_;  // VIPs routed out the TAP for tunnel probes

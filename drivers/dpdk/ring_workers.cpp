@@ -173,6 +173,7 @@ void RingWorkers::loop(Slot& s) {
     rte_rcu_qsbr_thread_online(qsbr_, s.queue);
     const lb::Service* running = &w.dataplane().service();
     uint64_t next_control = 0;  // 64-bit ms: the 32-bit data-path clock wraps
+    uint32_t idle_polls = 0;
     // Received packets go through the data path in pieces the staging arrays can take: a burst
     // (up to 512) may exceed an array, and so may several sources (ports, every other worker's
     // ring, the inject ring) in one turn; the arrays are flushed when a piece might not fit.
@@ -225,6 +226,14 @@ void RingWorkers::loop(Slot& s) {
                 control_step_();
                 next_control = now64 + 1;
             }
+        }
+        idle_polls = busy ? 0 : idle_polls + 1;
+        if (opt_.idle_sleep_us && idle_polls >= kIdlePolls) {
+            // Nothing to do for a while: give the core away. Offline, so that snapshots retired
+            // meanwhile need not wait for the sleep.
+            rte_rcu_qsbr_thread_offline(qsbr_, s.queue);
+            rte_delay_us_sleep(opt_.idle_sleep_us);
+            rte_rcu_qsbr_thread_online(qsbr_, s.queue);
         }
     }
     rte_rcu_qsbr_thread_offline(qsbr_, s.queue);

@@ -40,9 +40,13 @@ public:
         // The lcores the workers run on; empty: one worker, on the main lcore.
         std::vector<unsigned> lcores;
         int logtype = 0;  // rte_log type of the control core's messages
+        // After kIdlePolls polls in a row found nothing, each further empty poll sleeps this
+        // long (offline for RCU meanwhile); 0: never sleep.
+        uint32_t idle_sleep_us = 0;
     };
+    static constexpr uint32_t kIdlePolls = 64;
 
-    // `stop` ends every poll loop when set (a signal handler's flag); it outlives this object.
+    // `stop` ends every poll loop when set; it outlives this object.
     static Expected<std::unique_ptr<RingWorkers>> create(Options o, const std::atomic<bool>& stop);
     ~RingWorkers() override;
     RingWorkers(const RingWorkers&) = delete;

@@ -130,7 +130,8 @@ Status Runtime::bring_up() {
     wo.burst = cfg_.burst;
     wo.exception_path = env_.exception_path;
     wo.logtype = logtype_;
-    auto workers = RingWorkers::create(std::move(wo), stop_);
+    wo.idle_sleep_us = cfg_.idle_sleep_us;
+    auto workers = RingWorkers::create(std::move(wo), halt_);
     if (!workers) return make_error(workers.error());
     workers_ = std::move(*workers);
 
@@ -142,6 +143,8 @@ Status Runtime::bring_up() {
         rte_log(RTE_LOG_NOTICE, static_cast<uint32_t>(logtype_), "sluice: %s\n", line.c_str());
     };
     hooks.admit = [this](const lb::Config& next) { return lb::check_snat_shares(next, env_.nb_workers, env_.reta); };
+    if (cfg_.announce && kernel_)  // the rules demand --kernel-if with --announce
+        hooks.route = [this](const net::IpAddr& vip, bool on) { return kernel_->offer(vip, on); };
     hooks.reread = [this]() -> Expected<lb::Config> {
         auto p = config::parse_args(app_args_);
         if (!p) return make_error(p.error());
@@ -202,10 +205,12 @@ uint64_t Runtime::now_ms64() const noexcept { return rte_get_tsc_cycles() / tsc_
 // resolution, snapshot reclamation. Never blocks for long (a worker may be running it).
 void Runtime::control_step() {
     const uint64_t now = now_ms64();
-    if (!announced_) {  // READY=1 waits for the first turn: by then the workers poll their queues
-        announced_ = true;
+    if (!ready_sent_) {  // READY=1 waits for the first turn: by then the workers poll their queues
+        ready_sent_ = true;
         sd_notify("READY=1\n" + status_);
     }
+    check_stop(now);
+    check_workers(now);
     if (ctl_)
         ctl_->poll(0, [&](const Expected<control::Command>& c, const control::Peer& peer) {
             return cp_->handle(c, peer);
@@ -225,6 +230,41 @@ void Runtime::control_step() {
     if (kernel_) kernel_->pump(*workers_, *cp_, now);
     if (flow_log_) flow_log_->drain(now, *cp_->service());
     workers_->reclaim();
+}
+
+// SIGINT/SIGTERM: with --drain-time, withdraw every VIP and forward that long first, so that
+// the routers move the traffic away before the instance goes (a graceful stop breaks nothing).
+void Runtime::check_stop(uint64_t now_ms) {
+    if (!stopping_ && stop_.load(std::memory_order_relaxed)) {
+        stopping_ = true;
+        halt_at_ms_ = now_ms + uint64_t{cfg_.drain_time_s} * 1000;
+        if (cfg_.drain_time_s) {
+            cp_->withdraw_all(fmt::format("stopping: forwarding {} s more while the routers move away", cfg_.drain_time_s));
+            fmt::print("sluice: stopping in {} s (--drain-time); forwarding until then\n", cfg_.drain_time_s);
+            std::fflush(stdout);
+            sd_notify(fmt::format("STOPPING=1\nSTATUS=draining: VIPs withdrawn, exiting in {} s", cfg_.drain_time_s));
+        }
+    }
+    if (stopping_ && now_ms >= halt_at_ms_) halt_.store(true, std::memory_order_relaxed);
+}
+
+// The tier: VIPs are offered only while every worker polls. One that has not moved for a
+// second (stuck, or starved of its core) withdraws them all until it moves again.
+void Runtime::check_workers(uint64_t now_ms) {
+    if (now_ms < next_progress_ms_) return;
+    next_progress_ms_ = now_ms + 100;
+    constexpr uint64_t kStallMs = 1000;
+    progress_.resize(workers_->size(), Progress{0, now_ms});
+    std::string stalled;
+    for (uint16_t w = 0; w < workers_->size(); ++w) {
+        const uint64_t loops = workers_->loop_stats(w).loops;
+        if (loops != progress_[w].loops) progress_[w] = {loops, now_ms};
+        if (progress_[w].loops == 0 || now_ms - progress_[w].moved_ms >= kStallMs)
+            stalled = progress_[w].loops == 0 ? fmt::format("worker {} has not started polling", w)
+                                              : fmt::format("worker {} has not polled for {} ms", w,
+                                                            now_ms - progress_[w].moved_ms);
+    }
+    cp_->set_forwarding(stalled.empty(), stalled);
 }
 
 void Runtime::print_stats_line(uint64_t now_tsc) {
@@ -247,7 +287,7 @@ Status Runtime::run() {
     }
     Status launched = workers_->launch();
     const uint64_t period = cfg_.stats_period_s * rte_get_tsc_hz();
-    while (launched && !stop_.load(std::memory_order_relaxed)) {
+    while (launched && !halt_.load(std::memory_order_relaxed)) {
         control_step();
         if (const uint64_t now = rte_get_tsc_cycles(); period && now - last_.tsc >= period) print_stats_line(now);
     }
@@ -255,6 +295,7 @@ Status Runtime::run() {
 }
 
 int Runtime::shutdown() {
+    halt_.store(true, std::memory_order_relaxed);  // also when run() failed half-way
     sd_notify("STOPPING=1\nSTATUS=stopping: printing totals");
     workers_->join();
     const double secs = static_cast<double>(rte_get_tsc_cycles() - start_tsc_) / static_cast<double>(rte_get_tsc_hz());

@@ -53,6 +53,8 @@ private:
             std::atomic<bool>& reload);
     Status bring_up();
     void control_step();
+    void check_stop(uint64_t now_ms);
+    void check_workers(uint64_t now_ms);
     void print_stats_line(uint64_t now_tsc);
     uint64_t now_ms64() const noexcept;
 
@@ -72,7 +74,18 @@ private:
     std::optional<control::FlowLogWriter> flow_log_;
     std::optional<control::CtlServer> ctl_;
     std::optional<Telemetry> telemetry_;
-    bool announced_ = false;  // READY=1 sent to systemd
+    bool ready_sent_ = false;  // READY=1 sent to systemd
+    // Stopping: the signal came at stop_; the poll loops end at halt_, after --drain-time.
+    std::atomic<bool> halt_{false};
+    bool stopping_ = false;
+    uint64_t halt_at_ms_ = 0;
+    // Worker liveness for the tier: each worker's poll count when it last moved.
+    struct Progress {
+        uint64_t loops = 0;
+        uint64_t moved_ms = 0;
+    };
+    std::vector<Progress> progress_;
+    uint64_t next_progress_ms_ = 0;
     std::string status_;      // systemd STATUS= while forwarding
     uint64_t start_tsc_ = 0;
     struct {

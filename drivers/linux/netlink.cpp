@@ -65,12 +65,15 @@ Expected<int> transact(nlmsghdr* h) {
 }
 }  // namespace
 
-Status add_address(const std::string& ifname, const net::IpAddr& addr, uint8_t prefix_len) {
+namespace {
+
+// RTM_NEWADDR or RTM_DELADDR of addr/prefix_len on ifname: 0 or the kernel's errno.
+Expected<int> address_request(uint16_t type, const std::string& ifname, const net::IpAddr& addr, uint8_t prefix_len) {
     const unsigned index = if_nametoindex(ifname.c_str());
     if (index == 0) return make_error(fmt::format("interface {}: {}", ifname, std::strerror(errno)));
     alignas(nlmsghdr) char buf[256] = {};
     auto* h = reinterpret_cast<nlmsghdr*>(buf);
-    auto* ifa = start<ifaddrmsg>(buf, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE);
+    auto* ifa = start<ifaddrmsg>(buf, type, type == RTM_NEWADDR ? NLM_F_CREATE | NLM_F_REPLACE : 0);
     const bool v4 = addr.is_v4();
     ifa->ifa_family = v4 ? AF_INET : AF_INET6;
     ifa->ifa_prefixlen = prefix_len;
@@ -80,10 +83,25 @@ Status add_address(const std::string& ifname, const net::IpAddr& addr, uint8_t p
     const size_t alen = v4 ? 4 : 16;
     put_attr(h, IFA_LOCAL, addr.bytes.data(), alen);
     put_attr(h, IFA_ADDRESS, addr.bytes.data(), alen);
-    auto err = transact(h);
+    return transact(h);
+}
+
+}  // namespace
+
+Status add_address(const std::string& ifname, const net::IpAddr& addr, uint8_t prefix_len) {
+    auto err = address_request(RTM_NEWADDR, ifname, addr, prefix_len);
     if (!err) return make_error(err.error());
     if (*err != 0 && *err != EEXIST)
         return make_error(fmt::format("add {}/{} to {}: {}", net::to_string(addr), prefix_len, ifname, std::strerror(*err)));
+    return {};
+}
+
+Status delete_address(const std::string& ifname, const net::IpAddr& addr, uint8_t prefix_len) {
+    auto err = address_request(RTM_DELADDR, ifname, addr, prefix_len);
+    if (!err) return make_error(err.error());
+    if (*err != 0 && *err != EADDRNOTAVAIL && *err != ENOENT)
+        return make_error(fmt::format("remove {}/{} from {}: {}", net::to_string(addr), prefix_len, ifname,
+                                      std::strerror(*err)));
     return {};
 }
 

@@ -15,6 +15,8 @@ namespace sluice::linux_nl {
 // Adds addr/prefix_len to interface `ifname` (IPv6 without duplicate address detection: the
 // data path defends Sluice's addresses itself). An address already present is not an error.
 Status add_address(const std::string& ifname, const net::IpAddr& addr, uint8_t prefix_len);
+// Removes it again; an address already gone is not an error.
+Status delete_address(const std::string& ifname, const net::IpAddr& addr, uint8_t prefix_len);
 
 // `ip route replace DST dev IF scope link table TABLE` (DST a host route).
 Status add_route(const std::string& ifname, const net::IpAddr& dst, uint32_t table);

@@ -99,6 +99,11 @@ constexpr OptSpec kOptions[] = {
      "the router toward tunnel backends off the link (one per\n"
      "family; its MAC from --neighbor or ARP/ND; restart-only);\n"
      "without one, tunnel backends are on-link"},
+    {"client-gateway", "ADDR", Kind::list, false, "Services (repeatable)",
+     "the router toward clients (one per family; its MAC from\n"
+     "--neighbor or ARP/ND; restart-only): nat answers of flows\n"
+     "this instance never saw (another instance of a tier started\n"
+     "them) go to it"},
     {"neighbor", "ADDR,MAC", Kind::list, false, "Services (repeatable)",
      "static next-hop MAC for ADDR; every backend needs one\n"
      "unless --kernel-if resolves them"},
@@ -170,6 +175,18 @@ constexpr OptSpec kOptions[] = {
      "largest encapsulated packet, 1280..9000 (default 0: the\n"
      "backend port's MTU); a client packet that no longer fits\n"
      "is answered with ICMP fragmentation-needed / too-big"},
+    {"announce", "yes|no", Kind::scalar, false, "Process settings (restart-only)",
+     "a tier behind ECMP routers: each VIP's address goes on the\n"
+     "kernel side's client TAP while the VIP has a backend up\n"
+     "and the workers forward, for a routing daemon (BIRD's\n"
+     "protocol direct) to announce; needs --kernel-if (default no)"},
+    {"drain-time", "SECONDS", Kind::scalar, false, "Process settings (restart-only)",
+     "on SIGTERM, withdraw every VIP (--announce) and forward\n"
+     "this long before exiting, 0..3600 (default 0)"},
+    {"idle-sleep", "MICROSECONDS", Kind::scalar, false, "Process settings (restart-only)",
+     "a worker whose polls find nothing sleeps up to this long,\n"
+     "0..10000 (default 0: poll without pause; a host that\n"
+     "shares its cores with other work wants ~100-500)"},
     {"kernel-if", "NAME", Kind::scalar, false, "Process settings (restart-only)",
      "exception path: a TAP interface NAME<port> per data port\n"
      "for Sluice's kernel side (its --self addresses go on the\n"
@@ -225,6 +242,14 @@ public:
             }
             (o.name == "snat" ? cfg_.snat_addrs : cfg_.self_addrs).push_back(*a);
             (o.name == "snat" ? origins_.snat : origins_.self).push_back(o);
+        } else if (o.name == "client-gateway") {
+            auto a = parse_addr(o.value);
+            if (!a) return fail(describe(o), a.error());
+            cfg_.client_gateways.push_back(*a);
+            origins_.client_gateways.push_back(o);
+        } else if (o.name == "announce") {
+            if (o.value != "yes" && o.value != "no") return fail(describe(o), "expected yes or no");
+            cfg_.announce = o.value == "yes";
         } else if (o.name == "tunnel-source" || o.name == "tunnel-gateway") {
             auto a = parse_addr(o.value);
             if (!a) return fail(describe(o), a.error());

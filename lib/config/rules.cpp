@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <set>
 #include <tuple>
 #include <unordered_map>
@@ -101,13 +102,14 @@ public:
                 return fail(o_ ? describe(o_->self[i]) : fmt::format("--self '{}'", net::to_string(c_.self_addrs[i])),
                             "also a --snat address; give Sluice's own address and its SNAT addresses apart");
         if (auto s = check_neighbors(); !s) return s;
-        if (auto s = check_tunnel_addrs(); !s) return s;
+        if (auto s = check_tunnel_and_gateway_addrs(); !s) return s;
         if (c_.vips.empty() && !c_.allow_no_vips)
             return make_error("no VIP configured: Sluice would forward nothing (an empty or comment-only file?); "
                               "give a --vip, or --allow-no-vips yes to run without one");
         if (c_.vips.size() > lb::kMaxVipSlots)
             return make_error(fmt::format("--vip: {} VIPs, at most {} are supported", c_.vips.size(), lb::kMaxVipSlots));
         if (auto s = check_own_addresses(); !s) return s;
+        if (auto s = check_tier(); !s) return s;
         if (c_.control_socket.size() >= kMaxSocketPath)
             return fail(scalar("control-socket", c_.control_socket),
                         fmt::format("the path is {} bytes; a Unix socket path holds at most {}", c_.control_socket.size(),
@@ -184,12 +186,18 @@ private:
         return {};
     }
 
-    // At most one tunnel source and one gateway per family; a gateway needs its MAC.
-    Status check_tunnel_addrs() const {
-        const std::pair<const char*, const std::vector<IpAddr>*> lists[] = {{"tunnel-source", &c_.tunnel_sources},
-                                                                           {"tunnel-gateway", &c_.tunnel_gateways}};
-        for (auto [option, addrs] : lists) {
-            const auto* origins = o_ ? (addrs == &c_.tunnel_sources ? &o_->tunnel_sources : &o_->tunnel_gateways) : nullptr;
+    // At most one tunnel source and one gateway of each kind per family; a gateway needs its MAC.
+    Status check_tunnel_and_gateway_addrs() const {
+        struct List {
+            const char* option;
+            const std::vector<IpAddr>* addrs;
+            const std::vector<RawOpt>* origins;
+        };
+        const List lists[] = {{"tunnel-source", &c_.tunnel_sources, o_ ? &o_->tunnel_sources : nullptr},
+                              {"tunnel-gateway", &c_.tunnel_gateways, o_ ? &o_->tunnel_gateways : nullptr},
+                              {"client-gateway", &c_.client_gateways, o_ ? &o_->client_gateways : nullptr}};
+        for (auto [option, addrs, origins] : lists) {
+            const bool gateway = addrs != &c_.tunnel_sources;
             if (auto s = check_addrs(option, *addrs, origins); !s) return s;
             bool family[2] = {false, false};
             for (size_t i = 0; i < addrs->size(); ++i) {
@@ -197,9 +205,9 @@ private:
                 auto label = origins ? describe((*origins)[i]) : fmt::format("--{} '{}'", option, net::to_string(a));
                 if (std::exchange(family[a.is_v4() ? 0 : 1], true))
                     return fail(label, fmt::format("a second {} address: one per family", family_name(a.family)));
-                if (auto why = not_routable(a, addrs == &c_.tunnel_gateways))
+                if (auto why = not_routable(a, gateway))
                     return fail(label, fmt::format("address {} is {}", net::to_string(a), why));
-                if (addrs == &c_.tunnel_gateways && !neighbors_.count(a) && c_.kernel_if.empty())
+                if (gateway && !neighbors_.count(a) && c_.kernel_if.empty())
                     return fail(label, fmt::format("no --neighbor for the gateway {} (give one, or --kernel-if to "
                                                    "resolve it with ARP/ND)",
                                                    net::to_string(a)));
@@ -216,6 +224,30 @@ private:
     bool has_tunnel_source(net::Family f) const {
         return std::any_of(c_.tunnel_sources.begin(), c_.tunnel_sources.end(),
                            [f](const IpAddr& a) { return a.family == f; });
+    }
+
+    // A tier (--announce): the routes live on the kernel side, and a backend's answer may reach
+    // an instance that never saw its flow, which maps it back to its VIP by the backend's
+    // address, port and protocol alone: in nat those must name one VIP.
+    Status check_tier() const {
+        if (!c_.announce) return {};
+        if (c_.kernel_if.empty())
+            return fail(scalar("announce", "yes"), "needs --kernel-if: the announced addresses live on its TAP");
+        std::map<std::tuple<IpAddr, uint16_t, lb::Proto>, size_t> owner;
+        for (size_t i = 0; i < c_.vips.size(); ++i) {
+            const auto& v = c_.vips[i];
+            if (v.mode != lb::Mode::nat) continue;
+            for (const auto& b : v.backends) {
+                const uint16_t port = b.port ? b.port : v.port;
+                const auto [it, fresh] = owner.emplace(std::make_tuple(b.addr, port, v.proto), i);
+                if (!fresh && it->second != i)
+                    return fail(vip(i), fmt::format("backend {} also serves the nat VIP {}: with --announce its "
+                                                    "answers may reach an instance that never saw the flow, which "
+                                                    "could not tell the VIPs apart; give each VIP its own backend port",
+                                                    net::to_string(b.addr, port), c_.vips[it->second].name));
+            }
+        }
+        return {};
     }
 
     // Sluice's own addresses (SNAT, self) and the VIPs must be told apart: a reply to a SNAT

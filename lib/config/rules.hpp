@@ -36,6 +36,8 @@ void for_each_number(C& c, F&& f) {
     f("new-flow-rate", c.new_flow_rate, 0, 100'000'000, 1);
     f("flow-log", c.flow_log_one_in, 0, 1'000'000, 1);
     f("flow-log-rate", c.flow_log_rate, 1, 100'000, 1);
+    f("drain-time", c.drain_time_s, 0, 3600, 1);
+    f("idle-sleep", c.idle_sleep_us, 0, 10'000, 1);
 }
 
 // One option occurrence, as written.
@@ -59,6 +61,7 @@ struct Origins {
     std::vector<RawOpt> neighbors;
     std::vector<RawOpt> tunnel_sources;
     std::vector<RawOpt> tunnel_gateways;
+    std::vector<RawOpt> client_gateways;
     std::map<std::string, RawOpt, std::less<>> scalars;
 };
 

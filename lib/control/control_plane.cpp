@@ -45,6 +45,11 @@ Status same_process_settings(const lb::Config& a, const lb::Config& b) {
         changed.push_back("--flow-log/--flow-log-rate");
     if (a.stats_period_s != b.stats_period_s || a.stats_json != b.stats_json)
         changed.push_back("--stats-period/--stats-json");
+    if (a.tunnel_sources != b.tunnel_sources || a.tunnel_gateways != b.tunnel_gateways || a.tunnel_mtu != b.tunnel_mtu)
+        changed.push_back("--tunnel-source/--tunnel-gateway/--tunnel-mtu");
+    if (a.announce != b.announce || a.client_gateways != b.client_gateways || a.drain_time_s != b.drain_time_s)
+        changed.push_back("--announce/--client-gateway/--drain-time");
+    if (a.idle_sleep_us != b.idle_sleep_us) changed.push_back("--idle-sleep");
     std::string list;
     for (const auto& c : changed) list += (list.empty() ? "" : ", ") + c;
     if (list.empty()) return make_error("restart-only settings changed; restart Sluice to apply them");
@@ -273,6 +278,94 @@ void ControlPlane::poll(uint64_t now_ms, int max_wait_ms) {
     passive_check(now_ms);
     if (changed)
         if (auto st = apply(config_, nullptr); !st) log(fmt::format("cannot apply health change: {}", st.error()));
+    // Checks pass without events (an up backend stays up): look every 100 ms.
+    if (hooks_.route && (changed || now_ms >= next_routes_ms_)) {
+        next_routes_ms_ = now_ms + 100;
+        update_routes();
+    }
+}
+
+// ---- the tier: which VIP addresses this instance offers ---------------------------------------
+
+void ControlPlane::set_forwarding(bool ok, const std::string& why) {
+    if (ok == forwarding_ && (ok || why == not_forwarding_)) return;
+    forwarding_ = ok;
+    not_forwarding_ = ok ? std::string() : why;
+    if (hooks_.route) update_routes();
+}
+
+void ControlPlane::withdraw_all(const std::string& why) {
+    withdrawn_ = why.empty() ? std::string("withdrawn") : why;
+    if (hooks_.route) update_routes();
+}
+
+void ControlPlane::announce_all() {
+    withdrawn_.clear();
+    if (hooks_.route) update_routes();
+}
+
+std::pair<bool, std::string> ControlPlane::offerable(const lb::VipConf& v, const std::map<uint32_t, bool>& checked) const {
+    if (!withdrawn_.empty()) return {false, withdrawn_};
+    if (!forwarding_) return {false, not_forwarding_};
+    const int vi = service_ ? service_->find_vip_by_name(v.name) : -1;
+    size_t up = 0, unchecked = 0, unresolved = 0;
+    for (const auto& b : v.backends) {
+        if (effective(v, b) != lb::BackendState::up) continue;
+        const uint16_t port = port_of(v, b);
+        const int bi = vi >= 0 ? service_->find_backend(static_cast<uint16_t>(vi), b.addr, port) : -1;
+        if (bi < 0 || !service_->backends()[static_cast<size_t>(bi)].has_mac) {
+            ++unresolved;
+            continue;
+        }
+        const auto h = health_.find(Key{v.name, b.addr, port});
+        if (h != health_.end() && h->second.probe) {
+            const auto c = checked.find(h->second.probe);
+            if (c == checked.end() || !c->second) {
+                ++unchecked;
+                continue;
+            }
+        }
+        ++up;
+    }
+    if (up > 0) return {true, fmt::format("{}: {} of {} backends up", v.name, up, v.backends.size())};
+    std::string why = fmt::format("{}: no backend up ({} configured", v.name, v.backends.size());
+    if (unchecked) why += fmt::format(", {} awaiting a first check", unchecked);
+    if (unresolved) why += fmt::format(", {} without a MAC", unresolved);
+    return {false, why + ")"};
+}
+
+void ControlPlane::update_routes() {
+    std::map<uint32_t, bool> checked;  // probe id -> a passed check stands behind its state
+    for (const auto& st : prober_.status()) checked[st.id] = st.up && !st.last_detail.empty();
+    offered_.clear();
+    std::map<net::IpAddr, std::pair<bool, std::string>> want;
+    for (const auto& v : config_.vips) {
+        auto o = offerable(v, checked);
+        auto& w = want[v.addr];
+        // The first VIP that can be offered gives the reason; else the first that cannot.
+        if (w.second.empty() || (o.first && !w.first)) w = o;
+        offered_[v.name] = std::move(o);
+    }
+    for (auto& [addr, r] : routes_)
+        if (!want.count(addr) && r.on) want[addr] = {false, "no VIP on this address any more"};
+    for (const auto& [addr, w] : want) {
+        Route& r = routes_[addr];
+        if (r.on == w.first && !r.failing) {
+            r.reason = w.second;
+            continue;
+        }
+        if (auto st = hooks_.route(addr, w.first); !st) {
+            if (!r.failing)
+                log(fmt::format("cannot {} {}: {} (retrying)", w.first ? "announce" : "withdraw",
+                                net::to_string(addr), st.error()));
+            r.failing = true;
+            continue;
+        }
+        if (r.on != w.first || r.failing)
+            log(fmt::format("{} {}: {}", w.first ? "announce" : "withdraw", net::to_string(addr), w.second));
+        r = Route{w.first, w.second, false};
+    }
+    std::erase_if(routes_, [&](const auto& r) { return !r.second.on && !want.count(r.first); });
 }
 
 // Passive detection: per VIP, handshake failures counted by the workers over one check
@@ -418,7 +511,8 @@ Status ControlPlane::reload() {
 }
 
 void ControlPlane::learn_neighbor(const net::IpAddr& addr, const net::Mac& mac) {
-    bool wanted = false;
+    bool wanted = std::find(config_.client_gateways.begin(), config_.client_gateways.end(), addr) !=
+                  config_.client_gateways.end();
     for (const auto& v : config_.vips)
         for (const auto& b : v.backends) wanted |= lb::next_hop(config_, v, b) == addr;
     for (const auto& n : config_.neighbors) wanted &= n.addr != addr;  // static entries win
@@ -433,13 +527,14 @@ void ControlPlane::learn_neighbor(const net::IpAddr& addr, const net::Mac& mac) 
 
 std::vector<net::IpAddr> ControlPlane::dynamic_neighbors() const {
     std::vector<net::IpAddr> out;
+    const auto add = [&](const net::IpAddr& hop) {
+        const bool is_static = std::any_of(config_.neighbors.begin(), config_.neighbors.end(),
+                                           [&](const lb::NeighborConf& n) { return n.addr == hop; });
+        if (!is_static && std::find(out.begin(), out.end(), hop) == out.end()) out.push_back(hop);
+    };
+    for (const auto& g : config_.client_gateways) add(g);
     for (const auto& v : config_.vips)
-        for (const auto& b : v.backends) {
-            const net::IpAddr& hop = lb::next_hop(config_, v, b);
-            const bool is_static = std::any_of(config_.neighbors.begin(), config_.neighbors.end(),
-                                               [&](const lb::NeighborConf& n) { return n.addr == hop; });
-            if (!is_static && std::find(out.begin(), out.end(), hop) == out.end()) out.push_back(hop);
-        }
+        for (const auto& b : v.backends) add(lb::next_hop(config_, v, b));
     return out;
 }
 
@@ -458,9 +553,20 @@ std::string ControlPlane::list() const {
         const int vi = service_->find_vip_by_name(v.name);
         const lb::TrafficCounters vc =
             vi >= 0 && static_cast<size_t>(vi) < total.vips.size() ? total.vips[static_cast<size_t>(vi)] : lb::TrafficCounters{};
-        o += fmt::format("vip {} {}/{} {} on-down={} check={} packets={} bytes={} new_flows={}\n", v.name,
+        o += fmt::format("vip {} {}/{} {} on-down={} check={} packets={} bytes={} new_flows={}", v.name,
                          net::to_string(v.addr, v.port), lb::to_string(v.proto), lb::to_string(v.mode),
                          lb::to_string(v.on_down), lb::to_string(v.check.kind), vc.packets, vc.bytes, vc.new_flows);
+        if (vi >= 0) {
+            const lb::Maglev& m = service_->vips()[static_cast<size_t>(vi)].maglev;
+            o += fmt::format(" table={}", m.size());
+        }
+        if (hooks_.route) {
+            const auto r = routes_.find(v.addr);
+            const auto off = offered_.find(v.name);
+            o += fmt::format(" announced={} announce_reason=\"{}\"", r != routes_.end() && r->second.on ? "yes" : "no",
+                             off != offered_.end() ? off->second.second : std::string("not evaluated yet"));
+        }
+        o += '\n';
         for (const auto& b : v.backends) {
             const uint16_t port = port_of(v, b);
             const int bi = vi >= 0 ? service_->find_backend(static_cast<uint16_t>(vi), b.addr, port) : -1;
@@ -575,6 +681,15 @@ std::string ControlPlane::answer(const Command& c) {
         case Op::clear_counters:
             workers_.run_on_all(Workers::Task::clear_counters);  // handshake failures are kept
             return ok_response("counters cleared");
+        case Op::withdraw:
+        case Op::announce:
+            if (!hooks_.route) return error_response("announcing is off (start Sluice with --announce yes)");
+            if (c.op == Op::withdraw) {
+                withdraw_all(fmt::format("withdrawn by {}", operator_));
+                return ok_response("every VIP withdrawn; forwarding goes on");
+            }
+            announce_all();
+            return ok_response("the VIPs that can be served are announced");
         case Op::explain: {
             auto e = explain(c);
             return e ? ok_response(*e) : error_response(e.error());

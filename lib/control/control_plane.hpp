@@ -48,6 +48,9 @@ struct Hooks {
     // Rules that depend on the running process (how its workers share SNAT ports): a change
     // they refuse is not applied.
     std::function<Status(const lb::Config&)> admit;
+    // The tier (--announce): offers (on) or withdraws (off) a VIP address to the routers; the
+    // process puts it on or takes it off the kernel side, where the routing daemon sees it.
+    std::function<Status(const net::IpAddr&, bool on)> route;
 };
 
 class ControlPlane {
@@ -66,6 +69,16 @@ public:
     std::string handle(const Expected<Command>& cmd, const Peer& peer = Peer{0, 0, 0, true});
     // Re-reads and applies the configuration; on error the running one stays.
     Status reload();
+    // The tier (--announce, Hooks::route): the VIP addresses this instance offers its routers.
+    // A VIP can be offered while the workers forward and it has at least one backend up with
+    // its MAC known and, if checked, a passed check behind its state; an address is offered
+    // while any VIP on it can be. Every change is logged once with its reason; `list` shows it.
+    // The process reports whether every worker is polling (a stalled one withdraws all).
+    void set_forwarding(bool ok, const std::string& why);
+    // Withdraws every address whatever the VIPs' state (sluicectl withdraw, a stop with
+    // --drain-time) until announce_all(); the reason is logged and listed.
+    void withdraw_all(const std::string& why);
+    void announce_all();
     // A binding seen on the wire; rebuilds if a backend's next hop changed.
     void learn_neighbor(const net::IpAddr& addr, const net::Mac& mac);
     // Backend addresses with no static and no learnt MAC (to resolve), and all dynamic ones.
@@ -131,6 +144,9 @@ private:
     void passive_check(uint64_t now_ms);
     lb::BackendState effective(const lb::VipConf& v, const lb::BackendConf& b) const;
     void log(const std::string& line) const;
+    void update_routes();
+    // Can VIP v be offered, and why (or why not)?
+    std::pair<bool, std::string> offerable(const lb::VipConf& v, const std::map<uint32_t, bool>& checked) const;
 
     lb::Config config_;  // desired state (operator's view)
     Workers& workers_;
@@ -148,6 +164,18 @@ private:
     uint32_t tunnel_mark_ = 0;
     uint64_t tunnel_generation_ = 0;
     std::map<uint16_t, Key> tunnel_ports_;  // source port -> backend, for tunnel probes
+    // The tier: each VIP address's route as last applied, and the instance-wide conditions.
+    struct Route {
+        bool on = false;
+        std::string reason;
+        bool failing = false;  // the last change could not be applied (logged once; retried)
+    };
+    std::map<net::IpAddr, Route> routes_;
+    std::map<std::string, std::pair<bool, std::string>> offered_;  // per VIP name, for list()
+    bool forwarding_ = false;
+    std::string not_forwarding_ = "the workers have not started";
+    std::string withdrawn_;  // non-empty: every address withdrawn, for this reason
+    uint64_t next_routes_ms_ = 0;
 };
 
 }  // namespace sluice::control

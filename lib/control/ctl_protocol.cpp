@@ -40,6 +40,9 @@ constexpr std::array kSpecs = {
     CommandSpec{Op::clear_counters, "clear-counters", "", "reset all counters to zero"},
     CommandSpec{Op::explain, "explain", "tcp|udp SRC_ADDR:SPORT DST_ADDR:DPORT",
                 "which backend takes this packet, and why"},
+    CommandSpec{Op::withdraw, "withdraw", "",
+                "withdraw every VIP from the routers (--announce); keep forwarding"},
+    CommandSpec{Op::announce, "announce", "", "offer the VIPs that can be served again (--announce)"},
     CommandSpec{Op::help, "help", "", "this list"},
 };
 
@@ -226,6 +229,8 @@ Expected<Command> parse_command(std::string_view line) {
         case Op::stats:
         case Op::reload:
         case Op::clear_counters:
+        case Op::withdraw:
+        case Op::announce:
         case Op::help: break;
         case Op::remove_backend:
         case Op::drain:
@@ -271,6 +276,8 @@ std::string format_command(const Command& c) {
         case Op::stats:
         case Op::reload:
         case Op::clear_counters:
+        case Op::withdraw:
+        case Op::announce:
         case Op::help: break;
         case Op::add_backend:
             line += fmt::format(" {} {}", c.vip, format_backend(c));
@@ -303,6 +310,8 @@ bool changes_state(Op op) noexcept {
         case Op::drain:
         case Op::set_state:
         case Op::reload:
+        case Op::withdraw:
+        case Op::announce:
         case Op::clear_counters: return true;
     }
     return true;

@@ -9,7 +9,7 @@
 // the same message the server would send.
 //
 // Request grammar (words separated by spaces or tabs; names are case-sensitive):
-//   list | stats | reload | clear-counters | help
+//   list | stats | reload | clear-counters | withdraw | announce | help
 //   add-backend VIP ADDR[:PORT] [weight=N]
 //   remove-backend VIP ADDR[:PORT]
 //   set-weight VIP ADDR[:PORT] N
@@ -52,6 +52,8 @@ enum class Op : uint8_t {
     reload,          // re-read the configuration, apply service settings
     clear_counters,  // reset counters
     explain,         // proto, src_addr/src_port, dst_addr/dst_port
+    withdraw,        // the tier: withdraw every VIP address (drain the whole instance)
+    announce,        // the tier: offer the VIP addresses again (those that can be served)
     help,            // the command list
 };
 

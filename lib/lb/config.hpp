@@ -150,6 +150,15 @@ struct ProcessConfig {
     std::vector<net::IpAddr> tunnel_sources;
     std::vector<net::IpAddr> tunnel_gateways;
     uint32_t tunnel_mtu = 0;
+    // The tier: each VIP's address goes on the kernel side's client TAP while the VIP can be
+    // served (a routing daemon announces what is there); replies of flows another instance
+    // started go to the client side's router (one per family at most); SIGTERM withdraws and
+    // keeps forwarding this long before exiting.
+    bool announce = false;
+    std::vector<net::IpAddr> client_gateways;
+    uint32_t drain_time_s = 0;
+    // Workers sleep up to this long when a poll finds nothing (0: pure polling).
+    uint32_t idle_sleep_us = 0;
     friend bool operator==(const ProcessConfig&, const ProcessConfig&) = default;
 };
 

@@ -1,5 +1,6 @@
 // nat and dsr without a flow entry: client packets the flow table cannot hold go to Maglev's
-// pick, and a nat backend's answer to such a client goes back by a hint of the client's MAC.
+// pick, and a nat backend's answer to such a client goes back by a hint of the client's MAC,
+// or to the client side's router when the flow is another instance's (a tier).
 #include <cstring>
 
 #include "lib/lb/dataplane_internal.hpp"
@@ -60,15 +61,21 @@ void Dataplane::reply_stateless(PacketRef& p, const ParsedPacket& pp) noexcept {
     const uint8_t* dst = ip + Ip<A>::kDst;
     const uint16_t be_idx = service_->nat_backend(Ip<A>::kFamily, src, pp.sport_raw, pp.l4_proto);
     if (be_idx == Service::kNoBackendEntry) return drop(p, Drop::no_flow);
+    // The client's MAC as its packets came (this instance forwarded them without state), else
+    // the client side's router: the flow is another instance's of the tier (--client-gateway).
     const ClientMac<A>& cm = client_mac_slot<A>(dst, pp.dport_raw);
-    if (!cm.used || cm.port_raw != pp.dport_raw || std::memcmp(cm.addr, dst, A) != 0) return drop(p, Drop::no_flow);
+    Mac client_mac;
+    if (cm.used && cm.port_raw == pp.dport_raw && std::memcmp(cm.addr, dst, A) == 0)
+        std::memcpy(client_mac.bytes.data(), cm.mac, 6);
+    else if (const Mac* gw = service_->client_gateway(Ip<A>::kFamily))
+        client_mac = *gw;
+    else
+        return drop(p, Drop::no_flow);
     if (pp.l4_proto == kIpProtoTcp && !tcp_flags_valid(pp.tcp_flags)) return drop(p, Drop::bad_tcp_flags);
     if (ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
     const BackendEntry& be = service_->backends()[be_idx];
     const VipEntry& vip = service_->vips()[be.vip];
     nat_rewrite<A>(p.data, pp, false, vip.addr.bytes.data(), vip.port_raw, be.ip_sum_to_vip, be.l4_sum_to_vip);
-    Mac client_mac;
-    std::memcpy(client_mac.bytes.data(), cm.mac, 6);
     set_macs(p.data, client_mac, env_.port_macs[env_.client_port]);
     ++counters_.replies;
     ++counters_.stateless_replies;

@@ -101,6 +101,10 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
         mac = it->second;
         return true;
     };
+    for (const auto& g : config.client_gateways) {
+        const size_t i = g.is_v4() ? 0 : 1;
+        s.has_client_gateway_[i] = mac_of(g, s.client_gateway_mac_[i]);
+    }
     std::unordered_map<std::string_view, size_t> live_before;  // previous's live VIPs by name
     if (previous)
         for (size_t i = 0; i < previous->vips_.size(); ++i)

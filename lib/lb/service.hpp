@@ -124,6 +124,12 @@ public:
     const std::vector<VipEntry>& vips() const noexcept { return vips_; }
     const std::vector<BackendEntry>& backends() const noexcept { return backends_; }
     const std::vector<net::IpAddr>& snat(net::Family f) const noexcept { return f == net::Family::v4 ? snat4_ : snat6_; }
+    // The MAC of the client side's router of family f (--client-gateway), or null if there is
+    // none or it is not resolved yet: where nat answers of flows this instance never saw go.
+    const net::Mac* client_gateway(net::Family f) const noexcept {
+        const size_t i = f == net::Family::v4 ? 0 : 1;
+        return has_client_gateway_[i] ? &client_gateway_mac_[i] : nullptr;
+    }
     // The outer source of tunnel packets of family f (the rules require it where it is used).
     const net::IpAddr& tunnel_source(net::Family f) const noexcept {
         return f == net::Family::v4 ? tunnel_src4_ : tunnel_src6_;
@@ -179,6 +185,8 @@ private:
         uint16_t entry = kNoBackendEntry;
     };
     std::vector<NatBackend> nat_backends_;  // sorted by (addr, port, proto)
+    net::Mac client_gateway_mac_[2];        // [v4, v6]
+    bool has_client_gateway_[2] = {false, false};
 };
 
 // The hash Maglev is indexed with: a fixed function of the flow's 5-tuple, so every instance

@@ -260,3 +260,70 @@ TEST_CASE("a reload that changes a VIP's check settings re-arms its probes", "[c
     while (cp.list().find(be + " state=down") == std::string::npos && now_ms() - t1 < 3000) cp.poll(now_ms(), 10);
     CHECK_THAT(cp.list(), Contains("last_check=\"tcp connect: Connection refused\""));
 }
+
+TEST_CASE("the tier: a VIP address is offered while a backend is up and the workers forward", "[control]") {
+    LocalPort alive(true), dead(false);
+    Harness h;
+    auto c = parse({"--vip", "web,203.0.113.10:80/tcp,nat,check=tcp,inter=50ms,fall=1,rise=1,timeout=100ms",
+                    "--backend", fmt::format("web,127.0.0.1:{}", alive.port), "--vip", "web6,[2001:db8:3::10]:80/tcp,dsr",
+                    "--backend", "web6,[2001:db8:2::11]", "--neighbor", "127.0.0.1,02:00:00:00:00:01",
+                    "--vip", "udp6,[2001:db8:3::10]:53/udp,dsr", "--backend", "udp6,[2001:db8:2::12]",
+                    "--neighbor", "2001:db8:2::12,02:00:00:00:00:12", "--kernel-if", "sl"});
+    std::vector<std::pair<std::string, bool>> calls;
+    Hooks hooks = h.hooks();
+    hooks.route = [&](const net::IpAddr& a, bool on) {
+        calls.emplace_back(net::to_string(a), on);
+        return Status{};
+    };
+    auto prober = Prober::create();
+    REQUIRE(prober.ok());
+    ControlPlane cp(c, h, std::move(hooks), std::move(*prober));
+    const uint64_t t0 = now_ms();
+    REQUIRE(cp.start(t0).ok());
+    // Nothing before the workers forward.
+    cp.poll(t0, 0);
+    CHECK(calls.empty());
+    CHECK_THAT(cp.list(), Contains("announced=no announce_reason=\"the workers have not started\""));
+    cp.set_forwarding(true, "");
+    // The IPv6 address: web6's backend has no MAC, but udp6 on the same address can serve.
+    REQUIRE(calls.size() == 1);
+    CHECK(calls[0] == std::make_pair(std::string("2001:db8:3::10"), true));
+    CHECK_THAT(cp.list(), Contains("web6: no backend up (1 configured, 1 without a MAC)"));
+    // The IPv4 one once its only backend passed a check, not before.
+    while (calls.size() < 2 && now_ms() - t0 < 2000) cp.poll(now_ms(), 10);
+    REQUIRE(calls.size() == 2);
+    CHECK(calls[1] == std::make_pair(std::string("203.0.113.10"), true));
+    CHECK_THAT(h.logs.back(), Contains("announce 203.0.113.10: web: 1 of 1 backends up"));
+    // A stalled worker withdraws everything, once.
+    cp.set_forwarding(false, "worker 0 has not polled for 1000 ms");
+    cp.set_forwarding(false, "worker 0 has not polled for 1000 ms");
+    REQUIRE(calls.size() == 4);
+    CHECK_FALSE(calls[2].second);
+    CHECK_FALSE(calls[3].second);
+    CHECK_THAT(h.logs.back(), Contains("withdraw"));
+    CHECK_THAT(h.logs.back(), Contains("worker 0 has not polled for 1000 ms"));
+    cp.set_forwarding(true, "");
+    REQUIRE(calls.size() == 6);
+    // The operator withdraws the instance and brings it back.
+    CHECK_THAT(cp.handle(cmd("withdraw")), Contains("ok"));
+    REQUIRE(calls.size() == 8);
+    CHECK_THAT(cp.list(), Contains("announced=no announce_reason=\"withdrawn by uid=0"));
+    cp.poll(now_ms(), 0);
+    CHECK(calls.size() == 8);
+    CHECK_THAT(cp.handle(cmd("announce")), Contains("ok"));
+    REQUIRE(calls.size() == 10);
+    // The backend's death withdraws its VIP's address only.
+    CHECK_THAT(cp.handle(cmd(fmt::format("set-state web 127.0.0.1:{} down", alive.port))), Contains("ok"));
+    cp.poll(now_ms() + 200, 0);
+    REQUIRE(calls.size() == 11);
+    CHECK(calls[10] == std::make_pair(std::string("203.0.113.10"), false));
+    CHECK_THAT(h.logs.back(), Contains("withdraw 203.0.113.10: web: no backend up (1 configured)"));
+}
+
+TEST_CASE("the tier: without --announce the commands say so", "[control]") {
+    Harness h;
+    auto cp = make(h, parse(kBase));
+    REQUIRE(cp.start(0).ok());
+    CHECK_THAT(cp.handle(cmd("withdraw")), Contains("announcing is off"));
+    CHECK(cp.list().find("announced=") == std::string::npos);
+}

@@ -133,7 +133,7 @@ TEST_CASE("ctl: malformed requests are rejected naming the bad token", "[ctl]") 
         {"   \t ", {"empty request"}},
         {"\n", {"empty request"}},
         {"lst", {"unknown command 'lst'", "expected one of: list, stats, add-backend, remove-backend, set-weight, "
-                                          "drain, set-state, reload, clear-counters, explain, help"}},
+                                          "drain, set-state, reload, clear-counters, explain, withdraw, announce, help"}},
         {"LIST", {"unknown command 'LIST'"}},
         {"list extra", {"list: unexpected argument 'extra'", "usage: list)"}},
         {"help me", {"help: unexpected argument 'me'"}},
