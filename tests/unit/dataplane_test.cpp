@@ -1465,3 +1465,25 @@ TEST_CASE("snat ports: each worker's share is predicted, enforced, and a worker 
     CHECK(st.error().find("owns none of SNAT") != std::string::npos);
     CHECK(check_snat_shares(c, 1, sluice::net::Reta::round_robin(1)));
 }
+
+TEST_CASE("dataplane: a nat answer of a flow another instance started goes to the client gateway", "[dataplane]") {
+    // Without --client-gateway there is nowhere to send it.
+    {
+        Rig rig;
+        CHECK(rig.run(from_backend(kBe1Mac).ipv4(kBe1, kClient).tcp(8080, 41000, kAck).build(), 0, 1).reason ==
+              Drop::no_flow);
+    }
+    Config c = lab_config();
+    const char* gw_mac = "02:00:00:00:00:fe";
+    c.client_gateways = {ip("192.0.2.1"), ip("2001:db8:1::1")};
+    c.neighbors.push_back({ip("192.0.2.1"), macv(gw_mac)});  // as ARP would have learnt it
+    Rig rig(c);
+    const Out v4 = rig.run(from_backend(kBe1Mac).ipv4(kBe1, kClient).tcp(8080, 41000, kAck).build(), 0, 1);
+    REQUIRE(v4.verdict == Verdict::tx);
+    CHECK(v4.out == 0);
+    CHECK(v4.bytes == Pkt().eth(kPort0Mac, gw_mac).ipv4(kVipNat, kClient, 63).tcp(80, 41000, kAck).build());
+    CHECK(rig.dp->counters().stateless_replies == 1);
+    // IPv6: its gateway is not resolved yet, so the answer is dropped, counted.
+    CHECK(rig.run(from_backend(kBe6aMac).ipv6(kBe6a, kClient6).tcp(8080, 41000, kAck).build(), 0, 1).reason ==
+          Drop::no_flow);
+}
