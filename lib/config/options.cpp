@@ -81,7 +81,9 @@ constexpr OptSpec kOptions[] = {
      "  handshakes per inter (judged every second, scaled;\n"
      "  default 0: off); only active checks bring it back\n"
      "encap=ipip|gue gue-port=N  tunnel: IP in IP (default), or\n"
-     "  GUE in UDP to port N (default 6080)"},
+     "  GUE in UDP to port N (default 6080)\n"
+     "announce-min=N  with --announce, offer the VIP only while\n"
+     "  N backends are up (default 1)"},
     {"backend", "VIP,ADDR[:PORT][,weight=N][,state=S]", Kind::list, false, "Services (repeatable)",
      "a backend of VIP; PORT defaults to the VIP's port (and\n"
      "must equal it in dsr); weight 0..65535, default 1,\n"

@@ -121,6 +121,7 @@ Status apply_vip_field(VipConf& v, std::string_view key, std::string_view val) {
     if (key == "rise") return number(c.rise, 1, 100);
     if (key == "fall") return number(c.fall, 1, 100);
     if (key == "passive") return number(v.passive_failures, 0, 1'000'000);
+    if (key == "announce-min") return number(v.announce_min, 1, lb::kMaxBackends);
     if (key == "http-status") {
         uint32_t code = 0;
         if (auto st = number(code, 100, 599); !st) return st;

@@ -72,7 +72,7 @@ std::string describe_changes(const lb::Config& a, const lb::Config& b) {
         const lb::VipConf& o = *it->second;
         if (o.addr != v->addr || o.port != v->port || o.proto != v->proto || o.mode != v->mode ||
             o.table_size != v->table_size || o.on_down != v->on_down || !(o.check == v->check) ||
-            o.passive_failures != v->passive_failures)
+            o.passive_failures != v->passive_failures || o.announce_min != v->announce_min)
             ++vips_changed;
         auto key = [&](const lb::VipConf& vc, const lb::BackendConf& bc) {
             return std::pair{bc.addr, bc.port ? bc.port : vc.port};
@@ -327,8 +327,11 @@ std::pair<bool, std::string> ControlPlane::offerable(const lb::VipConf& v, const
         }
         ++up;
     }
-    if (up > 0) return {true, fmt::format("{}: {} of {} backends up", v.name, up, v.backends.size())};
-    std::string why = fmt::format("{}: no backend up ({} configured", v.name, v.backends.size());
+    if (up >= v.announce_min) return {true, fmt::format("{}: {} of {} backends up", v.name, up, v.backends.size())};
+    std::string why = up ? fmt::format("{}: {} of {} backends up, announce-min={}", v.name, up, v.backends.size(),
+                                       v.announce_min)
+                         : fmt::format("{}: no backend up ({} configured", v.name, v.backends.size());
+    if (up) return {false, why};
     if (unchecked) why += fmt::format(", {} awaiting a first check", unchecked);
     if (unresolved) why += fmt::format(", {} without a MAC", unresolved);
     return {false, why + ")"};

@@ -91,6 +91,7 @@ struct VipConf {
     DownPolicy on_down = DownPolicy::reschedule;
     CheckConf check;
     uint32_t passive_failures = 0;  // failed handshakes per check interval that mark a backend down; 0 = off
+    uint32_t announce_min = 1;      // --announce: backends that must be up for the VIP to be offered
     Encap encap = Encap::ipip;      // tunnel only
     uint16_t gue_port = kDefaultGuePort;  // tunnel with encap=gue: the backends' UDP port
     std::vector<BackendConf> backends;

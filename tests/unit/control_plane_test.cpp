@@ -327,3 +327,25 @@ TEST_CASE("the tier: without --announce the commands say so", "[control]") {
     CHECK_THAT(cp.handle(cmd("withdraw")), Contains("announcing is off"));
     CHECK(cp.list().find("announced=") == std::string::npos);
 }
+
+TEST_CASE("the tier: announce-min holds a VIP back until enough backends are up", "[control]") {
+    Harness h;
+    auto args = kBase;
+    args[1] = "web,203.0.113.10:80/tcp,nat,announce-min=3";
+    std::vector<bool> calls;
+    Hooks hooks = h.hooks();
+    hooks.route = [&](const net::IpAddr&, bool on) {
+        calls.push_back(on);
+        return Status{};
+    };
+    auto prober = Prober::create();
+    REQUIRE(prober.ok());
+    ControlPlane cp(parse(args), h, std::move(hooks), std::move(*prober));
+    REQUIRE(cp.start(0).ok());
+    cp.set_forwarding(true, "");
+    REQUIRE(calls == std::vector<bool>{true});
+    CHECK_THAT(cp.handle(cmd("set-state web 198.51.100.11:8080 down")), Contains("ok"));
+    cp.poll(1000, 0);
+    REQUIRE(calls == std::vector<bool>{true, false});
+    CHECK_THAT(h.logs.back(), Contains("web: 2 of 3 backends up, announce-min=3"));
+}
