@@ -49,6 +49,7 @@ Runtime::~Runtime() {
     // The order the pieces depend on each other: readers of the workers first, the pool last.
     telemetry_.reset();
     ctl_.reset();
+    metrics_.reset();
     cp_.reset();
     workers_.reset();
     if (pool_) rte_mempool_free(pool_);
@@ -189,6 +190,12 @@ Status Runtime::bring_up() {
         if (!srv) return make_error(fmt::format("control socket: {} (or pass --control-socket none)", srv.error()));
         ctl_.emplace(std::move(*srv));
     }
+    if (cfg_.metrics_listen) {
+        auto m = control::MetricsServer::open(cfg_.metrics_listen->first, cfg_.metrics_listen->second);
+        if (!m) return make_error(m.error());
+        metrics_.emplace(std::move(*m));
+        fmt::print("metrics: http://{}/metrics\n", net::to_string(cfg_.metrics_listen->first, metrics_->port()));
+    }
     telemetry_.emplace(*workers_);
 
     fmt::print("sluice: {} VIPs, {} workers, {} ports ({}), forwarding; Ctrl-C to stop\n", cfg_.vips.size(),
@@ -216,6 +223,7 @@ void Runtime::control_step() {
             return cp_->handle(c, peer);
         });
     cp_->poll(now, workers_->main_runs_worker() ? 0 : 1);
+    if (metrics_) metrics_->poll(now, [this] { return metrics(); });
     if (reload_.exchange(false)) {
         // systemctl reload waits from RELOADING=1 to the next READY=1, failed reload or not
         // (a rejected file leaves the old configuration forwarding).
@@ -265,6 +273,20 @@ void Runtime::check_workers(uint64_t now_ms) {
                                                             now_ms - progress_[w].moved_ms);
     }
     cp_->set_forwarding(stalled.empty(), stalled);
+}
+
+// The control plane's series, and the poll loops' own.
+std::string Runtime::metrics() const {
+    std::string o = cp_->metrics();
+    o += "# HELP sluice_worker_polls_total Poll-loop iterations of the worker.\n"
+         "# TYPE sluice_worker_polls_total counter\n";
+    for (uint16_t w = 0; w < workers_->size(); ++w)
+        o += fmt::format("sluice_worker_polls_total{{worker=\"{}\"}} {}\n", w, workers_->loop_stats(w).loops);
+    o += "# HELP sluice_worker_busy_polls_total Poll-loop iterations that found packets (busy / polls = load).\n"
+         "# TYPE sluice_worker_busy_polls_total counter\n";
+    for (uint16_t w = 0; w < workers_->size(); ++w)
+        o += fmt::format("sluice_worker_busy_polls_total{{worker=\"{}\"}} {}\n", w, workers_->loop_stats(w).busy_loops);
+    return o;
 }
 
 void Runtime::print_stats_line(uint64_t now_tsc) {
@@ -320,6 +342,7 @@ int Runtime::shutdown() {
     if (!cfg_.stats_json.empty()) std::ofstream(cfg_.stats_json) << lb::stats_to_json(dataplanes);
     telemetry_.reset();
     ctl_.reset();
+    metrics_.reset();
     if (kernel_) kernel_->disable_tunnel_probes();
     // Ids first: closing a port lowers rte_eth_dev_count_avail(), which would leave the last
     // ports (the kernel side's TAPs) open, their RX rings holding mbufs.

@@ -28,6 +28,7 @@
 #include "lib/control/control_plane.hpp"
 #include "lib/control/ctl_server.hpp"
 #include "lib/control/flow_log_writer.hpp"
+#include "lib/control/metrics_server.hpp"
 #include "lib/lb/config.hpp"
 
 namespace sluice::dpdk {
@@ -55,6 +56,7 @@ private:
     void control_step();
     void check_stop(uint64_t now_ms);
     void check_workers(uint64_t now_ms);
+    std::string metrics() const;
     void print_stats_line(uint64_t now_tsc);
     uint64_t now_ms64() const noexcept;
 
@@ -73,6 +75,7 @@ private:
     std::unique_ptr<control::ControlPlane> cp_;
     std::optional<control::FlowLogWriter> flow_log_;
     std::optional<control::CtlServer> ctl_;
+    std::optional<control::MetricsServer> metrics_;
     std::optional<Telemetry> telemetry_;
     bool ready_sent_ = false;  // READY=1 sent to systemd
     // Stopping: the signal came at stop_; the poll loops end at halt_, after --drain-time.

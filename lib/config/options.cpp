@@ -29,6 +29,7 @@
 #include "lib/config/rules.hpp"
 #include "lib/config/syntax.hpp"
 #include "lib/lb/limits.hpp"
+#include "lib/net/endpoint.hpp"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.1.0"
@@ -177,6 +178,9 @@ constexpr OptSpec kOptions[] = {
      "largest encapsulated packet, 1280..9000 (default 0: the\n"
      "backend port's MTU); a client packet that no longer fits\n"
      "is answered with ICMP fragmentation-needed / too-big"},
+    {"metrics-listen", "ADDR:PORT", Kind::scalar, false, "Process settings (restart-only)",
+     "serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+     "(IPv6 in brackets; default: off)"},
     {"announce", "yes|no", Kind::scalar, false, "Process settings (restart-only)",
      "a tier behind ECMP routers: each VIP's address goes on the\n"
      "kernel side's client TAP while the VIP has a backend up\n"
@@ -249,6 +253,11 @@ public:
             if (!a) return fail(describe(o), a.error());
             cfg_.client_gateways.push_back(*a);
             origins_.client_gateways.push_back(o);
+        } else if (o.name == "metrics-listen") {
+            auto ep = net::parse_endpoint(o.value, {"metrics address", false, 1});
+            if (!ep) return fail(describe(o), ep.error());
+            if (!ep->port) return fail(describe(o), "missing :PORT (e.g. 127.0.0.1:9470 or [::1]:9470)");
+            cfg_.metrics_listen = std::make_pair(ep->addr, *ep->port);
         } else if (o.name == "announce") {
             if (o.value != "yes" && o.value != "no") return fail(describe(o), "expected yes or no");
             cfg_.announce = o.value == "yes";

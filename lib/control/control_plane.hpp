@@ -112,6 +112,8 @@ public:
     Status add_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port, uint32_t weight);
     Status remove_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port);
     std::string list() const;
+    // The Prometheus text exposition of what list and stats show (lib/control/metrics.cpp).
+    std::string metrics() const;
     std::string stats() const;
     Expected<std::string> explain(const Command& c) const;
 

@@ -158,6 +158,8 @@ struct ProcessConfig {
     bool announce = false;
     std::vector<net::IpAddr> client_gateways;
     uint32_t drain_time_s = 0;
+    // The Prometheus endpoint (--metrics-listen); none when unset.
+    std::optional<std::pair<net::IpAddr, uint16_t>> metrics_listen;
     // Workers sleep up to this long when a poll finds nothing (0: pure polling).
     uint32_t idle_sleep_us = 0;
     friend bool operator==(const ProcessConfig&, const ProcessConfig&) = default;
