@@ -54,10 +54,16 @@ Expected<IpAddr> parse_addr(std::string_view s) {
 }
 
 Expected<uint32_t> parse_duration_ms(std::string_view s, std::string_view what) {
-    uint64_t scale = 1;
-    if (s.ends_with("ms")) s.remove_suffix(2);
+    // A unit is required: a bare `inter=2` would be 2 ms to the parser and 2 s to its reader.
+    const std::string_view text = s;
+    uint64_t scale = 0;
+    if (s.ends_with("ms")) { s.remove_suffix(2); scale = 1; }
     else if (s.ends_with("s")) { s.remove_suffix(1); scale = 1000; }
     else if (s.ends_with("m")) { s.remove_suffix(1); scale = 60'000; }
+    const bool digits = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!scale || !digits)
+        return make_error(fmt::format("bad {} '{}': a whole number and a unit, ms, s or m (500ms, 2s, 1m)", what,
+                                      clip(text)));
     auto n = parse_number(s, 1, 3'600'000, what);
     if (!n) return Error{n.error()};
     if (*n * scale > 3'600'000) return make_error(fmt::format("{} above one hour", what));
