@@ -34,6 +34,10 @@ using sluice::Expected;
 using sluice::make_error;
 namespace ctl = sluice::control;
 
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "unknown"
+#endif
+
 constexpr const char* kDefaultSocket = "/run/sluice/sluice.sock";
 constexpr int kTimeoutMs = 5000;
 constexpr size_t kMaxResponseBytes = 64u << 20;  // far above any list; guards a runaway peer
@@ -48,7 +52,8 @@ std::string usage() {
         "Send one command to a running Sluice over its control socket.\n\n"
         "Options:\n"
         "  -s, --socket PATH  control socket (default: $SLUICE_SOCKET, else {})\n"
-        "  -h, --help         this text\n\n"
+        "  -h, --help         this text\n"
+        "  -V, --version      print the version and exit\n\n"
         "Commands:\n"
         "{}\n"
         "VIP is the name given with --vip; ADDR[:PORT] is 192.0.2.1, 192.0.2.1:8080,\n"
@@ -171,6 +176,10 @@ int run(int argc, char** argv) {
         std::string_view a = argv[i];
         if (a == "-h" || a == "--help") {
             std::fputs(usage().c_str(), stdout);
+            return kExitOk;
+        }
+        if (a == "-V" || a == "--version") {
+            std::fputs("sluicectl " SLUICE_VERSION "\n", stdout);
             return kExitOk;
         }
         if (a == "--") {

@@ -1,6 +1,7 @@
 #include "drivers/dpdk/runtime.hpp"
 
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 
 #include <rte_cycles.h>
@@ -36,6 +37,16 @@ void sd_notify(const std::string& state) {
 // Tunnel probes' socket mark and routing table (and rule priority): Sluice's own numbers.
 constexpr uint32_t kTunnelProbeMark = 0x51CE7E00;
 constexpr uint32_t kTunnelProbeTable = 20942;
+
+// UTC wall-clock time to the millisecond, ISO 8601: the prefix of the control core's log lines.
+std::string timestamp() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    tm t{};
+    gmtime_r(&ts.tv_sec, &t);
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday,
+                       t.tm_hour, t.tm_min, t.tm_sec, ts.tv_nsec / 1'000'000);
+}
 
 const char* arms(const lb::WorkerEnv& env) { return env.client_port == env.backend_port ? "one-arm" : "two-arm"; }
 
@@ -141,7 +152,7 @@ Status Runtime::bring_up() {
     if (!prober) return make_error(prober.error());
     control::Hooks hooks;
     hooks.log = [this](const std::string& line) {
-        rte_log(RTE_LOG_NOTICE, static_cast<uint32_t>(logtype_), "sluice: %s\n", line.c_str());
+        rte_log(RTE_LOG_NOTICE, static_cast<uint32_t>(logtype_), "%s sluice: %s\n", timestamp().c_str(), line.c_str());
     };
     hooks.admit = [this](const lb::Config& next) { return lb::check_snat_shares(next, env_.nb_workers, env_.reta); };
     if (cfg_.announce && kernel_)  // the rules demand --kernel-if with --announce
@@ -171,7 +182,8 @@ Status Runtime::bring_up() {
     // Flow log: one event ring per worker, drained and rate-limited by the control core.
     if (cfg_.flow_log_one_in) {
         flow_log_.emplace(cfg_.flow_log_rate, [this](const std::string& line) {
-            rte_log(RTE_LOG_INFO, static_cast<uint32_t>(flowlog_type_), "sluice: %s\n", line.c_str());
+            rte_log(RTE_LOG_INFO, static_cast<uint32_t>(flowlog_type_), "%s sluice: %s\n", timestamp().c_str(),
+                    line.c_str());
         });
         workers_->enable_flow_log(cfg_.flow_log_one_in, *flow_log_);
     }
@@ -229,13 +241,16 @@ void Runtime::control_step() {
         // (a rejected file leaves the old configuration forwarding).
         sd_notify(linux_sd::reloading_message());
         if (auto st = cp_->reload(); !st) {
-            fmt::print(stderr, "sluice: reload failed: {}\n", st.error());
+            fmt::print(stderr, "{} sluice: reload failed: {}\n", timestamp(), st.error());
             sd_notify("READY=1\nSTATUS=forwarding; reload failed, old configuration kept: " + st.error());
         } else {
             sd_notify("READY=1\nSTATUS=forwarding; configuration reloaded");
         }
     }
     if (kernel_) kernel_->pump(*workers_, *cp_, now);
+    if (cfg_.stats_period_s)
+        if (const uint64_t tsc = rte_get_tsc_cycles(); tsc - last_.tsc >= cfg_.stats_period_s * rte_get_tsc_hz())
+            print_stats_line(tsc);
     if (flow_log_) flow_log_->drain(now, *cp_->service());
     workers_->reclaim();
 }
@@ -248,7 +263,8 @@ void Runtime::check_stop(uint64_t now_ms) {
         halt_at_ms_ = now_ms + uint64_t{cfg_.drain_time_s} * 1000;
         if (cfg_.drain_time_s) {
             cp_->withdraw_all(fmt::format("stopping: forwarding {} s more while the routers move away", cfg_.drain_time_s));
-            fmt::print("sluice: stopping in {} s (--drain-time); forwarding until then\n", cfg_.drain_time_s);
+            fmt::print("{} sluice: stopping in {} s (--drain-time); forwarding until then\n", timestamp(),
+                       cfg_.drain_time_s);
             std::fflush(stdout);
             sd_notify(fmt::format("STOPPING=1\nSTATUS=draining: VIPs withdrawn, exiting in {} s", cfg_.drain_time_s));
         }
@@ -295,7 +311,7 @@ void Runtime::print_stats_line(uint64_t now_tsc) {
     auto rate = [secs](uint64_t now_v, uint64_t then_v) { return static_cast<double>(now_v - then_v) / secs; };
     const std::string rates = fmt::format("rx-pps {:.0f} tx-pps {:.0f} new-flows-ps {:.0f}", rate(t.rx, last_.rx),
                                           rate(t.tx, last_.tx), rate(t.maglev_picks, last_.new_flows));
-    fmt::print("stats: {} | {}\n", rates, lb::stats_summary(workers_->dataplanes()));
+    fmt::print("{} stats: {} | {}\n", timestamp(), rates, lb::stats_summary(workers_->dataplanes()));
     std::fflush(stdout);
     sd_notify("STATUS=forwarding: " + rates);
     last_ = {t.rx, t.tx, t.maglev_picks, now_tsc};
@@ -308,11 +324,7 @@ Status Runtime::run() {
         return {};
     }
     Status launched = workers_->launch();
-    const uint64_t period = cfg_.stats_period_s * rte_get_tsc_hz();
-    while (launched && !halt_.load(std::memory_order_relaxed)) {
-        control_step();
-        if (const uint64_t now = rte_get_tsc_cycles(); period && now - last_.tsc >= period) print_stats_line(now);
-    }
+    while (launched && !halt_.load(std::memory_order_relaxed)) control_step();
     return launched;
 }
 

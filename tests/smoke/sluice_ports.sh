@@ -86,3 +86,10 @@ t = json.load(open('$work/null.json'))['total']
 assert t['rx'] > 0 and t['tx'] == 0 and t['dropped'] == t['rx'], t
 print('ok: net_null', t['rx'], 'frames, all dropped as', t['drops'])
 "
+
+# One lcore: its worker gives the control core its turns, which print --stats-period lines
+# (timestamped, like every control-core log line); --idle-sleep lets the idle loop sleep.
+run_sluice stats1 "0@0" "net_null0,size=64" --stats-period 1 --idle-sleep 100
+n=$(grep -cE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z stats: rx-pps' "$work/stats1.log" || true)
+[ "$n" -ge 2 ] || { cat "$work/stats1.log"; fail "one lcore: $n timestamped --stats-period lines in 4 s, expected 2 or more"; }
+echo "ok: one lcore prints $n timestamped --stats-period lines"
