@@ -29,6 +29,7 @@ Status same_process_settings(const lb::Config& a, const lb::Config& b) {
     const auto& tb = b.timeouts;
     if (ta != tb) changed.push_back("--timeout-*");
     if (a.flow_capacity != b.flow_capacity) changed.push_back("--flow-capacity");
+    if (a.persist_capacity != b.persist_capacity) changed.push_back("--persist-capacity");
     if (a.snat_port_min != b.snat_port_min || a.snat_port_max != b.snat_port_max) changed.push_back("--snat-ports");
     if (a.client_port != b.client_port || a.backend_port != b.backend_port) changed.push_back("--client-port/--backend-port");
     if (a.client_vlan != b.client_vlan || a.backend_vlan != b.backend_vlan)
@@ -72,7 +73,8 @@ std::string describe_changes(const lb::Config& a, const lb::Config& b) {
         const lb::VipConf& o = *it->second;
         if (o.addr != v->addr || o.port != v->port || o.proto != v->proto || o.mode != v->mode ||
             o.table_size != v->table_size || o.on_down != v->on_down || !(o.check == v->check) ||
-            o.passive_failures != v->passive_failures || o.announce_min != v->announce_min)
+            o.passive_failures != v->passive_failures || o.announce_min != v->announce_min ||
+            o.persist_ms != v->persist_ms || o.persist_mask != v->persist_mask)
             ++vips_changed;
         auto key = [&](const lb::VipConf& vc, const lb::BackendConf& bc) {
             return std::pair{bc.addr, bc.port ? bc.port : vc.port};
