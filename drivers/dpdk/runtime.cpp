@@ -229,6 +229,7 @@ void Runtime::control_step() {
     }
     if (kernel_) kernel_->pump(*workers_, *cp_, now);
     if (flow_log_) flow_log_->drain(now, *cp_->service());
+    workers_->relay_persist();
     workers_->reclaim();
 }
 
