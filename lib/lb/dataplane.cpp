@@ -454,12 +454,11 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
         if (service_->owns_address(Ip<A>::kFamily, client)) [[unlikely]] return drop(p, Drop::own_source);
         if (tcp && !syn && !moved) ++counters_.non_syn_miss;
         uint16_t be_idx;
-        PersistKey pkey;  // written by persist_choose(), read only when it says to pin
         bool pin = false;
         if (vip.persist_ms) [[unlikely]] {
             // Sticky clients: the client network's entry, or Maglev by the network (the
             // stateless fallbacks below take the same backend; only a flow pins it).
-            be_idx = persist_choose<A>(vip, vip_idx, client, now_ms, pkey, pin);
+            be_idx = persist_choose<A>(vip, vip_idx, client, now_ms, pin);
             if (be_idx == Service::kNoBackendEntry) return drop(p, Drop::no_backend);
         } else {
             const uint64_t mh = maglev_flow_hash(Ip<A>::kFamily, client, ip + Ip<A>::kDst, pp.sport_raw,
@@ -511,7 +510,7 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
             rec.fin_client = 1;  // the FIN of a connection whose state was lost
             if (direct_return(vip.mode)) ft.set_state(id, FlowState::tcp_closing, now_ms);
         }
-        if (pin) persist_pin(pkey, be_idx, now_ms, vip.persist_ms);
+        if (pin) [[unlikely]] persist_pin<A>(vip, vip_idx, client, be_idx, now_ms);
         ++counters_.vips[vip_idx].new_flows;
         ++counters_.backends[be_idx].new_flows;
         if (flow_log_.enabled() && flow_log_.pick()) [[unlikely]] {

@@ -292,11 +292,14 @@ private:
     // Persistence (persist_table.hpp). The backend for a new connection of a persistent VIP's
     // client: its network's live entry if the backend still keeps clients (refreshed), else
     // Maglev's pick by the network (pin: the caller pins it once the flow exists). Returns
-    // Service::kNoBackendEntry when Maglev has no backend.
+    // Service::kNoBackendEntry when Maglev has no backend. Out of line, as is the pin, so VIPs
+    // without persistence carry nothing of it on the miss path but a branch.
     template <size_t A>
     [[gnu::noinline]] uint16_t persist_choose(const VipEntry& vip, uint16_t vip_idx, const uint8_t* client,
-                                              uint32_t now_ms, PersistKey& key, bool& pin) noexcept;
-    void persist_pin(const PersistKey& key, uint16_t backend, uint32_t now_ms, uint32_t persist_ms) noexcept;
+                                              uint32_t now_ms, bool& pin) noexcept;
+    template <size_t A>
+    [[gnu::noinline]] void persist_pin(const VipEntry& vip, uint16_t vip_idx, const uint8_t* client, uint16_t backend,
+                                       uint32_t now_ms) noexcept;
     // A flow of a persistent VIP ended idle: its network's entry lives persist_ms past the
     // flow's last packet (if it still names the flow's backend).
     template <size_t A>

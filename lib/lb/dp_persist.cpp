@@ -18,8 +18,8 @@ using namespace dp;
 
 template <size_t A>
 uint16_t Dataplane::persist_choose(const VipEntry& vip, uint16_t vip_idx, const uint8_t* client, uint32_t now_ms,
-                                   PersistKey& key, bool& pin) noexcept {
-    key = persist_key<A>(client, vip_idx, vip.persist_len);
+                                   bool& pin) noexcept {
+    const PersistKey key = persist_key<A>(client, vip_idx, vip.persist_len);
     const auto& backends = service_->backends();
     if (PersistEntry* e = persist_->find(key, now_ms)) {
         // An entry reported by a worker on a newer snapshot may name a backend this one has
@@ -38,7 +38,11 @@ uint16_t Dataplane::persist_choose(const VipEntry& vip, uint16_t vip_idx, const 
     return vip.backends[pick];
 }
 
-void Dataplane::persist_pin(const PersistKey& key, uint16_t backend, uint32_t now_ms, uint32_t persist_ms) noexcept {
+template <size_t A>
+void Dataplane::persist_pin(const VipEntry& vip, uint16_t vip_idx, const uint8_t* client, uint16_t backend,
+                            uint32_t now_ms) noexcept {
+    const PersistKey key = persist_key<A>(client, vip_idx, vip.persist_len);
+    const uint32_t persist_ms = vip.persist_ms;
     switch (persist_->put(key, backend, now_ms + persist_ms, now_ms)) {
         case PersistTable::Put::refused: ++counters_.persist_refused; return;
         case PersistTable::Put::evicted: ++counters_.persist_evictions; break;
@@ -90,10 +94,10 @@ size_t Dataplane::list_persist(uint16_t vip, uint32_t now_ms, std::vector<Persis
     return n;
 }
 
-template uint16_t Dataplane::persist_choose<4>(const VipEntry&, uint16_t, const uint8_t*, uint32_t, PersistKey&,
-                                               bool&) noexcept;
-template uint16_t Dataplane::persist_choose<16>(const VipEntry&, uint16_t, const uint8_t*, uint32_t, PersistKey&,
-                                                bool&) noexcept;
+template uint16_t Dataplane::persist_choose<4>(const VipEntry&, uint16_t, const uint8_t*, uint32_t, bool&) noexcept;
+template uint16_t Dataplane::persist_choose<16>(const VipEntry&, uint16_t, const uint8_t*, uint32_t, bool&) noexcept;
+template void Dataplane::persist_pin<4>(const VipEntry&, uint16_t, const uint8_t*, uint16_t, uint32_t) noexcept;
+template void Dataplane::persist_pin<16>(const VipEntry&, uint16_t, const uint8_t*, uint16_t, uint32_t) noexcept;
 template void Dataplane::persist_flow_ended<4>(uint32_t) noexcept;
 template void Dataplane::persist_flow_ended<16>(uint32_t) noexcept;
 
