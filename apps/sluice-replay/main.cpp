@@ -322,7 +322,12 @@ int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> ea
                 }
             }
         }
+        // The control core's turn between two input packets: persistence entries a worker made
+        // or extended reach the others before the next packet (and the flows' ends, found by
+        // the expiry pass, too).
+        workers.relay_persist();
         for (uint16_t wi = 0; wi < workers.size(); ++wi) workers[wi].expire(now_ms);
+        workers.relay_persist();
         if (cfg.flow_log_one_in) flow_log.drain(now_ms, *cp.service());
     }
     for (auto* d : dumpers)

@@ -28,6 +28,20 @@ std::optional<std::vector<lb::Dataplane::Explanation>> DirectWorkers::ask_all(co
     return answers;
 }
 
+std::optional<std::vector<std::vector<lb::PersistEntry>>> DirectWorkers::persist_entries(uint16_t vip,
+                                                                                          size_t max_per_worker) {
+    std::vector<std::vector<lb::PersistEntry>> out(workers_.size());
+    for (size_t w = 0; w < workers_.size(); ++w) {
+        out[w].reserve(max_per_worker);
+        workers_[w]->dataplane().list_persist(vip, clock_ms_, out[w]);
+    }
+    return out;
+}
+
+void DirectWorkers::send_persist(uint16_t w, std::vector<lb::PersistEntry> entries) {
+    if (w < workers_.size()) workers_[w]->dataplane().learn_persist(entries.data(), entries.size(), clock_ms_);
+}
+
 void DirectWorkers::for_each(const std::function<void(const lb::Dataplane&)>& f) const {
     for (const auto& w : workers_) f(w->dataplane());
 }

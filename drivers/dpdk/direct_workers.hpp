@@ -34,6 +34,9 @@ public:
     void publish(std::shared_ptr<const lb::Service> s) override;
     void run_on_all(Task t) override;
     std::optional<std::vector<lb::Dataplane::Explanation>> ask_all(const control::FlowQuery& q) override;
+    std::optional<std::vector<std::vector<lb::PersistEntry>>> persist_entries(uint16_t vip,
+                                                                             size_t max_per_worker) override;
+    void send_persist(uint16_t w, std::vector<lb::PersistEntry> entries) override;
     void for_each(const std::function<void(const lb::Dataplane&)>& f) const override;
 
 private:

@@ -18,11 +18,15 @@
 namespace sluice::dpdk {
 
 // A request from the control core to one worker, run between bursts; `done` is set after.
+// persist_learn: entries other workers made, to install; persist_list: the live entries of
+// `vip`, copied into `listed` (reserved by the control core: the worker never allocates).
 struct RingWorkers::Command {
-    enum class Kind : uint8_t { task, explain } kind = Kind::task;
+    enum class Kind : uint8_t { task, explain, persist_learn, persist_list } kind = Kind::task;
     Task task = Task::clear_counters;
     control::FlowQuery query;
     lb::Dataplane::Explanation result;
+    uint16_t vip = 0;
+    std::vector<lb::PersistEntry> entries;
     std::atomic<bool> done{false};
 };
 
@@ -148,10 +152,11 @@ void RingWorkers::run_commands(Slot& s, uint32_t now) noexcept {
     lb::Dataplane& dp = s.worker->dataplane();
     for (unsigned i = 0; i < n; ++i) {
         auto* c = static_cast<Command*>(items[i]);
-        if (c->kind == Command::Kind::explain) {
-            c->result = control::ask(dp, c->query, now);
-        } else {
-            control::perform(c->task, dp);
+        switch (c->kind) {
+            case Command::Kind::explain: c->result = control::ask(dp, c->query, now); break;
+            case Command::Kind::task: control::perform(c->task, dp); break;
+            case Command::Kind::persist_learn: dp.learn_persist(c->entries.data(), c->entries.size(), now); break;
+            case Command::Kind::persist_list: dp.list_persist(c->vip, now, c->entries); break;
         }
         c->done.store(true, std::memory_order_release);
     }
@@ -310,25 +315,64 @@ void RingWorkers::run_on_all(Task t) {
     }
 }
 
-std::optional<std::vector<lb::Dataplane::Explanation>> RingWorkers::ask_all(const control::FlowQuery& q) {
-    std::vector<Command*> asked;
-    for (uint16_t w = 0; w < slots_.size(); ++w) {
-        auto c = std::make_unique<Command>();
-        c->kind = Command::Kind::explain;
-        c->query = q;
-        if (auto* raw = send(w, std::move(c))) asked.push_back(raw);
-    }
+bool RingWorkers::ask_every(const std::function<std::unique_ptr<Command>()>& make, std::vector<Command*>& asked) {
+    for (uint16_t w = 0; w < slots_.size(); ++w)
+        if (auto* raw = send(w, make())) asked.push_back(raw);
     const uint64_t deadline = now_ms64() + 200;
-    std::vector<lb::Dataplane::Explanation> answers;
     for (Command* c : asked) {
         while (!c->done.load(std::memory_order_acquire)) {
-            if (now_ms64() > deadline) return std::nullopt;
+            if (now_ms64() > deadline) return false;
             if (main_runs_worker()) run_commands(slots_[0], now_ms());
             rte_pause();
         }
-        answers.push_back(c->result);
     }
+    return asked.size() == slots_.size();
+}
+
+std::optional<std::vector<lb::Dataplane::Explanation>> RingWorkers::ask_all(const control::FlowQuery& q) {
+    std::vector<Command*> asked;
+    const bool all = ask_every(
+        [&] {
+            auto c = std::make_unique<Command>();
+            c->kind = Command::Kind::explain;
+            c->query = q;
+            return c;
+        },
+        asked);
+    if (!all) return std::nullopt;
+    std::vector<lb::Dataplane::Explanation> answers;
+    for (Command* c : asked) answers.push_back(c->result);
     return answers;
+}
+
+std::optional<std::vector<std::vector<lb::PersistEntry>>> RingWorkers::persist_entries(uint16_t vip,
+                                                                                        size_t max_per_worker) {
+    std::vector<Command*> asked;
+    const bool all = ask_every(
+        [&] {
+            auto c = std::make_unique<Command>();
+            c->kind = Command::Kind::persist_list;
+            c->vip = vip;
+            c->entries.reserve(max_per_worker);
+            return c;
+        },
+        asked);
+    if (!all) return std::nullopt;
+    std::vector<std::vector<lb::PersistEntry>> out;
+    for (Command* c : asked) out.push_back(c->entries);
+    return out;
+}
+
+void RingWorkers::send_persist(uint16_t w, std::vector<lb::PersistEntry> entries) {
+    if (w >= slots_.size()) return;
+    auto c = std::make_unique<Command>();
+    c->kind = Command::Kind::persist_learn;
+    c->entries = std::move(entries);
+    // A full command ring loses these reports: the worker decides by Maglev over the client's
+    // network meanwhile, and the next report of the entry brings it.
+    if (!send(w, std::move(c)))
+        rte_log(RTE_LOG_WARNING, static_cast<uint32_t>(opt_.logtype),
+                "sluice: worker %u command ring full: persistence reports dropped\n", w);
 }
 
 void RingWorkers::for_each(const std::function<void(const lb::Dataplane&)>& f) const {

@@ -76,6 +76,9 @@ public:
     void publish(std::shared_ptr<const lb::Service> s) override;
     void run_on_all(Task t) override;
     std::optional<std::vector<lb::Dataplane::Explanation>> ask_all(const control::FlowQuery& q) override;
+    std::optional<std::vector<std::vector<lb::PersistEntry>>> persist_entries(uint16_t vip,
+                                                                             size_t max_per_worker) override;
+    void send_persist(uint16_t w, std::vector<lb::PersistEntry> entries) override;
     void for_each(const std::function<void(const lb::Dataplane&)>& f) const override;
 
     // Frees the snapshots no worker can see any more and the commands the workers have done.
@@ -113,6 +116,9 @@ private:
     void flush(Slot& s) noexcept;
     void run_commands(Slot& s, uint32_t now) noexcept;
     Command* send(uint16_t worker, std::unique_ptr<Command> c);
+    // Sends c to every worker (made by make()) and waits for their answers (200 ms at most);
+    // false if one did not answer in time.
+    bool ask_every(const std::function<std::unique_ptr<Command>()>& make, std::vector<Command*>& asked);
     uint32_t now_ms() const noexcept;
     uint64_t now_ms64() const noexcept;
 

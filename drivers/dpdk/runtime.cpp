@@ -252,6 +252,7 @@ void Runtime::control_step() {
         if (const uint64_t tsc = rte_get_tsc_cycles(); tsc - last_.tsc >= cfg_.stats_period_s * rte_get_tsc_hz())
             print_stats_line(tsc);
     if (flow_log_) flow_log_->drain(now, *cp_->service());
+    workers_->relay_persist();
     workers_->reclaim();
 }
 

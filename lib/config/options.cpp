@@ -84,7 +84,14 @@ constexpr OptSpec kOptions[] = {
      "encap=ipip|gue gue-port=N  tunnel: IP in IP (default), or\n"
      "  GUE in UDP to port N (default 6080)\n"
      "announce-min=N  with --announce, offer the VIP only while\n"
-     "  N backends are up (default 1)"},
+     "  N backends are up (default 1)\n"
+     "persist=DUR  sticky clients (ipvsadm -p): a client's new\n"
+     "  connections go to the backend it was pinned to while\n"
+     "  its entry lives (DUR after its last new connection or\n"
+     "  flow end; 1s..24h, e.g. 5m, 2h); a backend down or\n"
+     "  removed releases its clients, a draining one keeps them\n"
+     "persist-mask=/N  pin the client's /N network instead of\n"
+     "  its address (ipvsadm -M; /1../32 IPv4, /1../128 IPv6)"},
     {"backend", "VIP,ADDR[:PORT][,weight=N][,state=S]", Kind::list, false, "Services (repeatable)",
      "a backend of VIP; PORT defaults to the VIP's port (and\n"
      "must equal it in dsr); weight 0..65535, default 1,\n"
@@ -128,6 +135,9 @@ constexpr OptSpec kOptions[] = {
 
     {"flow-capacity", "N", Kind::scalar, false, "Process settings (restart-only)",
      "flows per worker and family, 1024..67108864 (default 2^20)"},
+    {"persist-capacity", "N", Kind::scalar, false, "Process settings (restart-only)",
+     "persistence entries per worker (persist=), 1024..16777216\n"
+     "(default 65536; 32 bytes each)"},
     {"snat-ports", "MIN-MAX", Kind::scalar, false, "Process settings (restart-only)",
      "fullnat source ports within 1024..65535 (default 1024-65535)"},
     {"client-port", "N", Kind::scalar, false, "Process settings (restart-only)",

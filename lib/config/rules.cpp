@@ -310,6 +310,16 @@ private:
                 return fail(vip(i), fmt::format("http-path is {} bytes; at most {} (HTTP servers refuse longer request "
                                                 "lines)",
                                                 v.check.http_path.size(), lb::kMaxHttpPath));
+            if (v.persist_ms && (v.persist_ms < lb::kMinPersistMs || v.persist_ms > lb::kMaxPersistMs))
+                return fail(vip(i), fmt::format("persist={} ms out of range (1s..24h, e.g. persist=5m, persist=90s, "
+                                                "persist=2h)",
+                                                v.persist_ms));
+            if (const unsigned width = v.addr.is_v4() ? 32 : 128; v.persist_mask > width)
+                return fail(vip(i), fmt::format("persist-mask=/{} is beyond an {} address (/1../{}; default the "
+                                                "whole address)",
+                                                v.persist_mask, family_name(v.addr.family), width));
+            if (v.persist_mask && !v.persist_ms)
+                return fail(vip(i), "persist-mask needs persist=DURATION (e.g. persist=5m,persist-mask=/24)");
             if (v.mode == lb::Mode::fullnat && !snat_family[v.addr.is_v4() ? 0 : 1])
                 return fail(vip(i), fmt::format("fullnat needs a --snat address of the VIP's family ({})",
                                                 family_name(v.addr.family)));

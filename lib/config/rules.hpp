@@ -27,6 +27,7 @@ void for_each_number(C& c, F&& f) {
     f("timeout-udp", c.timeouts.udp_ms, 1, 86400, 1000);
     f("timeout-unconfirmed", c.timeouts.unconfirmed_ms, 1, 86400, 1000);
     f("flow-capacity", c.flow_capacity, 1024, 67108864, 1);
+    f("persist-capacity", c.persist_capacity, 1024, 16777216, 1);
     f("burst", c.burst, 1, 512, 1);
     f("rxd", c.rxd, 64, 16384, 1);
     f("txd", c.txd, 64, 16384, 1);

@@ -53,20 +53,25 @@ Expected<IpAddr> parse_addr(std::string_view s) {
     return *a;
 }
 
-Expected<uint32_t> parse_duration_ms(std::string_view s, std::string_view what) {
+Expected<uint32_t> parse_duration_ms(std::string_view s, std::string_view what, uint32_t max_ms) {
     // A unit is required: a bare `inter=2` would be 2 ms to the parser and 2 s to its reader.
     const std::string_view text = s;
     uint64_t scale = 0;
     if (s.ends_with("ms")) { s.remove_suffix(2); scale = 1; }
     else if (s.ends_with("s")) { s.remove_suffix(1); scale = 1000; }
     else if (s.ends_with("m")) { s.remove_suffix(1); scale = 60'000; }
+    else if (s.ends_with("h")) { s.remove_suffix(1); scale = 3'600'000; }
     const bool digits = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
     if (!scale || !digits)
-        return make_error(fmt::format("bad {} '{}': a whole number and a unit, ms, s or m (500ms, 2s, 1m)", what,
+        return make_error(fmt::format("bad {} '{}': a whole number and a unit, ms, s, m or h (500ms, 2s, 1m)", what,
                                       clip(text)));
-    auto n = parse_number(s, 1, 3'600'000, what);
+    auto n = parse_number(s, 1, max_ms, what);
     if (!n) return Error{n.error()};
-    if (*n * scale > 3'600'000) return make_error(fmt::format("{} above one hour", what));
+    if (*n * scale > max_ms) {
+        const uint32_t hours = max_ms / 3'600'000;
+        return make_error(hours == 1 ? fmt::format("{} above one hour ('{}')", what, clip(text))
+                                     : fmt::format("{} above {} hours ('{}')", what, hours, clip(text)));
+    }
     return static_cast<uint32_t>(*n * scale);
 }
 
@@ -122,6 +127,22 @@ Status apply_vip_field(VipConf& v, std::string_view key, std::string_view val) {
         c.kind = *k;
         return {};
     }
+    if (key == "persist") {
+        auto d = parse_duration_ms(val, key, lb::kMaxPersistMs);
+        if (!d) return make_error(d.error());
+        v.persist_ms = *d;
+        return {};
+    }
+    if (key == "persist-mask") {
+        // /N (as the help writes it) or N: the client network's prefix length.
+        const std::string_view len = val.starts_with('/') ? val.substr(1) : val;
+        auto n = parse_number(len, 1, 128, key);
+        if (!n) return make_error(fmt::format("bad persist-mask '{}' (expected /N: /1../32 for an IPv4 VIP, "
+                                              "/1../128 for IPv6)",
+                                              clip(val)));
+        v.persist_mask = static_cast<uint8_t>(*n);
+        return {};
+    }
     if (key == "inter") return duration(c.inter_ms);
     if (key == "timeout") return duration(c.timeout_ms);
     if (key == "rise") return number(c.rise, 1, 100);
@@ -144,7 +165,8 @@ Status apply_vip_field(VipConf& v, std::string_view key, std::string_view val) {
         return {};
     }
     return make_error(fmt::format("unknown field '{}={}' (table, on-down, check, inter, timeout, rise, fall, "
-                                  "passive, http-path, http-status, http-body, encap, gue-port)",
+                                  "passive, http-path, http-status, http-body, encap, gue-port, persist, "
+                                  "persist-mask)",
                                   key, val));
 }
 
@@ -188,6 +210,8 @@ Expected<VipConf> parse_vip(std::string_view text) {
         for (auto key : {"encap", "gue-port"})
             if (given.count(key)) return make_error(fmt::format("{} is for tunnel VIPs only", key));
     if (given.count("gue-port") && v.encap != lb::Encap::gue) return make_error("gue-port needs encap=gue");
+    if (given.count("persist-mask") && !given.count("persist"))
+        return make_error("persist-mask needs persist=DURATION (e.g. persist=5m,persist-mask=/24)");
     return v;
 }
 

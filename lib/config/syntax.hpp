@@ -27,8 +27,9 @@ std::string_view trim(std::string_view s);
 Expected<uint64_t> parse_number(std::string_view s, uint64_t lo, uint64_t hi, std::string_view what);
 // "192.0.2.1", "2001:db8::1" or "[2001:db8::1]".
 Expected<net::IpAddr> parse_addr(std::string_view s);
-// "500ms", "2s", "1m", or a plain number of milliseconds (HAProxy's default unit); 1 ms to 1 h.
-Expected<uint32_t> parse_duration_ms(std::string_view s, std::string_view what);
+// "500ms", "2s", "1m", "1h", or a plain number of milliseconds (HAProxy's default unit); 1 ms
+// to max_ms (one hour unless said otherwise).
+Expected<uint32_t> parse_duration_ms(std::string_view s, std::string_view what, uint32_t max_ms = 3'600'000);
 
 // NAME,ADDR:PORT/PROTO,MODE[,KEY=VALUE...]
 Expected<lb::VipConf> parse_vip(std::string_view text);

@@ -1,6 +1,8 @@
 #include "lib/control/control_plane.hpp"
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -10,6 +12,15 @@
 namespace sluice::control {
 
 namespace {
+
+// "4m31s", "2h0m5s", "12s", "0.250s".
+std::string format_duration(uint32_t ms) {
+    const uint32_t s = ms / 1000;
+    if (s == 0) return fmt::format("{:.3f}s", ms / 1000.0);
+    if (s < 60) return fmt::format("{}s", s);
+    if (s < 3600) return fmt::format("{}m{}s", s / 60, s % 60);
+    return fmt::format("{}h{}m{}s", s / 3600, s / 60 % 60, s % 60);
+}
 
 std::string backend_label(const std::string& vip, const net::IpAddr& addr, uint16_t port) {
     return fmt::format("{}/{}", vip, net::to_string(addr, port));
@@ -29,6 +40,7 @@ Status same_process_settings(const lb::Config& a, const lb::Config& b) {
     const auto& tb = b.timeouts;
     if (ta != tb) changed.push_back("--timeout-*");
     if (a.flow_capacity != b.flow_capacity) changed.push_back("--flow-capacity");
+    if (a.persist_capacity != b.persist_capacity) changed.push_back("--persist-capacity");
     if (a.snat_port_min != b.snat_port_min || a.snat_port_max != b.snat_port_max) changed.push_back("--snat-ports");
     if (a.client_port != b.client_port || a.backend_port != b.backend_port) changed.push_back("--client-port/--backend-port");
     if (a.client_vlan != b.client_vlan || a.backend_vlan != b.backend_vlan)
@@ -73,7 +85,8 @@ std::string describe_changes(const lb::Config& a, const lb::Config& b) {
         const lb::VipConf& o = *it->second;
         if (o.addr != v->addr || o.port != v->port || o.proto != v->proto || o.mode != v->mode ||
             o.table_size != v->table_size || o.on_down != v->on_down || !(o.check == v->check) ||
-            o.passive_failures != v->passive_failures || o.announce_min != v->announce_min)
+            o.passive_failures != v->passive_failures || o.announce_min != v->announce_min ||
+            o.persist_ms != v->persist_ms || o.persist_mask != v->persist_mask)
             ++vips_changed;
         auto key = [&](const lb::VipConf& vc, const lb::BackendConf& bc) {
             return std::pair{bc.addr, bc.port ? bc.port : vc.port};
@@ -624,6 +637,24 @@ Expected<std::string> ControlPlane::explain(const Command& c) const {
     if (e->no_neighbor)
         return fmt::format("vip {}: flow-table hit on backend {}, whose MAC is not known yet: dropped as no_neighbor\n",
                            vip.name, be);
+    if (e->how == How::persist || (e->how == How::maglev && e->persist_len)) {
+        uint8_t net_bytes[16];
+        lb::mask_address(c.src_addr.family, c.src_addr.bytes.data(), e->persist_len, net_bytes);
+        const net::IpAddr client_net = c.src_addr.is_v4() ? net::IpAddr::v4(net_bytes) : net::IpAddr::v6(net_bytes);
+        const std::string client = fmt::format("{}/{}", net::to_string(client_net), e->persist_len);
+        if (e->how == How::persist)
+            return fmt::format("vip {}: backend {} (persistence: client {} pinned to {}, {} left)\n", vip.name, be,
+                               client, be, format_duration(e->persist_left_ms));
+        std::string why = "no entry yet, or it expired";
+        if (e->released) {
+            const lb::BackendEntry& old = service_->backends()[e->released_from];
+            why = fmt::format("its entry names {}, which is {}: released", 
+                              net::to_string(old.addr, net::port_from_raw(old.port_raw)),
+                              old.removed ? "removed" : !old.has_mac ? "unresolved" : lb::to_string(old.state));
+        }
+        return fmt::format("vip {}: backend {} (persistence: Maglev pick for client {}: {}; the new flow pins it)\n",
+                           vip.name, be, client, why);
+    }
     if (e->how == How::maglev)
         return fmt::format("vip {}: backend {} (Maglev pick: no flow yet, or its state was lost)\n", vip.name, be);
     if (e->would_reschedule) {
@@ -637,12 +668,56 @@ Expected<std::string> ControlPlane::explain(const Command& c) const {
     return fmt::format("vip {}: backend {} (flow-table hit)\n", vip.name, be);
 }
 
+Expected<std::string> ControlPlane::persist_list(const std::string& vip_name) const {
+    const int vi = service_->find_vip_by_name(vip_name);
+    if (vi < 0) return make_error(fmt::format("no VIP named '{}'", vip_name));
+    const lb::VipEntry& vip = service_->vips()[static_cast<size_t>(vi)];
+    if (!vip.persist_ms) return make_error(fmt::format("VIP '{}' has no persistence (persist=DURATION)", vip_name));
+    constexpr size_t kMaxListed = 65536;
+    auto per_worker = workers_.persist_entries(static_cast<uint16_t>(vi), kMaxListed);
+    if (!per_worker) return make_error("the workers did not answer in time; try again");
+    // One line per (client network, backend): the workers that hold it and the most time left
+    // (their copies may lag a report by a control-core turn).
+    struct Line {
+        uint32_t left_ms = 0;
+        std::vector<size_t> workers;
+    };
+    std::map<std::tuple<uint8_t, std::array<uint8_t, 16>, uint8_t, uint16_t>, Line> lines;
+    for (size_t w = 0; w < per_worker->size(); ++w) {
+        for (const auto& e : (*per_worker)[w]) {  // expiry_ms: the time left (list_persist)
+            std::array<uint8_t, 16> net_bytes;
+            std::memcpy(net_bytes.data(), e.key.net, 16);
+            Line& l = lines[{e.key.family, net_bytes, e.key.mask_len, e.backend}];
+            l.workers.push_back(w);
+            l.left_ms = std::max(l.left_ms, e.expiry_ms);
+        }
+    }
+    std::string o = fmt::format("vip {} persist={} persist-mask=/{}: {} client network{}\n", vip.name,
+                                format_duration(vip.persist_ms), vip.persist_len, lines.size(),
+                                lines.size() == 1 ? "" : "s");
+    for (const auto& [k, l] : lines) {
+        const auto& [family, net_bytes, len, backend] = k;
+        const net::IpAddr client = family == 4 ? net::IpAddr::v4(net_bytes.data()) : net::IpAddr::v6(net_bytes.data());
+        std::string be = "?";
+        if (backend < service_->backends().size()) {
+            const lb::BackendEntry& b = service_->backends()[backend];
+            be = net::to_string(b.addr, net::port_from_raw(b.port_raw));
+            if (!b.keeps_clients()) be += b.removed ? " (removed: released)" : " (not up: released)";
+        }
+        std::string ws;
+        for (size_t w : l.workers) ws += fmt::format("{}{}", ws.empty() ? "" : ",", w);
+        o += fmt::format("  client {}/{} backend {} left={} workers={}\n", net::to_string(client), len, be,
+                         format_duration(l.left_ms), ws);
+    }
+    return o;
+}
+
 std::string ControlPlane::handle(const Expected<Command>& cmd, const Peer& peer) {
     if (!cmd) return error_response(cmd.error());
     const Command& c = *cmd;
     if (!changes_state(c.op)) return answer(c);
     if (!peer.privileged)
-        return error_response(fmt::format("read-only: uid {} may list, stats, explain and help; changes need root, "
+        return error_response(fmt::format("read-only: uid {} may list, stats, explain, persist and help; changes need root, "
                                           "Sluice's own user or its control group (--control-group)",
                                           peer.uid));
     const std::string request = format_command(c);
@@ -697,6 +772,10 @@ std::string ControlPlane::answer(const Command& c) {
         case Op::explain: {
             auto e = explain(c);
             return e ? ok_response(*e) : error_response(e.error());
+        }
+        case Op::persist: {
+            auto l = persist_list(c.vip);
+            return l ? ok_response(*l) : error_response(l.error());
         }
     }
     return error_response("unhandled command");

@@ -116,6 +116,8 @@ public:
     std::string metrics() const;
     std::string stats() const;
     Expected<std::string> explain(const Command& c) const;
+    // sluicectl persist VIP: the VIP's client networks, their backend, time left and workers.
+    Expected<std::string> persist_list(const std::string& vip) const;
 
 private:
     // Health and bookkeeping of one configured backend, keyed by (VIP name, address, port).

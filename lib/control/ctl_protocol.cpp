@@ -40,6 +40,8 @@ constexpr std::array kSpecs = {
     CommandSpec{Op::clear_counters, "clear-counters", "", "reset all counters to zero"},
     CommandSpec{Op::explain, "explain", "tcp|udp SRC_ADDR:SPORT DST_ADDR:DPORT",
                 "which backend takes this packet, and why"},
+    CommandSpec{Op::persist, "persist", "VIP",
+                "a persistent VIP's client networks: backend, time left, workers"},
     CommandSpec{Op::withdraw, "withdraw", "",
                 "withdraw every VIP from the routers (--announce); keep forwarding"},
     CommandSpec{Op::announce, "announce", "", "offer the VIPs that can be served again (--announce)"},
@@ -264,6 +266,13 @@ Expected<Command> parse_command(std::string_view line) {
         case Op::explain:
             if (auto st = parse_explain(args, cmd); !st) return Error{st.error()};
             break;
+        case Op::persist: {
+            auto vip = args.take("VIP");
+            if (!vip) return Error{vip.error()};
+            if (auto st = lb::check_vip_name(*vip); !st) return args.fail_plain(st.error());
+            cmd.vip = std::string(*vip);
+            break;
+        }
     }
     if (auto st = args.finish(); !st) return Error{st.error()};
     return cmd;
@@ -293,6 +302,7 @@ std::string format_command(const Command& c) {
             line += fmt::format(" {} {} {}", lb::to_string(c.proto), net::to_string(c.src_addr, c.src_port),
                                 net::to_string(c.dst_addr, c.dst_port));
             break;
+        case Op::persist: line += " " + c.vip; break;
     }
     if (!c.request_id.empty()) line += " id=" + c.request_id;
     return line;
@@ -303,6 +313,7 @@ bool changes_state(Op op) noexcept {
         case Op::list:
         case Op::stats:
         case Op::explain:
+        case Op::persist:
         case Op::help: return false;
         case Op::add_backend:
         case Op::remove_backend:

@@ -16,6 +16,7 @@
 //   drain VIP ADDR[:PORT]
 //   set-state VIP ADDR[:PORT] up|down|draining|disabled
 //   explain tcp|udp SRC_ADDR:SPORT DST_ADDR:DPORT
+//   persist VIP
 // Any request may end with `id=TOKEN` (1..64 letters, digits, '-', '_'): a change repeated with
 // the same id (a retry after a timeout) is answered with the first answer and not applied again.
 // VIP is the name given with --vip. A backend is `192.0.2.1`, `192.0.2.1:8080`,
@@ -54,6 +55,7 @@ enum class Op : uint8_t {
     explain,         // proto, src_addr/src_port, dst_addr/dst_port
     withdraw,        // the tier: withdraw every VIP address (drain the whole instance)
     announce,        // the tier: offer the VIP addresses again (those that can be served)
+    persist,         // vip: its persistence entries (client network, backend, time left, workers)
     help,            // the command list
 };
 
@@ -67,7 +69,7 @@ inline constexpr size_t kMaxRequestIdLen = 64;
 // request compare equal.
 struct Command {
     Op op = Op::help;
-    // Backend commands (add-backend, remove-backend, set-weight, drain, set-state).
+    // Backend commands (add-backend, remove-backend, set-weight, drain, set-state), persist.
     std::string vip;                                 // VIP name as configured (--vip NAME,...)
     net::IpAddr addr;                                // backend address
     uint16_t port = 0;                               // backend port; 0: not given (the VIP's port)

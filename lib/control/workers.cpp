@@ -31,10 +31,37 @@ std::vector<const lb::Dataplane*> Workers::dataplanes() const {
 std::optional<lb::Dataplane::Explanation> Workers::explain(const FlowQuery& q) {
     auto answers = ask_all(q);
     if (!answers || answers->empty()) return std::nullopt;
+    using How = lb::Dataplane::Explanation::How;
+    // A flow wins (its owner holds it); else a persistence entry (the one with the most time
+    // left: the workers' copies may lag a report); else Maglev, the same everywhere.
     lb::Dataplane::Explanation best = answers->front();
-    for (const auto& a : *answers)
-        if (a.how == lb::Dataplane::Explanation::How::flow_hit) best = a;
+    for (const auto& a : *answers) {
+        if (best.how == How::flow_hit) break;
+        if (a.how == How::flow_hit ||
+            (a.how == How::persist && (best.how != How::persist || a.persist_left_ms > best.persist_left_ms)))
+            best = a;
+    }
     return best;
+}
+
+size_t Workers::relay_persist() {
+    const std::vector<const lb::Dataplane*> dps = dataplanes();
+    if (dps.size() < 2) return 0;
+    std::vector<std::vector<lb::PersistEntry>> out(dps.size());
+    size_t n = 0;
+    lb::PersistEntry e{};
+    for (size_t w = 0; w < dps.size(); ++w) {
+        lb::PersistRing* ring = dps[w]->persist_reports();
+        if (!ring) continue;
+        while (ring->pop(e)) {
+            ++n;
+            for (size_t o = 0; o < dps.size(); ++o)
+                if (o != w) out[o].push_back(e);
+        }
+    }
+    for (size_t o = 0; o < out.size(); ++o)
+        if (!out[o].empty()) send_persist(static_cast<uint16_t>(o), std::move(out[o]));
+    return n;
 }
 
 }  // namespace sluice::control

@@ -49,6 +49,12 @@ public:
     virtual void run_on_all(Task t) = 0;
     // Every worker's answer to the query, or nullopt if one did not answer in time.
     virtual std::optional<std::vector<lb::Dataplane::Explanation>> ask_all(const FlowQuery& q) = 0;
+    // Every worker's live persistence entries of VIP vip (at most max_per_worker each), in
+    // worker order, or nullopt if one did not answer in time.
+    virtual std::optional<std::vector<std::vector<lb::PersistEntry>>> persist_entries(uint16_t vip,
+                                                                                     size_t max_per_worker) = 0;
+    // Hands worker w persistence entries the other workers made, to install between bursts.
+    virtual void send_persist(uint16_t w, std::vector<lb::PersistEntry> entries) = 0;
     // Reads every worker's data path, in worker order. From the control core of the binary the
     // counters are read while the workers write them: each value is whole, the set is not a
     // snapshot.
@@ -60,6 +66,11 @@ public:
     // Where the flow goes: the worker whose table holds it (its owner) answers; without a hit
     // anywhere, Maglev's answer (the same on every worker). nullopt if a worker did not answer.
     std::optional<lb::Dataplane::Explanation> explain(const FlowQuery& q);
+    // Persistence between workers: pops what every worker reported (the entries it pinned or
+    // extended) and sends each report to every other worker. The control core calls it every
+    // turn; a worker that has not received an entry yet decides by Maglev over the client's
+    // network meanwhile (lib/lb/dp_persist.cpp). Returns the reports relayed.
+    size_t relay_persist();
 };
 
 // A worker does the task on its own data path (called on the worker's thread).

@@ -94,6 +94,12 @@ struct VipConf {
     uint32_t announce_min = 1;      // --announce: backends that must be up for the VIP to be offered
     Encap encap = Encap::ipip;      // tunnel only
     uint16_t gue_port = kDefaultGuePort;  // tunnel with encap=gue: the backends' UDP port
+    // Persistence (ipvsadm -p / -M): while a client network's entry lives (persist_ms after
+    // its last new connection or flow end), its new connections go to the backend it is
+    // pinned to. 0: off. persist_mask: the client network's prefix length; 0 = the whole
+    // address (32 or 128).
+    uint32_t persist_ms = 0;
+    uint8_t persist_mask = 0;
     std::vector<BackendConf> backends;
 };
 
@@ -126,6 +132,7 @@ struct ProcessConfig {
     std::vector<uint8_t> self_prefixes;   // their prefix lengths on the kernel side (parallel)
     Timeouts timeouts;
     uint32_t flow_capacity = 1u << 20;    // flows per worker and per address family
+    uint32_t persist_capacity = 1u << 16; // persistence entries per worker (both families)
     uint16_t snat_port_min = 1024;
     uint16_t snat_port_max = 65535;
     int client_port = -1;                  // DPDK port facing clients; -1 = port 0

@@ -85,7 +85,8 @@ struct TrafficCounters {
     X(rx) X(tx) X(forwarded) X(replies) X(arp_replies) X(nd_replies) X(echo_replies) X(redirected_out) \
     X(redirected_in) X(non_syn_miss) X(maglev_picks) X(flow_hits) X(rescheduled) X(to_control)         \
     X(icmp_forwarded) X(frag_tracked) X(frag_forwarded) X(frag_evictions) X(stateless_forwarded)          \
-    X(stateless_replies) X(syn_retry_admitted) X(tunneled) X(tunnel_too_big_sent)
+    X(stateless_replies) X(syn_retry_admitted) X(tunneled) X(tunnel_too_big_sent) X(persist_hits)             \
+    X(persist_pins) X(persist_learnt) X(persist_evictions) X(persist_refused) X(persist_lost)
 
 struct alignas(64) WorkerCounters {
     uint64_t rx = 0;
@@ -113,6 +114,17 @@ struct alignas(64) WorkerCounters {
     uint64_t syn_retry_admitted = 0;  // fullnat SYNs over --new-flow-rate admitted as retransmissions
     uint64_t tunneled = 0;            // packets sent encapsulated to tunnel backends
     uint64_t tunnel_too_big_sent = 0; // ICMP fragmentation-needed / too-big sent for tunnel VIPs
+    // Persistence (persist=): new connections a live entry decided; entries this worker made
+    // or re-pinned (Maglev's pick for a client network without a usable entry); entries other
+    // workers made, installed here; live entries evicted for a newcomer of their bucket;
+    // entries refused (every entry of the bucket outlives the newcomer); and reports to the
+    // other workers lost to a full ring.
+    uint64_t persist_hits = 0;
+    uint64_t persist_pins = 0;
+    uint64_t persist_learnt = 0;
+    uint64_t persist_evictions = 0;
+    uint64_t persist_refused = 0;
+    uint64_t persist_lost = 0;
     std::array<uint64_t, kDropReasons> drops{};
     // Indexed like the service's VIPs and backend entries; capacity reserved for the whole
     // index space up front, so growing them never moves them under a reader.

@@ -49,6 +49,7 @@ template <size_t A>
 DataPathSettings data_path_settings(const ProcessConfig& config) {
     DataPathSettings s{config.timeouts, config.snat_port_min, config.snat_port_max, config.new_flow_rate};
     if (config.tunnel_mtu) s.tunnel_mtu = config.tunnel_mtu;
+    s.persist_capacity = config.persist_capacity;
     return s;
 }
 
@@ -74,6 +75,10 @@ constexpr uint32_t kPrefetchFlows = 16384;
 // within milliseconds, so this covers far more than a worker's share of a busy link.
 constexpr uint32_t kFragCapacity = 8192;
 
+// Persistence reports a worker can leave for the control core between two of its turns (about
+// a millisecond): 2 per new connection of a persistent VIP (its pin or refresh, and its end).
+constexpr uint32_t kPersistReports = 8192;
+
 Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& env, uint32_t flow_capacity)
     : initial_(std::move(service)),
       service_(initial_.get()),
@@ -84,7 +89,9 @@ Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& en
       flows4_(std::make_unique<FlowTable<4>>(flow_capacity, env.settings.timeouts)),
       flows6_(std::make_unique<FlowTable<16>>(flow_capacity, env.settings.timeouts)),
       frags4_(std::make_unique<FragTable<4>>(kFragCapacity, hash_)),
-      frags6_(std::make_unique<FragTable<16>>(kFragCapacity, hash_)) {
+      frags6_(std::make_unique<FragTable<16>>(kFragCapacity, hash_)),
+      persist_(std::make_unique<PersistTable>(env.settings.persist_capacity, env.hash_key)) {
+    if (env_.nb_workers > 1) persist_reports_ = std::make_unique<PersistRing>(kPersistReports);
     counters_.vips.reserve(kMaxVipSlots);
     counters_.backends.reserve(kMaxBackendSlots);
     set_service(service_);
@@ -445,12 +452,21 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
         // From one of Sluice's own addresses: spoofed (a nat flow from a SNAT address:port
         // would take the reply tuple of a fullnat flow, and so its backend's answers).
         if (service_->owns_address(Ip<A>::kFamily, client)) [[unlikely]] return drop(p, Drop::own_source);
-        const uint64_t mh = maglev_flow_hash(Ip<A>::kFamily, client, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw,
-                                             pp.l4_proto);
         if (tcp && !syn && !moved) ++counters_.non_syn_miss;
-        const uint16_t pick = vip.maglev.lookup(mh);
-        if (pick == Maglev::kNoBackend) return drop(p, Drop::no_backend);
-        const uint16_t be_idx = vip.backends[pick];
+        uint16_t be_idx;
+        bool pin = false;
+        if (vip.persist_ms) [[unlikely]] {
+            // Sticky clients: the client network's entry, or Maglev by the network (the
+            // stateless fallbacks below take the same backend; only a flow pins it).
+            be_idx = persist_choose<A>(vip, vip_idx, client, now_ms, pin);
+            if (be_idx == Service::kNoBackendEntry) return drop(p, Drop::no_backend);
+        } else {
+            const uint64_t mh = maglev_flow_hash(Ip<A>::kFamily, client, ip + Ip<A>::kDst, pp.sport_raw,
+                                                 pp.dport_raw, pp.l4_proto);
+            const uint16_t pick = vip.maglev.lookup(mh);
+            if (pick == Maglev::kNoBackend) return drop(p, Drop::no_backend);
+            be_idx = vip.backends[pick];
+        }
         const BackendEntry& be = service_->backends()[be_idx];
         // An RST of a flow Sluice does not know: passed on where no state is needed.
         if (tcp && (flags & kTcpRst)) return forward_stateless<A>(p, pp, vip_idx, be_idx, Drop::tcp_no_flow);
@@ -494,6 +510,7 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
             rec.fin_client = 1;  // the FIN of a connection whose state was lost
             if (direct_return(vip.mode)) ft.set_state(id, FlowState::tcp_closing, now_ms);
         }
+        if (pin) [[unlikely]] persist_pin<A>(vip, vip_idx, client, be_idx, now_ms);
         ++counters_.vips[vip_idx].new_flows;
         ++counters_.backends[be_idx].new_flows;
         if (flow_log_.enabled() && flow_log_.pick()) [[unlikely]] {

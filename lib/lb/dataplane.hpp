@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "lib/common/expected.hpp"
+#include "lib/common/spsc_ring.hpp"
 #include "lib/lb/counters.hpp"
 #include "lib/lb/flow_hash.hpp"
 #include "lib/lb/flow_log.hpp"
@@ -29,6 +30,7 @@
 #include "lib/lb/flow_table.hpp"
 #include "lib/net/wire.hpp"
 #include "lib/lb/frag_table.hpp"
+#include "lib/lb/persist_table.hpp"
 #include "lib/lb/service.hpp"
 #include "lib/lb/token_bucket.hpp"
 #include "lib/net/parse.hpp"
@@ -74,7 +76,12 @@ struct DataPathSettings {
     uint16_t snat_port_max = 65535;
     uint32_t new_flow_rate = 0;  // new flows per second per worker; 0 = no limit
     uint32_t tunnel_mtu = 1500;  // largest encapsulated packet (IP header to payload's end)
+    uint32_t persist_capacity = 1u << 16;  // persistence entries per worker
 };
+
+// A persistence decision one worker reports to the others (through the control core): the
+// entry as it stands after the pin or refresh.
+using PersistRing = SpscRing<PersistEntry>;
 DataPathSettings data_path_settings(const ProcessConfig& config);
 
 // Where a worker sits: its index, its peers, and the ports' identity; what it is set to do.
@@ -119,15 +126,25 @@ public:
     // incrementally by expire(), a budget at a time, so a large table never stalls the worker.
     // Judged at sweep time, so a backend added back meanwhile keeps its new flows.
     void flush_removed() noexcept;
+    // The flows' flush (the persistence entries of removed backends are swept alongside, at
+    // their own pace: a lookup ignores them meanwhile).
     bool flush_pending() const noexcept { return flushing_; }
 
     // Where a flow of this tuple goes and why, without changing anything (sluicectl explain).
     struct Explanation {
-        enum class How : uint8_t { flow_hit, maglev, no_vip, no_backend } how = How::no_vip;
+        // persist: no flow, a live persistence entry of the client's network decides.
+        enum class How : uint8_t { flow_hit, maglev, no_vip, no_backend, persist } how = How::no_vip;
         uint16_t vip = Service::kNoVip;
-        uint16_t backend = 0;  // backend entry index (flow_hit, maglev)
+        uint16_t backend = 0;  // backend entry index (flow_hit, maglev, persist)
         bool would_reschedule = false;  // flow_hit on a backend that no longer keeps flows
         bool no_neighbor = false;       // flow_hit on a backend whose MAC is unknown (dropped)
+        // A persistent VIP (maglev, persist): the client network's prefix length; persist: the
+        // entry's time left; maglev: the pick was by the client network, and an entry exists
+        // whose backend no longer keeps clients (released_from: its backend) or none does.
+        uint8_t persist_len = 0;
+        bool released = false;
+        uint16_t released_from = 0;
+        uint32_t persist_left_ms = 0;
     };
     // Samples 1 new flow in one_in (0: off) into the flow log; events go to `ring` (owned by
     // the caller, outliving the Dataplane). Lines lost to a full ring are counted.
@@ -136,6 +153,17 @@ public:
 
     Explanation explain(net::Family f, const uint8_t* src, const uint8_t* dst, uint16_t sport_raw, uint16_t dport_raw,
                         uint8_t proto, uint32_t now_ms) const noexcept;
+
+    // Persistence between workers. The worker's reports of the entries it makes or refreshes
+    // (only with several workers; the control core pops them: lib/control/workers.hpp), and
+    // entries reported by the others, installed between bursts (worker's thread).
+    PersistRing* persist_reports() const noexcept { return persist_reports_.get(); }
+    void learn_persist(const PersistEntry* entries, size_t n, uint32_t now_ms) noexcept;
+    // The live entries of VIP vip, appended to out up to its capacity (no allocation: the
+    // caller reserves), each with expiry_ms holding its time left; returns how many there were
+    // in all. Worker's thread, between bursts.
+    size_t list_persist(uint16_t vip, uint32_t now_ms, std::vector<PersistEntry>& out) const noexcept;
+    const PersistTable& persist_table() const noexcept { return *persist_; }
 
     WorkerCounters& counters() noexcept { return counters_; }
     const WorkerCounters& counters() const noexcept { return counters_; }
@@ -261,6 +289,26 @@ private:
     void flow_hashes(uint32_t id, uint64_t& h_fwd, uint64_t& h_rev, bool& has_rev) const noexcept;
     template <size_t A>
     void remove_flow(uint32_t id, FlowEvent::Why why) noexcept;
+    // Persistence (persist_table.hpp). The backend for a new connection of a persistent VIP's
+    // client: its network's live entry if the backend still keeps clients (refreshed), else
+    // Maglev's pick by the network (pin: the caller pins it once the flow exists). Returns
+    // Service::kNoBackendEntry when Maglev has no backend. Out of line, as is the pin, so VIPs
+    // without persistence carry nothing of it on the miss path but a branch.
+    template <size_t A>
+    [[gnu::noinline]] uint16_t persist_choose(const VipEntry& vip, uint16_t vip_idx, const uint8_t* client,
+                                              uint32_t now_ms, bool& pin) noexcept;
+    template <size_t A>
+    [[gnu::noinline]] void persist_pin(const VipEntry& vip, uint16_t vip_idx, const uint8_t* client, uint16_t backend,
+                                       uint32_t now_ms) noexcept;
+    // A flow of a persistent VIP ended idle: its network's entry lives persist_ms past the
+    // flow's last packet (if it still names the flow's backend).
+    template <size_t A>
+    void persist_flow_ended(uint32_t id) noexcept;
+    // Extends e to expiry_ms (never shortens it) and reports the new expiry to the other workers.
+    void persist_extend(PersistEntry& e, uint32_t expiry_ms) noexcept;
+    void persist_report(const PersistEntry& e) noexcept {
+        if (persist_reports_ && !persist_reports_->push(e)) [[unlikely]] ++counters_.persist_lost;
+    }
     // Flow log bookkeeping for sampled flows (only called while the log is enabled).
     template <size_t A>
     void log_open(uint32_t id, FlowEvent::Why why, uint32_t len, uint32_t now_ms) noexcept;
@@ -403,6 +451,12 @@ private:
     std::unique_ptr<SynRetry[]> syn_retries_;
     // Flow log: which new flows are sampled, the sampled flows' counts, the event ring.
     FlowSampler flow_log_;
+    // Persistence: the table, the reports to the other workers (null with one worker), and
+    // the sweep that forgets entries of removed backends (with flush_removed()).
+    std::unique_ptr<PersistTable> persist_;
+    std::unique_ptr<PersistRing> persist_reports_;
+    bool persist_flushing_ = false;
+    uint32_t persist_cursor_ = 0;
 };
 
 }  // namespace sluice::lb

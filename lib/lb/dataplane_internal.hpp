@@ -59,6 +59,16 @@ template <size_t A>
 uint64_t fwd_hash(const KeyedHash& h, uint16_t vip, const uint8_t* client, uint16_t cport_raw) noexcept {
     return fwd_key<A>(vip, client, cport_raw).hash(h);
 }
+// A persistent VIP's client network as the persistence table keys it.
+template <size_t A>
+PersistKey persist_key(const uint8_t* client, uint16_t vip_idx, uint8_t prefix_len) noexcept {
+    PersistKey k{};
+    mask_address(Ip<A>::kFamily, client, prefix_len, k.net);
+    k.vip = vip_idx;
+    k.family = A == 4 ? 4 : 6;
+    k.mask_len = prefix_len;
+    return k;
+}
 template <size_t A>
 uint64_t rev_hash(const KeyedHash& h, const uint8_t* src, const uint8_t* dst, uint16_t sport_raw, uint16_t dport_raw,
                   uint8_t proto) noexcept {
@@ -209,6 +219,7 @@ void Dataplane::flow_hashes(uint32_t id, uint64_t& h_fwd, uint64_t& h_rev, bool&
 template <size_t A>
 void Dataplane::remove_flow(uint32_t id, FlowEvent::Why why) noexcept {
     if (flow_log_.enabled()) [[unlikely]] log_close<A>(id, why);
+    if (why == FlowEvent::Why::idle) persist_flow_ended<A>(id);
     uint64_t hf = 0, hr = 0;
     bool has_rev = false;
     flow_hashes<A>(id, hf, hr, has_rev);

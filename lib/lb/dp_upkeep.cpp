@@ -21,6 +21,9 @@ void Dataplane::flush_removed() noexcept {
     // already been; a second pass costs the earlier ones nothing.
     flushing_ = true;
     flush_cursor_[0] = flush_cursor_[1] = 0;
+    // Persistence entries of removed backends go too: a client of one picks again.
+    persist_flushing_ = true;
+    persist_cursor_ = 0;
 }
 
 template <size_t A>
@@ -50,7 +53,29 @@ Dataplane::Explanation Dataplane::explain(Family f, const uint8_t* src, const ui
         return true;
     };
     if (f == Family::v4 ? hit.template operator()<4>(*flows4_) : hit.template operator()<16>(*flows6_)) return e;
-    const uint16_t pick = vip.maglev.lookup(maglev_flow_hash(f, src, dst, sport_raw, dport_raw, proto));
+    uint64_t mh = 0;
+    if (vip.persist_ms) {
+        // As persist_choose() decides, without refreshing or pinning anything.
+        e.persist_len = vip.persist_len;
+        const PersistKey key = f == Family::v4 ? persist_key<4>(src, e.vip, vip.persist_len)
+                                               : persist_key<16>(src, e.vip, vip.persist_len);
+        if (const PersistEntry* pe = persist_->find(key, now_ms)) {
+            const auto& backends = service_->backends();
+            if (pe->backend < backends.size() && backends[pe->backend].vip == e.vip &&
+                backends[pe->backend].keeps_clients()) {
+                e.how = Explanation::How::persist;
+                e.backend = pe->backend;
+                e.persist_left_ms = PersistTable::left_ms(*pe, now_ms);
+                return e;
+            }
+            e.released = true;
+            e.released_from = pe->backend;
+        }
+        mh = persist_hash(f, key.net, dst, dport_raw, proto, vip.persist_len);
+    } else {
+        mh = maglev_flow_hash(f, src, dst, sport_raw, dport_raw, proto);
+    }
+    const uint16_t pick = vip.maglev.lookup(mh);
     if (pick == Maglev::kNoBackend) {
         e.how = Explanation::How::no_backend;
         return e;
@@ -66,12 +91,21 @@ void Dataplane::expire(uint32_t now_ms, uint32_t budget) noexcept {
         sweep<16>(budget);
         if (flush_cursor_[0] >= flows4_->capacity() && flush_cursor_[1] >= flows6_->capacity()) flushing_ = false;
     }
+    if (persist_flushing_) {
+        const auto& backends = service_->backends();
+        // Four entries a bucket, 128 bytes: a few microseconds per turn at the default budget.
+        persist_flushing_ = !persist_->sweep(persist_cursor_, budget * 4, [&](const PersistEntry& e) {
+            return e.backend >= backends.size() || backends[e.backend].removed;
+        });
+    }
     flows4_->expire(now_ms, budget, [this](uint32_t id, uint64_t& a, uint64_t& b, bool& r) {
         if (flow_log_.enabled()) [[unlikely]] log_close<4>(id, FlowEvent::Why::expired);
+        persist_flow_ended<4>(id);
         flow_hashes<4>(id, a, b, r);
     });
     flows6_->expire(now_ms, budget, [this](uint32_t id, uint64_t& a, uint64_t& b, bool& r) {
         if (flow_log_.enabled()) [[unlikely]] log_close<16>(id, FlowEvent::Why::expired);
+        persist_flow_ended<16>(id);
         flow_hashes<16>(id, a, b, r);
     });
 }

@@ -35,6 +35,10 @@ constexpr size_t kMaxProbeResponse = 16 * 1024;
 // An HTTP check's path (http-path=): HTTP servers refuse longer request lines.
 constexpr size_t kMaxHttpPath = 2048;
 
+// Persistence (persist=DURATION): one second to a day; entries per worker (--persist-capacity).
+constexpr uint32_t kMinPersistMs = 1'000;
+constexpr uint32_t kMaxPersistMs = 86'400'000;
+
 // Tunnel VIPs: the GUE port backends listen on when none is given (IANA's port for GUE), and
 // the range of --tunnel-mtu (IPv6's minimum link MTU to a jumbo frame).
 constexpr uint16_t kDefaultGuePort = 6080;

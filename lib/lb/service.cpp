@@ -46,6 +46,30 @@ uint64_t maglev_flow_hash(net::Family f, const uint8_t* src, const uint8_t* dst,
     return flow_mix(flow_mix(slo ^ 0x5851F42D4C957F2DULL) ^ flow_mix(shi + dlo) ^ flow_mix(dhi ^ ports));
 }
 
+uint64_t persist_hash(net::Family f, const uint8_t* client_net, const uint8_t* vip, uint16_t vport_raw, uint8_t proto,
+                      uint8_t prefix_len) noexcept {
+    // maglev_flow_hash's mixing, with the client port's place taken by a marker and the prefix
+    // length: a client network never hashes like a flow.
+    const uint64_t meta = static_cast<uint64_t>(vport_raw) << 16 | static_cast<uint64_t>(proto) << 32 |
+                          static_cast<uint64_t>(prefix_len) << 40 | uint64_t{0x50} << 48;
+    if (f == net::Family::v4) {
+        const uint32_t s4 = net::load_raw32(client_net), d4 = net::load_raw32(vip);
+        return flow_mix(flow_mix(s4 ^ 0x5851F42D4C957F2DULL) ^ flow_mix(d4) ^ flow_mix(meta));
+    }
+    const uint64_t slo = net::load_raw64(client_net), shi = net::load_raw64(client_net + 8);
+    const uint64_t dlo = net::load_raw64(vip), dhi = net::load_raw64(vip + 8);
+    return flow_mix(flow_mix(slo ^ 0x5851F42D4C957F2DULL) ^ flow_mix(shi + dlo) ^ flow_mix(dhi ^ meta));
+}
+
+void mask_address(net::Family f, const uint8_t* addr, uint8_t prefix_len, uint8_t* out) noexcept {
+    const unsigned len = f == net::Family::v4 ? 4 : 16;
+    std::memset(out, 0, 16);
+    for (unsigned i = 0; i < len && i * 8 < prefix_len; ++i) {
+        const unsigned bits = prefix_len - i * 8;
+        out[i] = static_cast<uint8_t>(bits >= 8 ? addr[i] : addr[i] & (0xFF00u >> bits));
+    }
+}
+
 namespace {
 bool same_service(const VipEntry& v, const VipConf& c) {
     return !v.removed && v.name == c.name && v.addr == c.addr && v.port_raw == net::port_to_raw(c.port) && v.proto == c.proto &&
@@ -143,6 +167,8 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
         v.encap = vc.encap;
         v.gue_port_raw = net::port_to_raw(vc.gue_port);
         v.on_down = vc.on_down;
+        v.persist_ms = vc.persist_ms;
+        v.persist_len = vc.persist_mask ? vc.persist_mask : static_cast<uint8_t>(vc.addr.is_v4() ? 32 : 128);
         v.removed = false;
         // Backends of this VIP that left the config stay listed (as removed) after the current
         // ones, so a flow on them can still be resolved; Maglev never picks them.

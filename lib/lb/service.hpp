@@ -58,6 +58,13 @@ struct BackendEntry {
         if (removed) return false;
         return state == BackendState::up || state == BackendState::draining || p == DownPolicy::keep;
     }
+    // May a persistence entry keep sending its client here? Up or draining (weight 0 or state
+    // draining: a drained backend keeps its persistent clients until their entries expire, as
+    // it keeps its flows), in the configuration, and reachable. Down, disabled or removed
+    // releases them: their next new connection is decided again.
+    bool keeps_clients() const noexcept {
+        return !removed && has_mac && (state == BackendState::up || state == BackendState::draining);
+    }
 };
 
 struct VipEntry {
@@ -69,6 +76,10 @@ struct VipEntry {
     Encap encap = Encap::ipip;  // tunnel
     uint16_t gue_port_raw = 0;  // tunnel with encap=gue, network order
     DownPolicy on_down = DownPolicy::reschedule;
+    // Persistence (persist=, persist-mask=): 0 = off; the client network's prefix length
+    // (32 or 128 for the whole address).
+    uint32_t persist_ms = 0;
+    uint8_t persist_len = 0;
     bool removed = false;            // left the configuration (kept so indices stay stable)
     std::vector<uint16_t> backends;  // backend entry indices, in the order Maglev was built with
     Maglev maglev;
@@ -193,5 +204,16 @@ private:
 // and every worker picks the same backend for the same flow.
 uint64_t maglev_flow_hash(net::Family f, const uint8_t* src, const uint8_t* dst, uint16_t sport_raw,
                           uint16_t dport_raw, uint8_t proto) noexcept;
+
+// The hash Maglev is indexed with for a persistent VIP's client that has no entry: a fixed
+// function of the client's network (its address masked to prefix_len bits), the VIP's
+// address, port and protocol, and the prefix length, never of the client's port. Unkeyed like
+// maglev_flow_hash, so every worker and every instance of a tier gives a new client network the
+// same backend without talking to each other.
+uint64_t persist_hash(net::Family f, const uint8_t* client_net, const uint8_t* vip, uint16_t vport_raw, uint8_t proto,
+                      uint8_t prefix_len) noexcept;
+// addr (4 or 16 bytes) masked to its first prefix_len bits, into out (16 bytes, zero-filled
+// past the address).
+void mask_address(net::Family f, const uint8_t* addr, uint8_t prefix_len, uint8_t* out) noexcept;
 
 }  // namespace sluice::lb

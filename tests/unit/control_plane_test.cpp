@@ -61,6 +61,10 @@ struct Harness : Workers {
     void publish(std::shared_ptr<const lb::Service> s) override { published.push_back(std::move(s)); }
     void run_on_all(Task t) override { flushes += t == Task::flush_removed; }
     std::optional<std::vector<lb::Dataplane::Explanation>> ask_all(const FlowQuery&) override { return std::nullopt; }
+    std::optional<std::vector<std::vector<lb::PersistEntry>>> persist_entries(uint16_t, size_t) override {
+        return std::nullopt;
+    }
+    void send_persist(uint16_t, std::vector<lb::PersistEntry>) override {}
     void for_each(const std::function<void(const lb::Dataplane&)>&) const override {}
     lb::WorkerCounters counters() const override { return totals; }
 

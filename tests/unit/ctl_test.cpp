@@ -133,7 +133,11 @@ TEST_CASE("ctl: malformed requests are rejected naming the bad token", "[ctl]") 
         {"   \t ", {"empty request"}},
         {"\n", {"empty request"}},
         {"lst", {"unknown command 'lst'", "expected one of: list, stats, add-backend, remove-backend, set-weight, "
-                                          "drain, set-state, reload, clear-counters, explain, withdraw, announce, help"}},
+                                          "drain, set-state, reload, clear-counters, explain, persist, withdraw, announce, "
+                                          "help"}},
+        {"persist", {"persist: missing VIP", "usage: persist VIP"}},
+        {"persist web extra", {"persist: unexpected argument 'extra'"}},
+        {"persist 'web'", {"bad VIP name"}},
         {"LIST", {"unknown command 'LIST'"}},
         {"list extra", {"list: unexpected argument 'extra'", "usage: list)"}},
         {"help me", {"help: unexpected argument 'me'"}},
@@ -198,6 +202,10 @@ TEST_CASE("ctl: format and parse round-trip", "[ctl]") {
         c.op = op;
         cmds.push_back(c);
     }
+    Command pc;
+    pc.op = Op::persist;
+    pc.vip = "web-6.a_b";
+    cmds.push_back(pc);
     Command c;
     c.op = Op::add_backend;
     c.vip = "web";
@@ -279,7 +287,7 @@ TEST_CASE("ctl: response framing", "[ctl]") {
     auto help = help_text();
     for (const char* name : {"list", "stats", "add-backend VIP ADDR[:PORT] [weight=N]", "remove-backend",
                              "set-weight VIP ADDR[:PORT] N", "drain", "set-state", "reload", "clear-counters",
-                             "explain tcp|udp SRC_ADDR:SPORT DST_ADDR:DPORT", "help"})
+                             "explain tcp|udp SRC_ADDR:SPORT DST_ADDR:DPORT", "persist VIP", "help"})
         CHECK_THAT(help, Contains(name));
 }
 

@@ -278,7 +278,7 @@ TEST_CASE("bad VIP values are rejected with the value quoted", "[options]") {
         {"bad check", vip("x,203.0.113.20:80/tcp,nat,check=icmp"), {"'icmp'", "none, tcp or http"}},
         {"bad on-down", vip("x,203.0.113.20:80/tcp,nat,on-down=panic"), {"'panic'", "reschedule"}},
         {"inter zero", vip("x,203.0.113.20:80/tcp,nat,inter=0s"), {"inter out of range"}},
-        {"inter without unit", vip("x,203.0.113.20:80/tcp,nat,inter=2"), {"bad inter '2': a whole number and a unit, ms, s or m (500ms, 2s, 1m)"}},
+        {"inter without unit", vip("x,203.0.113.20:80/tcp,nat,inter=2"), {"bad inter '2': a whole number and a unit, ms, s, m or h (500ms, 2s, 1m)"}},
         {"inter unknown unit", vip("x,203.0.113.20:80/tcp,nat,inter=2sec"), {"bad inter '2sec'", "(500ms, 2s, 1m)"}},
         {"timeout fraction", vip("x,203.0.113.20:80/tcp,nat,timeout=1.5s"), {"bad timeout '1.5s'"}},
         {"inter unit", vip("x,203.0.113.20:80/tcp,nat,inter=2h"), {"'2h'"}},
@@ -542,6 +542,51 @@ TEST_CASE("the command line adds to a config file's lists and overrides its scal
         REQUIRE_FALSE(chk.ok());
         CHECK_THAT(chk.error(), Contains("--burst '0'"));
     }
+}
+
+TEST_CASE("persistence: persist=DURATION and persist-mask=/N", "[options]") {
+    auto r = parse_args({"--vip", "web,203.0.113.10:80/tcp,nat,persist=5m,persist-mask=/24", "--backend",
+                         "web,198.51.100.11:8080", "--neighbor", "198.51.100.11,02:00:00:00:00:11",
+                         "--persist-capacity", "4096"});
+    REQUIRE(r.ok());
+    CHECK(r->config.vips.at(0).persist_ms == 300'000);
+    CHECK(r->config.vips.at(0).persist_mask == 24);
+    CHECK(r->config.persist_capacity == 4096);
+    const char* ok[][2] = {{"persist=1s", "1000"}, {"persist=24h", "86400000"}, {"persist=90s", "90000"},
+                           {"persist=1440m", "86400000"}};
+    for (auto& [field, ms] : ok) {
+        auto o = parse_args(base({"--vip", std::string("p,203.0.113.21:80/tcp,nat,") + field, "--backend",
+                                  "p,198.51.100.11"}));
+        INFO(field);
+        REQUIRE(o.ok());
+        CHECK(std::to_string(o->config.vips.back().persist_ms) == ms);
+        CHECK(o->config.vips.back().persist_mask == 0);  // the whole address
+    }
+    auto v6 = parse_args(base({"--vip", "p6,[2001:db8::10]:80/tcp,nat,persist=1m,persist-mask=64", "--backend",
+                               "p6,[2001:db8::11]", "--neighbor", "2001:db8::11,02:00:00:00:00:21"}));
+    REQUIRE(v6.ok());
+    CHECK(v6->config.vips.back().persist_mask == 64);
+    CHECK(parse_args({"--vip", "web,203.0.113.10:80/tcp,nat", "--backend", "web,198.51.100.11:8080", "--neighbor",
+                      "198.51.100.11,02:00:00:00:00:11"})
+              ->config.persist_capacity == 65536);
+
+    auto vip = [](const std::string& v) { return base({"--vip", v, "--backend", "p,198.51.100.11"}); };
+    check_rejected({
+        {"persist below a second", vip("p,203.0.113.21:80/tcp,nat,persist=500ms"),
+         {"persist=500ms", "out of range (1s..24h", "persist=5m"}},
+        {"persist above a day", vip("p,203.0.113.21:80/tcp,nat,persist=25h"), {"persist above 24 hours ('25h')"}},
+        {"persist not a duration", vip("p,203.0.113.21:80/tcp,nat,persist=soon"), {"'soon'"}},
+        {"mask beyond IPv4", vip("p,203.0.113.21:80/tcp,nat,persist=1m,persist-mask=/33"),
+         {"persist-mask=/33 is beyond an IPv4 address", "/1../32"}},
+        {"mask zero", vip("p,203.0.113.21:80/tcp,nat,persist=1m,persist-mask=/0"), {"bad persist-mask '/0'", "/1../32"}},
+        {"mask not a number", vip("p,203.0.113.21:80/tcp,nat,persist=1m,persist-mask=/x"), {"bad persist-mask '/x'"}},
+        {"mask without persist", vip("p,203.0.113.21:80/tcp,nat,persist-mask=/24"),
+         {"persist-mask needs persist=DURATION"}},
+        {"mask beyond IPv6", base({"--vip", "p6,[2001:db8::10]:80/tcp,nat,persist=1m,persist-mask=/129", "--backend",
+                                   "p6,[2001:db8::11]", "--neighbor", "2001:db8::11,02:00:00:00:00:21"}),
+         {"bad persist-mask '/129'", "/1../128"}},
+        {"capacity too small", base({"--persist-capacity", "100"}), {"persist-capacity", "out of range"}},
+    });
 }
 
 TEST_CASE("validate() holds a Config built in code to the same rules", "[options]") {
