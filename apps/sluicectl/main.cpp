@@ -1,6 +1,6 @@
 // sluicectl: the operator's client for a running Sluice's control socket.
 //
-//   sluicectl [-s|--socket PATH] COMMAND [ARGS...]
+//   sluicectl [-s|--socket PATH] [--wait[=SECONDS]] COMMAND [ARGS...]
 //
 // The command and its arguments are joined into one request line and checked with the same
 // parser the server uses, so a usage error is reported without a server. The request is sent
@@ -14,19 +14,23 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include <fmt/format.h>
 
 #include "lib/common/expected.hpp"
 #include "lib/control/ctl_protocol.hpp"
+#include "lib/net/endpoint.hpp"
 
 namespace {
 
@@ -53,7 +57,10 @@ std::string usage() {
         "Options:\n"
         "  -s, --socket PATH  control socket (default: $SLUICE_SOCKET, else {})\n"
         "  -h, --help         this text\n"
-        "  -V, --version      print the version and exit\n\n"
+        "  -V, --version      print the version and exit\n"
+        "  --wait[=SECONDS]   with drain (or set-weight 0, set-state draining|disabled):\n"
+        "                     return when the backend holds no flow, exit 1 if it still\n"
+        "                     does after SECONDS (default 300)\n\n"
         "Commands:\n"
         "{}\n"
         "VIP is the name given with --vip; ADDR[:PORT] is 192.0.2.1, 192.0.2.1:8080,\n"
@@ -166,10 +173,70 @@ std::string random_id() {
     return fmt::format("{:016x}", x);
 }
 
+// --wait: polls `list` until the backend of `c` holds no flow (active or inactive, on any
+// worker), printing the count every 5 s; 0 when drained, 1 when time ran out, 2 on errors.
+int wait_drained(const std::string& socket_path, const ctl::Command& c, int wait_s) {
+    const auto start = Clock::now();
+    auto last_report = start;
+    for (;;) {
+        int connect_errno = 0;
+        bool sent = false;
+        auto raw = send_request(socket_path, "list", connect_errno, sent);
+        auto response = raw ? ctl::parse_response(*raw) : Expected<ctl::Response>(make_error(raw.error()));
+        if (!response || !response->ok) {
+            fmt::print(stderr, "sluicectl: --wait: {}\n", response ? response->message : response.error());
+            return kExitUsage;
+        }
+        // The VIP's block, then the backend's line: its active_flows and inactive_flows.
+        std::optional<uint64_t> flows;
+        bool in_vip = false;
+        size_t pos = 0;
+        const std::string& body = response->body;
+        while (pos < body.size()) {
+            const size_t eol = std::min(body.find('\n', pos), body.size());
+            const std::string_view l(body.data() + pos, eol - pos);
+            pos = eol + 1;
+            if (l.starts_with("vip ")) {
+                in_vip = l.substr(4).starts_with(c.vip + " ");
+                continue;
+            }
+            if (!in_vip || !l.starts_with("  backend ")) continue;
+            const std::string_view rest = l.substr(10);
+            auto ep = sluice::net::parse_endpoint(rest.substr(0, rest.find(' ')), {"backend", true, 0});
+            if (!ep || ep->addr != c.addr || (c.port && ep->port != c.port)) continue;
+            const auto field = [&](std::string_view key) -> uint64_t {
+                const size_t at = l.find(key);
+                return at == std::string_view::npos ? 0 : std::strtoull(l.data() + at + key.size(), nullptr, 10);
+            };
+            flows = field(" active_flows=") + field(" inactive_flows=");
+        }
+        if (!flows) {
+            fmt::print(stderr, "sluicectl: --wait: the backend is no longer listed under VIP {}\n", c.vip);
+            return kExitServerError;
+        }
+        const auto now = Clock::now();
+        const double waited = std::chrono::duration<double>(now - start).count();
+        if (*flows == 0) {
+            fmt::print(stderr, "sluicectl: drained: no flow left after {:.1f} s\n", waited);
+            return kExitOk;
+        }
+        if (waited >= wait_s) {
+            fmt::print(stderr, "sluicectl: still {} flows after {} s\n", *flows, wait_s);
+            return kExitServerError;
+        }
+        if (now - last_report >= std::chrono::seconds(5)) {
+            fmt::print(stderr, "sluicectl: waiting: {} flows left ({:.0f} s)\n", *flows, waited);
+            last_report = now;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+}
+
 int run(int argc, char** argv) {
     std::string socket_path;
     if (const char* env = std::getenv("SLUICE_SOCKET"); env && *env) socket_path = env;
     bool socket_given = false;
+    int wait_s = 0;  // --wait: seconds; 0 = do not wait
 
     int i = 1;
     for (; i < argc; ++i) {
@@ -193,6 +260,22 @@ int run(int argc, char** argv) {
             }
             socket_path = argv[++i];
             socket_given = true;
+            continue;
+        }
+        if (a == "--wait" || a.starts_with("--wait=")) {
+            wait_s = 300;
+            if (a.size() > 6) {
+                const std::string_view v = a.substr(7);
+                char* end = nullptr;
+                const std::string text(v);
+                const unsigned long n = std::strtoul(text.c_str(), &end, 10);
+                if (text.empty() || *end != '\0' || n < 1 || n > 86400 ||
+                    !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+                    fmt::print(stderr, "sluicectl: --wait={}: expected whole seconds, 1..86400\n", v);
+                    return kExitUsage;
+                }
+                wait_s = static_cast<int>(n);
+            }
             continue;
         }
         if (a.starts_with("--socket=")) {
@@ -224,6 +307,13 @@ int run(int argc, char** argv) {
     auto cmd = ctl::parse_command(line);
     if (!cmd) {
         fmt::print(stderr, "sluicectl: {}\nTry 'sluicectl --help'.\n", cmd.error());
+        return kExitUsage;
+    }
+    const bool drains = cmd->op == ctl::Op::drain || (cmd->op == ctl::Op::set_weight && cmd->weight == 0u) ||
+                        (cmd->op == ctl::Op::set_state && (cmd->state == sluice::lb::BackendState::draining ||
+                                                           cmd->state == sluice::lb::BackendState::disabled));
+    if (wait_s && !drains) {
+        std::fputs("sluicectl: --wait goes with drain, set-weight ... 0 or set-state ... draining|disabled\n", stderr);
         return kExitUsage;
     }
 
@@ -258,7 +348,8 @@ int run(int argc, char** argv) {
         return kExitServerError;
     }
     std::fputs(response->body.c_str(), stdout);
-    return std::fflush(stdout) == 0 ? kExitOk : kExitUsage;
+    if (std::fflush(stdout) != 0) return kExitUsage;
+    return wait_s ? wait_drained(socket_path, *cmd, wait_s) : kExitOk;
 }
 
 }  // namespace

@@ -570,9 +570,18 @@ std::string ControlPlane::list() const {
         const int vi = service_->find_vip_by_name(v.name);
         const lb::TrafficCounters vc =
             vi >= 0 && static_cast<size_t>(vi) < total.vips.size() ? total.vips[static_cast<size_t>(vi)] : lb::TrafficCounters{};
-        o += fmt::format("vip {} {}/{} {} on-down={} check={} packets={} bytes={} new_flows={}", v.name,
-                         net::to_string(v.addr, v.port), lb::to_string(v.proto), lb::to_string(v.mode),
-                         lb::to_string(v.on_down), lb::to_string(v.check.kind), vc.packets, vc.bytes, vc.new_flows);
+        uint64_t active = 0, inactive = 0;  // the VIP's flows: its backends'
+        if (vi >= 0)
+            for (uint16_t bi : service_->vips()[static_cast<size_t>(vi)].backends)
+                if (bi < total.backends.size()) {
+                    active += total.backends[bi].active_flows;
+                    inactive += total.backends[bi].inactive_flows;
+                }
+        o += fmt::format("vip {} {}/{} {} on-down={} check={} packets={} bytes={} new_flows={} active_flows={} "
+                         "inactive_flows={}",
+                         v.name, net::to_string(v.addr, v.port), lb::to_string(v.proto), lb::to_string(v.mode),
+                         lb::to_string(v.on_down), lb::to_string(v.check.kind), vc.packets, vc.bytes, vc.new_flows,
+                         active, inactive);
         if (vi >= 0) {
             const lb::Maglev& m = service_->vips()[static_cast<size_t>(vi)].maglev;
             o += fmt::format(" table={}", m.size());
@@ -600,11 +609,12 @@ std::string ControlPlane::list() const {
                         check = fmt::format(" last_check=\"{}\" ok_streak={} fail_streak={}", st.last_detail,
                                             st.consecutive_ok, st.consecutive_fail);
             o += fmt::format("  backend {} state={} admin={} health={} weight={} mac={} packets={} bytes={} "
-                             "new_flows={} handshake_failures={}{}{}\n",
+                             "new_flows={} active_flows={} inactive_flows={} handshake_failures={}{}{}\n",
                              net::to_string(b.addr, port), lb::to_string(effective(v, b)), lb::to_string(b.state),
                              healthy ? "up" : "down", b.weight,
                              has_mac ? net::to_string(service_->backends()[static_cast<size_t>(bi)].mac) : "unresolved",
-                             bc.packets, bc.bytes, bc.new_flows, bc.handshake_failures,
+                             bc.packets, bc.bytes, bc.new_flows, bc.active_flows, bc.inactive_flows,
+                             bc.handshake_failures,
                              check,
                              it != health_.end() && !it->second.reason.empty()
                                  ? fmt::format(" last_change=\"{}\"", it->second.reason)
@@ -619,6 +629,11 @@ std::string ControlPlane::stats() const {
     std::string o;
     t.for_each_scalar([&](const char* name, uint64_t v) { o += fmt::format("{}={} ", name, v); });
     o += fmt::format("drops={}\n", t.total_drops());
+    uint16_t w = 0;
+    workers_.for_each([&](const lb::Dataplane& dp) {
+        o += fmt::format("flows worker={} ipv4={}/{} ipv6={}/{}\n", w++, dp.flows4().size(), dp.flows4().capacity(),
+                         dp.flows6().size(), dp.flows6().capacity());
+    });
     for (size_t i = 0; i < lb::kDropReasons; ++i)
         if (t.drops[i]) o += fmt::format("drop {}={}\n", lb::to_string(static_cast<lb::Drop>(i)), t.drops[i]);
     return o;

@@ -89,6 +89,11 @@ std::string ControlPlane::metrics() const {
     for (const auto& r : backends) e.sample("sluice_backend_bytes_total", r.labels, r.c.bytes);
     e.family("sluice_backend_new_flows_total", "counter", "Flows given to the backend.");
     for (const auto& r : backends) e.sample("sluice_backend_new_flows_total", r.labels, r.c.new_flows);
+    e.family("sluice_backend_active_flows", "gauge", "The backend's established TCP flows (ipvsadm's ActiveConn).");
+    for (const auto& r : backends) e.sample("sluice_backend_active_flows", r.labels, r.c.active_flows);
+    e.family("sluice_backend_inactive_flows", "gauge",
+             "The backend's other flows: half-open, closing, unconfirmed, UDP (ipvsadm's InActConn).");
+    for (const auto& r : backends) e.sample("sluice_backend_inactive_flows", r.labels, r.c.inactive_flows);
     e.family("sluice_backend_handshake_failures_total", "counter",
              "TCP handshakes that failed on the backend (SYN retransmitted unanswered, or RST).");
     for (const auto& r : backends) e.sample("sluice_backend_handshake_failures_total", r.labels, r.c.handshake_failures);

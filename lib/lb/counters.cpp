@@ -25,6 +25,8 @@ void WorkerCounters::add(const WorkerCounters& o) {
             a[i].bytes += b[i].bytes;
             a[i].new_flows += b[i].new_flows;
             a[i].handshake_failures += b[i].handshake_failures;
+            a[i].active_flows += b[i].active_flows;
+            a[i].inactive_flows += b[i].inactive_flows;
         }
     };
     sum(vips, o.vips);
@@ -39,8 +41,9 @@ void WorkerCounters::clear() noexcept {
     drops.fill(0);
     // handshake_failures stay: passive detection works on their increase, and a clear that
     // each worker applies at its own moment must not look like (or hide) one.
-    for (auto& c : vips) c = TrafficCounters{0, 0, 0, c.handshake_failures};
-    for (auto& c : backends) c = TrafficCounters{0, 0, 0, c.handshake_failures};
+    // Nor do the flow gauges: they count what the tables hold.
+    for (auto& c : vips) c = TrafficCounters{0, 0, 0, c.handshake_failures, c.active_flows, c.inactive_flows};
+    for (auto& c : backends) c = TrafficCounters{0, 0, 0, c.handshake_failures, c.active_flows, c.inactive_flows};
 }
 
 }  // namespace sluice::lb

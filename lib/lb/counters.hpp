@@ -78,6 +78,11 @@ struct TrafficCounters {
     // TCP handshakes that failed on this backend: a SYN retransmitted before any answer, or
     // an RST answering the SYN. The control core's passive health check reads it.
     uint64_t handshake_failures = 0;
+    // Gauges, backends only (a VIP's are the sum of its backends'): flows held now, as
+    // ipvsadm's ActiveConn (established TCP) and InActConn (every other state: half-open,
+    // closing, unconfirmed, UDP). Kept by clear-counters.
+    uint64_t active_flows = 0;
+    uint64_t inactive_flows = 0;
 };
 
 // The scalar members of WorkerCounters, in declaration order (checked below).

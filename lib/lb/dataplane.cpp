@@ -419,10 +419,10 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
                 rec.replied = 1;
             }
             if (flags & kTcpRst) {
-                ft.set_state(id, FlowState::tcp_closing, now_ms);
+                set_flow_state<A>(id, FlowState::tcp_closing, now_ms);
             } else if (syn && (rec.state == FlowState::tcp_closing || rec.state == FlowState::tcp_half_closed)) {
                 // A new connection on the same tuple: its handshake starts unanswered.
-                ft.set_state(id, FlowState::tcp_syn, now_ms);
+                set_flow_state<A>(id, FlowState::tcp_syn, now_ms);
                 rec.replied = rec.synack = 0;
                 rec.fin_client = rec.fin_backend = 0;
             } else if (flags & kTcpFin) {
@@ -432,13 +432,13 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
                 // keeps its short timeout (else a spoofed SYN and FIN would pin an entry).
                 rec.fin_client = 1;
                 if (rec.state == FlowState::tcp_established || rec.state == FlowState::tcp_half_closed)
-                    ft.set_state(id, rec.fin_backend || direct_return(vip.mode) ? FlowState::tcp_closing
+                    set_flow_state<A>(id, rec.fin_backend || direct_return(vip.mode) ? FlowState::tcp_closing
                                                                              : FlowState::tcp_half_closed, now_ms);
             } else if (!syn && rec.state == FlowState::tcp_syn) {
                 // The handshake's last ACK. Evidence in nat/fullnat: it acknowledges the SYN-ACK
                 // the backend sent; dsr never sees that, so the ACK is all there is.
                 if (direct_return(vip.mode) || (rec.synack && acks_handshake(p.data + pp.l4_off, rec.synack_ack16)))
-                    ft.set_state(id, FlowState::tcp_established, now_ms);
+                    set_flow_state<A>(id, FlowState::tcp_established, now_ms);
             }
         }
     } else {
@@ -493,6 +493,7 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
         if (!syn && vip.mode == Mode::nat) remember_client<A>(p, pp);
         auto rehash = [this](uint32_t vid, uint64_t& a, uint64_t& b, bool& r) {
             if (flow_log_.enabled()) [[unlikely]] log_close<A>(vid, FlowEvent::Why::evicted);
+            flow_gone<A>(vid);
             flow_hashes<A>(vid, a, b, r);
         };
         id = ft.insert(hf, hr, !direct_return(vip.mode), state, now_ms, rehash);
@@ -505,10 +506,11 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
         rec.replied = 0;
         rec.vip = vip_idx;
         rec.backend = be_idx;
+        ++counters_.backends[be_idx].inactive_flows;  // half-open or unconfirmed
         std::memcpy(rec.client_mac, p.data + EthOff::src, 6);
         if (tcp && (flags & kTcpFin)) {
             rec.fin_client = 1;  // the FIN of a connection whose state was lost
-            if (direct_return(vip.mode)) ft.set_state(id, FlowState::tcp_closing, now_ms);
+            if (direct_return(vip.mode)) set_flow_state<A>(id, FlowState::tcp_closing, now_ms);
         }
         if (pin) [[unlikely]] persist_pin<A>(vip, vip_idx, client, be_idx, now_ms);
         ++counters_.vips[vip_idx].new_flows;
@@ -566,10 +568,10 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
         if ((flags & kTcpRst) && rec.state == FlowState::tcp_syn && !rec.replied)
             ++counters_.backends[rec.backend].handshake_failures;
         if (flags & kTcpRst) {
-            ft.set_state(id, FlowState::tcp_closing, now_ms);
+            set_flow_state<A>(id, FlowState::tcp_closing, now_ms);
         } else {
             // Any other answer to a flow picked up mid-connection: the backend knows it.
-            if (rec.state == FlowState::unconfirmed) ft.set_state(id, FlowState::tcp_established, now_ms);
+            if (rec.state == FlowState::unconfirmed) set_flow_state<A>(id, FlowState::tcp_established, now_ms);
             if ((flags & (kTcpSyn | kTcpAck)) == (kTcpSyn | kTcpAck)) {
                 // The client's ACK will have to acknowledge this to establish the flow.
                 rec.replied = 1;
@@ -580,12 +582,12 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
                 // As on the client side, only a confirmed connection half-closes.
                 rec.fin_backend = 1;
                 if (rec.state == FlowState::tcp_established || rec.state == FlowState::tcp_half_closed)
-                    ft.set_state(id, rec.fin_client ? FlowState::tcp_closing : FlowState::tcp_half_closed, now_ms);
+                    set_flow_state<A>(id, rec.fin_client ? FlowState::tcp_closing : FlowState::tcp_half_closed, now_ms);
             }
         }
     } else {
         if (ip[Ip<A>::kTtl] <= 1) return drop(p, Drop::ttl_expired);
-        if (rec.state == FlowState::unconfirmed) ft.set_state(id, FlowState::udp, now_ms);  // answered
+        if (rec.state == FlowState::unconfirmed) set_flow_state<A>(id, FlowState::udp, now_ms);  // answered
     }
     ft.touch(id, now_ms);
     if (flow_log_.enabled()) [[unlikely]] log_packet<A>(id, p.len, now_ms);

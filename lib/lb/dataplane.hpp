@@ -289,6 +289,12 @@ private:
     void flow_hashes(uint32_t id, uint64_t& h_fwd, uint64_t& h_rev, bool& has_rev) const noexcept;
     template <size_t A>
     void remove_flow(uint32_t id, FlowEvent::Why why) noexcept;
+    // The backends' flow gauges (TrafficCounters::active_flows, inactive_flows) follow every
+    // flow: set_flow_state() instead of the table's set_state(), flow_gone() on each removal.
+    template <size_t A>
+    void set_flow_state(uint32_t id, FlowState s, uint32_t now_ms) noexcept;
+    template <size_t A>
+    void flow_gone(uint32_t id) noexcept;
     // Persistence (persist_table.hpp). The backend for a new connection of a persistent VIP's
     // client: its network's live entry if the backend still keeps clients (refreshed), else
     // Maglev's pick by the network (pin: the caller pins it once the flow exists). Returns

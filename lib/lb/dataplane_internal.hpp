@@ -217,8 +217,29 @@ void Dataplane::flow_hashes(uint32_t id, uint64_t& h_fwd, uint64_t& h_rev, bool&
 }
 
 template <size_t A>
+inline void Dataplane::set_flow_state(uint32_t id, FlowState s, uint32_t now_ms) noexcept {
+    FlowTable<A>& ft = table<A>();
+    const FlowRecord<A>& r = ft.record(id);
+    const bool was = r.state == FlowState::tcp_established, is = s == FlowState::tcp_established;
+    if (was != is) {
+        TrafficCounters& c = counters_.backends[r.backend];
+        --(was ? c.active_flows : c.inactive_flows);
+        ++(is ? c.active_flows : c.inactive_flows);
+    }
+    ft.set_state(id, s, now_ms);
+}
+
+template <size_t A>
+inline void Dataplane::flow_gone(uint32_t id) noexcept {
+    const FlowRecord<A>& r = table<A>().record(id);
+    TrafficCounters& c = counters_.backends[r.backend];
+    --(r.state == FlowState::tcp_established ? c.active_flows : c.inactive_flows);
+}
+
+template <size_t A>
 void Dataplane::remove_flow(uint32_t id, FlowEvent::Why why) noexcept {
     if (flow_log_.enabled()) [[unlikely]] log_close<A>(id, why);
+    flow_gone<A>(id);
     if (why == FlowEvent::Why::idle) persist_flow_ended<A>(id);
     uint64_t hf = 0, hr = 0;
     bool has_rev = false;

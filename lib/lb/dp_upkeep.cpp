@@ -101,11 +101,13 @@ void Dataplane::expire(uint32_t now_ms, uint32_t budget) noexcept {
     flows4_->expire(now_ms, budget, [this](uint32_t id, uint64_t& a, uint64_t& b, bool& r) {
         if (flow_log_.enabled()) [[unlikely]] log_close<4>(id, FlowEvent::Why::expired);
         persist_flow_ended<4>(id);
+        flow_gone<4>(id);
         flow_hashes<4>(id, a, b, r);
     });
     flows6_->expire(now_ms, budget, [this](uint32_t id, uint64_t& a, uint64_t& b, bool& r) {
         if (flow_log_.enabled()) [[unlikely]] log_close<16>(id, FlowEvent::Why::expired);
         persist_flow_ended<16>(id);
+        flow_gone<16>(id);
         flow_hashes<16>(id, a, b, r);
     });
 }

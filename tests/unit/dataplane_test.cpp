@@ -1487,3 +1487,71 @@ TEST_CASE("dataplane: a nat answer of a flow another instance started goes to th
     CHECK(rig.run(from_backend(kBe6aMac).ipv6(kBe6a, kClient6).tcp(8080, 41000, kAck).build(), 0, 1).reason ==
           Drop::no_flow);
 }
+
+namespace {
+// The backends' flow gauges must say what the tables hold, state by state.
+void check_gauges(const Rig& rig) {
+    std::map<uint16_t, std::pair<uint64_t, uint64_t>> held;  // backend -> (active, inactive)
+    const auto count = [&](const auto& ft) {
+        for (uint32_t i = 0; i < ft.capacity(); ++i) {
+            const auto& r = ft.record(i);
+            if (r.state == FlowState::free) continue;
+            auto& h = held[r.backend];
+            ++(r.state == FlowState::tcp_established ? h.first : h.second);
+        }
+    };
+    count(rig.dp->flows4());
+    count(rig.dp->flows6());
+    const auto& backends = rig.dp->counters().backends;
+    for (uint16_t b = 0; b < backends.size(); ++b) {
+        INFO("backend entry " << b);
+        CHECK(backends[b].active_flows == held[b].first);
+        CHECK(backends[b].inactive_flows == held[b].second);
+    }
+}
+}  // namespace
+
+TEST_CASE("dataplane: the backends' active and inactive flow gauges follow the table", "[dataplane]") {
+    Rig rig;
+    const int be1 = rig.svc->find_backend(0, ip(kBe1), 8080);
+    REQUIRE(be1 >= 0);
+    const auto gauges = [&] {
+        const auto& c = rig.dp->counters().backends[static_cast<size_t>(be1)];
+        return std::make_pair(c.active_flows, c.inactive_flows);
+    };
+    const Bytes syn = from_client().ipv4(kClient, kVipNat).tcp(40000, 80, kSyn).build();
+    const Bytes synack = from_backend(kBe1Mac).ipv4(kBe1, kClient).tcp(8080, 40000, kSyn | kAck).seq(7000).build();
+    const Bytes ack = from_client().ipv4(kClient, kVipNat).tcp(40000, 80, kAck).ack(7001).build();
+    const Bytes fin = from_client().ipv4(kClient, kVipNat).tcp(40000, 80, kFin | kAck).ack(7001).build();
+    REQUIRE(rig.run(syn, 0).verdict == Verdict::tx);
+    CHECK(gauges() == std::make_pair(uint64_t{0}, uint64_t{1}));  // half-open
+    REQUIRE(rig.run(synack, 1, 1).verdict == Verdict::tx);
+    REQUIRE(rig.run(ack, 2).verdict == Verdict::tx);
+    CHECK(gauges() == std::make_pair(uint64_t{1}, uint64_t{0}));  // established
+    REQUIRE(rig.run(fin, 3).verdict == Verdict::tx);
+    CHECK(gauges() == std::make_pair(uint64_t{0}, uint64_t{1}));  // half-closed
+    rig.dp->expire(400'000, 1u << 20);
+    CHECK(gauges() == std::make_pair(uint64_t{0}, uint64_t{0}));  // expired
+    // Many flows of every kind, a full table evicting some, expiry: the gauges stay exact.
+    Rig small(lab_config(), env(), 1024);
+    uint32_t now = 0;
+    for (uint32_t i = 0; i < 3000; ++i) {
+        const uint16_t port = static_cast<uint16_t>(1024 + i);
+        const char* client = i % 3 ? kClient : "10.0.0.2";
+        switch (i % 5) {
+            case 0: small.run(from_client().ipv4(client, kVipNat).tcp(port, 80, kSyn).build(), now); break;
+            case 1: small.run(from_client().ipv4(client, kVipNat).tcp(port, 80, kAck).build(), now); break;
+            case 2: small.run(from_client().ipv4(client, kVipNat).udp(port, 53).build(), now); break;
+            case 3: small.run(from_backend(kBe1Mac).ipv4(kBe1, client).tcp(8080, static_cast<uint16_t>(port - 2), kAck).build(), now, 1); break;
+            default: small.run(from_client().ipv6(kClient6, kVip6Nat).tcp(port, 80, kSyn).build(), now); break;
+        }
+        now += 7;
+        if (i % 500 == 0) small.dp->expire(now, 64);
+    }
+    check_gauges(small);
+    small.dp->expire(now + 10'000, 1u << 20);
+    check_gauges(small);
+    small.dp->expire(now + 1'000'000, 1u << 20);
+    check_gauges(small);
+    CHECK(small.dp->flows4().size() == 0);
+}

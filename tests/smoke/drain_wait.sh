@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# `sluicectl drain --wait`: Sluice replays a golden capture (nat4: flows on every backend,
+# timeouts of seconds) from net_pcap ports and then holds those flows until they time out.
+# The flow gauges in `list` must show them; a drain whose wait is shorter than the flows'
+# timeout must fail saying how many are left; one that waits long enough must return once
+# the backend holds none. Loopback only (no network).
+#
+#   drain_wait.sh SLUICE SLUICECTL
+set -euo pipefail
+sluice=$(realpath "$1") ctl=$(realpath "$2")
+golden=$(cd "$(dirname "$0")/../golden/nat4" && pwd)
+work=$(mktemp -d /tmp/sluice-drain.XXXXXX)
+pid=
+cleanup() { [ -z "$pid" ] || { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }; rm -rf "$work"; }
+trap cleanup EXIT
+fail() { echo "drain-wait: FAIL: $*" >&2; exit 1; }
+
+# The captures, addressed to net_pcap's port MACs instead of the harness's.
+readdress=$(dirname "$0")/../lib/readdress_pcap.py
+"$readdress" "$golden/in-port0.pcap" "$work/in0.pcap" 02:70:63:61:70:00
+"$readdress" "$golden/in-port1.pcap" "$work/in1.pcap" 02:70:63:61:70:01
+"$sluice" -l 0 --no-huge -m 256 --no-pci --file-prefix sluice-drain-$$ \
+  --vdev "net_pcap0,rx_pcap=$work/in0.pcap,tx_pcap=$work/out0.pcap" \
+  --vdev "net_pcap1,rx_pcap=$work/in1.pcap,tx_pcap=$work/out1.pcap" -- \
+  --config "$golden/sluice.conf" --control-socket "$work/s.sock" --idle-sleep 500 >"$work/sluice.log" 2>&1 &
+pid=$!
+c() { "$ctl" --socket "$work/s.sock" "$@"; }
+for _ in $(seq 100); do c list >/dev/null 2>&1 && break; sleep 0.1; done
+# The captures are replayed at start; wait until rx stops moving.
+last=
+for _ in $(seq 100); do
+  now=$(c stats 2>/dev/null | grep -o "^rx=[0-9]*" || true)
+  [ -n "$now" ] && [ "$now" = "$last" ] && [ "$now" != rx=0 ] && break
+  last=$now
+  sleep 0.2
+done
+# The backend with the most flows held now.
+read -r be flows < <(c list | awk '/^vip web /{v=1; next} /^vip /{v=0} v && /backend/ {
+  a=0; i=0; for (f=1; f<=NF; f++) { if ($f ~ /^active_flows=/) a=substr($f,14); if ($f ~ /^inactive_flows=/) i=substr($f,16) }
+  print $2, a+i }' | sort -k2 -n -r | head -1)
+[ -n "${be:-}" ] && [ "$flows" -gt 0 ] || { c list; fail "no backend of VIP web holds a flow after the replay"; }
+echo "ok: list shows $flows flows on backend $be"
+c stats | grep -q "^flows worker=0 ipv4=[1-9][0-9]*/4096" || { c stats; fail "stats shows no flows held by worker 0"; }
+set +e
+c --wait=1 drain web "$be" >"$work/short.out" 2>&1
+rc=$?
+set -e
+[ $rc = 1 ] && grep -q "still [0-9]* flows after 1 s" "$work/short.out" || { cat "$work/short.out"; fail "a 1 s wait returned $rc"; }
+echo "ok: --wait=1 gives up: $(tail -1 "$work/short.out")"
+t0=$(date +%s%N)
+c --wait=30 drain web "$be" >"$work/long.out" 2>&1 || { cat "$work/long.out"; fail "--wait=30 did not see the backend drained"; }
+grep -q "drained: no flow left" "$work/long.out" || { cat "$work/long.out"; fail "no 'drained' line"; }
+echo "ok: drained in $(( ($(date +%s%N) - t0) / 1000000 )) ms (the capture's flows time out in seconds)"
+c --wait=5 list >/dev/null 2>&1 && fail "--wait with list was accepted"
+echo "ok: --wait is refused with a command that does not drain"
