@@ -122,7 +122,9 @@ cl_bird_router_conf() {  # N
     cat <<EOF
 # The router: learns each VIP from every instance that announces it and installs one ECMP
 # route per VIP (merge paths), a nexthop per instance.
-log "$d/bird.log" { info, warning, error, fatal, remote, auth };
+log "$d/bird.log" all;
+# Session and BFD state changes in the log: the tests count them (a flap is a failure).
+debug protocols { states };
 router id 198.51.100.254;
 protocol device { scan time 10; }
 filter vips4 { if net ~ [ 203.0.113.0/24{32,32} ] then accept; reject; }
