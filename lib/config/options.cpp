@@ -188,6 +188,10 @@ constexpr OptSpec kOptions[] = {
      "largest encapsulated packet, 1280..9000 (default 0: the\n"
      "backend port's MTU); a client packet that no longer fits\n"
      "is answered with ICMP fragmentation-needed / too-big"},
+    {"host-probes", "yes|no", Kind::scalar, false, "Process settings (restart-only)",
+     "allow health checks without --kernel-if: their probes then\n"
+     "leave through the host's own network and can find a backend\n"
+     "UP that the data ports cannot reach (default no: refused)"},
     {"metrics-listen", "ADDR:PORT", Kind::scalar, false, "Process settings (restart-only)",
      "serve Prometheus metrics at http://ADDR:PORT/metrics\n"
      "(IPv6 in brackets; default: off)"},
@@ -268,9 +272,9 @@ public:
             if (!ep) return fail(describe(o), ep.error());
             if (!ep->port) return fail(describe(o), "missing :PORT (e.g. 127.0.0.1:9470 or [::1]:9470)");
             cfg_.metrics_listen = std::make_pair(ep->addr, *ep->port);
-        } else if (o.name == "announce") {
+        } else if (o.name == "announce" || o.name == "host-probes") {
             if (o.value != "yes" && o.value != "no") return fail(describe(o), "expected yes or no");
-            cfg_.announce = o.value == "yes";
+            (o.name == "announce" ? cfg_.announce : cfg_.host_probes) = o.value == "yes";
         } else if (o.name == "tunnel-source" || o.name == "tunnel-gateway") {
             auto a = parse_addr(o.value);
             if (!a) return fail(describe(o), a.error());

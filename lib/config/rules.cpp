@@ -120,7 +120,16 @@ public:
                         fmt::format("cannot fill even one RX and one TX ring ({} + {} descriptors); leave it out to "
                                     "have it sized, or see `sluice doctor`",
                                     c_.rxd, c_.txd));
-        return check_vips();
+        if (auto s = check_vips(); !s) return s;
+        // Checked last: a VIP's own mistakes are the more useful message.
+        if (c_.kernel_if.empty() && !c_.host_probes)
+            for (size_t i = 0; i < c_.vips.size(); ++i)
+                if (c_.vips[i].check.kind != lb::CheckConf::Kind::none)
+                    return fail(vip(i), "check= without --kernel-if: the probes would leave through the host's own "
+                                        "network and could find a backend UP that the data ports cannot reach; give "
+                                        "--kernel-if (probes through the data ports), or --host-probes yes if the host "
+                                        "reaches the backends as the data ports do");
+        return {};
     }
 
 private:

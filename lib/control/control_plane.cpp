@@ -63,6 +63,7 @@ Status same_process_settings(const lb::Config& a, const lb::Config& b) {
         changed.push_back("--announce/--client-gateway/--drain-time");
     if (a.idle_sleep_us != b.idle_sleep_us) changed.push_back("--idle-sleep");
     if (a.metrics_listen != b.metrics_listen) changed.push_back("--metrics-listen");
+    if (a.host_probes != b.host_probes) changed.push_back("--host-probes");
     std::string list;
     for (const auto& c : changed) list += (list.empty() ? "" : ", ") + c;
     if (list.empty()) return make_error("restart-only settings changed; restart Sluice to apply them");

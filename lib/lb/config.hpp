@@ -167,6 +167,9 @@ struct ProcessConfig {
     uint32_t drain_time_s = 0;
     // The Prometheus endpoint (--metrics-listen); none when unset.
     std::optional<std::pair<net::IpAddr, uint16_t>> metrics_listen;
+    // Health probes without --kernel-if leave through the host's own network: allowed only
+    // when the operator says the host reaches the backends as the data ports do.
+    bool host_probes = false;
     // Workers sleep up to this long when a poll finds nothing (0: pure polling).
     uint32_t idle_sleep_us = 0;
     friend bool operator==(const ProcessConfig&, const ProcessConfig&) = default;

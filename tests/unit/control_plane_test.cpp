@@ -196,7 +196,8 @@ TEST_CASE("active checks take a backend down and back, logged once with the reas
     Harness h;
     auto c = parse({"--vip", "web,203.0.113.10:80/tcp,nat,check=tcp,inter=50ms,fall=2,rise=2,timeout=100ms",
                     "--backend", fmt::format("web,127.0.0.1:{}", alive.port), "--backend",
-                    fmt::format("web,127.0.0.1:{}", dead.port), "--neighbor", "127.0.0.1,02:00:00:00:00:01"});
+                    fmt::format("web,127.0.0.1:{}", dead.port), "--neighbor", "127.0.0.1,02:00:00:00:00:01",
+                    "--host-probes", "yes"});
     auto cp = make(h, c);
     const uint64_t t0 = now_ms();
     REQUIRE(cp.start(t0).ok());
@@ -243,7 +244,8 @@ TEST_CASE("a reload that changes a VIP's check settings re-arms its probes", "[c
     Harness h;
     auto make_cfg = [&](const char* check) {
         return parse({"--vip", fmt::format("web,203.0.113.10:80/tcp,nat,{}", check), "--backend",
-                      fmt::format("web,127.0.0.1:{}", dead.port), "--neighbor", "127.0.0.1,02:00:00:00:00:01"});
+                      fmt::format("web,127.0.0.1:{}", dead.port), "--neighbor", "127.0.0.1,02:00:00:00:00:01",
+                    "--host-probes", "yes"});
     };
     auto cp = make(h, make_cfg("check=tcp,inter=50ms,fall=1,rise=1,timeout=50ms"));
     const uint64_t t0 = now_ms();
