@@ -143,7 +143,9 @@ lb::BackendState ControlPlane::effective(const lb::VipConf& v, const lb::Backend
 
 Status ControlPlane::start(uint64_t now_ms) {
     last_passive_ms_ = now_ms;
-    return apply(config_, nullptr);
+    auto st = apply(config_, nullptr);
+    started_ = true;
+    return st;
 }
 
 // The one path every change takes: build from the current snapshot, publish, flush departed
@@ -163,7 +165,13 @@ Status ControlPlane::apply_or_throw(lb::Config next, const char* why) {
         if (auto st = hooks_.admit(next); !st) return st;
     lb::Config build_input = next;
     for (auto& v : build_input.vips)
-        for (auto& b : v.backends) b.state = effective(v, b);
+        for (auto& b : v.backends) {
+            b.state = effective(v, b);
+            // New to a running service with checks: down until its first good check (sync_probes).
+            if (started_ && v.check.kind != lb::CheckConf::Kind::none && b.state == lb::BackendState::up &&
+                !health_.count(Key{v.name, b.addr, port_of(v, b)}))
+                b.state = lb::BackendState::down;
+        }
     for (const auto& [addr, mac] : learnt_) {
         const bool is_static = std::any_of(next.neighbors.begin(), next.neighbors.end(),
                                            [&](const lb::NeighborConf& n) { return n.addr == addr; });
@@ -236,10 +244,19 @@ void ControlPlane::sync_probes() {
                 h.up = true;
                 h.reason = "active check removed";
             }
-            if (h.probe == 0 && v.check.kind != lb::CheckConf::Kind::none)
+            // A backend added to a running service (sluicectl, a reload) takes no new flows
+            // before one good check; those of the first configuration start up, as HAProxy's do.
+            const bool await_check = fresh && started_ && v.check.kind != lb::CheckConf::Kind::none;
+            if (await_check) {
+                h.up = false;
+                h.reason = "new backend: no new flows before its first good check";
+            }
+            if (h.probe == 0 && v.check.kind != lb::CheckConf::Kind::none) {
                 h.probe = h.tunnel_port ? prober_.add(v.addr, v.port, v.check, backend_label(v.name, b.addr, port), h.up,
                                                       {h.tunnel_port, tunnel_mark_})
                                         : prober_.add(b.addr, port, v.check, backend_label(v.name, b.addr, port), h.up);
+                if (await_check) prober_.await_first_check(h.probe);
+            }
             h.check = v.check;
             next.emplace(std::move(k), std::move(h));
         }

@@ -160,6 +160,7 @@ private:
     std::map<Key, Health> health_;
     std::map<net::IpAddr, net::Mac> learnt_;
     uint64_t last_passive_ms_ = 0;
+    bool started_ = false;  // the first configuration is applied: backends added later are new
     // Answers to the last requests that carried an id, oldest first (retries get them again).
     static constexpr size_t kRememberedAnswers = 256;
     std::deque<std::pair<std::string, std::string>> answered_;

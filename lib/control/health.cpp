@@ -78,6 +78,11 @@ std::optional<Transition> HealthTracker::record(bool ok, std::string_view detail
     if (ok) {
         fail_streak_ = 0;
         if (ok_streak_ < kMax) ++ok_streak_;
+        if (!up_ && first_check_) {
+            first_check_ = false;
+            up_ = true;
+            return Transition{true, fmt::format("{} (first check of a new backend)", detail)};
+        }
         if (!up_ && ok_streak_ >= rise_) {
             up_ = true;
             return Transition{true, fmt::format("{} ({}/{} successes)", detail, ok_streak_, rise_)};
@@ -94,6 +99,7 @@ std::optional<Transition> HealthTracker::record(bool ok, std::string_view detail
 }
 
 void HealthTracker::force(bool up) noexcept {
+    first_check_ = false;
     up_ = up;
     ok_streak_ = 0;
     fail_streak_ = 0;
@@ -219,6 +225,10 @@ uint32_t Prober::add(const net::IpAddr& addr, uint16_t port, const lb::CheckConf
     const uint32_t id = next_id_++;
     targets_.emplace(id, std::make_unique<Target>(id, addr, port, conf, std::move(label), initially_up, via));
     return id;
+}
+
+void Prober::await_first_check(uint32_t id) noexcept {
+    if (auto it = targets_.find(id); it != targets_.end()) it->second->tracker.await_first_check();
 }
 
 void Prober::remove(uint32_t id) noexcept {

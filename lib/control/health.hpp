@@ -52,6 +52,12 @@ public:
     // Sets the state from outside the checks (operator action, passive failure detection) and
     // clears both streaks: a server forced down needs `rise` fresh successes to come back.
     void force(bool up) noexcept;
+    // Down until the next success, which alone brings it up (rise applies afterwards): a server
+    // added to a running service takes no traffic before one good check (HAProxy's rule).
+    void await_first_check() noexcept {
+        force(false);
+        first_check_ = true;
+    }
 
     bool up() const noexcept { return up_; }
     uint32_t consecutive_ok() const noexcept { return ok_streak_; }
@@ -65,6 +71,7 @@ private:
     bool up_;
     uint32_t ok_streak_ = 0;
     uint32_t fail_streak_ = 0;
+    bool first_check_ = false;
 };
 
 // The verdict on one check.
@@ -127,6 +134,8 @@ public:
     // only force() changes its state. Returns an id that stays valid until remove(); ids are
     // never reused. IPv6 link-local targets are not supported (IpAddr carries no scope).
     // `via` routes a target's probes (see ProbeVia).
+    // The target's backend is new to a running service: down until one good check.
+    void await_first_check(uint32_t id) noexcept;
     uint32_t add(const net::IpAddr& addr, uint16_t port, const lb::CheckConf& conf, std::string label,
                  bool initially_up = true, ProbeVia via = {});
     // Stops checking; closes its in-flight socket. Unknown ids are ignored.

@@ -122,6 +122,13 @@ say "long transfers (64 MiB each, IPv4 and IPv6, pinned to be1) completed byte-e
 "$lab" backend 2 start
 "$lab" backend 4 start
 for f in 4 6; do ctl add-backend "${VIP[$f]}" "$(be_addr $f 4)" weight=2 >/dev/null || fail "add be4"; done
+# A new backend takes no flows before its first good check (one, whatever rise is).
+t0=$(date +%s%N)
+until [ "$(ctl list | grep -cF -e "backend $(be_addr 4 4) state=up" -e "backend $(be_addr 6 4) state=up")" = 2 ]; do
+  [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 5000 ] || fail "be4 not up 5 s after it was added"
+  sleep 0.05
+done
+say "be4 added: up after its first good check, $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 # Backends now: be1 w1, be3 w3, be4 w2.
 n=300
 for f in 4 6; do

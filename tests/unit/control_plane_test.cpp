@@ -355,3 +355,30 @@ TEST_CASE("the tier: announce-min holds a VIP back until enough backends are up"
     REQUIRE(calls == std::vector<bool>{true, false});
     CHECK_THAT(h.logs.back(), Contains("web: 2 of 3 backends up, announce-min=3"));
 }
+
+TEST_CASE("a backend added to a running VIP with checks takes no flows before its first good check", "[control]") {
+    LocalPort first(true), added(true);
+    Harness h;
+    auto c = parse({"--vip", "web,203.0.113.10:80/tcp,nat,check=tcp,inter=50ms,fall=2,rise=3,timeout=100ms", "--backend",
+                    fmt::format("web,127.0.0.1:{}", first.port), "--neighbor", "127.0.0.1,02:00:00:00:00:01",
+                    "--host-probes", "yes"});
+    auto cp = make(h, c);
+    const uint64_t t0 = now_ms();
+    REQUIRE(cp.start(t0).ok());
+    // The first configuration's backends start up.
+    CHECK_THAT(cp.list(), Contains(fmt::format("backend 127.0.0.1:{} state=up", first.port)));
+    CHECK_THAT(cp.handle(cmd(fmt::format("add-backend web 127.0.0.1:{}", added.port))), Contains("ok"));
+    const auto& s = *h.published.back();
+    const int bi = s.find_backend(0, *net::parse_ip("127.0.0.1"), added.port);
+    REQUIRE(bi >= 0);
+    CHECK(s.backends()[static_cast<size_t>(bi)].state == lb::BackendState::down);  // in the very first snapshot
+    CHECK_THAT(cp.list(), Contains("new backend: no new flows before its first good check"));
+    // One good check brings it up, not rise=3.
+    bool up = false;
+    while (!up && now_ms() - t0 < 3000) {
+        cp.poll(now_ms(), 10);
+        up = cp.list().find(fmt::format("backend 127.0.0.1:{} state=up", added.port)) != std::string::npos;
+    }
+    REQUIRE(up);
+    CHECK_THAT(h.logs.back(), Contains("first check of a new backend"));
+}
