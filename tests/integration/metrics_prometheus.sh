@@ -23,6 +23,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The alert rules docs/metrics.md gives must be valid rules.
+awk '/^# sluice-alerts.yml/{f=1;next} f&&/^```/{f=0} f' "$root/docs/metrics.md" >"$work/sluice-alerts.yml"
+promtool check rules "$work/sluice-alerts.yml" >/dev/null ||
+  { promtool check rules "$work/sluice-alerts.yml"; echo "metrics-prometheus: docs/metrics.md's alert rules do not load" >&2; exit 1; }
+
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 mport=$(free_port) pport=$(free_port)
 
