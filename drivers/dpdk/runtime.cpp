@@ -241,7 +241,7 @@ void Runtime::control_step() {
         // (a rejected file leaves the old configuration forwarding).
         sd_notify(linux_sd::reloading_message());
         if (auto st = cp_->reload(); !st) {
-            fmt::print(stderr, "{} sluice: reload failed: {}\n", timestamp(), st.error());
+            // The control plane has logged it, once ("reload rejected, ...").
             sd_notify("READY=1\nSTATUS=forwarding; reload failed, old configuration kept: " + st.error());
         } else {
             sd_notify("READY=1\nSTATUS=forwarding; configuration reloaded");
