@@ -5,13 +5,10 @@
 // The command and its arguments are joined into one request line and checked with the same
 // parser the server uses, so a usage error is reported without a server. The request is sent
 // in canonical form; the response body goes to stdout, an error to stderr. Every socket call
-// runs against one overall deadline, so sluicectl never hangs on a stuck server.
+// runs against one overall deadline, so sluicectl never hangs on a stuck server (client.hpp).
 // Exit status: 0 ok, 1 the server answered with an error, 2 usage or connection error.
 // Thread contract: single-threaded.
-#include <poll.h>
 #include <sys/random.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,6 +25,7 @@
 
 #include <fmt/format.h>
 
+#include "apps/sluicectl/client.hpp"
 #include "lib/common/expected.hpp"
 #include "lib/control/ctl_protocol.hpp"
 #include "lib/net/endpoint.hpp"
@@ -37,18 +35,18 @@ namespace {
 using sluice::Expected;
 using sluice::make_error;
 namespace ctl = sluice::control;
+namespace ctlclient = sluice::ctlclient;
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "unknown"
 #endif
 
-constexpr const char* kDefaultSocket = "/run/sluice/sluice.sock";
-constexpr int kTimeoutMs = 5000;
-constexpr size_t kMaxResponseBytes = 64u << 20;  // far above any list; guards a runaway peer
+using ctlclient::kExitOk;
+using ctlclient::kExitServerError;
+using ctlclient::kExitUsage;
+using ctlclient::send_request;
 
-constexpr int kExitOk = 0;
-constexpr int kExitServerError = 1;
-constexpr int kExitUsage = 2;
+constexpr const char* kDefaultSocket = "/run/sluice/sluice.sock";
 
 std::string usage() {
     return fmt::format(
@@ -69,101 +67,7 @@ std::string usage() {
         kDefaultSocket, ctl::help_text());
 }
 
-class Socket {
-public:
-    Socket() : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) {}
-    ~Socket() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    Socket(const Socket&) = delete;
-    Socket& operator=(const Socket&) = delete;
-    int fd() const { return fd_; }
-
-private:
-    int fd_;
-};
-
 using Clock = std::chrono::steady_clock;
-
-int ms_left(Clock::time_point deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    return left > 0 ? static_cast<int>(left) : 0;
-}
-
-// Waits for `events` on fd until the deadline. false on timeout or poll failure.
-bool wait_for(int fd, short events, Clock::time_point deadline) {
-    for (;;) {
-        pollfd p{fd, events, 0};
-        int n = ::poll(&p, 1, ms_left(deadline));
-        if (n > 0) return true;
-        if (n == 0) return false;
-        if (errno != EINTR) return false;
-    }
-}
-
-// Sends `line` and reads until the server closes. Errors say what failed; the caller adds
-// the socket path. `connect_errno` is set when the connection itself failed.
-Expected<std::string> send_request(const std::string& path, const std::string& line, int& connect_errno, bool& sent) {
-    auto deadline = Clock::now() + std::chrono::milliseconds(kTimeoutMs);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path.empty() || path.size() >= sizeof addr.sun_path)
-        return make_error(fmt::format("bad socket path ({} bytes, 1..{} allowed)", path.size(),
-                                      sizeof addr.sun_path - 1));
-    std::memcpy(addr.sun_path, path.data(), path.size());
-
-    Socket s;
-    if (s.fd() < 0) return make_error(fmt::format("socket(): {}", std::strerror(errno)));
-    // A Unix socket connects at once or fails; EAGAIN means the server's backlog is full.
-    for (;;) {
-        if (::connect(s.fd(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) break;
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN && ms_left(deadline) > 0) {
-            ::usleep(10'000);
-            continue;
-        }
-        connect_errno = errno;
-        return make_error(fmt::format("cannot connect: {}", std::strerror(errno)));
-    }
-
-    std::string request = line + "\n";
-    for (size_t done = 0; done < request.size();) {
-        ssize_t w = ::send(s.fd(), request.data() + done, request.size() - done, MSG_NOSIGNAL);
-        if (w > 0) {
-            done += static_cast<size_t>(w);
-        } else if (w < 0 && errno == EINTR) {
-            continue;
-        } else if (w < 0 && errno == EAGAIN) {
-            if (!wait_for(s.fd(), POLLOUT, deadline))
-                return make_error(fmt::format("timed out sending the request ({} ms)", kTimeoutMs));
-        } else {
-            return make_error(fmt::format("sending the request: {}", std::strerror(errno)));
-        }
-    }
-
-    sent = true;  // from here on the server may act on it, answered or not
-    std::string response;
-    char buf[16384];
-    for (;;) {
-        ssize_t r = ::recv(s.fd(), buf, sizeof buf, 0);
-        if (r > 0) {
-            response.append(buf, static_cast<size_t>(r));
-            if (response.size() > kMaxResponseBytes)
-                return make_error(fmt::format("response larger than {} bytes", kMaxResponseBytes));
-        } else if (r == 0) {
-            return response;
-        } else if (errno == EINTR) {
-            continue;
-        } else if (errno == EAGAIN) {
-            if (!wait_for(s.fd(), POLLIN, deadline))
-                return make_error(fmt::format("no complete response within {} ms", kTimeoutMs));
-        } else if (errno == ECONNRESET && !response.empty()) {
-            return response;  // the server closed with our bytes unread; its answer is complete
-        } else {
-            return make_error(fmt::format("reading the response: {}", std::strerror(errno)));
-        }
-    }
-}
 
 // 16 hex digits from the kernel's random source (a clock fallback keeps them distinct enough).
 std::string random_id() {
@@ -324,12 +228,7 @@ int run(int argc, char** argv) {
     const std::string request = ctl::format_command(*cmd);
     auto raw = send_request(socket_path, request, connect_errno, sent);
     if (!raw) {
-        const char* hint = "";
-        if (connect_errno == EACCES || connect_errno == EPERM)
-            hint = " (can this user reach the socket's directory?)";
-        else if (connect_errno != 0)
-            hint = " (is sluice running? pass --socket PATH or set SLUICE_SOCKET)";
-        fmt::print(stderr, "sluicectl: {}: {}{}\n", socket_path, raw.error(), hint);
+        fmt::print(stderr, "sluicectl: {}: {}{}\n", socket_path, raw.error(), ctlclient::connect_hint(connect_errno));
         if (sent && ctl::changes_state(cmd->op))
             fmt::print(stderr,
                        "sluicectl: the change may have been applied anyway. To learn its outcome without applying it "
