@@ -1,11 +1,14 @@
 // sluicectl: the operator's client for a running Sluice's control socket.
 //
 //   sluicectl [-s|--socket PATH] [--wait[=SECONDS]] COMMAND [ARGS...]
+//   sluicectl [-s PATH] [--json] [--rate[=S]] [--table] list [VIP] | stats | top [VIP]
 //
 // The command and its arguments are joined into one request line and checked with the same
 // parser the server uses, so a usage error is reported without a server. The request is sent
 // in canonical form; the response body goes to stdout, an error to stderr. Every socket call
 // runs against one overall deadline, so sluicectl never hangs on a stuck server (client.hpp).
+// `list VIP`, `top` and the view options are sluicectl's own: they reshape plain `list` and
+// `stats` answers on this side of the socket (view_commands.hpp, views.hpp).
 // Exit status: 0 ok, 1 the server answered with an error, 2 usage or connection error.
 // Thread contract: single-threaded.
 #include <sys/random.h>
@@ -22,10 +25,12 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include "apps/sluicectl/client.hpp"
+#include "apps/sluicectl/view_commands.hpp"
 #include "lib/common/expected.hpp"
 #include "lib/control/ctl_protocol.hpp"
 #include "lib/net/endpoint.hpp"
@@ -36,6 +41,7 @@ using sluice::Expected;
 using sluice::make_error;
 namespace ctl = sluice::control;
 namespace ctlclient = sluice::ctlclient;
+namespace ctlview = sluice::ctlview;
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "unknown"
@@ -50,7 +56,7 @@ constexpr const char* kDefaultSocket = "/run/sluice/sluice.sock";
 
 std::string usage() {
     return fmt::format(
-        "Usage: sluicectl [-s|--socket PATH] COMMAND [ARGS...]\n"
+        "Usage: sluicectl [-s|--socket PATH] [OPTIONS] COMMAND [ARGS...]\n"
         "Send one command to a running Sluice over its control socket.\n\n"
         "Options:\n"
         "  -s, --socket PATH  control socket (default: $SLUICE_SOCKET, else {})\n"
@@ -58,13 +64,16 @@ std::string usage() {
         "  -V, --version      print the version and exit\n"
         "  --wait[=SECONDS]   with drain (or set-weight 0, set-state draining|disabled):\n"
         "                     return when the backend holds no flow, exit 1 if it still\n"
-        "                     does after SECONDS (default 300)\n\n"
+        "                     does after SECONDS (default 300)\n"
+        "  --json, --table, --rate[=SECONDS], --interval=SECONDS, --iterations=N\n"
+        "                     views of list, stats and top (below)\n\n"
         "Commands:\n"
+        "{}\n"
         "{}\n"
         "VIP is the name given with --vip; ADDR[:PORT] is 192.0.2.1, 192.0.2.1:8080,\n"
         "[2001:db8::1]:8080 or 2001:db8::1 (an omitted port means the VIP's port).\n\n"
         "Exit status: 0 ok, 1 the command failed, 2 usage or connection error.\n",
-        kDefaultSocket, ctl::help_text());
+        kDefaultSocket, ctl::help_text(), ctlview::views_help());
 }
 
 using Clock = std::chrono::steady_clock;
@@ -141,6 +150,8 @@ int run(int argc, char** argv) {
     if (const char* env = std::getenv("SLUICE_SOCKET"); env && *env) socket_path = env;
     bool socket_given = false;
     int wait_s = 0;  // --wait: seconds; 0 = do not wait
+    ctlview::ViewOptions view;
+    std::string view_error;
 
     int i = 1;
     for (; i < argc; ++i) {
@@ -187,6 +198,11 @@ int run(int argc, char** argv) {
             socket_given = true;
             continue;
         }
+        if (const auto taken = ctlview::parse_view_option(a, view, view_error); taken != ctlview::OptionParse::not_mine) {
+            if (taken == ctlview::OptionParse::taken) continue;
+            fmt::print(stderr, "sluicectl: {}\n", view_error);
+            return kExitUsage;
+        }
         if (a.size() > 1 && a.front() == '-') {
             fmt::print(stderr, "sluicectl: unknown option '{}'\nTry 'sluicectl --help'.\n", a);
             return kExitUsage;
@@ -203,10 +219,52 @@ int run(int argc, char** argv) {
     }
     if (socket_path.empty()) socket_path = kDefaultSocket;
 
+    // The views: options and a VIP name after list, stats or top stay on this side.
+    std::optional<ctlview::ViewCommand> view_cmd;
+    const std::string_view word = argv[i];
+    if (word == "list") view_cmd = ctlview::ViewCommand::list;
+    if (word == "stats") view_cmd = ctlview::ViewCommand::stats;
+    if (word == "top") view_cmd = ctlview::ViewCommand::top;
+    std::vector<std::string> words = {std::string(word)};
+    if (view_cmd) {
+        for (int k = i + 1; k < argc; ++k) {
+            const std::string_view a = argv[k];
+            const auto taken = ctlview::parse_view_option(a, view, view_error);
+            if (taken == ctlview::OptionParse::taken) continue;
+            if (taken == ctlview::OptionParse::bad) {
+                fmt::print(stderr, "sluicectl: {}\n", view_error);
+                return kExitUsage;
+            }
+            if (a.size() > 1 && a.front() == '-') {
+                fmt::print(stderr, "sluicectl: unknown option '{}'\nTry 'sluicectl --help'.\n", a);
+                return kExitUsage;
+            }
+            if (view.vip.empty() && !a.starts_with("id=")) {
+                view.vip = std::string(a);
+                continue;
+            }
+            words.emplace_back(a);  // the server's parser words its complaint
+        }
+    } else {
+        for (int k = i + 1; k < argc; ++k) words.emplace_back(argv[k]);
+    }
+    if (view.any() || !view.vip.empty() || view_cmd == ctlview::ViewCommand::top) {
+        std::string problem = ctlview::check_view_options(view_cmd, view);
+        if (problem.empty() && words.size() > 1)
+            problem = fmt::format("unexpected argument '{}' after {}", words[1], word);
+        if (problem.empty() && wait_s)
+            problem = "--wait goes with drain, set-weight ... 0 or set-state ... draining|disabled";
+        if (!problem.empty()) {
+            fmt::print(stderr, "sluicectl: {}\nTry 'sluicectl --help'.\n", problem);
+            return kExitUsage;
+        }
+        return ctlview::run_view(socket_path, *view_cmd, view);
+    }
+
     std::string line;
-    for (int k = i; k < argc; ++k) {
-        if (k > i) line += ' ';
-        line += argv[k];
+    for (size_t k = 0; k < words.size(); ++k) {
+        if (k) line += ' ';
+        line += words[k];
     }
     auto cmd = ctl::parse_command(line);
     if (!cmd) {
