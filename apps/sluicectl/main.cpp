@@ -1,17 +1,17 @@
 // sluicectl: the operator's client for a running Sluice's control socket.
 //
 //   sluicectl [-s|--socket PATH] [--wait[=SECONDS]] COMMAND [ARGS...]
+//   sluicectl [-s PATH] [--json] [--rate[=S]] [--table] list [VIP] | stats | top [VIP]
 //
 // The command and its arguments are joined into one request line and checked with the same
 // parser the server uses, so a usage error is reported without a server. The request is sent
 // in canonical form; the response body goes to stdout, an error to stderr. Every socket call
-// runs against one overall deadline, so sluicectl never hangs on a stuck server.
+// runs against one overall deadline, so sluicectl never hangs on a stuck server (client.hpp).
+// `list VIP`, `top` and the view options are sluicectl's own: they reshape plain `list` and
+// `stats` answers on this side of the socket (view_commands.hpp, views.hpp).
 // Exit status: 0 ok, 1 the server answered with an error, 2 usage or connection error.
 // Thread contract: single-threaded.
-#include <poll.h>
 #include <sys/random.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,9 +25,12 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 
+#include "apps/sluicectl/client.hpp"
+#include "apps/sluicectl/view_commands.hpp"
 #include "lib/common/expected.hpp"
 #include "lib/control/ctl_protocol.hpp"
 #include "lib/net/endpoint.hpp"
@@ -37,22 +40,23 @@ namespace {
 using sluice::Expected;
 using sluice::make_error;
 namespace ctl = sluice::control;
+namespace ctlclient = sluice::ctlclient;
+namespace ctlview = sluice::ctlview;
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "unknown"
 #endif
 
-constexpr const char* kDefaultSocket = "/run/sluice/sluice.sock";
-constexpr int kTimeoutMs = 5000;
-constexpr size_t kMaxResponseBytes = 64u << 20;  // far above any list; guards a runaway peer
+using ctlclient::kExitOk;
+using ctlclient::kExitServerError;
+using ctlclient::kExitUsage;
+using ctlclient::send_request;
 
-constexpr int kExitOk = 0;
-constexpr int kExitServerError = 1;
-constexpr int kExitUsage = 2;
+constexpr const char* kDefaultSocket = "/run/sluice/sluice.sock";
 
 std::string usage() {
     return fmt::format(
-        "Usage: sluicectl [-s|--socket PATH] COMMAND [ARGS...]\n"
+        "Usage: sluicectl [-s|--socket PATH] [OPTIONS] COMMAND [ARGS...]\n"
         "Send one command to a running Sluice over its control socket.\n\n"
         "Options:\n"
         "  -s, --socket PATH  control socket (default: $SLUICE_SOCKET, else {})\n"
@@ -60,110 +64,19 @@ std::string usage() {
         "  -V, --version      print the version and exit\n"
         "  --wait[=SECONDS]   with drain (or set-weight 0, set-state draining|disabled):\n"
         "                     return when the backend holds no flow, exit 1 if it still\n"
-        "                     does after SECONDS (default 300)\n\n"
+        "                     does after SECONDS (default 300)\n"
+        "  --json, --table, --rate[=SECONDS], --interval=SECONDS, --iterations=N\n"
+        "                     views of list, stats and top (below)\n\n"
         "Commands:\n"
+        "{}\n"
         "{}\n"
         "VIP is the name given with --vip; ADDR[:PORT] is 192.0.2.1, 192.0.2.1:8080,\n"
         "[2001:db8::1]:8080 or 2001:db8::1 (an omitted port means the VIP's port).\n\n"
         "Exit status: 0 ok, 1 the command failed, 2 usage or connection error.\n",
-        kDefaultSocket, ctl::help_text());
+        kDefaultSocket, ctl::help_text(), ctlview::views_help());
 }
-
-class Socket {
-public:
-    Socket() : fd_(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) {}
-    ~Socket() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    Socket(const Socket&) = delete;
-    Socket& operator=(const Socket&) = delete;
-    int fd() const { return fd_; }
-
-private:
-    int fd_;
-};
 
 using Clock = std::chrono::steady_clock;
-
-int ms_left(Clock::time_point deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    return left > 0 ? static_cast<int>(left) : 0;
-}
-
-// Waits for `events` on fd until the deadline. false on timeout or poll failure.
-bool wait_for(int fd, short events, Clock::time_point deadline) {
-    for (;;) {
-        pollfd p{fd, events, 0};
-        int n = ::poll(&p, 1, ms_left(deadline));
-        if (n > 0) return true;
-        if (n == 0) return false;
-        if (errno != EINTR) return false;
-    }
-}
-
-// Sends `line` and reads until the server closes. Errors say what failed; the caller adds
-// the socket path. `connect_errno` is set when the connection itself failed.
-Expected<std::string> send_request(const std::string& path, const std::string& line, int& connect_errno, bool& sent) {
-    auto deadline = Clock::now() + std::chrono::milliseconds(kTimeoutMs);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path.empty() || path.size() >= sizeof addr.sun_path)
-        return make_error(fmt::format("bad socket path ({} bytes, 1..{} allowed)", path.size(),
-                                      sizeof addr.sun_path - 1));
-    std::memcpy(addr.sun_path, path.data(), path.size());
-
-    Socket s;
-    if (s.fd() < 0) return make_error(fmt::format("socket(): {}", std::strerror(errno)));
-    // A Unix socket connects at once or fails; EAGAIN means the server's backlog is full.
-    for (;;) {
-        if (::connect(s.fd(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) break;
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN && ms_left(deadline) > 0) {
-            ::usleep(10'000);
-            continue;
-        }
-        connect_errno = errno;
-        return make_error(fmt::format("cannot connect: {}", std::strerror(errno)));
-    }
-
-    std::string request = line + "\n";
-    for (size_t done = 0; done < request.size();) {
-        ssize_t w = ::send(s.fd(), request.data() + done, request.size() - done, MSG_NOSIGNAL);
-        if (w > 0) {
-            done += static_cast<size_t>(w);
-        } else if (w < 0 && errno == EINTR) {
-            continue;
-        } else if (w < 0 && errno == EAGAIN) {
-            if (!wait_for(s.fd(), POLLOUT, deadline))
-                return make_error(fmt::format("timed out sending the request ({} ms)", kTimeoutMs));
-        } else {
-            return make_error(fmt::format("sending the request: {}", std::strerror(errno)));
-        }
-    }
-
-    sent = true;  // from here on the server may act on it, answered or not
-    std::string response;
-    char buf[16384];
-    for (;;) {
-        ssize_t r = ::recv(s.fd(), buf, sizeof buf, 0);
-        if (r > 0) {
-            response.append(buf, static_cast<size_t>(r));
-            if (response.size() > kMaxResponseBytes)
-                return make_error(fmt::format("response larger than {} bytes", kMaxResponseBytes));
-        } else if (r == 0) {
-            return response;
-        } else if (errno == EINTR) {
-            continue;
-        } else if (errno == EAGAIN) {
-            if (!wait_for(s.fd(), POLLIN, deadline))
-                return make_error(fmt::format("no complete response within {} ms", kTimeoutMs));
-        } else if (errno == ECONNRESET && !response.empty()) {
-            return response;  // the server closed with our bytes unread; its answer is complete
-        } else {
-            return make_error(fmt::format("reading the response: {}", std::strerror(errno)));
-        }
-    }
-}
 
 // 16 hex digits from the kernel's random source (a clock fallback keeps them distinct enough).
 std::string random_id() {
@@ -237,6 +150,8 @@ int run(int argc, char** argv) {
     if (const char* env = std::getenv("SLUICE_SOCKET"); env && *env) socket_path = env;
     bool socket_given = false;
     int wait_s = 0;  // --wait: seconds; 0 = do not wait
+    ctlview::ViewOptions view;
+    std::string view_error;
 
     int i = 1;
     for (; i < argc; ++i) {
@@ -283,6 +198,11 @@ int run(int argc, char** argv) {
             socket_given = true;
             continue;
         }
+        if (const auto taken = ctlview::parse_view_option(a, view, view_error); taken != ctlview::OptionParse::not_mine) {
+            if (taken == ctlview::OptionParse::taken) continue;
+            fmt::print(stderr, "sluicectl: {}\n", view_error);
+            return kExitUsage;
+        }
         if (a.size() > 1 && a.front() == '-') {
             fmt::print(stderr, "sluicectl: unknown option '{}'\nTry 'sluicectl --help'.\n", a);
             return kExitUsage;
@@ -299,10 +219,52 @@ int run(int argc, char** argv) {
     }
     if (socket_path.empty()) socket_path = kDefaultSocket;
 
+    // The views: options and a VIP name after list, stats or top stay on this side.
+    std::optional<ctlview::ViewCommand> view_cmd;
+    const std::string_view word = argv[i];
+    if (word == "list") view_cmd = ctlview::ViewCommand::list;
+    if (word == "stats") view_cmd = ctlview::ViewCommand::stats;
+    if (word == "top") view_cmd = ctlview::ViewCommand::top;
+    std::vector<std::string> words = {std::string(word)};
+    if (view_cmd) {
+        for (int k = i + 1; k < argc; ++k) {
+            const std::string_view a = argv[k];
+            const auto taken = ctlview::parse_view_option(a, view, view_error);
+            if (taken == ctlview::OptionParse::taken) continue;
+            if (taken == ctlview::OptionParse::bad) {
+                fmt::print(stderr, "sluicectl: {}\n", view_error);
+                return kExitUsage;
+            }
+            if (a.size() > 1 && a.front() == '-') {
+                fmt::print(stderr, "sluicectl: unknown option '{}'\nTry 'sluicectl --help'.\n", a);
+                return kExitUsage;
+            }
+            if (view.vip.empty() && !a.starts_with("id=")) {
+                view.vip = std::string(a);
+                continue;
+            }
+            words.emplace_back(a);  // the server's parser words its complaint
+        }
+    } else {
+        for (int k = i + 1; k < argc; ++k) words.emplace_back(argv[k]);
+    }
+    if (view.any() || !view.vip.empty() || view_cmd == ctlview::ViewCommand::top) {
+        std::string problem = ctlview::check_view_options(view_cmd, view);
+        if (problem.empty() && words.size() > 1)
+            problem = fmt::format("unexpected argument '{}' after {}", words[1], word);
+        if (problem.empty() && wait_s)
+            problem = "--wait goes with drain, set-weight ... 0 or set-state ... draining|disabled";
+        if (!problem.empty()) {
+            fmt::print(stderr, "sluicectl: {}\nTry 'sluicectl --help'.\n", problem);
+            return kExitUsage;
+        }
+        return ctlview::run_view(socket_path, *view_cmd, view);
+    }
+
     std::string line;
-    for (int k = i; k < argc; ++k) {
-        if (k > i) line += ' ';
-        line += argv[k];
+    for (size_t k = 0; k < words.size(); ++k) {
+        if (k) line += ' ';
+        line += words[k];
     }
     auto cmd = ctl::parse_command(line);
     if (!cmd) {
@@ -324,12 +286,7 @@ int run(int argc, char** argv) {
     const std::string request = ctl::format_command(*cmd);
     auto raw = send_request(socket_path, request, connect_errno, sent);
     if (!raw) {
-        const char* hint = "";
-        if (connect_errno == EACCES || connect_errno == EPERM)
-            hint = " (can this user reach the socket's directory?)";
-        else if (connect_errno != 0)
-            hint = " (is sluice running? pass --socket PATH or set SLUICE_SOCKET)";
-        fmt::print(stderr, "sluicectl: {}: {}{}\n", socket_path, raw.error(), hint);
+        fmt::print(stderr, "sluicectl: {}: {}{}\n", socket_path, raw.error(), ctlclient::connect_hint(connect_errno));
         if (sent && ctl::changes_state(cmd->op))
             fmt::print(stderr,
                        "sluicectl: the change may have been applied anyway. To learn its outcome without applying it "
