@@ -12,8 +12,9 @@ the same hash as forwarding) which instance each flow takes.
          N paced downloads of the first B bytes of FILE (a Range request for /big.bin), each
          checked against FILE's bytes by SHA-256. The client reads at RATE with a small receive
          buffer, so the server sends at that pace too. With --spread K the source ports are
-         chosen so that the flows fall evenly on the router's K nexthops. Prints "started" once
-         every transfer has its headers, then at the end one line per transfer:
+         chosen so that the flows fall evenly on the router's K nexthops. Prints a line
+         "plan src=ADDR sport=P via=NEXTHOP" per transfer, then "started" once every transfer
+         has its headers, then at the end one line per transfer:
            xfer src=ADDR sport=P via=NEXTHOP result=ok|FAILURE bytes=N ms=N stall_ms=N
          (stall_ms: the longest wait for data).
   stream --vip ADDR --rate PER_S --seconds S
@@ -131,7 +132,7 @@ def run_transfer(x, want, nbytes, rate, timeout):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # A small window: the server can only send as fast as this client reads.
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
-        s.settimeout(10)
+        s.settimeout(30)
         s.bind((x.src, x.sport))
         s.connect((x.vip, 80))
         s.sendall(f"GET /big.bin HTTP/1.1\r\nHost: vip\r\nRange: bytes=0-{nbytes - 1}\r\n"
@@ -200,6 +201,9 @@ def cmd_long(a):
     hops = {}
     for x in transfers:
         hops[x.via] = hops.get(x.via, 0) + 1
+    for x in transfers:
+        print(f"plan src={x.src} sport={x.sport} via={x.via}")
+    sys.stdout.flush()
     threads = [threading.Thread(target=run_transfer, args=(x, want, a.bytes, a.rate, a.timeout))
                for x in transfers]
     for t in threads:
