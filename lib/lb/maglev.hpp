@@ -63,7 +63,7 @@ public:
     static constexpr uint32_t kCapSlackPpm = 5'000;
 
     // An empty table: lookup() returns kNoBackend. Lets a VIP exist before its first build.
-    Maglev() : Maglev(std::vector<uint16_t>(1, kNoBackend), 1) {}
+    Maglev() : Maglev(std::vector<uint16_t>(1, kNoBackend), {}) {}
 
     // Builds the lookup table for members (any order; the result is the same for the same set).
     // Errors: size not prime or above kMaxSize, more than kMaxMembers members, two members with
@@ -93,11 +93,18 @@ public:
     uint32_t size() const noexcept { return size_; }
     const std::vector<uint16_t>& table() const noexcept { return *table_; }
 
+    // A digest of the size and of the member *id* at every entry (FNV-1a over 64-bit words,
+    // kNoBackend entries as id 0), computed by build(): unlike table(), which holds positions
+    // in the caller's span, it is the same on every instance that built the same set at the
+    // same size, whatever the order of its list, so instances of a tier can compare tables by
+    // it. Not a keyed or collision-resistant hash. Thread-safe, O(1).
+    uint64_t digest() const noexcept { return digest_; }
+
 private:
     static Expected<Maglev> build_impl(std::span<const MaglevMember> members, uint32_t size,
                                        bool event_tail);
-    Maglev(std::vector<uint16_t> table, uint32_t size)
-        : table_(std::make_shared<const std::vector<uint16_t>>(std::move(table))), entries_(table_->data()), size_(size) {}
+    // table: the entries, indices into members or kNoBackend; its size is the table size.
+    Maglev(std::vector<uint16_t> table, std::span<const MaglevMember> members);
 
     // size_ entries, each a caller index or kNoBackend. Immutable, so copies share it: a
     // snapshot that keeps a VIP's members keeps its table without copying 128 KiB (freed with
@@ -105,6 +112,7 @@ private:
     std::shared_ptr<const std::vector<uint16_t>> table_;
     const uint16_t* entries_;  // table_->data(): lookup() reads one pointer
     uint32_t size_;
+    uint64_t digest_;
 };
 
 // Deterministic primality test (trial division; fine for table sizes). 0 and 1 are not prime.

@@ -420,3 +420,43 @@ TEST_CASE("maglev: the table for a given set never changes across versions", "[m
     }
     CHECK(fnv == 0x118D'76BE'09DA'5690ull);
 }
+
+TEST_CASE("maglev: the digest names the table by member ids, not by list positions", "[maglev]") {
+    std::vector<uint32_t> weights;
+    for (int i = 0; i < 120; ++i) weights.push_back(1 + i % 4);
+    const auto members = members_with_weights(weights, 30);
+    const Maglev m = build_ok(members);
+
+    // The same set in another order: other positions in table(), the same digest.
+    auto shuffled = members;
+    std::mt19937_64 rng(31);
+    std::shuffle(shuffled.begin(), shuffled.end(), rng);
+    const Maglev s = build_ok(shuffled);
+    REQUIRE(m.table() != s.table());
+    CHECK(s.digest() == m.digest());
+
+    // A weight change, a removed member, another size: other tables, other digests.
+    auto reweighted = members;
+    reweighted[17].weight += 1;
+    CHECK(build_ok(reweighted).digest() != m.digest());
+    auto fewer = members;
+    fewer.pop_back();
+    CHECK(build_ok(fewer).digest() != m.digest());
+    CHECK(build_ok(members, 65521).digest() != m.digest());
+
+    // Copies share the table and its digest; an unbuilt table has one of its own.
+    const Maglev copy = m;
+    CHECK(copy.digest() == m.digest());
+    CHECK(Maglev().digest() == Maglev().digest());
+    CHECK(Maglev().digest() != m.digest());
+    CHECK(build_ok({}).digest() == build_ok(members_with_weights({0, 0}, 32)).digest());
+}
+
+TEST_CASE("maglev: the digest of a given set never changes across versions", "[maglev]") {
+    // Instances of a tier (and of different versions) compare digests to see whether they
+    // pick the same backends: like the table itself, change it only on purpose.
+    std::vector<uint32_t> weights;
+    for (int i = 0; i < 50; ++i) weights.push_back(i < 40 ? 1 : 3);
+    const auto members = members_with_weights(weights, 2024);
+    CHECK(build_ok(members).digest() == 0xFA6A'BAD9'857E'FBC2ull);
+}
