@@ -448,6 +448,13 @@ Maglev::Maglev(std::vector<uint16_t> table, std::span<const MaglevMember> member
     digest_ = flow_mix(h);
 }
 
+uint32_t Maglev::auto_size(size_t members) noexcept {
+    for (const uint32_t size : kAutoSizes) {
+        if (uint64_t{members} * kAutoEntriesPerMember <= size) return size;
+    }
+    return kAutoSizes.back();
+}
+
 bool is_prime(uint32_t n) {
     if (n < 2) return false;
     if (n % 2 == 0) return n == 2;
