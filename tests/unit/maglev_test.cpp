@@ -15,6 +15,7 @@
 #include <tuple>
 #include <vector>
 
+#include "lib/lb/limits.hpp"
 #include "lib/lb/maglev.hpp"
 
 namespace {
@@ -356,6 +357,7 @@ TEST_CASE("maglev: auto_size steps by powers of two, 2048 entries per member up 
         CHECK(is_prime(size));
         CHECK(size > power);
         for (uint32_t n = power + 1; n < size; ++n) CHECK_FALSE(is_prime(n));  // the first prime
+        CHECK(size <= sluice::lb::kMaxTableSize);  // table= accepts every auto size
     }
     CHECK(Maglev::kAutoSizes.front() == Maglev::kDefaultSize);
     CHECK(Maglev::auto_size(0) == 65537);
