@@ -70,7 +70,9 @@ constexpr OptSpec kOptions[] = {
     {"vip", "NAME,ADDR:PORT/PROTO,MODE[,KEY=VALUE...]", Kind::list, false, "Services (repeatable)",
      "a virtual service; PROTO tcp|udp, MODE dsr|nat|fullnat|tunnel;\n"
      "IPv6 in brackets: web6,[2001:db8::10]:443/tcp,fullnat;\n"
-     "table=PRIME  Maglev table size, <= 655373 (default 65537)\n"
+     "table=PRIME|auto  Maglev table size, <= 2097169; auto\n"
+     "  (default): >= 2048 entries per backend in steps of two,\n"
+     "  65537 up to 32 backends, 2097169 (4 MiB) from 513\n"
      "on-down=reschedule|keep|drop  flows of a down backend\n"
      "  (default reschedule: they move on their next packet)\n"
      "check=none|tcp|http  active health check (default none)\n"
@@ -474,9 +476,11 @@ std::string plural(size_t n, std::string_view one, std::string_view many) {
 
 std::string summary(const Config& c, const std::string& config_path) {
     size_t backends = 0, drained = 0, v4 = 0;
+    uint64_t maglev_bytes = 0;  // auto sizes grow with the backends: say what they cost
     size_t modes[3] = {0, 0, 0};
     for (const auto& v : c.vips) {
         backends += v.backends.size();
+        maglev_bytes += uint64_t{lb::maglev_table_size(v)} * sizeof(uint16_t);
         for (const auto& b : v.backends) drained += b.weight == 0;
         v4 += v.addr.is_v4();
         ++modes[static_cast<size_t>(v.mode)];
@@ -490,10 +494,10 @@ std::string summary(const Config& c, const std::string& config_path) {
     std::string vips = plural(c.vips.size(), "VIP", "VIPs");
     if (!c.vips.empty()) vips += fmt::format(" ({} IPv4, {} IPv6; {})", v4, c.vips.size() - v4, mode_list);
     return fmt::format(
-        "configuration OK ({}): {}, {}{}, {}, {}, {}; {} flows per worker and family, burst {}, "
-        "{} RX and {} TX descriptors.\n",
+        "configuration OK ({}): {}, {}{}, {} KiB of Maglev tables, {}, {}, {}; {} flows per worker and family, "
+        "burst {}, {} RX and {} TX descriptors.\n",
         config_path.empty() ? "command line" : config_path, vips, plural(backends, "backend", "backends"),
-        drained ? fmt::format(" ({} drained)", drained) : "",
+        drained ? fmt::format(" ({} drained)", drained) : "", (maglev_bytes + 1023) / 1024,
         plural(c.snat_addrs.size(), "SNAT address", "SNAT addresses"),
         plural(c.self_addrs.size(), "self address", "self addresses"),
         plural(c.neighbors.size(), "neighbor", "neighbors"),

@@ -296,9 +296,11 @@ private:
             if (auto why = not_unicast(v.addr))
                 return fail(vip(i), fmt::format("address {} is {}, not unicast", net::to_string(v.addr), why));
             if (v.port == 0) return fail(vip(i), "port 0 is not allowed for a VIP");
-            if (v.table_size < 1 || v.table_size > lb::kMaxTableSize)
+            // 0 is auto (lb::maglev_table_size); a configured size must be a prime Maglev takes.
+            if (v.table_size > lb::kMaxTableSize)
                 return fail(vip(i), fmt::format("table size out of range (1..{})", lb::kMaxTableSize));
-            if (!lb::is_prime(v.table_size)) return fail(vip(i), fmt::format("table size {} is not prime", v.table_size));
+            if (v.table_size != 0 && !lb::is_prime(v.table_size))
+                return fail(vip(i), fmt::format("table size {} is not prime", v.table_size));
             if (auto [it, fresh] = services.emplace(std::tuple{v.addr, v.port, v.proto}, i); !fresh)
                 return fail(vip(i),
                             fmt::format("same address, port and protocol as VIP '{}'", c_.vips[it->second].name));
@@ -306,10 +308,11 @@ private:
             if (auto why = not_routable(v.addr))
                 return fail(vip(i), fmt::format("address {} is {}: no client can reach it through Sluice",
                                                 net::to_string(v.addr), why));
-            if (v.table_size < v.backends.size())
+            // auto sizes are at least 65537 > kMaxBackends: only a configured size can be too small.
+            if (v.table_size != 0 && v.table_size < v.backends.size())
                 return fail(vip(i), fmt::format("table={} is smaller than its {} backends: some would never be picked "
-                                                "(Maglev wants a prime of at least 100 x the backends; the default is "
-                                                "65537)",
+                                                "(Maglev wants a prime of at least 100 x the backends; the default, "
+                                                "auto, gives at least 2048 x)",
                                                 v.table_size, v.backends.size()));
             if (v.check.http_body.size() > lb::kMaxProbeResponse)
                 return fail(vip(i), fmt::format("http-body is {} bytes; a probe reads at most {} of the answer, so "

@@ -102,7 +102,22 @@ Status apply_vip_field(VipConf& v, std::string_view key, std::string_view val) {
         field = *d;
         return {};
     };
-    if (key == "table") return number(v.table_size, 1, lb::kMaxTableSize);
+    if (key == "table") {
+        if (val == "auto") {
+            v.table_size = 0;
+            return {};
+        }
+        uint64_t n = 0;
+        switch (parse_decimal(val, 1, lb::kMaxTableSize, n)) {
+            case DecimalError::none: break;
+            case DecimalError::not_a_number:
+                return make_error(fmt::format("bad table '{}' (expected a prime or auto)", clip(val)));
+            case DecimalError::out_of_range:
+                return make_error(fmt::format("table out of range (1..{}, or auto)", lb::kMaxTableSize));
+        }
+        v.table_size = static_cast<uint32_t>(n);
+        return {};
+    }
     if (key == "on-down") {
         auto p = lb::from_string(val, kDownPolicies);
         if (!p) return make_error(fmt::format("bad on-down '{}' (reschedule, keep or drop)", clip(val)));

@@ -76,6 +76,7 @@ std::string describe_changes(const lb::Config& a, const lb::Config& b) {
     for (const auto& v : a.vips) before.emplace(v.name, &v);
     for (const auto& v : b.vips) after.emplace(v.name, &v);
     size_t vips_added = 0, vips_removed = 0, vips_changed = 0, be_added = 0, be_removed = 0, be_changed = 0;
+    size_t resized = 0;  // Maglev tables of another size: nearly all their entries move
     for (const auto& [name, v] : after) {
         const auto it = before.find(name);
         if (it == before.end()) {
@@ -89,6 +90,8 @@ std::string describe_changes(const lb::Config& a, const lb::Config& b) {
             o.passive_failures != v->passive_failures || o.announce_min != v->announce_min ||
             o.persist_ms != v->persist_ms || o.persist_mask != v->persist_mask)
             ++vips_changed;
+        // table=auto follows the backend count, so this can change without table= changing.
+        if (lb::maglev_table_size(o) != lb::maglev_table_size(*v)) ++resized;
         auto key = [&](const lb::VipConf& vc, const lb::BackendConf& bc) {
             return std::pair{bc.addr, bc.port ? bc.port : vc.port};
         };
@@ -120,6 +123,7 @@ std::string describe_changes(const lb::Config& a, const lb::Config& b) {
     add(be_added, "backends added");
     add(be_removed, "backends removed");
     add(be_changed, "backends reweighted or set");
+    add(resized, "Maglev tables resized");
     return out.empty() ? "no change to VIPs or backends" : out;
 }
 

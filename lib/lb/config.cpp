@@ -1,5 +1,5 @@
 // Names of the configuration's enums (what --help, the parser, `sluicectl list` and the logs
-// print) and the VIP name rule.
+// print), the VIP name rule and a VIP's Maglev table size (table=auto resolved).
 #include "lib/lb/config.hpp"
 
 #include <algorithm>
@@ -7,8 +7,13 @@
 #include <fmt/format.h>
 
 #include "lib/common/clip.hpp"
+#include "lib/lb/maglev.hpp"
 
 namespace sluice::lb {
+
+uint32_t maglev_table_size(const VipConf& v) noexcept {
+    return v.table_size != 0 ? v.table_size : Maglev::auto_size(v.backends.size());
+}
 
 const char* to_string(Mode m) {
     switch (m) {

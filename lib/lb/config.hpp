@@ -87,7 +87,7 @@ struct VipConf {
     uint16_t port = 0;
     Proto proto = Proto::tcp;
     Mode mode = Mode::nat;
-    uint32_t table_size = 65537;  // Maglev lookup table size: a prime
+    uint32_t table_size = 0;  // Maglev lookup table size: a prime, or 0 = auto (maglev_table_size)
     DownPolicy on_down = DownPolicy::reschedule;
     CheckConf check;
     uint32_t passive_failures = 0;  // failed handshakes per check interval that mark a backend down; 0 = off
@@ -102,6 +102,11 @@ struct VipConf {
     uint8_t persist_mask = 0;
     std::vector<BackendConf> backends;
 };
+
+// The Maglev table size of a VIP: table_size if the configuration gives one, else
+// Maglev::auto_size() of its configured backends (whatever their state and weight, so that a
+// health change never resizes a table: a new size re-maps nearly every flow).
+uint32_t maglev_table_size(const VipConf& v) noexcept;
 
 struct NeighborConf {
     net::IpAddr addr;

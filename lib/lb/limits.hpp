@@ -19,9 +19,10 @@ constexpr size_t kMaxBackends = kMaxBackendSlots;
 constexpr size_t kMaxVipNameLen = 63;
 // A backend's weight (--backend ...,weight=N; sluicectl set-weight).
 constexpr uint32_t kMaxWeight = 65535;
-// A VIP's Maglev table size (table=PRIME): the first prime above ten times the default 65537,
-// 1.3 MB of 16-bit entries (Maglev itself accepts up to Maglev::kMaxSize, a typo guard).
-constexpr uint32_t kMaxTableSize = 655373;
+// A VIP's Maglev table size (table=PRIME): the largest size table=auto picks (the first prime
+// above 2^21, 4 MiB of 16-bit entries; Maglev itself accepts up to Maglev::kMaxSize, a typo
+// guard).
+constexpr uint32_t kMaxTableSize = 2097169;
 // SNAT addresses per family: flow records hold a 7-bit index into them (FlowRecord::snat_idx).
 constexpr size_t kMaxSnatAddrs = 127;
 // The lowest fullnat source port: below are well-known ports the kernel side may use.

@@ -224,7 +224,8 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
         const auto by_id = [](const MaglevMember& a, const MaglevMember& b) { return a.id < b.id; };
         std::sort(sorted_new.begin(), sorted_new.end(), by_id);
         std::sort(sorted_old.begin(), sorted_old.end(), by_id);
-        const bool same = reusable && reusable->size() == vc.table_size && sorted_new.size() == sorted_old.size() &&
+        const uint32_t table_size = maglev_table_size(vc);
+        const bool same = reusable && reusable->size() == table_size && sorted_new.size() == sorted_old.size() &&
                           std::equal(sorted_new.begin(), sorted_new.end(), sorted_old.begin(),
                                      [](const MaglevMember& a, const MaglevMember& b) {
                                          return a.id == b.id && a.weight == b.weight;
@@ -234,7 +235,7 @@ Expected<Service> Service::build(const Config& config, const Service* previous, 
         if (same) {
             v.maglev = *reusable;
         } else {
-            auto m = Maglev::build(members, vc.table_size);
+            auto m = Maglev::build(members, table_size);
             if (!m) return make_error(fmt::format("VIP {}: {}", vc.name, m.error()));
             v.maglev = std::move(*m);
         }

@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "lib/lb/config.hpp"
 #include "lib/lb/dataplane.hpp"
 #include "lib/lb/service.hpp"
@@ -376,6 +378,33 @@ TEST_CASE("live: a snapshot swap keeps established flows and sends new ones by t
         }
     }
     CHECK(added_used.size() == 4);
+}
+
+TEST_CASE("live: table=auto sizes a VIP's Maglev by its configured backends, not by their health", "[live]") {
+    Config c = lab();
+    VipConf& big = vip_conf(c, "nat4");
+    big.table_size = 0;  // auto
+    for (int i = 0; big.backends.size() < 33; ++i) {
+        const IpAddr a = ip(fmt::format("198.51.101.{}", 10 + i).c_str());
+        big.backends.push_back({a, 8080, 1, BackendState::up});
+        add_neighbor(c, a);
+    }
+    Rig rig(c);
+    const uint16_t v = rig.vip("nat4");
+    CHECK(rig.svc().vips()[v].maglev.size() == 131101);  // >= 2048 x 33
+    CHECK(rig.svc().vips()[rig.vip("full4")].maglev.size() == 1021);  // configured
+    const uint64_t digest = rig.svc().vips()[v].maglev.digest();
+
+    // A backend down: another table, the same size (a resize would re-map nearly every flow).
+    vip_conf(c, "nat4").backends[5].state = BackendState::down;
+    CHECK(rig.apply(c).vips()[v].maglev.size() == 131101);
+    CHECK(rig.svc().vips()[v].maglev.digest() != digest);
+    // Back up: the same table as at first, by content.
+    vip_conf(c, "nat4").backends[5].state = BackendState::up;
+    CHECK(rig.apply(c).vips()[v].maglev.digest() == digest);
+    // One backend fewer in the configuration: 32 take the smallest auto size.
+    vip_conf(c, "nat4").backends.pop_back();
+    CHECK(rig.apply(c).vips()[v].maglev.size() == 65537);
 }
 
 TEST_CASE("live: flows of a down or disabled or draining backend follow the VIP's on-down policy", "[live]") {

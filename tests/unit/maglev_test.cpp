@@ -12,8 +12,10 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "lib/lb/limits.hpp"
 #include "lib/lb/maglev.hpp"
 
 namespace {
@@ -102,6 +104,7 @@ struct Removal {
     uint32_t remapped;  // entries whose backend changed
     uint32_t own;       // entries the victim held: they move in any case
     double ratio;       // remapped / size over the victim's weight share
+    double max_load;    // before the removal: the most loaded member's entries over its share
 };
 
 Removal remove_member(const std::vector<MaglevMember>& members, size_t victim,
@@ -117,6 +120,7 @@ Removal remove_member(const std::vector<MaglevMember>& members, size_t victim,
     r.remapped = remapped(before, members, after, fewer);
     r.own = counts(before, members.size())[victim];
     r.ratio = (r.remapped / static_cast<double>(size)) / ideal;
+    r.max_load = max_ratio(before, members);
     return r;
 }
 
@@ -344,6 +348,60 @@ TEST_CASE("maglev: removing a member re-maps little more than its own entries", 
     }
 }
 
+TEST_CASE("maglev: auto_size steps by powers of two, 2048 entries per member up to 4 MiB",
+          "[maglev]") {
+    for (size_t k = 0; k < Maglev::kAutoSizes.size(); ++k) {
+        const uint32_t size = Maglev::kAutoSizes[k];
+        const uint32_t power = 65536u << k;
+        INFO("size " << size);
+        CHECK(is_prime(size));
+        CHECK(size > power);
+        for (uint32_t n = power + 1; n < size; ++n) CHECK_FALSE(is_prime(n));  // the first prime
+        CHECK(size <= sluice::lb::kMaxTableSize);  // table= accepts every auto size
+    }
+    CHECK(Maglev::kAutoSizes.front() == Maglev::kDefaultSize);
+    CHECK(Maglev::auto_size(0) == 65537);
+    CHECK(Maglev::auto_size(1) == 65537);
+    CHECK(Maglev::auto_size(32) == 65537);
+    CHECK(Maglev::auto_size(33) == 131101);
+    CHECK(Maglev::auto_size(100) == 262147);
+    CHECK(Maglev::auto_size(512) == 1048583);
+    CHECK(Maglev::auto_size(513) == 2097169);
+    CHECK(Maglev::auto_size(1000) == 2097169);
+    CHECK(Maglev::auto_size(1024) == 2097169);
+    // Above 1024 members: the cap.
+    CHECK(Maglev::auto_size(1025) == 2097169);
+    CHECK(Maglev::auto_size(Maglev::kMaxMembers) == 2097169);
+    for (size_t n = 1; n <= 1024; n = n * 3 / 2 + 1) {
+        CHECK(Maglev::auto_size(n) >= n * Maglev::kAutoEntriesPerMember);
+        CHECK(Maglev::auto_size(n) / 2 < std::max<size_t>(n * Maglev::kAutoEntriesPerMember, 65537));
+    }
+}
+
+TEST_CASE("maglev: at the auto size, removing one of many members re-maps close to 1/N",
+          "[maglev]") {
+    // Targets: <= 1.1x the ideal at 100 members, <= 1.5x at 1000, max/mean <= 1.01, on the
+    // first id set of tests/maglev_disruption.cpp (which measures 1.07x and 1.30x on average
+    // over four sets). Not every set meets them: about one 100-member set in twenty holds a
+    // pair of lanes whose skips are small multiples of each other (2x, 3x, 7x seen) starting
+    // close together; the faster one takes a share of the other's slots, and the starved
+    // member's spare capacity is missing from the caps' slack: 1.10x to 1.12x. One removal at
+    // 1000 members: two builds of 2M entries, the slow part of this file in a debug build.
+    for (const auto& [n, victims, bound] : {std::tuple{size_t{100}, 3, 1.1}, std::tuple{size_t{1000}, 1, 1.5}}) {
+        const auto members = equal_members(n, 1000 + n);
+        const uint32_t size = Maglev::auto_size(n);
+        for (int v = 0; v < victims; ++v) {
+            const size_t victim = n * static_cast<size_t>(v) / 3 + 7;
+            const Removal r = remove_member(members, victim, size);
+            INFO("members " << n << ", size " << size << ", removed #" << victim << ": " << r.ratio
+                            << "x ideal, max/mean " << r.max_load);
+            CHECK(r.remapped >= r.own);
+            CHECK(r.ratio <= bound);
+            CHECK(r.max_load <= 1.01);
+        }
+    }
+}
+
 TEST_CASE("maglev: draining a member to weight 0 moves only its entries and a few more",
           "[maglev]") {
     auto members = equal_members(40, 13);
@@ -419,4 +477,44 @@ TEST_CASE("maglev: the table for a given set never changes across versions", "[m
         fnv = (fnv ^ members[e].id) * 0x0000'0100'0000'01B3ull;
     }
     CHECK(fnv == 0x118D'76BE'09DA'5690ull);
+}
+
+TEST_CASE("maglev: the digest names the table by member ids, not by list positions", "[maglev]") {
+    std::vector<uint32_t> weights;
+    for (int i = 0; i < 120; ++i) weights.push_back(1 + i % 4);
+    const auto members = members_with_weights(weights, 30);
+    const Maglev m = build_ok(members);
+
+    // The same set in another order: other positions in table(), the same digest.
+    auto shuffled = members;
+    std::mt19937_64 rng(31);
+    std::shuffle(shuffled.begin(), shuffled.end(), rng);
+    const Maglev s = build_ok(shuffled);
+    REQUIRE(m.table() != s.table());
+    CHECK(s.digest() == m.digest());
+
+    // A weight change, a removed member, another size: other tables, other digests.
+    auto reweighted = members;
+    reweighted[17].weight += 1;
+    CHECK(build_ok(reweighted).digest() != m.digest());
+    auto fewer = members;
+    fewer.pop_back();
+    CHECK(build_ok(fewer).digest() != m.digest());
+    CHECK(build_ok(members, 65521).digest() != m.digest());
+
+    // Copies share the table and its digest; an unbuilt table has one of its own.
+    const Maglev copy = m;
+    CHECK(copy.digest() == m.digest());
+    CHECK(Maglev().digest() == Maglev().digest());
+    CHECK(Maglev().digest() != m.digest());
+    CHECK(build_ok({}).digest() == build_ok(members_with_weights({0, 0}, 32)).digest());
+}
+
+TEST_CASE("maglev: the digest of a given set never changes across versions", "[maglev]") {
+    // Instances of a tier (and of different versions) compare digests to see whether they
+    // pick the same backends: like the table itself, change it only on purpose.
+    std::vector<uint32_t> weights;
+    for (int i = 0; i < 50; ++i) weights.push_back(i < 40 ? 1 : 3);
+    const auto members = members_with_weights(weights, 2024);
+    CHECK(build_ok(members).digest() == 0xFA6A'BAD9'857E'FBC2ull);
 }

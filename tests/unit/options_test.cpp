@@ -148,7 +148,8 @@ TEST_CASE("a full valid configuration parses to the right values", "[options]") 
     CHECK(web.port == 80);
     CHECK(web.proto == Proto::tcp);
     CHECK(web.mode == Mode::nat);
-    CHECK(web.table_size == 65537);
+    CHECK(web.table_size == 0);  // auto
+    CHECK(sluice::lb::maglev_table_size(web) == 65537);
     REQUIRE(web.backends.size() == 2);
     CHECK(web.backends[0].addr == ip("198.51.100.11"));
     CHECK(web.backends[0].port == 8080);
@@ -217,12 +218,42 @@ TEST_CASE("unset options keep the model's defaults; --name=value is accepted", "
     CHECK(c.backend_port == -1);
     CHECK(c.rxd == d.rxd);
     CHECK(c.stats_json.empty());
-    CHECK(c.vips[0].table_size == 65537);
+    CHECK(c.vips[0].table_size == 0);  // auto
+    CHECK(sluice::lb::maglev_table_size(c.vips[0]) == 65537);
     CHECK(r->config_path.empty());
 }
 
+TEST_CASE("table=auto sizes the Maglev table by the VIP's backends", "[options]") {
+    Args a = base({"--vip", "auto,203.0.113.11:80/tcp,nat,table=auto", "--vip", "fixed,203.0.113.12:80/tcp,nat,table=251"});
+    for (int i = 0; i < 100; ++i) {
+        for (const char* vip : {"auto", "fixed"}) {
+            if (vip[0] == 'f' && i >= 3) continue;
+            const auto addr = fmt::format("198.51.{}.{}", vip[0] == 'a' ? 101 : 102, 10 + i);
+            a.insert(a.end(), {"--backend", fmt::format("{},{}", vip, addr), "--neighbor",
+                               fmt::format("{},02:00:00:00:{:02x}:{:02x}", addr, vip[0] == 'a' ? 1 : 2, i)});
+        }
+    }
+    auto r = parse_args(a);
+    INFO((r.ok() ? "" : r.error()));
+    REQUIRE(r.ok());
+    const auto& vips = r->config.vips;
+    REQUIRE(vips.size() == 3);
+    CHECK(vips[1].table_size == 0);
+    CHECK(sluice::lb::maglev_table_size(vips[1]) == 262147);  // >= 2048 x 100
+    CHECK(vips[2].table_size == 251);
+    CHECK(sluice::lb::maglev_table_size(vips[2]) == 251);
+
+    // Every backend counts, whatever its state or weight: a health change never resizes.
+    auto v = vips[1];
+    v.backends.resize(32);
+    CHECK(sluice::lb::maglev_table_size(v) == 65537);
+    v.backends.push_back(v.backends[0]);
+    v.backends.back().weight = 0;
+    CHECK(sluice::lb::maglev_table_size(v) == 131101);
+}
+
 TEST_CASE("the largest table size and the boundary values are accepted", "[options]") {
-    CHECK(parse_args(base({"--vip", "big,203.0.113.11:80/tcp,nat,table=655373", "--backend",
+    CHECK(parse_args(base({"--vip", "big,203.0.113.11:80/tcp,nat,table=2097169", "--backend",
                            "big,198.51.100.11"})).ok());
     CHECK(parse_args(base({"--vip", "tiny,203.0.113.11:80/tcp,nat,table=2", "--backend", "tiny,198.51.100.11"}))
               .ok());
@@ -270,8 +301,9 @@ TEST_CASE("bad VIP values are rejected with the value quoted", "[options]") {
         {"table not prime", vip("x,203.0.113.20:80/tcp,nat,table=65536"), {"table=65536", "65536 is not prime"}},
         {"table one", vip("x,203.0.113.20:80/tcp,nat,table=1"), {"table=1", "not prime"}},
         {"table zero", vip("x,203.0.113.20:80/tcp,nat,table=0"), {"table=0", "out of range"}},
-        {"table too big", vip("x,203.0.113.20:80/tcp,nat,table=655379"), {"table=655379", "out of range"}},
-        {"table not a number", vip("x,203.0.113.20:80/tcp,nat,table=big"), {"'big'"}},
+        {"table too big", vip("x,203.0.113.20:80/tcp,nat,table=2097211"), {"table=2097211", "out of range"}},
+        {"table not a number", vip("x,203.0.113.20:80/tcp,nat,table=big"), {"'big'", "a prime or auto"}},
+        {"table auto twice", vip("x,203.0.113.20:80/tcp,nat,table=auto,table=251"), {"table given twice"}},
         {"table twice", vip("x,203.0.113.20:80/tcp,nat,table=7,table=11"), {"table given twice"}},
         {"unknown field", vip("x,203.0.113.20:80/tcp,nat,tabel=7"), {"'tabel=7'"}},
         {"field without value", vip("x,203.0.113.20:80/tcp,nat,check"), {"'check'", "KEY=VALUE"}},
@@ -533,6 +565,7 @@ TEST_CASE("the command line adds to a config file's lists and overrides its scal
         CHECK_THAT(t, StartsWith("configuration OK (" + file.path + ")"));
         CHECK_THAT(t, Contains("2 VIPs (1 IPv4, 1 IPv6; 1 dsr, 1 nat)"));
         CHECK_THAT(t, Contains("2 backends (1 drained)"));
+        CHECK_THAT(t, Contains("257 KiB of Maglev tables"));  // two auto tables of 65537 entries
         CHECK_THAT(t, Contains("3 neighbors"));
         CHECK(t.back() == '\n');
         CHECK(t.find('\n') == t.size() - 1);
