@@ -606,7 +606,7 @@ std::string ControlPlane::list() const {
                          active, inactive);
         if (vi >= 0) {
             const lb::Maglev& m = service_->vips()[static_cast<size_t>(vi)].maglev;
-            o += fmt::format(" table={}", m.size());
+            o += fmt::format(" table={} digest={:016x}", m.size(), m.digest());
         }
         if (hooks_.route) {
             const auto r = routes_.find(v.addr);
