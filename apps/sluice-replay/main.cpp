@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <charconv>
 #include <cstring>
 #include <fstream>
@@ -191,12 +192,23 @@ uint16_t rss_queue(const net::Toeplitz& tz, const net::Reta& reta, const std::ve
 int run(const HarnessArgs& h, const lb::Config& cfg, std::vector<std::string> eal) {
     if (eal.size() <= 1)
         for (const char* a : {"-l", "0", "--no-huge", "-m", "256", "--no-pci", "--log-level=error"}) eal.emplace_back(a);
-    if (std::none_of(eal.begin(), eal.end(), [](const std::string& a) { return a.rfind("--file-prefix", 0) == 0; }))
-        eal.push_back(fmt::format("--file-prefix=sluice-replay-{}", getpid()));
+    const bool own_prefix =
+        std::none_of(eal.begin(), eal.end(), [](const std::string& a) { return a.rfind("--file-prefix", 0) == 0; });
+    if (own_prefix) eal.push_back(fmt::format("--file-prefix=sluice-replay-{}", getpid()));
     if (auto st = dpdk::init_eal(eal); !st) {
         fmt::print(stderr, "sluice-replay: {}\n", st.error());
         return 1;
     }
+    // The runtime directory of a prefix the harness chose goes when the run ends (after EAL's
+    // cleanup): hundreds of runs would leave hundreds of /run/dpdk/sluice-replay-PID behind.
+    struct RemoveDir {
+        std::string path;
+        ~RemoveDir() {
+            std::error_code ec;
+            if (!path.empty()) std::filesystem::remove_all(path, ec);
+        }
+    } runtime_dir;
+    if (own_prefix) runtime_dir.path = rte_eal_get_runtime_dir();
     auto inputs = read_inputs(h);
     if (!inputs) {
         fmt::print(stderr, "sluice-replay: {}\n", inputs.error());

@@ -64,9 +64,14 @@ def replay(work, name, conf_text, inputs, control=()):
            "--stats-json", stats, "--control-socket", "none"]
     for at, c in control:
         cmd += ["--control-at", f"{at}={c}"]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = p.communicate()
+    r = subprocess.CompletedProcess(cmd, p.returncode, stdout, stderr)
     if r.returncode != 0:
         sys.exit(f"replay_swap: {name}: sluice-replay failed:\n{r.stdout}\n{r.stderr}")
+    # The harness's own EAL prefix leaves no runtime directory behind.
+    if os.path.exists(f"/run/dpdk/sluice-replay-{p.pid}"):
+        sys.exit(f"replay_swap: {name}: /run/dpdk/sluice-replay-{p.pid} left behind")
     with open(stats) as f:
         st = json.load(f)
     return rdpcap(f"{out}.p1"), st, r.stdout
