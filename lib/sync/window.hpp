@@ -41,7 +41,12 @@ public:
         if (to - top_ >= kSize) {
             bits_.fill(0);
         } else {
-            for (uint64_t s = top_ + 1; s <= to; ++s) bits_[s / 64 % kWords] &= ~(uint64_t{1} << (s % 64));
+            // Counted, not `s <= to`: with to = 2^64 - 1 that condition never fails.
+            uint64_t s = top_;
+            for (uint64_t n = to - top_; n; --n) {
+                ++s;
+                bits_[s / 64 % kWords] &= ~(uint64_t{1} << (s % 64));
+            }
         }
         top_ = to;
     }

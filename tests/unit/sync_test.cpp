@@ -1022,6 +1022,17 @@ TEST_CASE("sync window: the bitmap on its own", "[sync][window]") {
     CHECK(w.check(5000 + 1024) == C::replayed);
     CHECK(w.check(5001) == C::fresh);
     CHECK(w.check(5000) == C::too_old);
+    // The top of the number space (the fuzzer's first find: the slide looped forever there).
+    const uint64_t max = UINT64_MAX;
+    w.mark(max - 3);
+    w.mark(max);
+    CHECK(w.check(max) == C::replayed);
+    CHECK(w.check(max - 3) == C::replayed);
+    CHECK(w.check(max - 2) == C::fresh);
+    StreamTracker t;
+    CHECK_FALSE(t.accept(max - 1, 0).new_missing);
+    CHECK(t.accept(max, 0).new_missing == 0);
+    CHECK(t.cumulative() == max);
 }
 
 TEST_CASE("sync counters: names for every counter and refusal", "[sync][counters]") {
