@@ -371,8 +371,9 @@ void nonce_of(const uint8_t* header, uint8_t (&n)[24]) noexcept {
 }
 }  // namespace
 
-void seal(const Key& key, uint8_t* buf) noexcept {
-    const size_t body_len = load_be16(buf + 14);
+void seal(const Key& key, uint8_t* buf) noexcept { seal_body(key, buf, load_be16(buf + 14)); }
+
+void seal_body(const Key& key, uint8_t* buf, size_t body_len) noexcept {
     uint8_t nonce[24];
     nonce_of(buf, nonce);
     uint8_t* body = buf + kHeaderBytes;

@@ -126,6 +126,9 @@ void put_chunk_info(uint8_t* p, const ChunkInfo& c) noexcept;
 // Encrypts the body of the datagram in `buf` in place and writes its tag after it. The buffer
 // holds the header (body_len set) and the plaintext body, with kTagBytes of room beyond.
 void seal(const Key& key, uint8_t* buf) noexcept;
+// The same over body_len bytes whatever the header says: for tests and the fuzzer, which need
+// authentic datagrams whose header lies about their length.
+void seal_body(const Key& key, uint8_t* buf, size_t body_len) noexcept;
 // Verifies the tag of the datagram in `buf` (len bytes, length, magic and version checked)
 // and decrypts its body in place. False: not authentic; the body is then left as it was.
 bool open(const Key& key, uint8_t* buf, size_t len) noexcept;
