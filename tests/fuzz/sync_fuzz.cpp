@@ -58,10 +58,13 @@ struct World {
         static World w;
         return w;
     }
+    // One line: the nonzero counters, refusals last (scripts/fuzz echoes it).
     void print() const {
+        std::fprintf(stderr, "sync_fuzz:");
         totals.for_each([](const char* n, uint64_t v) {
-            if (v) std::fprintf(stderr, "sync_fuzz: %s %llu\n", n, static_cast<unsigned long long>(v));
+            if (v) std::fprintf(stderr, " %s=%llu", n, static_cast<unsigned long long>(v));
         });
+        std::fprintf(stderr, "\n");
     }
 };
 
