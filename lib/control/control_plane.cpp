@@ -500,13 +500,35 @@ Status ControlPlane::set_weight(const std::string& vip, const net::IpAddr& addr,
     return apply(std::move(next), why.c_str());
 }
 
-Status ControlPlane::add_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port, uint32_t weight) {
+namespace {
+// Sets addr's static neighbour entry in c (replacing one it has).
+void put_neighbor(lb::Config& c, const net::IpAddr& addr, const net::Mac& mac) {
+    for (auto& n : c.neighbors)
+        if (n.addr == addr) {
+            n.mac = mac;
+            return;
+        }
+    c.neighbors.push_back({addr, mac});
+}
+}  // namespace
+
+Status ControlPlane::add_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port, uint32_t weight,
+                                 std::optional<net::Mac> mac) {
     auto vi = vip_index(vip);
     if (!vi) return Error{vi.error()};
-    const std::string why = fmt::format("backend {} added by {} (weight {})",
-                                        backend_label(vip, addr, port ? port : config_.vips[*vi].port), operator_, weight);
+    const std::string why = fmt::format("backend {} added by {} (weight {}{})",
+                                        backend_label(vip, addr, port ? port : config_.vips[*vi].port), operator_, weight,
+                                        mac ? ", mac " + net::to_string(*mac) : std::string());
     lb::Config next = config_;
     next.vips[*vi].backends.push_back(lb::BackendConf{addr, port, weight, lb::BackendState::up});
+    if (mac) put_neighbor(next, addr, *mac);
+    return apply(std::move(next), why.c_str());
+}
+
+Status ControlPlane::set_neighbor(const net::IpAddr& addr, const net::Mac& mac) {
+    const std::string why = fmt::format("neighbor {} set to {} by {}", net::to_string(addr), net::to_string(mac), operator_);
+    lb::Config next = config_;
+    put_neighbor(next, addr, mac);
     return apply(std::move(next), why.c_str());
 }
 
@@ -787,7 +809,9 @@ std::string ControlPlane::answer(const Command& c) {
         case Op::help: return ok_response(help_text());
         case Op::list: return ok_response(list());
         case Op::stats: return ok_response(stats());
-        case Op::add_backend: return done(add_backend(c.vip, c.addr, c.port, c.weight.value_or(1)), "backend added");
+        case Op::add_backend:
+            return done(add_backend(c.vip, c.addr, c.port, c.weight.value_or(1), c.mac), "backend added");
+        case Op::set_neighbor: return done(set_neighbor(c.addr, *c.mac), "neighbor set");
         case Op::remove_backend: return done(remove_backend(c.vip, c.addr, c.port), "backend removed");
         case Op::set_weight: return done(set_weight(c.vip, c.addr, c.port, c.weight.value_or(1)), "weight set");
         case Op::drain:

@@ -109,7 +109,11 @@ public:
     // The operations behind the commands, one function each (also used by tests).
     Status set_state(const std::string& vip, const net::IpAddr& addr, uint16_t port, lb::BackendState s);
     Status set_weight(const std::string& vip, const net::IpAddr& addr, uint16_t port, uint32_t weight);
-    Status add_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port, uint32_t weight);
+    // With a MAC, the backend's neighbour entry is set too (as set_neighbor does).
+    Status add_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port, uint32_t weight,
+                       std::optional<net::Mac> mac = std::nullopt);
+    // A next hop's MAC, as --neighbor gives it (a static entry: it wins over ARP/ND).
+    Status set_neighbor(const net::IpAddr& addr, const net::Mac& mac);
     Status remove_backend(const std::string& vip, const net::IpAddr& addr, uint16_t port);
     std::string list() const;
     // The Prometheus text exposition of what list and stats show (lib/control/metrics.cpp).

@@ -29,8 +29,8 @@ struct CommandSpec {
 constexpr std::array kSpecs = {
     CommandSpec{Op::list, "list", "", "VIPs and backends: state, weight, counters"},
     CommandSpec{Op::stats, "stats", "", "global, per-worker and drop counters"},
-    CommandSpec{Op::add_backend, "add-backend", "VIP ADDR[:PORT] [weight=N]",
-                "add a backend to a VIP (weight 0..65535, default 1)"},
+    CommandSpec{Op::add_backend, "add-backend", "VIP ADDR[:PORT] [weight=N] [mac=MAC]",
+                "add a backend to a VIP (weight 0..65535, default 1; its MAC)"},
     CommandSpec{Op::remove_backend, "remove-backend", "VIP ADDR[:PORT]", "remove a backend from a VIP"},
     CommandSpec{Op::set_weight, "set-weight", "VIP ADDR[:PORT] N", "set a backend's weight (0..65535; 0 drains)"},
     CommandSpec{Op::drain, "drain", "VIP ADDR[:PORT]", "keep a backend's flows, give it no new ones"},
@@ -42,6 +42,7 @@ constexpr std::array kSpecs = {
                 "which backend takes this packet, and why"},
     CommandSpec{Op::persist, "persist", "VIP",
                 "a persistent VIP's client networks: backend, time left, workers"},
+    CommandSpec{Op::set_neighbor, "set-neighbor", "ADDR MAC", "set a next hop's MAC (as --neighbor; wins over ARP/ND)"},
     CommandSpec{Op::withdraw, "withdraw", "",
                 "withdraw every VIP from the routers (--announce); keep forwarding"},
     CommandSpec{Op::announce, "announce", "", "offer the VIPs that can be served again (--announce)"},
@@ -118,6 +119,16 @@ Status parse_vip_and_backend(Args& args, Command& cmd) {
     if (!ep) return args.fail_plain(ep.error());
     cmd.addr = ep->addr;
     cmd.port = ep->port.value_or(0);
+    return {};
+}
+
+// A unicast MAC, as --neighbor takes it.
+Status parse_mac_arg(Args& args, std::string_view text, Command& cmd) {
+    auto m = net::parse_mac(text);
+    if (!m) return args.fail_plain(fmt::format("bad MAC {} (expected 02:00:00:00:00:11)", quote(text)));
+    if (*m == net::Mac{} || (m->bytes[0] & 0x01))
+        return args.fail_plain(fmt::format("MAC {} is zero or multicast, not a host's", quote(text)));
+    cmd.mac = *m;
     return {};
 }
 
@@ -240,13 +251,31 @@ Expected<Command> parse_command(std::string_view line) {
             break;
         case Op::add_backend:
             if (auto st = parse_vip_and_backend(args, cmd); !st) return Error{st.error()};
-            if (args.more()) {
-                auto tok = args.peek();
-                if (!tok.starts_with("weight=")) break;  // finish() reports it
-                (void)args.take("weight=N");
-                if (auto st = parse_weight(args, tok.substr(7), cmd); !st) return Error{st.error()};
+            while (args.more()) {
+                const auto tok = args.peek();
+                if (tok.starts_with("weight=") && !cmd.weight) {
+                    (void)args.take("weight=N");
+                    if (auto st = parse_weight(args, tok.substr(7), cmd); !st) return Error{st.error()};
+                } else if (tok.starts_with("mac=") && !cmd.mac) {
+                    (void)args.take("mac=MAC");
+                    if (auto st = parse_mac_arg(args, tok.substr(4), cmd); !st) return Error{st.error()};
+                } else {
+                    break;  // finish() reports it
+                }
             }
             break;
+        case Op::set_neighbor: {
+            auto tok = args.take("ADDR");
+            if (!tok) return Error{tok.error()};
+            auto ep = net::parse_endpoint(*tok, {.what = "neighbor address", .bare_v6 = true, .min_port = 1});
+            if (!ep) return args.fail_plain(ep.error());
+            if (ep->port) return args.fail_plain(fmt::format("a neighbor is an address, not {}", quote(*tok)));
+            cmd.addr = ep->addr;
+            auto m = args.take("MAC");
+            if (!m) return Error{m.error()};
+            if (auto st = parse_mac_arg(args, *m, cmd); !st) return Error{st.error()};
+            break;
+        }
         case Op::set_weight: {
             if (auto st = parse_vip_and_backend(args, cmd); !st) return Error{st.error()};
             auto tok = args.take("weight N");
@@ -291,6 +320,11 @@ std::string format_command(const Command& c) {
         case Op::add_backend:
             line += fmt::format(" {} {}", c.vip, format_backend(c));
             if (c.weight) line += fmt::format(" weight={}", *c.weight);
+            if (c.mac) line += fmt::format(" mac={}", net::to_string(*c.mac));
+            break;
+        case Op::set_neighbor:
+            line += fmt::format(" {} {}", c.addr.is_v4() ? net::to_string(c.addr) : fmt::format("[{}]", net::to_string(c.addr)),
+                                c.mac ? net::to_string(*c.mac) : std::string());
             break;
         case Op::remove_backend:
         case Op::drain: line += fmt::format(" {} {}", c.vip, format_backend(c)); break;
@@ -321,6 +355,7 @@ bool changes_state(Op op) noexcept {
         case Op::drain:
         case Op::set_state:
         case Op::reload:
+        case Op::set_neighbor:
         case Op::withdraw:
         case Op::announce:
         case Op::clear_counters: return true;

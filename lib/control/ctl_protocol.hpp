@@ -10,7 +10,8 @@
 //
 // Request grammar (words separated by spaces or tabs; names are case-sensitive):
 //   list | stats | reload | clear-counters | withdraw | announce | help
-//   add-backend VIP ADDR[:PORT] [weight=N]
+//   add-backend VIP ADDR[:PORT] [weight=N] [mac=MAC]
+//   set-neighbor ADDR MAC
 //   remove-backend VIP ADDR[:PORT]
 //   set-weight VIP ADDR[:PORT] N
 //   drain VIP ADDR[:PORT]
@@ -53,6 +54,7 @@ enum class Op : uint8_t {
     reload,          // re-read the configuration, apply service settings
     clear_counters,  // reset counters
     explain,         // proto, src_addr/src_port, dst_addr/dst_port
+    set_neighbor,    // addr, mac: a backend's (or gateway's) MAC, as --neighbor gives it
     withdraw,        // the tier: withdraw every VIP address (drain the whole instance)
     announce,        // the tier: offer the VIP addresses again (those that can be served)
     persist,         // vip: its persistence entries (client network, backend, time left, workers)
@@ -74,6 +76,7 @@ struct Command {
     net::IpAddr addr;                                // backend address
     uint16_t port = 0;                               // backend port; 0: not given (the VIP's port)
     std::optional<uint32_t> weight;                  // 0..lb::kMaxWeight; add-backend: if weight=N given
+    std::optional<net::Mac> mac;                     // add-backend: if mac=MAC given; set-neighbor: always
     lb::BackendState state = lb::BackendState::up;   // set-state
     // explain: the packet to explain, as the client sends it.
     lb::Proto proto = lb::Proto::tcp;

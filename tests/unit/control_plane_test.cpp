@@ -382,3 +382,25 @@ TEST_CASE("a backend added to a running VIP with checks takes no flows before it
     REQUIRE(up);
     CHECK_THAT(h.logs.back(), Contains("first check of a new backend"));
 }
+
+TEST_CASE("add-backend with a MAC, and set-neighbor, give next hops their MAC at run time", "[control]") {
+    Harness h;
+    auto cp = make(h, parse({"--vip", "web,203.0.113.10:80/tcp,nat", "--backend", "web,198.51.100.11:8080",
+                             "--kernel-if", "sl"}));
+    REQUIRE(cp.start(0).ok());
+    CHECK_THAT(cp.handle(cmd("add-backend web 198.51.100.12:8080 mac=02:00:00:00:00:12")), Contains("ok"));
+    const auto mac_of = [&](const char* addr) -> std::string {
+        const auto& s = *h.published.back();
+        const int bi = s.find_backend(0, *net::parse_ip(addr), 8080);
+        REQUIRE(bi >= 0);
+        const auto& b = s.backends()[static_cast<size_t>(bi)];
+        return b.has_mac ? net::to_string(b.mac) : "none";
+    };
+    CHECK(mac_of("198.51.100.12") == "02:00:00:00:00:12");
+    CHECK(mac_of("198.51.100.11") == "none");
+    CHECK_THAT(cp.handle(cmd("set-neighbor 198.51.100.11 02:00:00:00:00:11")), Contains("ok"));
+    CHECK(mac_of("198.51.100.11") == "02:00:00:00:00:11");
+    CHECK_THAT(h.logs.back(), Contains("neighbor 198.51.100.11 set to 02:00:00:00:00:11"));
+    CHECK_THAT(cp.handle(cmd("set-neighbor 198.51.100.11 02:00:00:00:00:99")), Contains("ok"));
+    CHECK(mac_of("198.51.100.11") == "02:00:00:00:00:99");
+}

@@ -68,6 +68,9 @@ TEST_CASE("ctl: every command form parses to its fields and canonical line", "[c
         {"add-backend web 2001:db8::1", "add-backend web 2001:db8::1"},
         {"add-backend web [2001:db8::1]", "add-backend web 2001:db8::1"},
         {"add-backend web 192.0.2.1 weight=007", "add-backend web 192.0.2.1 weight=7"},
+        {"add-backend web 192.0.2.1 mac=02:AA:00:00:00:01 weight=2", "add-backend web 192.0.2.1 weight=2 mac=02:aa:00:00:00:01"},
+        {"set-neighbor 192.0.2.1 02:00:00:00:00:01", "set-neighbor 192.0.2.1 02:00:00:00:00:01"},
+        {"set-neighbor 2001:db8::1 02:00:00:00:00:01", "set-neighbor [2001:db8::1] 02:00:00:00:00:01"},
         {"remove-backend web 192.0.2.1:80", "remove-backend web 192.0.2.1:80"},
         {"set-weight web 192.0.2.1 65535", "set-weight web 192.0.2.1 65535"},
         {"set-weight web.v2_a-1 192.0.2.1 0", "set-weight web.v2_a-1 192.0.2.1 0"},
@@ -133,8 +136,14 @@ TEST_CASE("ctl: malformed requests are rejected naming the bad token", "[ctl]") 
         {"   \t ", {"empty request"}},
         {"\n", {"empty request"}},
         {"lst", {"unknown command 'lst'", "expected one of: list, stats, add-backend, remove-backend, set-weight, "
-                                          "drain, set-state, reload, clear-counters, explain, persist, withdraw, announce, "
-                                          "help"}},
+                                          "drain, set-state, reload, clear-counters, explain, persist, set-neighbor, "
+                                          "withdraw, announce, help"}},
+        {"add-backend web 192.0.2.1 mac=02:00:00:00:00", {"bad MAC '02:00:00:00:00'"}},
+        {"add-backend web 192.0.2.1 mac=01:00:5e:00:00:01", {"zero or multicast"}},
+        {"add-backend web 192.0.2.1 weight=1 weight=2", {"unexpected argument 'weight=2'"}},
+        {"set-neighbor 192.0.2.1", {"set-neighbor: missing MAC"}},
+        {"set-neighbor 192.0.2.1:80 02:00:00:00:00:01", {"a neighbor is an address"}},
+        {"set-neighbor 192.0.2.1 00:00:00:00:00:00", {"zero or multicast"}},
         {"persist", {"persist: missing VIP", "usage: persist VIP"}},
         {"persist web extra", {"persist: unexpected argument 'extra'"}},
         {"persist 'web'", {"bad VIP name"}},
