@@ -433,7 +433,8 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
                 rec.fin_client = 1;
                 if (rec.state == FlowState::tcp_established || rec.state == FlowState::tcp_half_closed)
                     set_flow_state<A>(id, rec.fin_backend || direct_return(vip.mode) ? FlowState::tcp_closing
-                                                                             : FlowState::tcp_half_closed, now_ms);
+                                                                                     : FlowState::tcp_half_closed,
+                                      now_ms);
             } else if (!syn && rec.state == FlowState::tcp_syn) {
                 // The handshake's last ACK. Evidence in nat/fullnat: it acknowledges the SYN-ACK
                 // the backend sent; dsr never sees that, so the ACK is all there is.
