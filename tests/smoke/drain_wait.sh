@@ -15,25 +15,8 @@ cleanup() { [ -z "$pid" ] || { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null;
 trap cleanup EXIT
 fail() { echo "drain-wait: FAIL: $*" >&2; exit 1; }
 
-# The captures, addressed to net_pcap's port MACs instead of the harness's.
-readdress=$(dirname "$0")/../lib/readdress_pcap.py
-"$readdress" "$golden/in-port0.pcap" "$work/in0.pcap" 02:70:63:61:70:00
-"$readdress" "$golden/in-port1.pcap" "$work/in1.pcap" 02:70:63:61:70:01
-"$sluice" -l 0 --no-huge -m 256 --no-pci --file-prefix sluice-drain-$$ \
-  --vdev "net_pcap0,rx_pcap=$work/in0.pcap,tx_pcap=$work/out0.pcap" \
-  --vdev "net_pcap1,rx_pcap=$work/in1.pcap,tx_pcap=$work/out1.pcap" -- \
-  --config "$golden/sluice.conf" --control-socket "$work/s.sock" --idle-sleep 500 >"$work/sluice.log" 2>&1 &
-pid=$!
-c() { "$ctl" --socket "$work/s.sock" "$@"; }
-for _ in $(seq 100); do c list >/dev/null 2>&1 && break; sleep 0.1; done
-# The captures are replayed at start; wait until rx stops moving.
-last=
-for _ in $(seq 100); do
-  now=$(c stats 2>/dev/null | grep -o "^rx=[0-9]*" || true)
-  [ -n "$now" ] && [ "$now" = "$last" ] && [ "$now" != rx=0 ] && break
-  last=$now
-  sleep 0.2
-done
+. "$(dirname "$0")/../lib/golden_sluice.sh"
+start_golden_sluice drain
 # The backend with the most flows held now.
 read -r be flows < <(c list | awk '/^vip web /{v=1; next} /^vip /{v=0} v && /backend/ {
   a=0; i=0; for (f=1; f<=NF; f++) { if ($f ~ /^active_flows=/) a=substr($f,14); if ($f ~ /^inactive_flows=/) i=substr($f,16) }

@@ -18,25 +18,8 @@ trap cleanup EXIT
 fail() { echo "sluicectl-views: FAIL: $*" >&2; exit 1; }
 py=/usr/bin/python3
 
-# The captures, addressed to net_pcap's port MACs instead of the harness's.
-readdress=$(dirname "$0")/../lib/readdress_pcap.py
-"$readdress" "$golden/in-port0.pcap" "$work/in0.pcap" 02:70:63:61:70:00
-"$readdress" "$golden/in-port1.pcap" "$work/in1.pcap" 02:70:63:61:70:01
-"$sluice" -l 0 --no-huge -m 256 --no-pci --file-prefix sluice-views-$$ \
-  --vdev "net_pcap0,rx_pcap=$work/in0.pcap,tx_pcap=$work/out0.pcap" \
-  --vdev "net_pcap1,rx_pcap=$work/in1.pcap,tx_pcap=$work/out1.pcap" -- \
-  --config "$golden/sluice.conf" --control-socket "$work/s.sock" --idle-sleep 500 >"$work/sluice.log" 2>&1 &
-pid=$!
-c() { "$ctl" --socket "$work/s.sock" "$@"; }
-for _ in $(seq 100); do c list >/dev/null 2>&1 && break; sleep 0.1; done
-# The captures are replayed at start; wait until rx stops moving.
-last=
-for _ in $(seq 100); do
-  now=$(c stats 2>/dev/null | grep -o "^rx=[0-9]*" || true)
-  [ -n "$now" ] && [ "$now" = "$last" ] && [ "$now" != rx=0 ] && break
-  last=$now
-  sleep 0.2
-done
+. "$(dirname "$0")/../lib/golden_sluice.sh"
+start_golden_sluice views
 c list | grep -q "^vip web .* packets=[1-9]" || { c list; fail "the replay left no packets on VIP web"; }
 
 # A view and the plain answers around it: flows time out while the test runs, so a view is
