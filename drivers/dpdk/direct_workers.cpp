@@ -42,6 +42,27 @@ void DirectWorkers::send_persist(uint16_t w, std::vector<lb::PersistEntry> entri
     if (w < workers_.size()) workers_[w]->dataplane().learn_persist(entries.data(), entries.size(), clock_ms_);
 }
 
+void DirectWorkers::send_sessions(uint16_t w, std::vector<lb::SessionReport> sessions) {
+    if (w < workers_.size()) workers_[w]->dataplane().learn_sessions(sessions.data(), sessions.size(), clock_ms_);
+}
+
+std::optional<control::Workers::SessionWalk> DirectWorkers::walk_sessions(uint16_t w, bool v6, uint32_t cursor,
+                                                                          uint32_t budget, bool learnt, size_t max) {
+    if (w >= workers_.size()) return std::nullopt;
+    SessionWalk out;
+    out.sessions.reserve(max);
+    out.next = workers_[w]->dataplane().walk_sessions(v6, cursor, budget, learnt, clock_ms_, out.sessions);
+    return out;
+}
+
+std::optional<std::vector<lb::PersistEntry>> DirectWorkers::walk_persist(uint16_t w, size_t max) {
+    if (w >= workers_.size()) return std::nullopt;
+    std::vector<lb::PersistEntry> out;
+    out.reserve(max);
+    workers_[w]->dataplane().walk_persist(clock_ms_, out);
+    return out;
+}
+
 void DirectWorkers::for_each(const std::function<void(const lb::Dataplane&)>& f) const {
     for (const auto& w : workers_) f(w->dataplane());
 }

@@ -37,6 +37,11 @@ public:
     std::optional<std::vector<std::vector<lb::PersistEntry>>> persist_entries(uint16_t vip,
                                                                              size_t max_per_worker) override;
     void send_persist(uint16_t w, std::vector<lb::PersistEntry> entries) override;
+    void send_sessions(uint16_t w, std::vector<lb::SessionReport> sessions) override;
+    std::optional<SessionWalk> walk_sessions(uint16_t w, bool v6, uint32_t cursor, uint32_t budget, bool learnt,
+                                             size_t max) override;
+    std::optional<std::vector<lb::PersistEntry>> walk_persist(uint16_t w, size_t max) override;
+    uint32_t clock_ms() const override { return clock_ms_; }
     void for_each(const std::function<void(const lb::Dataplane&)>& f) const override;
 
 private:

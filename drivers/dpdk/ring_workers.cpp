@@ -21,12 +21,27 @@ namespace sluice::dpdk {
 // persist_learn: entries other workers made, to install; persist_list: the live entries of
 // `vip`, copied into `listed` (reserved by the control core: the worker never allocates).
 struct RingWorkers::Command {
-    enum class Kind : uint8_t { task, explain, persist_learn, persist_list } kind = Kind::task;
+// sessions_learn: sessions peers reported, to install; sessions_walk, persist_walk: a chunk of
+// the worker's sessions, or its persistence entries, copied out (replication).
+    enum class Kind : uint8_t {
+        task,
+        explain,
+        persist_learn,
+        persist_list,
+        sessions_learn,
+        sessions_walk,
+        persist_walk
+    } kind = Kind::task;
     Task task = Task::clear_counters;
     control::FlowQuery query;
     lb::Dataplane::Explanation result;
     uint16_t vip = 0;
     std::vector<lb::PersistEntry> entries;
+    std::vector<lb::SessionReport> sessions;
+    bool v6 = false;
+    bool learnt = false;
+    uint32_t cursor = 0;
+    uint32_t budget = 0;
     std::atomic<bool> done{false};
 };
 
@@ -157,6 +172,11 @@ void RingWorkers::run_commands(Slot& s, uint32_t now) noexcept {
             case Command::Kind::task: control::perform(c->task, dp); break;
             case Command::Kind::persist_learn: dp.learn_persist(c->entries.data(), c->entries.size(), now); break;
             case Command::Kind::persist_list: dp.list_persist(c->vip, now, c->entries); break;
+            case Command::Kind::sessions_learn: dp.learn_sessions(c->sessions.data(), c->sessions.size(), now); break;
+            case Command::Kind::sessions_walk:
+                c->cursor = dp.walk_sessions(c->v6, c->cursor, c->budget, c->learnt, now, c->sessions);
+                break;
+            case Command::Kind::persist_walk: dp.walk_persist(now, c->entries); break;
         }
         c->done.store(true, std::memory_order_release);
     }
@@ -374,6 +394,56 @@ void RingWorkers::send_persist(uint16_t w, std::vector<lb::PersistEntry> entries
         rte_log(RTE_LOG_WARNING, static_cast<uint32_t>(opt_.logtype),
                 "sluice: worker %u command ring full: persistence reports dropped\n", w);
 }
+
+bool RingWorkers::ask_one(Command* c) {
+    if (!c) return false;
+    const uint64_t deadline = now_ms64() + 200;
+    while (!c->done.load(std::memory_order_acquire)) {
+        if (now_ms64() > deadline) return false;
+        if (main_runs_worker()) run_commands(slots_[0], now_ms());
+        rte_pause();
+    }
+    return true;
+}
+
+void RingWorkers::send_sessions(uint16_t w, std::vector<lb::SessionReport> sessions) {
+    if (w >= slots_.size()) return;
+    auto c = std::make_unique<Command>();
+    c->kind = Command::Kind::sessions_learn;
+    c->sessions = std::move(sessions);
+    // A full command ring loses these sessions until the peer's next refresh (counted by the
+    // replication as entries it could not hand over).
+    if (!send(w, std::move(c)))
+        rte_log(RTE_LOG_WARNING, static_cast<uint32_t>(opt_.logtype),
+                "sluice: worker %u command ring full: replicated sessions dropped\n", w);
+}
+
+std::optional<control::Workers::SessionWalk> RingWorkers::walk_sessions(uint16_t w, bool v6, uint32_t cursor,
+                                                                        uint32_t budget, bool learnt, size_t max) {
+    if (w >= slots_.size()) return std::nullopt;
+    auto c = std::make_unique<Command>();
+    c->kind = Command::Kind::sessions_walk;
+    c->v6 = v6;
+    c->cursor = cursor;
+    c->budget = budget;
+    c->learnt = learnt;
+    c->sessions.reserve(max);
+    Command* raw = send(w, std::move(c));
+    if (!ask_one(raw)) return std::nullopt;
+    return SessionWalk{std::move(raw->sessions), raw->cursor};
+}
+
+std::optional<std::vector<lb::PersistEntry>> RingWorkers::walk_persist(uint16_t w, size_t max) {
+    if (w >= slots_.size()) return std::nullopt;
+    auto c = std::make_unique<Command>();
+    c->kind = Command::Kind::persist_walk;
+    c->entries.reserve(max);
+    Command* raw = send(w, std::move(c));
+    if (!ask_one(raw)) return std::nullopt;
+    return std::move(raw->entries);
+}
+
+uint32_t RingWorkers::clock_ms() const { return now_ms(); }
 
 void RingWorkers::for_each(const std::function<void(const lb::Dataplane&)>& f) const {
     for (const Slot& s : slots_)

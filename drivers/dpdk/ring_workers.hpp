@@ -79,6 +79,11 @@ public:
     std::optional<std::vector<std::vector<lb::PersistEntry>>> persist_entries(uint16_t vip,
                                                                              size_t max_per_worker) override;
     void send_persist(uint16_t w, std::vector<lb::PersistEntry> entries) override;
+    void send_sessions(uint16_t w, std::vector<lb::SessionReport> sessions) override;
+    std::optional<SessionWalk> walk_sessions(uint16_t w, bool v6, uint32_t cursor, uint32_t budget, bool learnt,
+                                             size_t max) override;
+    std::optional<std::vector<lb::PersistEntry>> walk_persist(uint16_t w, size_t max) override;
+    uint32_t clock_ms() const override;
     void for_each(const std::function<void(const lb::Dataplane&)>& f) const override;
 
     // Frees the snapshots no worker can see any more and the commands the workers have done.
@@ -118,6 +123,8 @@ private:
     Command* send(uint16_t worker, std::unique_ptr<Command> c);
     // Sends c to every worker (made by make()) and waits for their answers (200 ms at most);
     // false if one did not answer in time.
+    // Waits for c's worker to have run it (200 ms at most); false if it did not (or c is null).
+    bool ask_one(Command* c);
     bool ask_every(const std::function<std::unique_ptr<Command>()>& make, std::vector<Command*>& asked);
     uint32_t now_ms() const noexcept;
     uint64_t now_ms64() const noexcept;

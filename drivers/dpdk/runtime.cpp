@@ -38,6 +38,13 @@ void sd_notify(const std::string& state) {
 constexpr uint32_t kTunnelProbeMark = 0x51CE7E00;
 constexpr uint32_t kTunnelProbeTable = 20942;
 
+// Unix time in milliseconds (replication's timestamps).
+uint64_t unix_ms() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
+}
+
 // UTC wall-clock time to the millisecond, ISO 8601: the prefix of the control core's log lines.
 std::string timestamp() {
     timespec ts{};
@@ -59,6 +66,7 @@ Runtime::Runtime(const lb::Config& cfg, std::vector<std::string> app_args, const
 Runtime::~Runtime() {
     // The order the pieces depend on each other: readers of the workers first, the pool last.
     telemetry_.reset();
+    sync_.reset();
     ctl_.reset();
     metrics_.reset();
     cp_.reset();
@@ -162,6 +170,7 @@ Status Runtime::bring_up() {
         if (!p) return make_error(p.error());
         return p->config;
     };
+    hooks.more_stats = [this] { return sync_ ? sync_->stats() : std::string(); };
     cp_ = std::make_unique<control::ControlPlane>(cfg_, *workers_, std::move(hooks), std::move(*prober));
     // Probes leave from Sluice's own address on the backend side (which only the kernel side
     // holds; without one the kernel picks the source).
@@ -178,6 +187,17 @@ Status Runtime::bring_up() {
                                "not through the tunnel: {}\n", st.error());
     }
     if (auto st = workers_->build(env_, cfg_.flow_capacity); !st) return st;
+
+    // Replication: until every peer has sent its state (or failed to: down), nothing is offered.
+    if (cfg_.sync.id) {
+        auto agent = control::SyncAgent::open(cfg_.sync, cfg_.timeouts, unix_ms(), [this](const std::string& line) {
+            rte_log(RTE_LOG_NOTICE, static_cast<uint32_t>(logtype_), "%s sluice: %s\n", timestamp().c_str(),
+                    line.c_str());
+        });
+        if (!agent) return make_error(agent.error());
+        sync_ = std::move(*agent);
+        cp_->hold(sync_->hold_reason());
+    }
 
     // Flow log: one event ring per worker, drained and rate-limited by the control core.
     if (cfg_.flow_log_one_in) {
@@ -252,7 +272,12 @@ void Runtime::control_step() {
         if (const uint64_t tsc = rte_get_tsc_cycles(); tsc - last_.tsc >= cfg_.stats_period_s * rte_get_tsc_hz())
             print_stats_line(tsc);
     if (flow_log_) flow_log_->drain(now, *cp_->service());
-    workers_->relay_persist();
+    if (sync_) {
+        sync_->poll(unix_ms(), *workers_, *cp_->service());
+        cp_->hold(sync_->hold_reason());
+    } else {
+        workers_->relay_persist();
+    }
     workers_->reclaim();
 }
 
@@ -295,6 +320,7 @@ void Runtime::check_workers(uint64_t now_ms) {
 // The control plane's series, and the poll loops' own.
 std::string Runtime::metrics() const {
     std::string o = cp_->metrics();
+    if (sync_) o += sync_->metrics();
     o += "# HELP sluice_worker_polls_total Poll-loop iterations of the worker.\n"
          "# TYPE sluice_worker_polls_total counter\n";
     for (uint16_t w = 0; w < workers_->size(); ++w)

@@ -29,6 +29,7 @@
 #include "lib/control/ctl_server.hpp"
 #include "lib/control/flow_log_writer.hpp"
 #include "lib/control/metrics_server.hpp"
+#include "lib/control/sync_agent.hpp"
 #include "lib/lb/config.hpp"
 
 namespace sluice::dpdk {
@@ -76,6 +77,7 @@ private:
     std::optional<control::FlowLogWriter> flow_log_;
     std::optional<control::CtlServer> ctl_;
     std::optional<control::MetricsServer> metrics_;
+    std::unique_ptr<control::SyncAgent> sync_;  // replication (--sync-id)
     std::optional<Telemetry> telemetry_;
     bool ready_sent_ = false;  // READY=1 sent to systemd
     // Stopping: the signal came at stop_; the poll loops end at halt_, after --drain-time.

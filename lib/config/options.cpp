@@ -209,6 +209,28 @@ constexpr OptSpec kOptions[] = {
      "a worker whose polls find nothing sleeps up to this long,\n"
      "0..10000 (default 0: poll without pause; a host that\n"
      "shares its cores with other work wants ~100-500)"},
+    {"sync-id", "N", Kind::scalar, false, "Replication between instances (restart-only)",
+     "this instance's id in the tier, 1..4294967295: replicates\n"
+     "fullnat sessions and persistence entries with the\n"
+     "--sync-peer instances (docs/sync-protocol.md; default off)"},
+    {"sync-listen", "ADDR[:PORT]", Kind::scalar, false, "Replication between instances (restart-only)",
+     "the kernel address replication uses (default port 7447)"},
+    {"sync-peer", "ID,ADDR[:PORT][,snat=ADDR]...", Kind::list, false, "Replication between instances (restart-only)",
+     "another instance: its id, its --sync-listen, and the SNAT\n"
+     "addresses it owns (held here too, to translate its\n"
+     "sessions' answers once the routers send them here)"},
+    {"sync-key", "FILE", Kind::scalar, false, "Replication between instances (restart-only)",
+     "the tier's shared key: 32 raw bytes or 64 hex digits,\n"
+     "readable by no other user (openssl rand -hex 32)"},
+    {"sync-min-age", "DURATION", Kind::scalar, false, "Replication between instances (restart-only)",
+     "a session is sent once it has lived this long; shorter\n"
+     "ones never leave the instance (default 500ms; 0: at once)"},
+    {"sync-rate", "N", Kind::scalar, false, "Replication between instances (restart-only)",
+     "entries sent per second at most; over it adds wait and\n"
+     "are counted (default 200000)"},
+    {"sync-refresh", "DURATION", Kind::scalar, false, "Replication between instances (restart-only)",
+     "live sessions are sent again this often, below half the\n"
+     "established and UDP timeouts (default 60s)"},
     {"kernel-if", "NAME", Kind::scalar, false, "Process settings (restart-only)",
      "exception path: a TAP interface NAME<port> per data port\n"
      "for Sluice's kernel side (its --self addresses go on the\n"
@@ -324,6 +346,35 @@ public:
         } else if (o.name == "control-group") {
             if (o.value.empty() || o.value.size() > 32) return fail(describe(o), "expected a group name");
             cfg_.control_group = o.value;
+        } else if (o.name == "sync-id") {
+            auto v = parse_number(o.value, 1, 0xFFFFFFFFull, "instance id");
+            if (!v) return fail(describe(o), v.error());
+            cfg_.sync.id = static_cast<uint32_t>(*v);
+        } else if (o.name == "sync-listen") {
+            auto ep = net::parse_endpoint(o.value, {"sync address", false, 1});
+            if (!ep) return fail(describe(o), ep.error());
+            cfg_.sync.listen = ep->addr;
+            cfg_.sync.listen_port = ep->port ? *ep->port : lb::kDefaultSyncPort;
+        } else if (o.name == "sync-peer") {
+            auto p = parse_sync_peer(o.value);
+            if (!p) return fail(describe(o), p.error());
+            cfg_.sync.peers.push_back(std::move(*p));
+            origins_.sync_peers.push_back(o);
+        } else if (o.name == "sync-key") {
+            if (o.value.empty()) return fail(describe(o), "missing file name");
+            cfg_.sync.key_file = o.value;
+        } else if (o.name == "sync-min-age" || o.name == "sync-refresh") {
+            if (o.name == "sync-min-age" && (o.value == "0" || o.value == "0ms" || o.value == "0s")) {
+                cfg_.sync.min_age_ms = 0;
+            } else {
+                auto d = parse_duration_ms(o.value, o.name, o.name == "sync-min-age" ? 60'000 : 3'600'000);
+                if (!d) return fail(describe(o), d.error());
+                (o.name == "sync-min-age" ? cfg_.sync.min_age_ms : cfg_.sync.refresh_ms) = *d;
+            }
+        } else if (o.name == "sync-rate") {
+            auto v = parse_number(o.value, 100, 10'000'000, "entries per second");
+            if (!v) return fail(describe(o), v.error());
+            cfg_.sync.rate = static_cast<uint32_t>(*v);
         } else if (o.name == "kernel-if") {
             // Linux interface names are at most 15 characters; the port number takes one or two.
             if (o.value.empty() || o.value.size() > 13 ||

@@ -38,6 +38,10 @@ namespace {
 
 constexpr size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path);  // with its terminating NUL
 
+bool unspecified(const IpAddr& a) {
+    return std::all_of(a.bytes.begin(), a.bytes.end(), [](uint8_t b) { return b == 0; });
+}
+
 const char* not_unicast(const IpAddr& a) {
     auto all_zero = std::all_of(a.bytes.begin(), a.bytes.end(), [](uint8_t b) { return b == 0; });
     if (all_zero) return "the unspecified address";
@@ -110,6 +114,7 @@ public:
             return make_error(fmt::format("--vip: {} VIPs, at most {} are supported", c_.vips.size(), lb::kMaxVipSlots));
         if (auto s = check_own_addresses(); !s) return s;
         if (auto s = check_tier(); !s) return s;
+        if (auto s = check_sync(); !s) return s;
         if (c_.control_socket.size() >= kMaxSocketPath)
             return fail(scalar("control-socket", c_.control_socket),
                         fmt::format("the path is {} bytes; a Unix socket path holds at most {}", c_.control_socket.size(),
@@ -255,6 +260,65 @@ private:
                                                     "could not tell the VIPs apart; give each VIP its own backend port",
                                                     net::to_string(b.addr, port), c_.vips[it->second].name));
             }
+        }
+        return {};
+    }
+
+    // Replication (--sync-*): complete, consistent, and the peers' SNAT addresses apart from
+    // this instance's own addresses.
+    Status check_sync() const {
+        const auto& y = c_.sync;
+        const bool any = !y.peers.empty() || !y.key_file.empty() || !unspecified(y.listen);
+        if (!y.id) {
+            if (any) return make_error("--sync-peer, --sync-key and --sync-listen need --sync-id (this instance's id)");
+            return {};
+        }
+        const std::string id = scalar("sync-id", std::to_string(y.id));
+        if (y.key_file.empty()) return fail(id, "needs --sync-key FILE (the tier's shared key)");
+        if (unspecified(y.listen)) return fail(id, "needs --sync-listen ADDR[:PORT] (a kernel address of this host)");
+        if (y.peers.empty()) return fail(id, "needs at least one --sync-peer");
+        std::set<uint32_t> ids{y.id};
+        std::set<IpAddr> own(c_.snat_addrs.begin(), c_.snat_addrs.end());
+        for (const auto& a : c_.self_addrs) own.insert(a);
+        for (const auto& v : c_.vips) own.insert(v.addr);
+        size_t snat_count[2] = {0, 0};
+        for (const auto& a : c_.snat_addrs) ++snat_count[a.is_v4() ? 0 : 1];
+        for (size_t i = 0; i < y.peers.size(); ++i) {
+            const auto& p = y.peers[i];
+            const std::string label = o_ && i < o_->sync_peers.size() ? describe(o_->sync_peers[i])
+                                                                      : fmt::format("--sync-peer {}", p.id);
+            if (!ids.insert(p.id).second)
+                return fail(label, p.id == y.id ? "the peer has this instance's own --sync-id"
+                                                : "a second peer with that id");
+            if (p.addr.family != y.listen.family)
+                return fail(label, "the peer's address is of another family than --sync-listen");
+            for (const auto& a : p.snat) {
+                if (!own.insert(a).second)
+                    return fail(label, fmt::format("{} is already an address of this instance or of another peer: "
+                                                   "each instance owns its SNAT addresses",
+                                                   net::to_string(a)));
+                if (auto why = not_unicast(a)) return fail(label, fmt::format("{} is {}", net::to_string(a), why));
+                if (++snat_count[a.is_v4() ? 0 : 1] > lb::kMaxSnatAddrs)
+                    return fail(label, fmt::format("more than {} SNAT addresses of one family in the tier",
+                                                   lb::kMaxSnatAddrs));
+            }
+        }
+        const uint32_t longest = std::min(c_.timeouts.tcp_established_ms, c_.timeouts.udp_ms);
+        if (y.refresh_ms * 2 > longest)
+            return fail(scalar("sync-refresh", std::to_string(y.refresh_ms) + "ms"),
+                        fmt::format("must be at most half the established and UDP timeouts ({} ms): a peer's copy of "
+                                    "a live session would expire between two refreshes",
+                                    longest));
+        // A session another instance started answers its client through the client side's
+        // router: the only next hop this instance knows for it.
+        for (size_t i = 0; i < c_.vips.size(); ++i) {
+            const auto& v = c_.vips[i];
+            if (v.mode != lb::Mode::fullnat) continue;
+            if (std::none_of(c_.client_gateways.begin(), c_.client_gateways.end(),
+                             [&](const IpAddr& g) { return g.family == v.addr.family; }))
+                return fail(vip(i), fmt::format("with --sync-id, a fullnat VIP needs a {} --client-gateway: the "
+                                                "sessions another instance started answer their clients through it",
+                                                family_name(v.addr.family)));
         }
         return {};
     }

@@ -63,6 +63,7 @@ struct Origins {
     std::vector<RawOpt> tunnel_sources;
     std::vector<RawOpt> tunnel_gateways;
     std::vector<RawOpt> client_gateways;
+    std::vector<RawOpt> sync_peers;
     std::map<std::string, RawOpt, std::less<>> scalars;
 };
 

@@ -270,4 +270,26 @@ Expected<lb::NeighborConf> parse_neighbor(std::string_view text) {
     return lb::NeighborConf{*a, *mac};
 }
 
+Expected<lb::SyncPeerConf> parse_sync_peer(std::string_view text) {
+    auto f = split(text, ',');
+    if (f.size() < 2) return make_error("expected ID,ADDR[:PORT][,snat=ADDR]...");
+    lb::SyncPeerConf p;
+    auto id = parse_number(f[0], 1, 0xFFFFFFFFull, "instance id");
+    if (!id) return Error{id.error()};
+    p.id = static_cast<uint32_t>(*id);
+    auto ep = net::parse_endpoint(f[1], {"sync address", false, 1});
+    if (!ep) return Error{ep.error()};
+    p.addr = ep->addr;
+    p.port = ep->port ? *ep->port : lb::kDefaultSyncPort;
+    for (size_t i = 2; i < f.size(); ++i) {
+        const auto eq = f[i].find('=');
+        if (eq == std::string_view::npos || f[i].substr(0, eq) != "snat")
+            return make_error(fmt::format("unknown field '{}' (expected snat=ADDR)", clip(f[i])));
+        auto a = parse_addr(f[i].substr(eq + 1));
+        if (!a) return Error{a.error()};
+        p.snat.push_back(*a);
+    }
+    return p;
+}
+
 }  // namespace sluice::config::detail

@@ -37,5 +37,7 @@ Expected<lb::VipConf> parse_vip(std::string_view text);
 Expected<std::pair<std::string, lb::BackendConf>> parse_backend(std::string_view text);
 // ADDR,MAC
 Expected<lb::NeighborConf> parse_neighbor(std::string_view text);
+// ID,ADDR[:PORT][,snat=ADDR]...: a replication peer (--sync-peer).
+Expected<lb::SyncPeerConf> parse_sync_peer(std::string_view text);
 
 }  // namespace sluice::config::detail

@@ -335,6 +335,12 @@ void ControlPlane::withdraw_all(const std::string& why) {
     if (hooks_.route) update_routes();
 }
 
+void ControlPlane::hold(const std::string& why) {
+    if (why == held_) return;
+    held_ = why;
+    if (hooks_.route) update_routes();
+}
+
 void ControlPlane::announce_all() {
     withdrawn_.clear();
     if (hooks_.route) update_routes();
@@ -343,6 +349,7 @@ void ControlPlane::announce_all() {
 std::pair<bool, std::string> ControlPlane::offerable(const lb::VipConf& v, const std::map<uint32_t, bool>& checked) const {
     if (!withdrawn_.empty()) return {false, withdrawn_};
     if (!forwarding_) return {false, not_forwarding_};
+    if (!held_.empty()) return {false, held_};
     const int vi = service_ ? service_->find_vip_by_name(v.name) : -1;
     size_t up = 0, unchecked = 0, unresolved = 0;
     for (const auto& b : v.backends) {
@@ -384,6 +391,19 @@ void ControlPlane::update_routes() {
         // The first VIP that can be offered gives the reason; else the first that cannot.
         if (w.second.empty() || (o.first && !w.first)) w = o;
         offered_[v.name] = std::move(o);
+    }
+    // fullnat's SNAT addresses, this instance's and (replication) its peers': the backends'
+    // answers reach the tier through them. The routing daemon announces a peer's with a worse
+    // preference (docs/tier.md), so they come here only once the owner is gone. Not withdrawn
+    // with the VIPs: the sessions of a draining instance still answer through it.
+    std::vector<net::IpAddr> snat = config_.snat_addrs;
+    for (const auto& p : config_.sync.peers) snat.insert(snat.end(), p.snat.begin(), p.snat.end());
+    for (const auto& a : snat) {
+        auto& w = want[a];
+        if (!w.second.empty()) continue;  // also a VIP address: the rules refuse it
+        w = !forwarding_ ? std::make_pair(false, not_forwarding_)
+            : !held_.empty() ? std::make_pair(false, held_)
+                             : std::make_pair(true, std::string("a SNAT address of the tier"));
     }
     for (auto& [addr, r] : routes_)
         if (!want.count(addr) && r.on) want[addr] = {false, "no VIP on this address any more"};
@@ -680,6 +700,7 @@ std::string ControlPlane::stats() const {
     });
     for (size_t i = 0; i < lb::kDropReasons; ++i)
         if (t.drops[i]) o += fmt::format("drop {}={}\n", lb::to_string(static_cast<lb::Drop>(i)), t.drops[i]);
+    if (hooks_.more_stats) o += hooks_.more_stats();
     return o;
 }
 

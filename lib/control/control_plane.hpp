@@ -51,6 +51,8 @@ struct Hooks {
     // The tier (--announce): offers (on) or withdraws (off) a VIP address to the routers; the
     // process puts it on or takes it off the kernel side, where the routing daemon sees it.
     std::function<Status(const net::IpAddr&, bool on)> route;
+    // Lines `stats` appends (replication's state); none when unset.
+    std::function<std::string()> more_stats;
 };
 
 class ControlPlane {
@@ -79,6 +81,9 @@ public:
     // --drain-time) until announce_all(); the reason is logged and listed.
     void withdraw_all(const std::string& why);
     void announce_all();
+    // Holds every address back while `why` is not empty (replication resynchronising from the
+    // tier before this instance takes traffic); empty releases the hold.
+    void hold(const std::string& why);
     // A binding seen on the wire; rebuilds if a backend's next hop changed.
     void learn_neighbor(const net::IpAddr& addr, const net::Mac& mac);
     // Backend addresses with no static and no learnt MAC (to resolve), and all dynamic ones.
@@ -184,6 +189,7 @@ private:
     bool forwarding_ = false;
     std::string not_forwarding_ = "the workers have not started";
     std::string withdrawn_;  // non-empty: every address withdrawn, for this reason
+    std::string held_;       // non-empty: nothing offered yet, for this reason (hold())
     uint64_t next_routes_ms_ = 0;
 };
 

@@ -44,9 +44,9 @@ std::optional<lb::Dataplane::Explanation> Workers::explain(const FlowQuery& q) {
     return best;
 }
 
-size_t Workers::relay_persist() {
+size_t Workers::relay_persist(const std::function<void(const lb::PersistEntry&)>& also) {
     const std::vector<const lb::Dataplane*> dps = dataplanes();
-    if (dps.size() < 2) return 0;
+    if (dps.size() < 2 && !also) return 0;
     std::vector<std::vector<lb::PersistEntry>> out(dps.size());
     size_t n = 0;
     lb::PersistEntry e{};
@@ -55,6 +55,7 @@ size_t Workers::relay_persist() {
         if (!ring) continue;
         while (ring->pop(e)) {
             ++n;
+            if (also) also(e);
             for (size_t o = 0; o < dps.size(); ++o)
                 if (o != w) out[o].push_back(e);
         }

@@ -55,6 +55,22 @@ public:
                                                                                      size_t max_per_worker) = 0;
     // Hands worker w persistence entries the other workers made, to install between bursts.
     virtual void send_persist(uint16_t w, std::vector<lb::PersistEntry> entries) = 0;
+    // Replication (lib/control/sync_agent.hpp). Hands worker w sessions the tier's peers
+    // reported, to install between bursts.
+    virtual void send_sessions(uint16_t w, std::vector<lb::SessionReport> sessions) = 0;
+    // Worker w's live fullnat sessions among its records [cursor, cursor + budget) (at most
+    // max; learnt: those installed from peers too) and the cursor to go on from; nullopt if it
+    // did not answer in time.
+    struct SessionWalk {
+        std::vector<lb::SessionReport> sessions;
+        uint32_t next = 0;
+    };
+    virtual std::optional<SessionWalk> walk_sessions(uint16_t w, bool v6, uint32_t cursor, uint32_t budget,
+                                                     bool learnt, size_t max) = 0;
+    // Worker w's live persistence entries (at most max), or nullopt if it did not answer in time.
+    virtual std::optional<std::vector<lb::PersistEntry>> walk_persist(uint16_t w, size_t max) = 0;
+    // The workers' millisecond clock, which their entries' times are on.
+    virtual uint32_t clock_ms() const = 0;
     // Reads every worker's data path, in worker order. From the control core of the binary the
     // counters are read while the workers write them: each value is whole, the set is not a
     // snapshot.
@@ -70,7 +86,9 @@ public:
     // extended) and sends each report to every other worker. The control core calls it every
     // turn; a worker that has not received an entry yet decides by Maglev over the client's
     // network meanwhile (lib/lb/dp_persist.cpp). Returns the reports relayed.
-    size_t relay_persist();
+    // With `also`, every report is handed to it too, whatever the number of workers (the
+    // replication sends them to the tier's peers).
+    size_t relay_persist(const std::function<void(const lb::PersistEntry&)>& also = {});
 };
 
 // A worker does the task on its own data path (called on the worker's thread).

@@ -128,6 +128,30 @@ struct Timeouts {
 // Per-lcore mbuf cache of the pool, in mbufs (--mbcache).
 constexpr uint32_t kDefaultMbcache = 256;
 
+// The tier's state replication (--sync-*, docs/sync-protocol.md): a peer instance, where its
+// control core listens, and the SNAT addresses it owns (this instance holds them too, to
+// translate the backends' answers of its sessions once the routers send them here).
+struct SyncPeerConf {
+    uint32_t id = 0;
+    net::IpAddr addr;
+    uint16_t port = 0;
+    std::vector<net::IpAddr> snat;
+    friend bool operator==(const SyncPeerConf&, const SyncPeerConf&) = default;
+};
+inline constexpr uint16_t kDefaultSyncPort = 7447;
+struct SyncConf {
+    uint32_t id = 0;  // this instance in the tier; 0: replication off
+    net::IpAddr listen;
+    uint16_t listen_port = kDefaultSyncPort;
+    std::vector<SyncPeerConf> peers;
+    std::string key_file;
+    uint32_t min_age_ms = 500;      // a session is sent once it has lived this long (0: at once)
+    uint32_t rate = 200'000;        // entries per second at most (adds; removes go first)
+    uint32_t refresh_ms = 60'000;   // live sessions are sent again this often
+    uint32_t mtu = 1400;            // largest datagram (UDP payload)
+    friend bool operator==(const SyncConf&, const SyncConf&) = default;
+};
+
 // Restart-only: what the process is built with (ports, queues, pools, table sizes, its own
 // addresses, which flow records and the data path's address sets index into, and the flow
 // timeouts). A reload that changes any of it is refused.
@@ -177,6 +201,8 @@ struct ProcessConfig {
     bool host_probes = false;
     // Workers sleep up to this long when a poll finds nothing (0: pure polling).
     uint32_t idle_sleep_us = 0;
+    // State replication between the instances of a tier.
+    SyncConf sync;
     friend bool operator==(const ProcessConfig&, const ProcessConfig&) = default;
 };
 

@@ -91,7 +91,9 @@ struct TrafficCounters {
     X(redirected_in) X(non_syn_miss) X(maglev_picks) X(flow_hits) X(rescheduled) X(to_control)         \
     X(icmp_forwarded) X(frag_tracked) X(frag_forwarded) X(frag_evictions) X(stateless_forwarded)          \
     X(stateless_replies) X(syn_retry_admitted) X(tunneled) X(tunnel_too_big_sent) X(persist_hits)             \
-    X(persist_pins) X(persist_learnt) X(persist_evictions) X(persist_refused) X(persist_lost)
+    X(persist_pins) X(persist_learnt) X(persist_evictions) X(persist_refused) X(persist_lost)            \
+    X(sync_reports_lost) X(sync_installed) X(sync_updated) X(sync_removed) X(sync_conflicts)             \
+    X(sync_install_refused)
 
 struct alignas(64) WorkerCounters {
     uint64_t rx = 0;
@@ -130,6 +132,16 @@ struct alignas(64) WorkerCounters {
     uint64_t persist_evictions = 0;
     uint64_t persist_refused = 0;
     uint64_t persist_lost = 0;
+    // Replication (--sync-id): session reports lost to a full ring; peers' sessions installed,
+    // updated and removed here; peers' sessions ignored because this worker holds its own flow
+    // of that tuple; and installs refused (the table full of flows it must keep, or a VIP,
+    // backend or SNAT address this snapshot does not have).
+    uint64_t sync_reports_lost = 0;
+    uint64_t sync_installed = 0;
+    uint64_t sync_updated = 0;
+    uint64_t sync_removed = 0;
+    uint64_t sync_conflicts = 0;
+    uint64_t sync_install_refused = 0;
     std::array<uint64_t, kDropReasons> drops{};
     // Indexed like the service's VIPs and backend entries; capacity reserved for the whole
     // index space up front, so growing them never moves them under a reader.

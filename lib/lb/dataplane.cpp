@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <span>
 
 #include <fmt/format.h>
 
@@ -50,6 +51,7 @@ DataPathSettings data_path_settings(const ProcessConfig& config) {
     DataPathSettings s{config.timeouts, config.snat_port_min, config.snat_port_max, config.new_flow_rate};
     if (config.tunnel_mtu) s.tunnel_mtu = config.tunnel_mtu;
     s.persist_capacity = config.persist_capacity;
+    s.sync = config.sync.id != 0;
     return s;
 }
 
@@ -79,6 +81,10 @@ constexpr uint32_t kFragCapacity = 8192;
 // a millisecond): 2 per new connection of a persistent VIP (its pin or refresh, and its end).
 constexpr uint32_t kPersistReports = 8192;
 
+// Session reports a worker can leave for the control core between two of its turns: up to two
+// per fullnat session (its confirmation and its end) and one per later state change.
+constexpr uint32_t kSessionReports = 16384;
+
 Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& env, uint32_t flow_capacity)
     : initial_(std::move(service)),
       service_(initial_.get()),
@@ -91,7 +97,9 @@ Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& en
       frags4_(std::make_unique<FragTable<4>>(kFragCapacity, hash_)),
       frags6_(std::make_unique<FragTable<16>>(kFragCapacity, hash_)),
       persist_(std::make_unique<PersistTable>(env.settings.persist_capacity, env.hash_key)) {
-    if (env_.nb_workers > 1) persist_reports_ = std::make_unique<PersistRing>(kPersistReports);
+    // With replication the control core also sends the entries to the tier's peers.
+    if (env_.nb_workers > 1 || env_.settings.sync) persist_reports_ = std::make_unique<PersistRing>(kPersistReports);
+    if (env_.settings.sync) session_reports_ = std::make_unique<SessionRing>(kSessionReports);
     counters_.vips.reserve(kMaxVipSlots);
     counters_.backends.reserve(kMaxBackendSlots);
     set_service(service_);
@@ -600,6 +608,10 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
                    vip.mode == Mode::fullnat ? rec.client_addr : nullptr, rec.client_port_raw);
     Mac client_mac;
     std::memcpy(client_mac.bytes.data(), rec.client_mac, 6);
+    // A peer's session (replication): its client is behind the client side's router, whose
+    // MAC may have been learnt since the session was installed.
+    if (rec.learnt) [[unlikely]]
+        if (const Mac* gw = service_->client_gateway(Ip<A>::kFamily)) client_mac = *gw;
     set_macs(p.data, client_mac, env_.port_macs[env_.client_port]);
     ++counters_.replies;
     auto& bc = counters_.backends[rec.backend];
@@ -611,8 +623,10 @@ void Dataplane::reply(PacketRef& p, const ParsedPacket& pp, uint64_t hr, uint32_
 template <size_t A>
 bool Dataplane::pick_snat(const BackendEntry& b, uint8_t proto, uint32_t now_ms, uint8_t& idx,
                           uint16_t& port_raw) noexcept {
-    const auto& addrs = service_->snat(Ip<A>::kFamily);
-    if (addrs.empty()) return false;
+    const auto& all = service_->snat(Ip<A>::kFamily);
+    const size_t own = service_->snat_own(Ip<A>::kFamily);
+    if (own == 0) return false;
+    const std::span<const IpAddr> addrs(all.data(), own);
     const int fam = A == 4 ? 0 : 1;
     const uint32_t lo = env_.settings.snat_port_min, hi = env_.settings.snat_port_max;
     const uint32_t range = hi - lo + 1;

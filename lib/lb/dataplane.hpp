@@ -77,11 +77,36 @@ struct DataPathSettings {
     uint32_t new_flow_rate = 0;  // new flows per second per worker; 0 = no limit
     uint32_t tunnel_mtu = 1500;  // largest encapsulated packet (IP header to payload's end)
     uint32_t persist_capacity = 1u << 16;  // persistence entries per worker
+    bool sync = false;  // replication: report sessions and persistence entries to the control core
 };
 
 // A persistence decision one worker reports to the others (through the control core): the
 // entry as it stands after the pin or refresh.
 using PersistRing = SpscRing<PersistEntry>;
+
+// Replication of fullnat sessions (the control core sends them to the tier's peers:
+// lib/control/sync_agent.hpp). A worker reports a session when it is confirmed (established,
+// or a UDP flow the backend answered) and its later state changes (`up`), and its end (`down`);
+// the control core installs the sessions peers report the same way (Dataplane::learn_sessions).
+// Indices are the worker's snapshot's (stable across snapshots of one lineage).
+struct SessionReport {
+    enum class Kind : uint8_t { up, down };
+    Kind kind = Kind::up;
+    uint8_t addr_len = 4;  // 4 or 16: the family
+    uint8_t proto = 6;
+    FlowState state = FlowState::tcp_established;
+    bool replied = false;
+    bool fin_client = false;
+    bool fin_backend = false;
+    uint8_t snat_idx = 0;  // in Service::snat(family)
+    uint16_t client_port_raw = 0;
+    uint16_t snat_port_raw = 0;
+    uint16_t vip = 0;
+    uint16_t backend = 0;
+    uint32_t idle_ms = 0;  // since the session's last packet
+    uint8_t client[16] = {};
+};
+using SessionRing = SpscRing<SessionReport>;
 DataPathSettings data_path_settings(const ProcessConfig& config);
 
 // Where a worker sits: its index, its peers, and the ports' identity; what it is set to do.
@@ -165,6 +190,20 @@ public:
     size_t list_persist(uint16_t vip, uint32_t now_ms, std::vector<PersistEntry>& out) const noexcept;
     const PersistTable& persist_table() const noexcept { return *persist_; }
 
+    // Replication (with DataPathSettings::sync; worker's thread unless said otherwise). The
+    // worker's reports of its fullnat sessions (null without sync; the control core pops them).
+    SessionRing* session_reports() const noexcept { return session_reports_.get(); }
+    // Installs sessions peers reported (`up`: added, or updated if learnt before; a session
+    // this worker made itself wins) and removes learnt ones (`down`). Counted.
+    void learn_sessions(const SessionReport* s, size_t n, uint32_t now_ms) noexcept;
+    // The live fullnat sessions among records [cursor, cursor + budget) of the family's table,
+    // reported ones (mine) and, with `learnt`, installed ones too, appended to `out` up to its
+    // capacity (the caller reserves). Returns the next cursor; past capacity() the walk is done.
+    uint32_t walk_sessions(bool v6, uint32_t cursor, uint32_t budget, bool learnt, uint32_t now_ms,
+                           std::vector<SessionReport>& out) const noexcept;
+    // Every live persistence entry, up to out's capacity.
+    void walk_persist(uint32_t now_ms, std::vector<PersistEntry>& out) const noexcept;
+
     WorkerCounters& counters() noexcept { return counters_; }
     const WorkerCounters& counters() const noexcept { return counters_; }
     const FlowTable<4>& flows4() const noexcept { return *flows4_; }
@@ -176,6 +215,13 @@ public:
     // RSS put on another worker's queue is handed to the owner. Including the port spreads the
     // many flows of one big client (a NAT gateway) over all workers.
     uint16_t nat_owner(const uint8_t* client_addr, size_t addr_len, uint16_t client_port_raw) const noexcept;
+    // The worker whose queue the NIC's RSS gives this 4-tuple (len 4 or 16). Reads only what
+    // is fixed at construction: any thread may ask.
+    uint16_t rss_queue(const uint8_t* src, const uint8_t* dst, size_t len, uint16_t sport_raw,
+                       uint16_t dport_raw) const noexcept {
+        if (env_.nb_workers <= 1) return env_.worker_id;
+        return env_.reta.queue(toeplitz_.hash_tuple(src, dst, len, sport_raw, dport_raw));
+    }
 
 private:
     // What pass 1 of process() learnt about a TCP/UDP packet: its VIP (or kNoVip for a
@@ -312,6 +358,15 @@ private:
     void persist_flow_ended(uint32_t id) noexcept;
     // Extends e to expiry_ms (never shortens it) and reports the new expiry to the other workers.
     void persist_extend(PersistEntry& e, uint32_t expiry_ms) noexcept;
+    // Replication (dp_sync.cpp): reports a fullnat session's confirmation, state change or end.
+    template <size_t A>
+    [[gnu::noinline]] void session_changed(uint32_t id, uint32_t now_ms) noexcept;
+    template <size_t A>
+    [[gnu::noinline]] void session_ended(uint32_t id) noexcept;
+    template <size_t A>
+    SessionReport session_report(uint32_t id, uint32_t now_ms) const noexcept;
+    template <size_t A>
+    void learn_session(const SessionReport& s, uint32_t now_ms) noexcept;
     void persist_report(const PersistEntry& e) noexcept {
         if (persist_reports_ && !persist_reports_->push(e)) [[unlikely]] ++counters_.persist_lost;
     }
@@ -461,6 +516,7 @@ private:
     // the sweep that forgets entries of removed backends (with flush_removed()).
     std::unique_ptr<PersistTable> persist_;
     std::unique_ptr<PersistRing> persist_reports_;
+    std::unique_ptr<SessionRing> session_reports_;
     bool persist_flushing_ = false;
     uint32_t persist_cursor_ = 0;
 };

@@ -227,6 +227,7 @@ inline void Dataplane::set_flow_state(uint32_t id, FlowState s, uint32_t now_ms)
         ++(is ? c.active_flows : c.inactive_flows);
     }
     ft.set_state(id, s, now_ms);
+    if (session_reports_) [[unlikely]] session_changed<A>(id, now_ms);
 }
 
 template <size_t A>
@@ -234,6 +235,7 @@ inline void Dataplane::flow_gone(uint32_t id) noexcept {
     const FlowRecord<A>& r = table<A>().record(id);
     TrafficCounters& c = counters_.backends[r.backend];
     --(r.state == FlowState::tcp_established ? c.active_flows : c.inactive_flows);
+    if (r.synced) [[unlikely]] session_ended<A>(id);
 }
 
 template <size_t A>

@@ -68,6 +68,8 @@ struct FlowRecord {
     uint8_t fin_client : 1;    // the client has sent FIN
     uint8_t fin_backend : 1;   // the backend has sent FIN (nat/fullnat)
     uint8_t synack : 1;        // synack_ack16 holds the backend's SYN-ACK (nat/fullnat)
+    uint8_t synced : 1;        // replication: reported to the tier's peers (fullnat)
+    uint8_t learnt : 1;        // replication: installed from a peer's report, not made here
     // The low 16 bits of the backend's SYN-ACK sequence number plus one: what the client's
     // ACK must acknowledge to establish the flow. 16 bits keep the record at 36 bytes and give a
     // blind spoofer one chance in 65,536, as a 32-bit number with a 64 KiB window would.
@@ -220,7 +222,7 @@ public:
         Record& r = records_[id];
         r.state = state;
         r.last_ms = now_ms;
-        r.fin_client = r.fin_backend = r.synack = 0;
+        r.fin_client = r.fin_backend = r.synack = r.synced = r.learnt = 0;
         list_push(id, extend(now_ms) + timeout_ms(state));
         ++used_;
         ++stats_.inserts;

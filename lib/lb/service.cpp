@@ -93,6 +93,15 @@ int Service::find_backend(uint16_t vip, const net::IpAddr& addr, uint16_t port) 
 Expected<Service> Service::build(const Config& config, const Service* previous, bool require_neighbors) {
     Service s;
     for (const auto& a : config.snat_addrs) (a.is_v4() ? s.snat4_ : s.snat6_).push_back(a);
+    s.snat_own_[0] = s.snat4_.size();
+    s.snat_own_[1] = s.snat6_.size();
+    // The tier's other SNAT addresses follow (never picked here: their sessions come from their
+    // owners through replication).
+    for (const auto& p : config.sync.peers)
+        for (const auto& a : p.snat) {
+            (a.is_v4() ? s.snat4_ : s.snat6_).push_back(a);
+            s.own_.add(a);
+        }
     for (const auto& a : config.self_addrs) {
         s.self_.add(a);
         s.own_.add(a);

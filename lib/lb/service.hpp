@@ -134,7 +134,10 @@ public:
 
     const std::vector<VipEntry>& vips() const noexcept { return vips_; }
     const std::vector<BackendEntry>& backends() const noexcept { return backends_; }
+    // The SNAT addresses of a family: this instance's (the first snat_own(f)), then those its
+    // replication peers own (--sync-peer snat=), which only their replicated sessions use.
     const std::vector<net::IpAddr>& snat(net::Family f) const noexcept { return f == net::Family::v4 ? snat4_ : snat6_; }
+    size_t snat_own(net::Family f) const noexcept { return snat_own_[f == net::Family::v4 ? 0 : 1]; }
     // The MAC of the client side's router of family f (--client-gateway), or null if there is
     // none or it is not resolved yet: where nat answers of flows this instance never saw go.
     const net::Mac* client_gateway(net::Family f) const noexcept {
@@ -183,6 +186,7 @@ private:
         bool contains_slow(net::Family f, const uint8_t* addr) const noexcept;
     };
     std::vector<net::IpAddr> snat4_, snat6_;
+    size_t snat_own_[2] = {0, 0};
     net::IpAddr tunnel_src4_, tunnel_src6_;
     AddrSet own_;   // SNAT, self and VIP addresses
     AddrSet self_;

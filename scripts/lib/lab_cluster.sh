@@ -2,7 +2,8 @@
 # serve over BGP from its own BIRD. Sourced by scripts/lab, whose helpers it uses (in_ns, veth,
 # bridge_port, offloads_off, start_backend, stop_backend, ms) and whose `down` removes it.
 #
-#   scripts/lab up cluster [N] [nat|dsr]   N instances (1..9, default 3), mode (default nat)
+#   scripts/lab up cluster [N] [nat|dsr|fullnat]
+#                                          N instances (1..9, default 3), mode (default nat)
 #   scripts/lab cluster kill K             SIGKILL instance K's Sluice (its BIRD lives on)
 #   scripts/lab cluster stop K             SIGTERM: Sluice withdraws, drains, exits
 #   scripts/lab cluster start K            start instance K's Sluice (and its BIRD if gone)
@@ -33,6 +34,12 @@
 #        group of the instances' self addresses, whose members with a failed neighbour entry
 #        the kernel skips (managed entries, short neighbour timers); any instance translates
 #        them back (client-gateway: the router's MAC for flows it never saw).
+#   fullnat  instance K owns SNAT 203.0.113.20K and 2001:db8:3::20K and replicates its
+#        sessions and persistence entries to the others (--sync-*, over the kernel side,
+#        through Sluice like BGP); each announces its own SNAT addresses and, with a longer AS
+#        path, its peers', so the router sends a dead instance's answers to the survivors,
+#        which hold its sessions. Backends route through the router. A third VIP, sticky
+#        203.0.113.10:81 / [2001:db8:3::10]:81, pins clients for 10 minutes (persist=).
 # See docs/tier.md for the BIRD configurations and the measured failure times.
 
 CL_AS_ROUTER=65000
@@ -64,6 +71,23 @@ cl_sluice_conf() {  # K
       echo "backend = web,198.51.100.1$i:80,weight=$i"
       echo "backend = web6,[2001:db8:2::1$i]:80,weight=$i"
     done
+    if [ "$mode" = fullnat ]; then
+      echo "vip = sticky,203.0.113.10:81/tcp,fullnat,persist=10m,$check"
+      echo "vip = sticky6,[2001:db8:3::10]:81/tcp,fullnat,persist=10m,$check"
+      for i in 1 2 3; do
+        echo "backend = sticky,198.51.100.1$i:80"
+        echo "backend = sticky6,[2001:db8:2::1$i]:80"
+      done
+      echo "snat = 203.0.113.20$k"
+      echo "snat = 2001:db8:3::20$k"
+      echo "sync-id = $k"
+      echo "sync-listen = 198.51.100.$k"
+      echo "sync-key = $state/sync.key"
+      echo "sync-min-age = ${SLUICE_CLUSTER_SYNC_AGE:-200ms}"
+      for j in $(seq "$(cl_count)"); do
+        [ "$j" = "$k" ] || echo "sync-peer = $j,198.51.100.$j,snat=203.0.113.20$j,snat=2001:db8:3::20$j"
+      done
+    fi
     echo "self = 198.51.100.$k/24"
     echo "self = 2001:db8:2::$k/64"
     echo "kernel-if = tap"
@@ -75,7 +99,7 @@ cl_sluice_conf() {  # K
     echo "announce = yes"
     echo "idle-sleep = 200"
     echo "drain-time = ${SLUICE_CLUSTER_DRAIN:-10}"
-    if [ "$mode" = nat ]; then
+    if [ "$mode" != dsr ]; then
       echo "client-gateway = 198.51.100.254"
       echo "client-gateway = 2001:db8:2::fe"
     fi
@@ -99,8 +123,16 @@ protocol device { scan time 10; }
 # The VIPs Sluice holds on tap0 (and the self prefixes, which the filters keep to themselves).
 protocol direct { ipv4; ipv6; interface "tap0"; }
 protocol bfd { interface "tap0" { interval $CL_BFD_MS ms; multiplier $CL_BFD_MULT; }; }
-filter vips4 { if net ~ [ 203.0.113.0/24{32,32} ] then accept; reject; }
-filter vips6 { if net ~ [ 2001:db8:3::/64{128,128} ] then accept; reject; }
+# A peer's SNAT address (fullnat): announced with a longer AS path than its owner's, so the
+# router uses this instance for it only once the owner is gone.
+filter vips4 {
+  if net ~ [ 203.0.113.200/29{32,32} ] && net != 203.0.113.20$k/32 then bgp_path.prepend($CL_AS_LB);
+  if net ~ [ 203.0.113.0/24{32,32} ] then accept; reject;
+}
+filter vips6 {
+  if net ~ [ 2001:db8:3::200/125{128,128} ] && net != 2001:db8:3::20$k/128 then bgp_path.prepend($CL_AS_LB);
+  if net ~ [ 2001:db8:3::/64{128,128} ] then accept; reject;
+}
 template bgp uplink {
   local as $CL_AS_LB;
   $(cl_bgp_timers)
@@ -173,7 +205,9 @@ cl_start() {  # K
   t0=$(ms)
   # Up: every backend checked, the self addresses on tap0, and its IPv6 link-local address
   # usable (BGP over IPv6 sends it as a next hop).
-  until [ "$(cl_ctl "$k" list 2>/dev/null | grep -c 'state=up .*last_check="http status 200"')" = 6 ] &&
+  local want=6
+  [ "$mode" = fullnat ] && want=12
+  until [ "$(cl_ctl "$k" list 2>/dev/null | grep -c 'state=up .*last_check="http status 200"')" = "$want" ] &&
         in_ns "$ns" ip addr show dev tap0 2>/dev/null | grep -q "198.51.100.$k/" &&
         in_ns "$ns" ip -6 addr show dev tap0 scope link 2>/dev/null | grep -v tentative | grep -q fe80; do
     if ! cl_alive "$k" sluice || [ $(($(ms) - t0)) -gt 30000 ]; then
@@ -212,7 +246,14 @@ cl_make_backend() {  # I N
   in_ns "$ns" ip -6 addr add "2001:db8:2::1$i/64" dev eth0 nodad
   in_ns "$ns" ip link set eth0 up
   offloads_off "$ns" eth0
-  if [ "$mode" = dsr ]; then
+  if [ "$mode" = fullnat ]; then
+    # Answers go to the SNAT addresses, which the router routes to their owner (or, once it
+    # is gone, to a peer holding its sessions); no ICMP redirects around the router.
+    in_ns "$ns" sysctl -qw net.ipv4.conf.all.accept_redirects=0 net.ipv4.conf.eth0.accept_redirects=0 \
+      net.ipv6.conf.all.accept_redirects=0 net.ipv6.conf.eth0.accept_redirects=0
+    in_ns "$ns" ip route add default via 198.51.100.254
+    in_ns "$ns" ip -6 route add default via 2001:db8:2::fe
+  elif [ "$mode" = dsr ]; then
     in_ns "$ns" ip addr add 203.0.113.10/32 dev lo
     in_ns "$ns" ip -6 addr add 2001:db8:3::10/128 dev lo nodad
     in_ns "$ns" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
@@ -260,8 +301,8 @@ cluster_up() {
   for a in "$@"; do
     case $a in
       [1-9]) n=$a ;;
-      nat|dsr) mode=$a ;;
-      *) echo "lab: up cluster [N 1..9] [nat|dsr]" >&2; exit 2 ;;
+      nat|dsr|fullnat) mode=$a ;;
+      *) echo "lab: up cluster [N 1..9] [nat|dsr|fullnat]" >&2; exit 2 ;;
     esac
   done
   down
@@ -280,6 +321,8 @@ cluster_up() {
   mkdir -p "$state/router"
   echo "$mode" >"$state/mode"   # scripts/lab backend N stop|start reads it
   echo "$n $mode" >"$state/cluster"
+  # The tier's replication key (fullnat): one for every instance, readable by root only.
+  (umask 077; head -c 32 /dev/urandom >"$state/sync.key")
   for ns in "$NS_C" "$NS_R" "$NS_LBN"; do ip netns add "$ns"; done
   in_ns "$NS_LBN" ip link add br0 type bridge mcast_snooping 0
   in_ns "$NS_LBN" ip link set br0 up
@@ -306,7 +349,8 @@ cluster_up() {
   in_ns "$NS_R" ip -6 addr add 2001:db8:2::fe/64 dev r1 nodad
   for l in r0 r1; do in_ns "$NS_R" ip link set $l up; offloads_off "$NS_R" $l; done
   in_ns "$NS_R" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
-    net.ipv4.fib_multipath_hash_policy=1 net.ipv6.fib_multipath_hash_policy=1
+    net.ipv4.fib_multipath_hash_policy=1 net.ipv6.fib_multipath_hash_policy=1 \
+    net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.r1.send_redirects=0
   # Backends (be4 is there for tests that add one) and their nginx.
   for i in 1 2 3 4; do cl_make_backend $i "$n"; done
   for i in 1 2 3; do start_backend $i; done

@@ -65,6 +65,12 @@ struct Harness : Workers {
         return std::nullopt;
     }
     void send_persist(uint16_t, std::vector<lb::PersistEntry>) override {}
+    void send_sessions(uint16_t, std::vector<lb::SessionReport>) override {}
+    std::optional<SessionWalk> walk_sessions(uint16_t, bool, uint32_t, uint32_t, bool, size_t) override {
+        return std::nullopt;
+    }
+    std::optional<std::vector<lb::PersistEntry>> walk_persist(uint16_t, size_t) override { return std::nullopt; }
+    uint32_t clock_ms() const override { return 0; }
     void for_each(const std::function<void(const lb::Dataplane&)>&) const override {}
     lb::WorkerCounters counters() const override { return totals; }
 
