@@ -229,8 +229,8 @@ constexpr OptSpec kOptions[] = {
      "entries sent per second at most; over it adds wait and\n"
      "are counted (default 200000)"},
     {"sync-refresh", "DURATION", Kind::scalar, false, "Replication between instances (restart-only)",
-     "live sessions are sent again this often, below half the\n"
-     "established and UDP timeouts (default 60s)"},
+     "live sessions are sent again this often, at most half the\n"
+     "established and UDP timeouts (default: a third of them)"},
     {"kernel-if", "NAME", Kind::scalar, false, "Process settings (restart-only)",
      "exception path: a TAP interface NAME<port> per data port\n"
      "for Sluice's kernel side (its --self addresses go on the\n"

@@ -304,10 +304,10 @@ private:
             }
         }
         const uint32_t longest = std::min(c_.timeouts.tcp_established_ms, c_.timeouts.udp_ms);
-        if (y.refresh_ms * 2 > longest)
+        if (y.refresh_ms && y.refresh_ms * 2 > longest)
             return fail(scalar("sync-refresh", std::to_string(y.refresh_ms) + "ms"),
-                        fmt::format("must be at most half the established and UDP timeouts ({} ms): a peer's copy of "
-                                    "a live session would expire between two refreshes",
+                        fmt::format("must be at most half the shorter of the established and UDP timeouts ({} ms): "
+                                    "a peer's copy of a live session would expire between two refreshes",
                                     longest));
         // A session another instance started answers its client through the client side's
         // router: the only next hop this instance knows for it.
@@ -316,7 +316,7 @@ private:
             if (v.mode != lb::Mode::fullnat) continue;
             if (std::none_of(c_.client_gateways.begin(), c_.client_gateways.end(),
                              [&](const IpAddr& g) { return g.family == v.addr.family; }))
-                return fail(vip(i), fmt::format("with --sync-id, a fullnat VIP needs a {} --client-gateway: the "
+                return fail(vip(i), fmt::format("with --sync-id, a fullnat VIP needs an {} --client-gateway: the "
                                                 "sessions another instance started answer their clients through it",
                                                 family_name(v.addr.family)));
         }

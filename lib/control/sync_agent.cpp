@@ -29,6 +29,9 @@ constexpr size_t kPersistWalkMax = 1u << 17;
 // Confirmed sessions waiting for their age or the rate budget; past this the oldest go unsent.
 constexpr size_t kMaxPending = 1u << 20;
 constexpr size_t kMaxDatagramsPerTurn = 512;
+// A peer that is heard but whose resync fails is asked this many times more before this
+// instance goes on without its state.
+constexpr uint32_t kResyncRetries = 3;
 
 socklen_t to_sockaddr(const net::IpAddr& a, uint16_t port, sockaddr_storage& ss) {
     std::memset(&ss, 0, sizeof ss);
@@ -109,7 +112,7 @@ Expected<std::unique_ptr<SyncAgent>> SyncAgent::open(const lb::SyncConf& conf, c
         new SyncAgent(conf, timeouts, std::move(*enc), std::move(*rx), fd, std::move(log)));
     for (auto& p : a->peers_) a->ask_resync(p, unix_ms);
     a->flush_out(unix_ms);
-    a->next_refresh_ms_ = unix_ms + conf.refresh_ms;
+    a->next_refresh_ms_ = unix_ms + a->conf_.refresh_ms;
     a->tokens_ms_ = unix_ms;
     a->log_(fmt::format("replication: instance {} on {}, {} peers; asking them for their state", conf.id,
                         net::to_string(conf.listen, conf.listen_port), conf.peers.size()));
@@ -120,6 +123,7 @@ SyncAgent::SyncAgent(const lb::SyncConf& conf, const lb::Timeouts& timeouts, syn
                      int fd, std::function<void(const std::string&)> log)
     : conf_(conf), timeouts_(timeouts), enc_(std::move(enc)), rx_(std::move(rx)), fd_(fd), log_(std::move(log)) {
     for (const auto& p : conf.peers) peers_.push_back(PeerState{p});
+    if (!conf_.refresh_ms) conf_.refresh_ms = std::max<uint32_t>(1000, std::min(timeouts.tcp_established_ms, timeouts.udp_ms) / 3);
     buf_.resize(sync::kMaxDatagramBytes + 1);
     tokens_ = conf.rate;
 }
@@ -136,7 +140,7 @@ SyncAgent::PeerState* SyncAgent::peer(uint32_t id) {
 
 void SyncAgent::ask_resync(PeerState& p, uint64_t now) {
     p.resync_id = rx_.start_resync(p.conf.id, now);
-    if (p.resync == PeerResync::done) p.resync = PeerResync::asking;
+    p.resync = PeerResync::asking;
     if (auto d = enc_.resync_request(p.conf.id, p.resync_id, now); d) send_to(p.conf.id, *d);
 }
 
@@ -297,7 +301,8 @@ void SyncAgent::step_walk(uint64_t now, Workers& workers, const lb::Service& ser
     Walk& w = walks_.front();
     const auto nb = static_cast<uint16_t>(workers.dataplanes().size());
     if (w.worker < nb) {
-        if (!w.bulk && tokens_ < static_cast<double>(kWalkMax)) return;  // refreshes yield to new sessions
+        // Refreshes yield to new sessions: a chunk only with half a second of budget left.
+        if (!w.bulk && tokens_ < std::min<double>(kWalkMax, conf_.rate / 2.0)) return;
         auto chunk = workers.walk_sessions(w.worker, w.v6, w.cursor, kWalkBudget, w.bulk, kWalkMax);
         if (!chunk) {
             ++c_.walk_timeouts;
@@ -437,7 +442,10 @@ void SyncAgent::act(const sync::Action& a, uint64_t now) {
         case K::hello:
             log_(fmt::format("replication: peer {} heard", a.peer));
             // A peer that did not answer our first request (down then) has state now.
-            if (p && p->resync == PeerResync::unanswered) ask_resync(*p, now);
+            if (p && p->resync == PeerResync::unanswered) {
+                p->retries = 0;
+                ask_resync(*p, now);
+            }
             break;
         case K::peer_restarted: log_(fmt::format("replication: peer {} restarted", a.peer)); break;
         case K::send_ack:
@@ -466,12 +474,20 @@ void SyncAgent::act(const sync::Action& a, uint64_t now) {
                 if (p->resync != PeerResync::done)
                     log_(fmt::format("replication: resynchronised from peer {}", a.peer));
                 p->resync = PeerResync::done;
-                p->ever_done = true;
+                p->holding = false;
             }
             break;
         case K::resync_failed:
             if (p && a.resync_id == p->resync_id && p->resync == PeerResync::asking) {
+                // A peer that is there (heard lately) is asked again, a few times: its answer
+                // or our request was lost. One that is silent is down: go on without it.
+                const auto st = rx_.status(a.peer);
+                if (st && st->heard && now - st->last_heard_ms < 3000 && ++p->retries <= kResyncRetries) {
+                    ask_resync(*p, now);
+                    break;
+                }
                 p->resync = PeerResync::unanswered;
+                p->holding = false;
                 log_(fmt::format("replication: peer {} did not answer the resync; going on without its state "
                                  "(asked again when it is heard)",
                                  a.peer));
@@ -552,7 +568,7 @@ uint64_t SyncAgent::lag_percentile(double p) const {
 std::string SyncAgent::hold_reason() const {
     std::string asking;
     for (const auto& p : peers_)
-        if (p.resync == PeerResync::asking && !p.ever_done) asking += (asking.empty() ? "" : ", ") + std::to_string(p.conf.id);
+        if (p.holding) asking += (asking.empty() ? "" : ", ") + std::to_string(p.conf.id);
     return asking.empty() ? std::string() : "replication: resynchronising from peer " + asking;
 }
 

@@ -117,7 +117,8 @@ private:
         lb::SyncPeerConf conf;
         PeerResync resync = PeerResync::asking;
         uint32_t resync_id = 0;
-        bool ever_done = false;
+        uint32_t retries = 0;
+        bool holding = true;  // its first resync (at start) is not over: hold the routes back
     };
 
     SyncAgent(const lb::SyncConf& conf, const lb::Timeouts& timeouts, sync::Encoder enc, sync::Receiver rx, int fd,

@@ -17,6 +17,9 @@ the same hash as forwarding) which instance each flow takes.
          has its headers, then at the end one line per transfer:
            xfer src=ADDR sport=P via=NEXTHOP result=ok|FAILURE bytes=N ms=N stall_ms=N
          (stall_ms: the longest wait for data).
+  sticky --vip ADDR --port P --count N
+         one connection from each of N client addresses (the first N of the 50) to VIP:P; prints
+         "SRC BACKEND" per client (BACKEND "-": the connection failed), for persistence checks.
   stream --vip ADDR --rate PER_S --seconds S
          short connections at a steady rate, each given 5 s; prints "stream total=N ok=N
          failed=N slow=N max_ms=N slow_from_ms=T slow_to_ms=T failed_at_ms=T1,T2,..." (slow:
@@ -61,13 +64,13 @@ def nexthop(vip, src, sport):
         return "none"
 
 
-def one_request(vip, i, timeout=3.0):
+def one_request(vip, i, timeout=3.0, port=80):
     """One connection, one request: the backend's name, or None."""
     s = socket.socket(family(vip), socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
         s.bind((source(vip, i), 0))
-        s.connect((vip, 80))
+        s.connect((vip, port))
         s.sendall(b"GET / HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n")
         data = b""
         deadline = time.monotonic() + timeout
@@ -114,6 +117,11 @@ def cmd_short(a):
         print(be, counts[be])
     print("failed", failed[0])
     print("elapsed_ms", int((time.monotonic() - t0) * 1000))
+
+
+def cmd_sticky(a):
+    for i in range(a.count):
+        print(source(a.vip, i), one_request(a.vip, i, port=a.port) or "-")
 
 
 class Transfer:
@@ -269,6 +277,10 @@ def main():
     lg.add_argument("--spread", type=int, default=0)
     lg.add_argument("--timeout", type=float, default=60)
     lg.add_argument("--seed", type=int, default=1)
+    sk = sub.add_parser("sticky")
+    sk.add_argument("--vip", required=True)
+    sk.add_argument("--port", type=int, required=True)
+    sk.add_argument("--count", type=int, required=True)
     st = sub.add_parser("stream")
     st.add_argument("--vip", required=True)
     st.add_argument("--rate", type=float, required=True)
@@ -277,6 +289,9 @@ def main():
     if a.cmd == "short":
         assert 1 <= a.count <= 100000 and 1 <= a.concurrency <= 64
         cmd_short(a)
+    elif a.cmd == "sticky":
+        assert 1 <= a.count <= len(SOURCES) and 1 <= a.port <= 65535
+        cmd_sticky(a)
     elif a.cmd == "long":
         assert 1 <= a.count <= 200 and a.bytes <= 64 << 20 and a.timeout <= 300
         cmd_long(a)

@@ -1555,3 +1555,120 @@ TEST_CASE("dataplane: the backends' active and inactive flow gauges follow the t
     check_gauges(small);
     CHECK(small.dp->flows4().size() == 0);
 }
+
+namespace {
+
+std::vector<SessionReport> pop_all(Dataplane& dp) {
+    std::vector<SessionReport> v;
+    SessionReport r;
+    REQUIRE(dp.session_reports());
+    while (dp.session_reports()->pop(r)) v.push_back(r);
+    return v;
+}
+
+Config sync_config() {
+    Config c = lab_config();
+    c.sync.id = 1;
+    // A peer owns SNAT 192.0.2.200: its sessions' answers may come here once it is gone.
+    c.sync.peers.push_back(SyncPeerConf{2, ip("192.0.2.2"), 7447, {ip("192.0.2.200")}});
+    c.client_gateways = {ip("192.0.2.254")};
+    c.neighbors.push_back({ip("192.0.2.254"), macv(kClientMac)});
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("dataplane: replication reports confirmed fullnat sessions and installs a peer's", "[dataplane][sync]") {
+    Rig rig(sync_config());
+    Dataplane& dp = *rig.dp;
+    // A handshake: nothing is reported before the client acknowledges the backend's SYN-ACK.
+    REQUIRE(rig.run(from_client().ipv4(kClient, kVipFull, 64).tcp(40000, 80, kSyn).seq(100).build(), 1).verdict ==
+            Verdict::tx);
+    REQUIRE(rig.run(from_backend(kBe2Mac).ipv4(kBe2, kSnat, 64).tcp(8080, 1024, kSyn | kAck).seq(5000).ack(101).build(),
+                    2, 1)
+                .verdict == Verdict::tx);
+    CHECK(pop_all(dp).empty());
+    REQUIRE(rig.run(from_client().ipv4(kClient, kVipFull, 64).tcp(40000, 80, kAck).seq(101).ack(5001).build(), 3)
+                .verdict == Verdict::tx);
+    auto up = pop_all(dp);
+    REQUIRE(up.size() == 1);
+    CHECK(up[0].kind == SessionReport::Kind::up);
+    CHECK(up[0].state == FlowState::tcp_established);
+    CHECK(up[0].addr_len == 4);
+    CHECK(ntohs(up[0].snat_port_raw) == 1024);
+    CHECK(up[0].snat_idx == 0);
+    CHECK(up[0].replied);
+    CHECK(std::memcmp(up[0].client, ip(kClient).bytes.data(), 4) == 0);
+    // A nat flow is never reported (Maglev recomputes it).
+    rig.run(from_client().ipv4(kClient, kVipNat, 64).tcp(40001, 80, kSyn).build(), 4);
+    CHECK(pop_all(dp).empty());
+    // Walking the table finds the session this worker made.
+    std::vector<SessionReport> walked;
+    walked.reserve(16);
+    CHECK(dp.walk_sessions(false, 0, dp.flows4().capacity(), false, 5, walked) == dp.flows4().capacity());
+    REQUIRE(walked.size() == 1);
+    CHECK(walked[0].client_port_raw == htons(40000));
+    CHECK(walked[0].idle_ms == 2);
+
+    // A peer's session on its own SNAT address: installed, then its backend's answers are
+    // translated back to the client (through the client gateway), and the client's packets go
+    // out with the peer's SNAT address and port.
+    const auto& snats = rig.svc->snat(sluice::net::Family::v4);
+    REQUIRE(snats.size() == 2);  // ours, then the peer's
+    CHECK(rig.svc->snat_own(sluice::net::Family::v4) == 1);
+    SessionReport peer = up[0];
+    peer.client_port_raw = htons(41000);
+    peer.snat_idx = 1;
+    peer.snat_port_raw = htons(3000);
+    peer.idle_ms = 100;
+    dp.learn_sessions(&peer, 1, 10);
+    CHECK(dp.counters().sync_installed == 1);
+    CHECK(pop_all(dp).empty());  // a learnt session is not reported again
+    auto reply = rig.run(from_backend(kBe2Mac).ipv4(kBe2, "192.0.2.200", 64).tcp(8080, 3000, kAck).payload(2).build(),
+                         11, 1);
+    REQUIRE(reply.verdict == Verdict::tx);
+    CHECK(sluice::test::hexdump(reply.bytes) ==
+          sluice::test::hexdump(to_client().ipv4(kVipFull, kClient, 63).tcp(80, 41000, kAck).payload(2).build()));
+    auto fwd = rig.run(from_client().ipv4(kClient, kVipFull, 64).tcp(41000, 80, kAck).build(), 12);
+    REQUIRE(fwd.verdict == Verdict::tx);
+    CHECK(sluice::test::hexdump(fwd.bytes) ==
+          sluice::test::hexdump(to_backend(kBe2Mac).ipv4("192.0.2.200", kBe2, 63).tcp(3000, 8080, kAck).build()));
+    // Its own flow of a tuple wins over a peer's report of it.
+    SessionReport clash = up[0];
+    clash.snat_idx = 1;
+    dp.learn_sessions(&clash, 1, 13);
+    CHECK(dp.counters().sync_conflicts == 1);
+    // The peer's remove takes its session away; its answers are then no flow's.
+    peer.kind = SessionReport::Kind::down;
+    dp.learn_sessions(&peer, 1, 14);
+    CHECK(dp.counters().sync_removed == 1);
+    CHECK(rig.run(from_backend(kBe2Mac).ipv4(kBe2, "192.0.2.200", 64).tcp(8080, 3000, kAck).build(), 15, 1).reason ==
+          Drop::no_flow);
+    // A report naming what this snapshot lacks is refused and counted.
+    SessionReport bad = up[0];
+    bad.snat_idx = 7;
+    dp.learn_sessions(&bad, 1, 16);
+    bad = up[0];
+    bad.vip = 0;  // a nat VIP
+    dp.learn_sessions(&bad, 1, 16);
+    CHECK(dp.counters().sync_install_refused == 2);
+    // Our session's end is reported.
+    rig.run(from_client().ipv4(kClient, kVipFull, 64).tcp(40000, 80, kRst).build(), 17);
+    CHECK(rig.run(from_backend(kBe2Mac).ipv4(kBe2, kSnat, 64).tcp(8080, 1024, kAck).build(), 18, 1).verdict ==
+          Verdict::tx);  // closing: still translated
+    dp.expire(400'000, 1u << 20);
+    auto down = pop_all(dp);
+    REQUIRE(!down.empty());
+    CHECK(down.back().kind == SessionReport::Kind::down);
+    CHECK(down.back().client_port_raw == htons(40000));
+}
+
+TEST_CASE("dataplane: a new fullnat flow never takes a peer's SNAT address", "[dataplane][sync]") {
+    Rig rig(sync_config());
+    for (uint16_t p = 0; p < 50; ++p) {
+        auto o = rig.run(from_client().ipv4(kClient, kVipFull, 64).tcp(static_cast<uint16_t>(30000 + p), 80, kSyn).build(),
+                         p);
+        REQUIRE(o.verdict == Verdict::tx);
+        CHECK(std::memcmp(o.bytes.data() + 26, ip(kSnat).bytes.data(), 4) == 0);
+    }
+}

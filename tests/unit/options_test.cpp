@@ -813,3 +813,73 @@ TEST_CASE("--mbcache sizes the per-lcore mbuf cache; --doctor asks for the pre-f
         {"doctor in a file", base({"--config", TempFile("doctor = 1\n").path}), {"only on the command line"}},
     });
 }
+
+TEST_CASE("replication: --sync-id, --sync-listen, --sync-peer, --sync-key and their rules", "[options]") {
+    const Args fullnat = {"--vip", "f,203.0.113.30:80/tcp,fullnat", "--backend", "f,198.51.100.11:80", "--neighbor",
+                          "198.51.100.11,02:00:00:00:00:11", "--snat", "203.0.113.201", "--client-gateway",
+                          "198.51.100.254", "--neighbor", "198.51.100.254,02:00:00:00:00:fe"};
+    auto with = [&](Args extra) {
+        Args a = fullnat;
+        a.insert(a.end(), extra.begin(), extra.end());
+        return a;
+    };
+    const Args sync = {"--sync-id", "1", "--sync-listen", "198.51.100.1", "--sync-key", "/etc/sluice/sync.key",
+                       "--sync-peer", "2,198.51.100.2:7500,snat=203.0.113.202,snat=2001:db8:3::202"};
+    auto r = parse_args(with(sync));
+    REQUIRE(r.ok());
+    const auto& y = r->config.sync;
+    CHECK(y.id == 1);
+    CHECK(y.listen == ip("198.51.100.1"));
+    CHECK(y.listen_port == sluice::lb::kDefaultSyncPort);
+    REQUIRE(y.peers.size() == 1);
+    CHECK(y.peers[0].id == 2);
+    CHECK(y.peers[0].port == 7500);
+    CHECK(y.peers[0].snat == std::vector{ip("203.0.113.202"), ip("2001:db8:3::202")});
+    CHECK(y.min_age_ms == 500);
+    CHECK(y.refresh_ms == 0);  // a third of the shorter timeout
+    auto more = parse_args(with({"--sync-id", "1", "--sync-listen", "198.51.100.1:9000", "--sync-key", "k",
+                                 "--sync-peer", "2,198.51.100.2", "--sync-min-age", "0", "--sync-refresh", "10s",
+                                 "--sync-rate", "5000"}));
+    REQUIRE(more.ok());
+    CHECK(more->config.sync.listen_port == 9000);
+    CHECK(more->config.sync.min_age_ms == 0);
+    CHECK(more->config.sync.refresh_ms == 10'000);
+    CHECK(more->config.sync.rate == 5000);
+
+    auto minus = [&](const std::string& option) {
+        Args a = sync;
+        auto it = std::find(a.begin(), a.end(), option);
+        a.erase(it, it + 2);
+        return with(a);
+    };
+    check_rejected({
+        {"a peer without an id", with({"--sync-peer", "198.51.100.2"}), {"expected ID,ADDR"}},
+        {"peers without --sync-id", with({"--sync-peer", "2,198.51.100.2"}), {"need --sync-id"}},
+        {"no key", minus("--sync-key"), {"--sync-key FILE"}},
+        {"no listen address", minus("--sync-listen"), {"--sync-listen ADDR"}},
+        {"no peer", minus("--sync-peer"), {"at least one --sync-peer"}},
+        {"a peer with our id", with({"--sync-id", "2", "--sync-listen", "198.51.100.1", "--sync-key", "k",
+                                     "--sync-peer", "2,198.51.100.2"}),
+         {"this instance's own --sync-id"}},
+        {"the same peer twice", with({"--sync-id", "1", "--sync-listen", "198.51.100.1", "--sync-key", "k",
+                                      "--sync-peer", "2,198.51.100.2", "--sync-peer", "2,198.51.100.3"}),
+         {"a second peer with that id"}},
+        {"a peer owning our SNAT address", with({"--sync-id", "1", "--sync-listen", "198.51.100.1", "--sync-key", "k",
+                                                  "--sync-peer", "2,198.51.100.2,snat=203.0.113.201"}),
+         {"203.0.113.201 is already an address of this instance"}},
+        {"an unknown peer field", with({"--sync-id", "1", "--sync-listen", "198.51.100.1", "--sync-key", "k",
+                                        "--sync-peer", "2,198.51.100.2,weight=3"}),
+         {"unknown field 'weight=3'"}},
+        {"a refresh too slow for the timeouts", with({"--sync-id", "1", "--sync-listen", "198.51.100.1", "--sync-key",
+                                                       "k", "--sync-peer", "2,198.51.100.2", "--sync-refresh", "20s"}),
+         {"--sync-refresh", "at most half"}},
+        {"a bare number", with({"--sync-id", "1", "--sync-listen", "198.51.100.1", "--sync-key", "k", "--sync-peer",
+                                "2,198.51.100.2", "--sync-min-age", "300"}),
+         {"a whole number and a unit"}},
+        {"fullnat without a client gateway",
+         {"--vip", "f,203.0.113.30:80/tcp,fullnat", "--backend", "f,198.51.100.11:80", "--neighbor",
+          "198.51.100.11,02:00:00:00:00:11", "--snat", "203.0.113.201", "--sync-id", "1", "--sync-listen",
+          "198.51.100.1", "--sync-key", "k", "--sync-peer", "2,198.51.100.2"},
+         {"needs an IPv4 --client-gateway"}},
+    });
+}
