@@ -229,6 +229,11 @@ cl_make_instance() {  # K
   bridge_port "$NS_LBN" br0 "lb$k"
   in_ns "$ns" ip link set lo up
   in_ns "$ns" sysctl -qw net.ipv6.conf.data.disable_ipv6=1   # the kernel holds no address on it
+  # net_af_packet leaves the kernel its copy of every frame: it must not take the IPv4 ones for
+  # the addresses on tap0 (a fullnat answer to a SNAT address would get a RST from the kernel)
+  # nor answer ARP on the wire. Strict reverse-path filtering drops them all: no route points
+  # at `data`.
+  in_ns "$ns" sysctl -qw net.ipv4.conf.data.rp_filter=1 net.ipv4.conf.data.arp_ignore=8
   in_ns "$ns" ip link set data up
   offloads_off "$ns" data
   cl_sluice_conf "$k"

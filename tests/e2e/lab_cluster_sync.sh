@@ -144,7 +144,7 @@ for f in 4 6; do
   [ "$via2" -gt 0 ] || fail "IPv$f: no download went through instance 2"
   [ $((ok * 100)) -ge $((n * 99)) ] || fail "IPv$f: under 99% of the downloads completed through the kill"
 done
-note "after the kill: survivors translated with instance 2's SNAT addresses: lb1 replies $(stat 1 replies), lb3 replies $(stat 3 replies)"
+note "answers translated since the start: lb1 $(stat 1 replies), lb3 $(stat 3 replies); sessions installed from peers: lb1 $(stat 1 sync_installed), lb3 $(stat 3 sync_installed)"
 
 # ---- 4. sticky clients after the failover ----------------------------------------------------------
 for f in 4 6; do
