@@ -552,7 +552,14 @@ std::string summary(const Config& c, const std::string& config_path) {
         plural(c.snat_addrs.size(), "SNAT address", "SNAT addresses"),
         plural(c.self_addrs.size(), "self address", "self addresses"),
         plural(c.neighbors.size(), "neighbor", "neighbors"),
-        c.flow_capacity, c.burst, c.rxd, c.txd);
+        c.flow_capacity, c.burst, c.rxd, c.txd) +
+           (c.sync.id ? fmt::format("replication: instance {} on {}, {}; sessions sent after {} ms, at most {} entries/s, "
+                                    "refreshed every {}.\n",
+                                    c.sync.id, net::to_string(c.sync.listen, c.sync.listen_port),
+                                    plural(c.sync.peers.size(), "peer", "peers"), c.sync.min_age_ms, c.sync.rate,
+                                    c.sync.refresh_ms ? fmt::format("{} ms", c.sync.refresh_ms)
+                                                      : std::string("third of the shorter timeout"))
+                      : std::string());
 }
 
 }  // namespace
