@@ -229,8 +229,9 @@ constexpr OptSpec kOptions[] = {
      "entries sent per second at most; over it adds wait and\n"
      "are counted (default 200000)"},
     {"sync-refresh", "DURATION", Kind::scalar, false, "Replication between instances (restart-only)",
-     "live sessions are sent again this often, below half the\n"
-     "established and UDP timeouts (default 60s)"},
+     "live sessions are sent again this often, at most half the\n"
+     "established and UDP timeouts (default: half the shorter\n"
+     "of them, at most 60s; 15s with the default timeouts)"},
     {"kernel-if", "NAME", Kind::scalar, false, "Process settings (restart-only)",
      "exception path: a TAP interface NAME<port> per data port\n"
      "for Sluice's kernel side (its --self addresses go on the\n"
@@ -412,6 +413,11 @@ public:
             origins_.backends[it->second].push_back(std::move(p.opt));
         }
         pending_.clear();
+        // Unset, the refresh period follows the timeouts the rule measures it against, so that
+        // shortening --timeout-udp does not make an option nobody gave wrong.
+        if (!origins_.scalars.count("sync-refresh"))
+            cfg_.sync.refresh_ms =
+                std::min<uint32_t>(60'000, std::min(cfg_.timeouts.tcp_established_ms, cfg_.timeouts.udp_ms) / 2);
         if (auto s = check(cfg_, &origins_); !s) return make_error(s.error());
         return std::move(cfg_);
     }
