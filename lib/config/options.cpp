@@ -230,7 +230,8 @@ constexpr OptSpec kOptions[] = {
      "are counted (default 200000)"},
     {"sync-refresh", "DURATION", Kind::scalar, false, "Replication between instances (restart-only)",
      "live sessions are sent again this often, at most half the\n"
-     "established and UDP timeouts (default: a third of them)"},
+     "established and UDP timeouts (default: half the shorter\n"
+     "of them, at most 60s; 15s with the default timeouts)"},
     {"kernel-if", "NAME", Kind::scalar, false, "Process settings (restart-only)",
      "exception path: a TAP interface NAME<port> per data port\n"
      "for Sluice's kernel side (its --self addresses go on the\n"
@@ -412,6 +413,11 @@ public:
             origins_.backends[it->second].push_back(std::move(p.opt));
         }
         pending_.clear();
+        // Unset, the refresh period follows the timeouts the rule measures it against, so that
+        // shortening --timeout-udp does not make an option nobody gave wrong.
+        if (!origins_.scalars.count("sync-refresh"))
+            cfg_.sync.refresh_ms =
+                std::min<uint32_t>(60'000, std::min(cfg_.timeouts.tcp_established_ms, cfg_.timeouts.udp_ms) / 2);
         if (auto s = check(cfg_, &origins_); !s) return make_error(s.error());
         return std::move(cfg_);
     }
@@ -554,11 +560,10 @@ std::string summary(const Config& c, const std::string& config_path) {
         plural(c.neighbors.size(), "neighbor", "neighbors"),
         c.flow_capacity, c.burst, c.rxd, c.txd) +
            (c.sync.id ? fmt::format("replication: instance {} on {}, {}; sessions sent after {} ms, at most {} entries/s, "
-                                    "refreshed every {}.\n",
+                                    "refreshed every {} ms.\n",
                                     c.sync.id, net::to_string(c.sync.listen, c.sync.listen_port),
                                     plural(c.sync.peers.size(), "peer", "peers"), c.sync.min_age_ms, c.sync.rate,
-                                    c.sync.refresh_ms ? fmt::format("{} ms", c.sync.refresh_ms)
-                                                      : std::string("third of the shorter timeout"))
+                                    c.sync.refresh_ms)
                       : std::string());
 }
 

@@ -123,7 +123,8 @@ SyncAgent::SyncAgent(const lb::SyncConf& conf, const lb::Timeouts& timeouts, syn
                      int fd, std::function<void(const std::string&)> log)
     : conf_(conf), timeouts_(timeouts), enc_(std::move(enc)), rx_(std::move(rx)), fd_(fd), log_(std::move(log)) {
     for (const auto& p : conf.peers) peers_.push_back(PeerState{p});
-    if (!conf_.refresh_ms) conf_.refresh_ms = std::max<uint32_t>(1000, std::min(timeouts.tcp_established_ms, timeouts.udp_ms) / 3);
+    if (!conf_.refresh_ms)  // a Config built in code may leave it to the timeouts, as the options do
+        conf_.refresh_ms = std::max<uint32_t>(1000, std::min(timeouts.tcp_established_ms, timeouts.udp_ms) / 2);
     buf_.resize(sync::kMaxDatagramBytes + 1);
     tokens_ = conf.rate;
 }
@@ -233,6 +234,10 @@ void SyncAgent::take_reports(uint64_t now, Workers& workers, const lb::Service& 
                     ++c_.reports_cancelled;
                     continue;
                 }
+                if (closed_unsent_.erase(k)) {  // closed before its age came: never sent either
+                    ++c_.reports_cancelled;
+                    continue;
+                }
                 auto s = to_session(r, service);
                 if (!s) {
                     ++c_.unknown_service;
@@ -242,13 +247,24 @@ void SyncAgent::take_reports(uint64_t now, Workers& workers, const lb::Service& 
                 continue;
             }
             if (it != pending_index_.end()) {  // a state change before it was sent
+                // Closed (FIN from both sides, or an RST) before --sync-min-age: a short flow,
+                // which stays here. Its end is reported only when it expires, a closing timeout
+                // later, long after its age has come: kept pending, it would be sent.
+                if (r.state == lb::FlowState::tcp_closing && closed_unsent_.size() < kMaxPending) {
+                    pending_.erase(it->second);
+                    pending_index_.erase(it);
+                    closed_unsent_.insert(k);
+                    continue;
+                }
                 it->second->report = r;
                 continue;
             }
+            // A closed flow's tuple opened again (a new SYN): a session of its own, confirmed anew.
+            const bool reopened = closed_unsent_.erase(k) != 0;
             // The first report of a session is its confirmation; any later one is a change of
             // a session already sent (or lost to a full ring), which goes at once.
             const bool first = r.state == lb::FlowState::tcp_established || r.state == lb::FlowState::udp;
-            if (!first) {
+            if (!first && !reopened) {
                 if (auto s = to_session(r, service)) urgent_.push_back(*s);
                 continue;
             }

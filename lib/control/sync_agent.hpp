@@ -4,7 +4,8 @@
 //
 // Out: the workers report their fullnat sessions (lib/lb/dp_sync.cpp) and persistence entries;
 // a session is sent once it has been confirmed for --sync-min-age (a shorter one never leaves
-// the instance: its add and remove cancel here), and its end when it was sent. Adds wait for
+// the instance: one that closes (both FINs, or an RST) or ends before then is held back, and
+// its add and remove cancel here), and its end when it was sent. Adds wait for
 // the --sync-rate budget; removes and persistence entries go first. Every --sync-refresh the
 // workers' sessions are walked and sent again (a peer's copy lives one timeout past the last
 // refresh), which also repairs what the network lost beyond the protocol's resends.
@@ -28,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "lib/common/expected.hpp"
@@ -150,6 +152,8 @@ private:
     std::vector<PeerState> peers_;
     std::list<Pending> pending_;  // confirmed sessions waiting for their age or the rate budget
     std::unordered_map<SessKey, std::list<Pending>::iterator, SessKeyHash> pending_index_;
+    // Sessions that closed while pending: never sent, so their end is not sent either.
+    std::unordered_set<SessKey, SessKeyHash> closed_unsent_;
     std::vector<sync::Entry> urgent_;  // removes and updates: not held back by the rate budget
     double tokens_ = 0;
     uint64_t tokens_ms_ = 0;

@@ -147,8 +147,7 @@ struct SyncConf {
     std::string key_file;
     uint32_t min_age_ms = 500;      // a session is sent once it has lived this long (0: at once)
     uint32_t rate = 200'000;        // entries per second at most (adds; removes go first)
-    uint32_t refresh_ms = 0;        // live sessions are sent again this often; 0: a third of
-                                    // the shorter of the established and UDP timeouts
+    uint32_t refresh_ms = 15'000;   // live sessions are sent again this often (half the UDP timeout)
     uint32_t mtu = 1400;            // largest datagram (UDP payload)
     friend bool operator==(const SyncConf&, const SyncConf&) = default;
 };

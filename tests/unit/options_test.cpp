@@ -836,7 +836,7 @@ TEST_CASE("replication: --sync-id, --sync-listen, --sync-peer, --sync-key and th
     CHECK(y.peers[0].port == 7500);
     CHECK(y.peers[0].snat == std::vector{ip("203.0.113.202"), ip("2001:db8:3::202")});
     CHECK(y.min_age_ms == 500);
-    CHECK(y.refresh_ms == 0);  // a third of the shorter timeout
+    CHECK(y.refresh_ms == 15'000);  // half the default UDP timeout
     auto more = parse_args(with({"--sync-id", "1", "--sync-listen", "198.51.100.1:9000", "--sync-key", "k",
                                  "--sync-peer", "2,198.51.100.2", "--sync-min-age", "0", "--sync-refresh", "10s",
                                  "--sync-rate", "5000"}));
@@ -882,4 +882,37 @@ TEST_CASE("replication: --sync-id, --sync-listen, --sync-peer, --sync-key and th
           "198.51.100.1", "--sync-key", "k", "--sync-peer", "2,198.51.100.2"},
          {"needs an IPv4 --client-gateway"}},
     });
+}
+
+TEST_CASE("replication without --sync-refresh takes half the shorter of the established and UDP timeouts", "[options]") {
+    const Args base = {"--vip", "web,203.0.113.10:80/tcp,fullnat", "--backend", "web,198.51.100.11:8080",
+                       "--neighbor", "198.51.100.11,02:00:00:00:00:11", "--snat", "203.0.113.100",
+                       "--client-gateway", "192.0.2.254", "--neighbor", "192.0.2.254,02:00:00:00:00:fe",
+                       "--sync-id", "1", "--sync-listen", "127.0.0.1", "--sync-peer", "2,127.0.0.2",
+                       "--sync-key", "/nonexistent/sync.key"};
+    auto defaults = parse_args(base);
+    INFO((defaults ? std::string() : defaults.error()));
+    REQUIRE(defaults);
+    CHECK(defaults->config.sync.refresh_ms == 15'000);  // the default UDP timeout is 30 s
+    // The in-code default obeys the rule with the default timeouts too.
+    CHECK(validate(defaults->config).ok());
+
+    Args shorter = base;
+    shorter.insert(shorter.end(), {"--timeout-udp", "8"});
+    auto s = parse_args(shorter);
+    REQUIRE(s);
+    CHECK(s->config.sync.refresh_ms == 4'000);
+
+    Args longer = base;
+    longer.insert(longer.end(), {"--timeout-udp", "600", "--timeout-tcp-established", "900"});
+    auto l = parse_args(longer);
+    REQUIRE(l);
+    CHECK(l->config.sync.refresh_ms == 60'000);  // at most 60 s
+
+    // Given, it is held to the rule.
+    Args given = base;
+    given.insert(given.end(), {"--sync-refresh", "20s"});
+    auto g = parse_args(given);
+    REQUIRE_FALSE(g);
+    CHECK_THAT(g.error(), Contains("--sync-refresh"));
 }
