@@ -396,16 +396,28 @@ private:
                                      _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(hi, s))) << 4);
     }
 
+    // The common case inline: a free slot in the primary bucket, else in the alternate (whose
+    // address is only computed then). A full pair goes to the displacement walk, out of line:
+    // its stack frame and the registers it saves would otherwise cost every insert.
     bool index_insert(uint64_t h, uint32_t ref) noexcept {
-        uint32_t sig = sig_of(h);
-        uint32_t b = bucket_of(h);
-        for (uint32_t cand : {b, alt_bucket(b, sig)}) {
-            if (int s = free_slot(buckets_[cand]); s >= 0) {
-                place(cand, static_cast<uint32_t>(s), sig, ref);
-                if (cand != b) mark_overflow(b);
+        const uint32_t sig = sig_of(h);
+        const uint32_t b = bucket_of(h);
+        if (int s = free_slot(buckets_[b]); s >= 0) [[likely]] {
+            place(b, static_cast<uint32_t>(s), sig, ref);
+            return true;
+        }
+        if (const uint32_t b2 = alt_bucket(b, sig); b2 != b) {
+            if (int s = free_slot(buckets_[b2]); s >= 0) {
+                place(b2, static_cast<uint32_t>(s), sig, ref);
+                mark_overflow(b);
                 return true;
             }
         }
+        return displace(b, sig, ref);
+    }
+
+    // Places (sig, ref), whose two buckets are full, by moving entries to their other buckets.
+    [[gnu::noinline]] bool displace(uint32_t b, uint32_t sig, uint32_t ref) noexcept {
         // Displacement walk: kick a slot to its alternate bucket, bounded; undone on failure.
         constexpr int kMaxKicks = 64;
         struct Step { uint32_t bucket; uint32_t slot; };
@@ -527,9 +539,14 @@ private:
     // index_insert(), and when both candidate buckets are full, once more after freeing a flow
     // of theirs that is idle past its timeout (an expired flow never holds a slot a newcomer
     // needs). The record being inserted is not yet in use, so it is never the one freed.
+    // The first try inline, the rest (rare: a full pair of buckets) out of line.
     template <class OnDrop>
     bool index_insert_reclaiming(uint64_t h, uint32_t ref, uint32_t now_ms, OnDrop& on_drop) noexcept {
-        if (index_insert(h, ref)) return true;
+        if (index_insert(h, ref)) [[likely]] return true;
+        return reclaim_and_insert(h, ref, now_ms, on_drop);
+    }
+    template <class OnDrop>
+    [[gnu::noinline]] bool reclaim_and_insert(uint64_t h, uint32_t ref, uint32_t now_ms, OnDrop& on_drop) noexcept {
         const uint32_t sig = sig_of(h);
         const uint32_t b1 = bucket_of(h);
         for (uint32_t cand : {b1, alt_bucket(b1, sig)}) {
