@@ -500,12 +500,11 @@ void Dataplane::forward_general(PacketRef& p, const ParsedPacket& pp, uint16_t v
         // An unconfirmed flow is the first a full table gives up (a SYN flood evicts it before
         // the backend has answered): in nat its answer can still go back without the flow.
         if (!syn && vip.mode == Mode::nat) remember_client<A>(p, pp);
-        auto rehash = [this](uint32_t vid, uint64_t& a, uint64_t& b, bool& r) {
+        auto on_drop = [this](uint32_t vid) {
             if (flow_log_.enabled()) [[unlikely]] log_close<A>(vid, FlowEvent::Why::evicted);
             flow_gone<A>(vid);
-            flow_hashes<A>(vid, a, b, r);
         };
-        id = ft.insert(hf, hr, !direct_return(vip.mode), state, now_ms, rehash);
+        id = ft.insert(hf, hr, !direct_return(vip.mode), state, now_ms, on_drop);
         if (id == FlowTable<A>::kNone) return forward_stateless<A>(p, pp, vip_idx, be_idx, Drop::flow_table_full);
         FlowRecord<A>& rec = ft.record(id);
         std::memcpy(rec.client_addr, client, A);

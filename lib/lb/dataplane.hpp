@@ -332,8 +332,6 @@ private:
     template <size_t A>
     bool pick_snat(const BackendEntry& b, uint8_t proto, uint32_t now_ms, uint8_t& idx, uint16_t& port_raw) noexcept;
     template <size_t A>
-    void flow_hashes(uint32_t id, uint64_t& h_fwd, uint64_t& h_rev, bool& has_rev) const noexcept;
-    template <size_t A>
     void remove_flow(uint32_t id, FlowEvent::Why why) noexcept;
     // The backends' flow gauges (TrafficCounters::active_flows, inactive_flows) follow every
     // flow: set_flow_state() instead of the table's set_state(), flow_gone() on each removal.

@@ -201,22 +201,6 @@ uint16_t Dataplane::rss_owner(const uint8_t* src, const uint8_t* dst, uint16_t s
 }
 
 template <size_t A>
-void Dataplane::flow_hashes(uint32_t id, uint64_t& h_fwd, uint64_t& h_rev, bool& has_rev) const noexcept {
-    const FlowRecord<A>& r = table<A>().record(id);
-    const VipEntry& v = service_->vips()[r.vip];
-    const BackendEntry& b = service_->backends()[r.backend];
-    h_fwd = dp::fwd_hash<A>(hash_, r.vip, r.client_addr, r.client_port_raw);
-    has_rev = !direct_return(v.mode);
-    const auto proto = static_cast<uint8_t>(v.proto);
-    if (v.mode == Mode::nat) {
-        h_rev = dp::rev_hash<A>(hash_, b.addr.bytes.data(), r.client_addr, b.port_raw, r.client_port_raw, proto);
-    } else if (v.mode == Mode::fullnat) {
-        const net::IpAddr& s = service_->snat(dp::Ip<A>::kFamily)[r.snat_idx];
-        h_rev = dp::rev_hash<A>(hash_, b.addr.bytes.data(), s.bytes.data(), b.port_raw, r.snat_port_raw, proto);
-    }
-}
-
-template <size_t A>
 inline void Dataplane::set_flow_state(uint32_t id, FlowState s, uint32_t now_ms) noexcept {
     FlowTable<A>& ft = table<A>();
     const FlowRecord<A>& r = ft.record(id);
@@ -243,10 +227,7 @@ void Dataplane::remove_flow(uint32_t id, FlowEvent::Why why) noexcept {
     if (flow_log_.enabled()) [[unlikely]] log_close<A>(id, why);
     flow_gone<A>(id);
     if (why == FlowEvent::Why::idle) persist_flow_ended<A>(id);
-    uint64_t hf = 0, hr = 0;
-    bool has_rev = false;
-    flow_hashes<A>(id, hf, hr, has_rev);
-    table<A>().remove(id, hf, hr, has_rev, why == FlowEvent::Why::idle);
+    table<A>().remove(id, why == FlowEvent::Why::idle);
 }
 
 }  // namespace sluice::lb

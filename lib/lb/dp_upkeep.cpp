@@ -98,17 +98,15 @@ void Dataplane::expire(uint32_t now_ms, uint32_t budget) noexcept {
             return e.backend >= backends.size() || backends[e.backend].removed;
         });
     }
-    flows4_->expire(now_ms, budget, [this](uint32_t id, uint64_t& a, uint64_t& b, bool& r) {
+    flows4_->expire(now_ms, budget, [this](uint32_t id) {
         if (flow_log_.enabled()) [[unlikely]] log_close<4>(id, FlowEvent::Why::expired);
         persist_flow_ended<4>(id);
         flow_gone<4>(id);
-        flow_hashes<4>(id, a, b, r);
     });
-    flows6_->expire(now_ms, budget, [this](uint32_t id, uint64_t& a, uint64_t& b, bool& r) {
+    flows6_->expire(now_ms, budget, [this](uint32_t id) {
         if (flow_log_.enabled()) [[unlikely]] log_close<16>(id, FlowEvent::Why::expired);
         persist_flow_ended<16>(id);
         flow_gone<16>(id);
-        flow_hashes<16>(id, a, b, r);
     });
 }
 

@@ -2,7 +2,7 @@
 //
 // Maglev is the ground truth; this table only remembers decisions so established flows keep
 // their backend when the backend set changes, and maps replies of nat/fullnat flows back to
-// their flow. Layout, chosen to stay under 64 bytes per IPv4 flow with both directions:
+// their flow. Layout, chosen to stay within 64 bytes per IPv4 flow with both directions:
 //  - records: one FlowRecord<A> per flow in a flat array (36 bytes for IPv4, 48 for IPv6);
 //  - index: partial-key cuckoo hash (two candidate buckets, 8 slots of {32-bit signature,
 //    32-bit reference} per 64-byte bucket), one slot per direction. The alternate bucket is
@@ -10,6 +10,12 @@
 //    stored twice, a hit is confirmed against the record by the caller's predicate.
 //    Sized for 2 x capacity slots at <= 85% load: ~19 bytes per flow. Hashes come from the
 //    caller, keyed (lib/lb/flow_hash.hpp), so an outsider cannot aim at a bucket.
+//  - slot positions: where each direction of each flow sits in the index (bucket x 8 + slot),
+//    kept up to date as entries move; 8 bytes per flow beside the buckets. Removing a flow
+//    (eviction, expiry, removal) clears its slots through them, so it needs neither its keys
+//    nor a hash: otherwise each flow a full table evicts for a newcomer costs two keyed hashes
+//    on the newcomer's dependent chain. Lookups never read them, so the established path
+//    touches what it did.
 //  - expiry: one timer wheel per timeout class (256 slots of timeout/128 ms each). A flow is
 //    filed under the slot of its deadline when it is created or changes state; touching it
 //    only stamps last_ms. The expiry pass walks the slots whose time has passed: flows idle
@@ -31,8 +37,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <new>
+#include <stdexcept>
 
 #include <emmintrin.h>
 
@@ -93,6 +99,9 @@ public:
     using Record = FlowRecord<A>;
     static constexpr uint32_t kNone = 0xFFFFFFFFu;
     static constexpr uint32_t kSlots = 8;
+    // Slot positions are 32-bit (bucket x kSlots + slot): room for 2^28 flows, four times
+    // --flow-capacity's maximum.
+    static constexpr uint32_t kMaxCapacity = 1u << 28;
     // A reference stored in the index: flow id << 1 | direction (0 forward, 1 reverse).
     static constexpr uint32_t ref_id(uint32_t ref) noexcept { return ref >> 1; }
     static constexpr uint32_t ref_dir(uint32_t ref) noexcept { return ref & 1u; }
@@ -109,21 +118,31 @@ public:
         capacity = std::max<uint32_t>(capacity, 2);
         return std::max<uint32_t>(16, static_cast<uint32_t>((2ull * capacity * 100 / 85 + kSlots - 1) / kSlots));
     }
-    // The bytes a table of `capacity` flows allocates: buckets, overflow bits and records (the
-    // huge arrays then round up to whole pages; memory_bytes() says what was mapped).
-    static constexpr uint64_t bytes_for(uint32_t capacity) noexcept {
+    // The index's bytes: buckets, overflow bits and two slot positions per flow, in one mapping.
+    static constexpr uint64_t index_bytes_for(uint32_t capacity) noexcept {
         const uint64_t buckets = buckets_for(capacity);
         return sizeof(Bucket) * buckets + sizeof(uint64_t) * ((buckets + 63) / 64) +
-               sizeof(Record) * uint64_t{std::max<uint32_t>(capacity, 2)};
+               sizeof(uint32_t) * 2 * uint64_t{std::max<uint32_t>(capacity, 2)};
+    }
+    // The bytes a table of `capacity` flows allocates: the index and the records (the huge
+    // arrays then round up to whole pages; memory_bytes() says what was mapped).
+    static constexpr uint64_t bytes_for(uint32_t capacity) noexcept {
+        return index_bytes_for(capacity) + sizeof(Record) * uint64_t{std::max<uint32_t>(capacity, 2)};
     }
 
+    // Throws std::length_error above kMaxCapacity, std::bad_alloc when the memory is not there.
     FlowTable(uint32_t capacity, const Timeouts& t) : capacity_(std::max<uint32_t>(capacity, 2)) {
+        if (capacity_ > kMaxCapacity) throw std::length_error("flow table capacity above 2^28");
         nb_buckets_ = buckets_for(capacity_);
         // Huge pages where the kernel gives them: lookups land anywhere in these arrays.
         // Zeroed here, so the pages are first touched (and placed) by the constructing thread.
-        buckets_ = HugeArray<Bucket>(nb_buckets_);
-        overflow_.reset(new uint64_t[(nb_buckets_ + 63) / 64]());
-        std::memset(static_cast<void*>(buckets_.get()), 0, sizeof(Bucket) * nb_buckets_);
+        // One mapping for the index: the slot positions fill what the buckets leave of a page.
+        index_ = HugeArray<uint8_t>(index_bytes_for(capacity_));
+        std::memset(index_.get(), 0, index_bytes_for(capacity_));
+        buckets_ = reinterpret_cast<Bucket*>(index_.get());
+        overflow_ = reinterpret_cast<uint64_t*>(buckets_ + nb_buckets_);
+        pos_ = reinterpret_cast<uint32_t*>(overflow_ + (nb_buckets_ + 63) / 64);
+        std::memset(static_cast<void*>(pos_), 0xFF, sizeof(uint32_t) * 2 * uint64_t{capacity_});  // kNone
         records_ = HugeArray<Record>(capacity_);
         std::memset(static_cast<void*>(records_.get()), 0, sizeof(Record) * capacity_);
         for (uint32_t i = 0; i < capacity_; ++i) records_[i].next = i + 1 < capacity_ ? i + 1 : kNone;
@@ -149,9 +168,7 @@ public:
     uint32_t capacity() const noexcept { return capacity_; }
     uint32_t size() const noexcept { return used_; }
     const FlowTableStats& stats() const noexcept { return stats_; }
-    size_t memory_bytes() const noexcept {
-        return buckets_.bytes() + sizeof(uint64_t) * ((nb_buckets_ + 63) / 64) + records_.bytes();
-    }
+    size_t memory_bytes() const noexcept { return index_.bytes() + records_.bytes(); }
     Record& record(uint32_t id) noexcept { return records_[id]; }
     const Record& record(uint32_t id) const noexcept { return records_[id]; }
 
@@ -198,22 +215,22 @@ public:
 
     // Takes a free record (reclaiming an expired flow or evicting a less valuable one when none
     // is free; see the file comment) and indexes it under h_fwd (and h_rev unless has_rev is
-    // false). The caller fills the record's key fields. rehash(id, h_fwd&, h_rev&, has_rev&)
-    // recomputes a victim's hashes. Returns the id, or kNone: refused (every flow must be
-    // kept: stats().refusals) or no index slot (stats().insert_failures).
-    template <class Rehash>
+    // false). The caller fills the record's key fields. on_drop(id) is called for each flow
+    // freed to make room, while its record still holds it. Returns the id, or kNone: refused
+    // (every flow must be kept: stats().refusals) or no index slot (stats().insert_failures).
+    template <class OnDrop>
     uint32_t insert(uint64_t h_fwd, uint64_t h_rev, bool has_rev, FlowState state, uint32_t now_ms,
-                    Rehash&& rehash) noexcept {
-        if (free_head_ == kNone && !evict_one(now_ms, rehash)) {
+                    OnDrop&& on_drop) noexcept {
+        if (free_head_ == kNone && !evict_one(now_ms, on_drop)) {
             ++stats_.refusals;
             return kNone;
         }
         // Taken off the free list first: reclaiming an index slot below may free other records.
         const uint32_t id = free_head_;
         free_head_ = records_[id].next;
-        const bool indexed = index_insert_reclaiming(h_fwd, id << 1, now_ms, rehash);
-        if (!indexed || (has_rev && !index_insert_reclaiming(h_rev, id << 1 | 1u, now_ms, rehash))) {
-            if (indexed) index_erase(h_fwd, id << 1);
+        const bool indexed = index_insert_reclaiming(h_fwd, id << 1, now_ms, on_drop);
+        if (!indexed || (has_rev && !index_insert_reclaiming(h_rev, id << 1 | 1u, now_ms, on_drop))) {
+            if (indexed) index_erase(id << 1);
             records_[id].next = free_head_;
             free_head_ = id;
             ++stats_.insert_failures;
@@ -247,19 +264,19 @@ public:
         list_push(id, extend(now_ms) + timeout_ms(s));
     }
 
-    // Removes flow id (whose hashes the caller supplies); `expired` picks the counter.
-    void remove(uint32_t id, uint64_t h_fwd, uint64_t h_rev, bool has_rev, bool expired) noexcept {
-        index_erase(h_fwd, id << 1);
-        if (has_rev) index_erase(h_rev, id << 1 | 1u);
+    // Removes flow id; `expired` picks the counter.
+    void remove(uint32_t id, bool expired) noexcept {
+        unindex(id);
         list_unlink(id);
         release(id);
         ++(expired ? stats_.expiries : stats_.removals);
     }
 
     // Frees flows idle past their timeout, doing at most `budget` units of work (flows
-    // examined or empty slots passed); returns the work done.
-    template <class Rehash>
-    uint32_t expire(uint32_t now_ms, uint32_t budget, Rehash&& rehash) noexcept {
+    // examined or empty slots passed); returns the work done. on_drop(id) is called for each
+    // flow freed, while its record still holds it.
+    template <class OnDrop>
+    uint32_t expire(uint32_t now_ms, uint32_t budget, OnDrop&& on_drop) noexcept {
         // Called between every two bursts, mostly within the same millisecond: once a pass has
         // done all the work due at now_ms, nothing more can fall due before the clock moves
         // (flows filed since have deadlines after now_ms).
@@ -285,7 +302,7 @@ public:
                 Record& r = records_[id];
                 ++work;
                 if (static_cast<int32_t>(now_ms - r.last_ms) >= static_cast<int32_t>(timeout_ms_[c])) {
-                    drop_flow(id, rehash);
+                    drop_flow(id, on_drop);
                     ++stats_.expiries;
                 } else {
                     list_unlink(id);
@@ -300,6 +317,40 @@ public:
     }
 
     uint32_t timeout_ms(FlowState s) const noexcept { return timeout_ms_[static_cast<int>(s) - 1]; }
+
+    // Where ref (id << 1 | dir) sits in the index: bucket x kSlots + slot, or kNone.
+    uint32_t position(uint32_t ref) const noexcept { return pos_[ref]; }
+    // For tests: is ref (id << 1 | dir) indexed where its slot position says, under hash h (in
+    // one of h's two buckets, with h's signature)? O(1).
+    bool indexed_at(uint32_t ref, uint64_t h) const noexcept {
+        const uint32_t at = pos_[ref];
+        if (at == kNone) return false;
+        const uint32_t b = at / kSlots, b1 = bucket_of(h), sig = sig_of(h);
+        const Bucket& bk = buckets_[b];
+        return bk.ref[at % kSlots] == ref && bk.sig[at % kSlots] == sig && (b == b1 || b == alt_bucket(b1, sig));
+    }
+    // For tests: every occupied index slot is where its reference's position says, and every
+    // position points at a slot holding its reference. O(table).
+    bool positions_consistent() const noexcept {
+        uint64_t occupied = 0;
+        for (uint32_t b = 0; b < nb_buckets_; ++b)
+            for (uint32_t i = 0; i < kSlots; ++i) {
+                if (buckets_[b].sig[i] == 0) continue;
+                ++occupied;
+                const uint32_t ref = buckets_[b].ref[i];
+                if (ref_id(ref) >= capacity_ || pos_[ref] != b * kSlots + i) return false;
+            }
+        uint64_t positions = 0;
+        for (uint64_t ref = 0; ref < 2ull * capacity_; ++ref) {
+            const uint32_t at = pos_[ref];
+            if (at == kNone) continue;
+            ++positions;
+            if (at / kSlots >= nb_buckets_ || buckets_[at / kSlots].ref[at % kSlots] != ref ||
+                buckets_[at / kSlots].sig[at % kSlots] == 0)
+                return false;
+        }
+        return occupied == positions;
+    }
 
 private:
     struct List {
@@ -347,17 +398,28 @@ private:
                                      _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(hi, s))) << 4);
     }
 
+    // The common case inline: a free slot in the primary bucket, else in the alternate (whose
+    // address is only computed then). A full pair goes to the displacement walk, out of line:
+    // its stack frame and the registers it saves would otherwise cost every insert.
     bool index_insert(uint64_t h, uint32_t ref) noexcept {
-        uint32_t sig = sig_of(h);
-        uint32_t b = bucket_of(h);
-        for (uint32_t cand : {b, alt_bucket(b, sig)}) {
-            if (int s = free_slot(buckets_[cand]); s >= 0) {
-                buckets_[cand].sig[s] = sig;
-                buckets_[cand].ref[s] = ref;
-                if (cand != b) mark_overflow(b);
+        const uint32_t sig = sig_of(h);
+        const uint32_t b = bucket_of(h);
+        if (int s = free_slot(buckets_[b]); s >= 0) [[likely]] {
+            place(b, static_cast<uint32_t>(s), sig, ref);
+            return true;
+        }
+        if (const uint32_t b2 = alt_bucket(b, sig); b2 != b) {
+            if (int s = free_slot(buckets_[b2]); s >= 0) {
+                place(b2, static_cast<uint32_t>(s), sig, ref);
+                mark_overflow(b);
                 return true;
             }
         }
+        return displace(b, sig, ref);
+    }
+
+    // Places (sig, ref), whose two buckets are full, by moving entries to their other buckets.
+    [[gnu::noinline]] bool displace(uint32_t b, uint32_t sig, uint32_t ref) noexcept {
         // Displacement walk: kick a slot to its alternate bucket, bounded; undone on failure.
         constexpr int kMaxKicks = 64;
         struct Step { uint32_t bucket; uint32_t slot; };
@@ -373,8 +435,11 @@ private:
             mark_overflow(cur_b);
             cur_b = alt_bucket(cur_b, cur_sig);
             if (int s = free_slot(buckets_[cur_b]); s >= 0) {
-                buckets_[cur_b].sig[s] = cur_sig;
-                buckets_[cur_b].ref[s] = cur_ref;
+                place(cur_b, static_cast<uint32_t>(s), cur_sig, cur_ref);
+                // The walk's slots hold other entries now (the new one in the first): their
+                // positions follow, read back so an entry kicked twice ends up where it is.
+                for (int j = 0; j <= k; ++j)
+                    pos_[buckets_[path[j].bucket].ref[path[j].slot]] = path[j].bucket * kSlots + path[j].slot;
                 return true;
             }
             if (k + 1 == kMaxKicks) {
@@ -393,18 +458,24 @@ private:
     bool overflowed(uint32_t b) const noexcept { return (overflow_[b / 64] >> (b % 64)) & 1u; }
     void mark_overflow(uint32_t b) noexcept { overflow_[b / 64] |= uint64_t{1} << (b % 64); }
 
-    void index_erase(uint64_t h, uint32_t ref) noexcept {
-        const uint32_t sig = sig_of(h);
-        const uint32_t b1 = bucket_of(h);
-        for (uint32_t cand : {b1, alt_bucket(b1, sig)}) {
-            Bucket& bk = buckets_[cand];
-            for (uint32_t i = 0; i < kSlots; ++i)
-                if (bk.ref[i] == ref && bk.sig[i] == sig) {
-                    bk.sig[i] = 0;
-                    bk.ref[i] = 0;
-                    return;
-                }
-        }
+    void place(uint32_t b, uint32_t slot, uint32_t sig, uint32_t ref) noexcept {
+        buckets_[b].sig[slot] = sig;
+        buckets_[b].ref[slot] = ref;
+        pos_[ref] = b * kSlots + slot;
+    }
+
+    // Clears ref's slot, found through its position (ref must be indexed).
+    void index_erase(uint32_t ref) noexcept {
+        const uint32_t at = pos_[ref];
+        Bucket& bk = buckets_[at / kSlots];
+        bk.sig[at % kSlots] = 0;
+        bk.ref[at % kSlots] = 0;
+        pos_[ref] = kNone;
+    }
+    // Both directions of flow id (the reverse one only if it was indexed: not for dsr).
+    void unindex(uint32_t id) noexcept {
+        index_erase(id << 1);
+        if (pos_[id << 1 | 1u] != kNone) index_erase(id << 1 | 1u);
     }
 
     static constexpr uint32_t kWheelSlots = 256;
@@ -459,13 +530,10 @@ private:
         --used_;
     }
 
-    template <class Rehash>
-    void drop_flow(uint32_t id, Rehash& rehash) noexcept {
-        uint64_t hf = 0, hr = 0;
-        bool has_rev = false;
-        rehash(id, hf, hr, has_rev);
-        index_erase(hf, id << 1);
-        if (has_rev) index_erase(hr, id << 1 | 1u);
+    template <class OnDrop>
+    void drop_flow(uint32_t id, OnDrop& on_drop) noexcept {
+        on_drop(id);
+        unindex(id);
         list_unlink(id);
         release(id);
     }
@@ -473,9 +541,14 @@ private:
     // index_insert(), and when both candidate buckets are full, once more after freeing a flow
     // of theirs that is idle past its timeout (an expired flow never holds a slot a newcomer
     // needs). The record being inserted is not yet in use, so it is never the one freed.
-    template <class Rehash>
-    bool index_insert_reclaiming(uint64_t h, uint32_t ref, uint32_t now_ms, Rehash& rehash) noexcept {
-        if (index_insert(h, ref)) return true;
+    // The first try inline, the rest (rare: a full pair of buckets) out of line.
+    template <class OnDrop>
+    bool index_insert_reclaiming(uint64_t h, uint32_t ref, uint32_t now_ms, OnDrop& on_drop) noexcept {
+        if (index_insert(h, ref)) [[likely]] return true;
+        return reclaim_and_insert(h, ref, now_ms, on_drop);
+    }
+    template <class OnDrop>
+    [[gnu::noinline]] bool reclaim_and_insert(uint64_t h, uint32_t ref, uint32_t now_ms, OnDrop& on_drop) noexcept {
         const uint32_t sig = sig_of(h);
         const uint32_t b1 = bucket_of(h);
         for (uint32_t cand : {b1, alt_bucket(b1, sig)}) {
@@ -485,7 +558,7 @@ private:
                 const uint32_t victim = ref_id(bk.ref[i]);
                 if (victim == ref_id(ref) || records_[victim].state == FlowState::free || !is_stale(victim, now_ms))
                     continue;
-                drop_flow(victim, rehash);
+                drop_flow(victim, on_drop);
                 ++stats_.expiries;
                 return index_insert(h, ref);
             }
@@ -533,14 +606,14 @@ private:
     // Frees one record for an insert: a flow idle past its timeout if the front of any wheel
     // holds one, else the least valuable flow still live (unconfirmed, closing, half-open, in
     // that order). Returns false when only flows that must be kept remain.
-    template <class Rehash>
-    bool evict_one(uint32_t now_ms, Rehash& rehash) noexcept {
+    template <class OnDrop>
+    bool evict_one(uint32_t now_ms, OnDrop& on_drop) noexcept {
         constexpr uint32_t kRefiles = 8;
         uint32_t front[kTimeoutClasses];
         for (int c = 0; c < kTimeoutClasses; ++c) {
             front[c] = oldest(c, now_ms, kRefiles);
             if (front[c] != kNone && is_stale(front[c], now_ms)) {
-                drop_flow(front[c], rehash);
+                drop_flow(front[c], on_drop);
                 ++stats_.expiries;
                 return true;
             }
@@ -549,7 +622,7 @@ private:
         for (FlowState s : kByValue) {
             const uint32_t id = front[static_cast<int>(s) - 1];
             if (id == kNone) continue;
-            drop_flow(id, rehash);
+            drop_flow(id, on_drop);
             ++stats_.evictions;
             return true;
         }
@@ -566,8 +639,10 @@ private:
     uint32_t caught_up_ms_ = 0;
     uint32_t timeout_ms_[kTimeoutClasses] = {};
     Wheel wheels_[kTimeoutClasses];
-    HugeArray<Bucket> buckets_;
-    std::unique_ptr<uint64_t[]> overflow_;
+    HugeArray<uint8_t> index_;    // buckets_, overflow_ and pos_, in that order
+    Bucket* buckets_ = nullptr;
+    uint64_t* overflow_ = nullptr;
+    uint32_t* pos_ = nullptr;     // per reference (id << 1 | dir): bucket x kSlots + slot, or kNone
     HugeArray<Record> records_;
     FlowTableStats stats_;
 };

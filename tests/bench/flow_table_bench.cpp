@@ -42,11 +42,11 @@ uint16_t port_of(uint32_t i) { return static_cast<uint16_t>(1024 + (i * 7919u) %
 
 struct TableFixture {
     explicit TableFixture(uint32_t n) : ft(n, sluice::lb::Timeouts{}) {
-        auto rehash = [this](uint32_t id, uint64_t& hf, uint64_t& hr, bool& has_rev) { rehash_of(id, hf, hr, has_rev); };
+        auto on_drop = [](uint32_t) {};
         for (uint32_t i = 0; i < n; ++i) {
             const uint32_t a = addr_of(i);
             const uint16_t p = port_of(i);
-            const uint32_t id = ft.insert(key_hash(a, p), rev_hash(a, p), true, FlowState::tcp_syn, 0, rehash);
+            const uint32_t id = ft.insert(key_hash(a, p), rev_hash(a, p), true, FlowState::tcp_syn, 0, on_drop);
             if (id == FT::kNone) continue;
             std::memcpy(ft.record(id).client_addr, &a, 4);
             ft.record(id).client_port_raw = p;
@@ -54,13 +54,6 @@ struct TableFixture {
         std::mt19937 rng(1);
         order.resize(1u << 16);
         for (auto& o : order) o = rng() % n;
-    }
-    void rehash_of(uint32_t id, uint64_t& hf, uint64_t& hr, bool& has_rev) const {
-        uint32_t a;
-        std::memcpy(&a, ft.record(id).client_addr, 4);
-        hf = key_hash(a, ft.record(id).client_port_raw);
-        hr = rev_hash(a, ft.record(id).client_port_raw);
-        has_rev = true;
     }
     FT ft;
     std::vector<uint32_t> order;  // random key indices to look up
@@ -112,7 +105,7 @@ BENCHMARK(BM_flow_find_hit_burst32)->Arg(1000)->Arg(1000000);
 void BM_flow_insert_evict_full(benchmark::State& state) {
     const auto n = static_cast<uint32_t>(state.range(0));
     TableFixture& f = table_fixture(n, 1);
-    auto rehash = [&f](uint32_t id, uint64_t& hf, uint64_t& hr, bool& has_rev) { f.rehash_of(id, hf, hr, has_rev); };
+    auto on_drop = [](uint32_t) {};
     static uint32_t next = 0;  // keys beyond the initial fill; unique across runs
     static uint32_t now = 1;   // the table's clock only moves forward, across runs too
     const uint64_t evictions_before = f.ft.stats().evictions;
@@ -121,8 +114,8 @@ void BM_flow_insert_evict_full(benchmark::State& state) {
         const uint32_t a = addr_of(i);
         const uint16_t p = port_of(i);
         // The clock advances 1 ms per 64 inserts, with the expiry pass a worker runs every loop.
-        if ((next & 63) == 0) f.ft.expire(++now, 16, rehash);
-        const uint32_t id = f.ft.insert(key_hash(a, p), rev_hash(a, p), true, FlowState::tcp_syn, now, rehash);
+        if ((next & 63) == 0) f.ft.expire(++now, 16, on_drop);
+        const uint32_t id = f.ft.insert(key_hash(a, p), rev_hash(a, p), true, FlowState::tcp_syn, now, on_drop);
         if (id != FT::kNone) {
             std::memcpy(f.ft.record(id).client_addr, &a, 4);
             f.ft.record(id).client_port_raw = p;

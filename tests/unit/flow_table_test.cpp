@@ -54,8 +54,8 @@ const sluice::lb::KeyedHash& hasher() {
 uint64_t fwd_h(const Key& k) { return hasher()(uint64_t{k.addr} | uint64_t{k.port} << 32); }
 uint64_t rev_h(const Key& k) { return hasher()(uint64_t{k.addr} | uint64_t{k.port} << 32, 1); }
 
-// A table plus the bookkeeping a caller does: keys live in the records, the rehash callback
-// recomputes a victim's hashes from them and reports which ids the table dropped.
+// A table plus the bookkeeping a caller does: keys live in the records, the drop callback
+// reports which ids the table freed.
 struct Harness {
     explicit Harness(uint32_t capacity, Timeouts t = timeouts()) : ft(capacity, t) {}
 
@@ -68,17 +68,14 @@ struct Harness {
         k.port = r.client_port_raw;
         return k;
     }
-    auto rehasher() {
-        return [this](uint32_t id, uint64_t& hf, uint64_t& hr, bool& has_rev) {
-            const Key k = key_of(ft.record(id));
-            hf = fwd_h(k);
-            hr = rev_h(k);
-            has_rev = true;
+    auto dropper() {
+        return [this](uint32_t id) {
+            REQUIRE(ft.record(id).state != FlowState::free);  // reported while it still holds the flow
             dropped.push_back(id);
         };
     }
     uint32_t insert(const Key& k, FlowState s, uint32_t now) {
-        const uint32_t id = ft.insert(fwd_h(k), rev_h(k), true, s, now, rehasher());
+        const uint32_t id = ft.insert(fwd_h(k), rev_h(k), true, s, now, dropper());
         if (id != kNone) {
             std::memcpy(ft.record(id).client_addr, &k.addr, 4);
             ft.record(id).client_port_raw = k.port;
@@ -95,11 +92,13 @@ struct Harness {
         return FT::ref_id(ref);
     }
     bool present(const Key& k) const { return find(k, 0) != kNone; }
-    void remove(uint32_t id) {
-        const Key k = key_of(ft.record(id));
-        ft.remove(id, fwd_h(k), rev_h(k), true, false);
+    void remove(uint32_t id) { ft.remove(id, false); }
+    uint32_t expire(uint32_t now, uint32_t budget = 1u << 30) { return ft.expire(now, budget, dropper()); }
+    // Each direction of flow id (key k) sits where its slot position says, under the hash
+    // recomputed from k.
+    bool indexed_as(uint32_t id, const Key& k) const {
+        return ft.indexed_at(id << 1, fwd_h(k)) && ft.indexed_at(id << 1 | 1u, rev_h(k));
     }
-    uint32_t expire(uint32_t now, uint32_t budget = 1u << 30) { return ft.expire(now, budget, rehasher()); }
 };
 
 Key key(uint32_t i) { return Key{0x0A000000u + i, static_cast<uint16_t>(1000 + i % 50000)}; }
@@ -120,13 +119,15 @@ TEST_CASE("flow table: record layout and memory per flow", "[flow_table]") {
     INFO("v4 bytes/flow " << double(t4.memory_bytes()) / kCap << ", v6 bytes/flow " << double(t6.memory_bytes()) / kCap);
     CHECK(t4.memory_bytes() <= 64ull * kCap);
     CHECK(t6.memory_bytes() <= 128ull * kCap);
-    // Index: two slots per flow at <= 85% load in 64-byte buckets of 8 slots, plus one
-    // overflow bit per bucket; the bucket and record arrays are mapped in whole 2 MiB pages.
+    // Index: two slots per flow at <= 85% load in 64-byte buckets of 8 slots, one overflow bit
+    // per bucket and two 32-bit slot positions per flow, in one mapping; it and the records are
+    // mapped in whole 2 MiB pages.
     const uint64_t buckets = (2ull * kCap * 100 / 85 + 7) / 8;
     const uint64_t bitmap = (buckets + 63) / 64 * 8;
     const auto pages = [](uint64_t bytes) { return (bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20); };
-    CHECK(t4.memory_bytes() == pages(buckets * 64) + bitmap + pages(36ull * kCap));
-    CHECK(t6.memory_bytes() == pages(buckets * 64) + bitmap + pages(48ull * kCap));
+    CHECK(t4.memory_bytes() == pages(buckets * 64 + bitmap + 8ull * kCap) + pages(36ull * kCap));
+    CHECK(t6.memory_bytes() == pages(buckets * 64 + bitmap + 8ull * kCap) + pages(48ull * kCap));
+    CHECK(FlowTable<4>::bytes_for(kCap) == buckets * 64 + bitmap + 8ull * kCap + 36ull * kCap);
     CHECK(t4.capacity() == kCap);
     CHECK(t4.size() == 0);
 }
@@ -155,7 +156,7 @@ TEST_CASE("flow table: insert and find in both directions", "[flow_table]") {
 
     // A forward-only flow (dsr) is not reachable through a reverse hash.
     const Key c = key(3);
-    const uint32_t ic = h.ft.insert(fwd_h(c), 0, false, FlowState::tcp_established, 300, h.rehasher());
+    const uint32_t ic = h.ft.insert(fwd_h(c), 0, false, FlowState::tcp_established, 300, h.dropper());
     std::memcpy(h.ft.record(ic).client_addr, &c.addr, 4);
     h.ft.record(ic).client_port_raw = c.port;
     CHECK(h.find(c, 0) == ic);
@@ -167,7 +168,7 @@ TEST_CASE("flow table: keys with identical hashes are told apart by the predicat
     const uint64_t same = 0x123456789ABCDEF0ull;
     std::vector<uint32_t> ids;
     for (uint32_t i = 0; i < 6; ++i) {
-        const uint32_t id = h.ft.insert(same, same + 1, true, FlowState::udp, 0, h.rehasher());
+        const uint32_t id = h.ft.insert(same, same + 1, true, FlowState::udp, 0, h.dropper());
         REQUIRE(id != kNone);
         h.ft.record(id).client_port_raw = static_cast<uint16_t>(i);
         ids.push_back(id);
@@ -301,37 +302,88 @@ TEST_CASE("flow table: a full bucket gives up a flow idle past its timeout", "[f
     Harness h(64);
     const uint64_t same = 0x0123456789ABCDEFull;
     std::vector<uint32_t> freed;
-    auto rehash = [&](uint32_t id, uint64_t& hf, uint64_t& hr, bool& has_rev) {
-        hf = same;
-        hr = 0;
-        has_rev = false;
-        freed.push_back(id);
-    };
+    auto on_drop = [&](uint32_t id) { freed.push_back(id); };
     uint32_t placed = 0, first = kNone;
     for (uint32_t i = 0; i < 32; ++i) {
         const uint32_t id =
-            h.ft.insert(same, 0, false, i == 0 ? FlowState::unconfirmed : FlowState::tcp_established, 0, rehash);
+            h.ft.insert(same, 0, false, i == 0 ? FlowState::unconfirmed : FlowState::tcp_established, 0, on_drop);
         if (id == kNone) break;
         if (i == 0) first = id;
         ++placed;
     }
     CHECK(placed == 16);  // two buckets of eight
     CHECK(h.ft.stats().insert_failures == 1);
-    CHECK(h.ft.insert(same, 0, false, FlowState::tcp_syn, 1000, rehash) == kNone);
+    CHECK(h.ft.insert(same, 0, false, FlowState::tcp_syn, 1000, on_drop) == kNone);
     CHECK(h.ft.size() == 16);
     // The unconfirmed flow times out after 3 s: its slot is taken back on demand.
-    const uint32_t id = h.ft.insert(same, 0, false, FlowState::tcp_syn, 3000, rehash);
+    const uint32_t id = h.ft.insert(same, 0, false, FlowState::tcp_syn, 3000, on_drop);
     CHECK(id != kNone);
     REQUIRE(freed.size() == 1);
     CHECK(freed[0] == first);
     CHECK(h.ft.size() == 16);
     CHECK(h.ft.stats().expiries == 1);
     // No record was lost on the way: once everything has expired, all 64 can be filled again.
-    h.ft.expire(1'000'000, 1u << 20, rehash);
+    h.ft.expire(1'000'000, 1u << 20, on_drop);
     CHECK(h.ft.size() == 0);
     for (uint32_t i = 0; i < 64; ++i)
-        CHECK(h.ft.insert(fwd_h(key(i)), 0, false, FlowState::tcp_established, 1'000'000, rehash) != kNone);
+        CHECK(h.ft.insert(fwd_h(key(i)), 0, false, FlowState::tcp_established, 1'000'000, on_drop) != kNone);
     CHECK(h.ft.size() == 64);
+}
+
+TEST_CASE("flow table: slot positions follow entries through displacement, eviction, expiry and removal",
+          "[flow_table]") {
+    // A full table: the index at its 85% design load, so inserts displace entries (cuckoo
+    // kicks) and every later insert evicts. Removal finds a flow's slots by their positions
+    // alone; each must agree with the hashes recomputed from the flow's key.
+    constexpr uint32_t kCap = 4096;
+    Harness h(kCap);
+    std::unordered_map<uint32_t, Key> live;  // by id
+    auto check_all = [&] {
+        REQUIRE(h.ft.positions_consistent());
+        for (const auto& [id, k] : live) REQUIRE(h.indexed_as(id, k));
+    };
+    auto absorb = [&] {
+        for (uint32_t id : h.dropped) REQUIRE(live.erase(id) == 1);
+        h.dropped.clear();
+    };
+    uint32_t next = 0, now = 0;
+    for (; next < kCap; ++next) {
+        const uint32_t id = h.insert(key(next), FlowState::tcp_syn, now);
+        REQUIRE(id != kNone);
+        live[id] = key(next);
+    }
+    check_all();
+    // Entries outside their primary bucket: the table had to place (or kick) them there, so
+    // the positions were kept through the kicks of the displacement walk.
+    uint32_t displaced = 0;
+    for (const auto& [id, k] : live)
+        for (uint32_t dir = 0; dir < 2; ++dir)
+            displaced += h.ft.position(id << 1 | dir) / FT::kSlots != h.ft.bucket_of(dir ? rev_h(k) : fwd_h(k));
+    CHECK(displaced > 0);
+    for (int round = 0; round < 4; ++round) {
+        for (uint32_t i = 0; i < kCap / 2; ++i, ++next) {  // inserts evict (once the removed are refilled)
+            now += i % 2;
+            const uint32_t id = h.insert(key(next), FlowState::tcp_syn, now);
+            REQUIRE(id != kNone);
+            absorb();
+            live[id] = key(next);
+        }
+        check_all();
+        // Remove a few by id only.
+        for (uint32_t i = 0; i < 64 && !live.empty(); ++i) {
+            const uint32_t id = live.begin()->first;
+            h.remove(id);
+            live.erase(id);
+        }
+        check_all();
+    }
+    // Expiry frees everything through the same positions; the index is empty after.
+    h.expire(now + 1'000'000);
+    absorb();
+    CHECK(live.empty());
+    CHECK(h.ft.size() == 0);
+    CHECK(h.ft.stats().evictions > 4 * (kCap / 2 - 64));
+    check_all();
 }
 
 TEST_CASE("flow table: expiry by state timeouts on a fake clock", "[flow_table]") {
@@ -609,7 +661,9 @@ TEST_CASE("flow table: randomized model check against std::unordered_map", "[flo
                 REQUIRE(h.find(mk, 0) == m.id);
                 REQUIRE(h.find(mk, 1) == m.id);
                 REQUIRE(h.ft.record(m.id).state == m.state);
+                REQUIRE(h.indexed_as(m.id, mk));
             }
+            REQUIRE(h.ft.positions_consistent());
         }
     }
     INFO("evicted " << evicted << " expired " << expired << " hits " << hits << " refused " << refused);
