@@ -112,12 +112,11 @@ void Dataplane::learn_session(const SessionReport& s, uint32_t now_ms) noexcept 
     const BackendEntry& be = backends[s.backend];
     const uint64_t hr =
         rev_hash<A>(hash_, be.addr.bytes.data(), snats[s.snat_idx].bytes.data(), be.port_raw, s.snat_port_raw, s.proto);
-    auto rehash = [this](uint32_t vid, uint64_t& a, uint64_t& b, bool& r) {
+    auto on_drop = [this](uint32_t vid) {
         if (flow_log_.enabled()) [[unlikely]] log_close<A>(vid, FlowEvent::Why::evicted);
         flow_gone<A>(vid);
-        flow_hashes<A>(vid, a, b, r);
     };
-    id = ft.insert(hf, hr, true, s.state, now_ms, rehash);
+    id = ft.insert(hf, hr, true, s.state, now_ms, on_drop);
     if (id == FlowTable<A>::kNone) {
         ++counters_.sync_install_refused;
         return;
