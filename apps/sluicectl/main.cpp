@@ -1,14 +1,15 @@
 // sluicectl: the operator's client for a running Sluice's control socket.
 //
 //   sluicectl [-s|--socket PATH] [--wait[=SECONDS]] COMMAND [ARGS...]
-//   sluicectl [-s PATH] [--json] [--rate[=S]] [--table] list [VIP] | stats | top [VIP]
+//   sluicectl [-s PATH] [--kv|--json] [--rate[=S]] list [VIP] | stats | top [VIP]
 //
 // The command and its arguments are joined into one request line and checked with the same
 // parser the server uses, so a usage error is reported without a server. The request is sent
 // in canonical form; the response body goes to stdout, an error to stderr. Every socket call
 // runs against one overall deadline, so sluicectl never hangs on a stuck server (client.hpp).
-// `list VIP`, `top` and the view options are sluicectl's own: they reshape plain `list` and
-// `stats` answers on this side of the socket (view_commands.hpp, views.hpp).
+// `list` and `stats` print aligned tables unless --kv (the server's lines) or --json asks
+// otherwise; `list VIP`, `top` and the view options are sluicectl's own: they reshape the
+// plain `list` and `stats` answers on this side of the socket (view_commands.hpp, views.hpp).
 // Exit status: 0 ok, 1 the server answered with an error, 2 usage or connection error.
 // Thread contract: single-threaded.
 #include <sys/random.h>
@@ -65,7 +66,7 @@ std::string usage() {
         "  --wait[=SECONDS]   with drain (or set-weight 0, set-state draining|disabled):\n"
         "                     return when the backend holds no flow, exit 1 if it still\n"
         "                     does after SECONDS (default 300)\n"
-        "  --json, --table, --rate[=SECONDS], --interval=SECONDS, --iterations=N\n"
+        "  --kv, --json, --rate[=SECONDS], --interval=SECONDS, --iterations=N\n"
         "                     views of list, stats and top (below)\n\n"
         "Commands:\n"
         "{}\n"
@@ -248,7 +249,7 @@ int run(int argc, char** argv) {
     } else {
         for (int k = i + 1; k < argc; ++k) words.emplace_back(argv[k]);
     }
-    if (view.any() || !view.vip.empty() || view_cmd == ctlview::ViewCommand::top) {
+    if (view_cmd || view.any()) {
         std::string problem = ctlview::check_view_options(view_cmd, view);
         if (problem.empty() && words.size() > 1)
             problem = fmt::format("unexpected argument '{}' after {}", words[1], word);

@@ -118,7 +118,7 @@ int run_list(const std::string& path, const ViewOptions& o) {
         if (int rc = fetch_list(path, o.vip, b)) return rc;
         shown = list_rates(shown, b.list, seconds_between(a.at, b.at));
     }
-    const std::string out = o.json ? list_json(shown) : o.table ? list_table(shown) : list_text(shown);
+    const std::string out = o.json ? list_json(shown) : o.kv ? list_text(shown) : list_table(shown);
     return print(out) ? kExitOk : kExitUsage;
 }
 
@@ -134,7 +134,7 @@ int run_stats(const std::string& path, const ViewOptions& o) {
         interval = seconds_between(a.at, b.at);
         shown = stats_rates(shown, b.stats, *interval);
     }
-    const std::string out = o.json ? stats_json(shown, interval) : stats_text(shown);
+    const std::string out = o.json ? stats_json(shown, interval) : o.kv ? stats_text(shown) : stats_table(shown);
     return print(out) ? kExitOk : kExitUsage;
 }
 
@@ -197,6 +197,8 @@ OptionParse parse_view_option(std::string_view a, ViewOptions& o, std::string& e
     double s = 0;
     if (a == "--json") {
         o.json = true;
+    } else if (a == "--kv") {
+        o.kv = true;
     } else if (a == "--table") {
         o.table = true;
     } else if (a == "--rate") {
@@ -227,9 +229,10 @@ OptionParse parse_view_option(std::string_view a, ViewOptions& o, std::string& e
 std::string check_view_options(std::optional<ViewCommand> cmd, const ViewOptions& o) {
     const bool list = cmd == ViewCommand::list, stats = cmd == ViewCommand::stats, top = cmd == ViewCommand::top;
     if (o.json && !(list || stats)) return "--json goes with list or stats";
+    if (o.kv && !(list || stats)) return "--kv goes with list or stats";
+    if (o.table && !(list || stats)) return "--table goes with list or stats";
     if (o.rate_s && !(list || stats)) return "--rate goes with list or stats (top always shows rates)";
-    if (o.table && !list) return "--table goes with list";
-    if (o.table && o.json) return "--table and --json do not go together";
+    if (o.json + o.kv + o.table > 1) return "choose one of --table, --kv and --json";
     if ((o.interval_s || o.iterations) && !top) return "--interval and --iterations go with top";
     if (!o.vip.empty() && !(list || top)) return "only list and top take a VIP name";
     return {};
@@ -246,15 +249,21 @@ int run_view(const std::string& socket_path, ViewCommand cmd, const ViewOptions&
 
 std::string views_help() {
     return "Views (client side; options may come before or after the command):\n"
-           "  list [VIP] [--json] [--rate[=SECONDS]] [--table]\n"
+           "  list [VIP] [--kv|--json] [--rate[=SECONDS]]\n"
+           "                     an aligned table, as ipvsadm -L: VIP / backend, state, weight,\n"
+           "                     active and inactive flows, packets, bytes, new flows (and\n"
+           "                     announced when the server reports it). A nat or fullnat VIP's\n"
+           "                     packets are its clients'; its backends' add their replies.\n"
            "                     VIP: only that VIP (an unknown name exits 1, naming the VIPs);\n"
+           "                     --kv: the server's lines, one key=value field per counter;\n"
            "                     --json: an array of VIP objects (name, address, proto, mode,\n"
            "                     every field, integers as numbers) with their \"backends\";\n"
-           "                     --rate: two answers SECONDS apart (default 1): packets_per_s,\n"
-           "                     bytes_per_s, new_flows_per_s instead of the totals, flow gauges\n"
-           "                     as they are now; --table: aligned columns (VIP / backend, state,\n"
-           "                     weight, active, inactive, packets, bytes, new flows, announced)\n"
-           "  stats [--json] [--rate[=SECONDS]]\n"
+           "                     --rate: two answers SECONDS apart (default 1): packets, bytes\n"
+           "                     and new flows per second instead of the totals, flow gauges\n"
+           "                     as they are now\n"
+           "  stats [--kv|--json] [--rate[=SECONDS]]\n"
+           "                     tables of the workers' summed counters, each worker's flow-table\n"
+           "                     fill and the drops by reason; --kv: the server's lines;\n"
            "                     --json: {\"counters\": {...}, \"flows\": [per worker], \"drops\":\n"
            "                     {REASON: N}}; --rate: every counter and drop reason per second\n"
            "  top [VIP] [--interval=SECONDS] [--iterations=N]\n"
@@ -264,7 +273,8 @@ std::string views_help() {
            "                     Ctrl-C ends it. --iterations=N: stop after N frames; when\n"
            "                     stdout is not a terminal, frames are plain text, a blank line\n"
            "                     apart\n"
-           "The plain answers of list and stats are unchanged; scripts may keep parsing them.\n";
+           "Scripts parse --kv or --json: the tables' columns may change, those formats do not.\n"
+           "--table (the default) is accepted for scripts written when it was not.\n";
 }
 
 }  // namespace sluice::ctlview

@@ -1,4 +1,5 @@
-// sluicectl's client-side views: `list [VIP]` and `stats` as JSON, rates, a table, and `top`.
+// sluicectl's client-side views: `list [VIP]` and `stats` as aligned tables (the default), the
+// server's key=value lines (--kv), JSON, rates, and `top`.
 //
 // The server grammar stays as it is (`list` and `stats` take no argument): each view sends
 // the plain request, once or twice, and reshapes the answer with views.hpp. Exit status as
@@ -18,12 +19,13 @@ enum class ViewCommand : uint8_t { list, stats, top };
 
 struct ViewOptions {
     bool json = false;                // --json
-    bool table = false;               // --table
+    bool kv = false;                  // --kv: the server's key=value lines
+    bool table = false;               // --table: the default, accepted for scripts that ask for it
     std::optional<double> rate_s;     // --rate[=SECONDS]
     std::optional<double> interval_s; // --interval=SECONDS (top)
     std::optional<uint64_t> iterations;  // --iterations=N (top)
     std::string vip;                  // list VIP, top VIP
-    bool any() const { return json || table || rate_s || interval_s || iterations; }
+    bool any() const { return json || kv || table || rate_s || interval_s || iterations; }
 };
 
 enum class OptionParse : uint8_t { not_mine, taken, bad };

@@ -486,10 +486,11 @@ std::string format_rate(double per_s) {
 }
 
 std::string list_table(const List& list) {
-    bool rates = false, announced = false;
+    bool rates = false, announced = false, replies = false;
     for (const auto& v : list) {
         rates |= find(v.fields, rate_key("packets")) != nullptr;
         announced |= find(v.fields, "announced") != nullptr;
+        replies |= v.mode == "nat" || v.mode == "fullnat";
     }
     std::vector<std::vector<std::string>> rows;
     std::vector<std::string> head = {"VIP / backend", "State", "Weight", "Active", "Inactive"};
@@ -520,7 +521,67 @@ std::string list_table(const List& list) {
             rows.push_back(std::move(br));
         }
     }
-    return render_table(rows);
+    std::string o = render_table(rows);
+    // The two counts differ only where replies pass through Sluice (ControlPlane::list()).
+    if (replies)
+        o += fmt::format("{}: a VIP counts its clients' packets, a nat or fullnat backend also its replies\n",
+                         rates ? "Pkts/s, Bytes/s" : "Packets, Bytes");
+    return o;
+}
+
+std::string stats_table(const Stats& s) {
+    // Rated stats name every counter NAME_per_s: the header says it once instead.
+    bool rates = false;
+    for (const auto& f : s.counters) rates |= f.numeric;
+    const auto name = [](const Field& f) {
+        return f.numeric && f.key.ends_with("_per_s") ? f.key.substr(0, f.key.size() - 6) : f.key;
+    };
+    const auto value = [](const Field& f) {
+        if (!f.numeric) return f.value;
+        double d = 0;
+        auto [p, ec] = std::from_chars(f.value.data(), f.value.data() + f.value.size(), d);
+        return ec == std::errc() ? format_rate(d) : f.value;
+    };
+    const char* unit = rates ? "Per second" : "Total";
+    std::string o;
+
+    // Three name/value pairs a row, filled down the columns so names read in the server's order.
+    constexpr size_t kPairs = 3;
+    const size_t n = s.counters.size(), nrows = (n + kPairs - 1) / kPairs;
+    std::vector<std::vector<std::string>> rows;
+    std::vector<std::string> head;
+    for (size_t c = 0; c < std::min(kPairs, n); ++c) head.insert(head.end(), {"Counter", unit});
+    rows.push_back(std::move(head));
+    for (size_t r = 0; r < nrows; ++r) {
+        std::vector<std::string> row;
+        for (size_t c = 0; c < kPairs; ++c)
+            if (const size_t i = c * nrows + r; i < n) row.insert(row.end(), {name(s.counters[i]), value(s.counters[i])});
+        rows.push_back(std::move(row));
+    }
+    o += render_table(rows);
+
+    if (!s.flows.empty()) {
+        rows = {{"Worker", "IPv4 flows", "IPv4 capacity", "IPv6 flows", "IPv6 capacity"}};
+        for (const auto& w : s.flows) {
+            std::vector<std::string> row = {cell(w, "worker")};
+            for (std::string_view family : {"ipv4", "ipv6"}) {
+                std::string_view used = "-", cap = "-";
+                if (const std::string* v = find(w, family); v && !split_fill(*v, used, cap)) used = *v;
+                row.insert(row.end(), {std::string(used), std::string(cap)});
+            }
+            rows.push_back(std::move(row));
+        }
+        o += '\n' + render_table(rows);
+    }
+
+    if (s.drops.empty()) {
+        o += "\nNo drops.\n";
+    } else {
+        rows = {{"Drop reason", rates ? "Per second" : "Packets"}};
+        for (const auto& d : s.drops) rows.push_back({d.key, value(d)});
+        o += '\n' + render_table(rows);
+    }
+    return o;
 }
 
 std::string top_frame(const Stats& stats, const List& list_rated, double interval_s) {

@@ -119,8 +119,14 @@ std::string render_table(const std::vector<std::vector<std::string>>& rows);
 
 // An ipvsadm-like table of a list (or of its rates): VIP / backend, state, weight, active,
 // inactive, packets, bytes, new flows, and announced when the server reports it. A VIP's
-// state is how many of its backends are up ("2/3 up").
+// state is how many of its backends are up ("2/3 up"). When a nat or fullnat VIP is shown,
+// a note under the table says what the packet counts count: a VIP's are its clients' packets,
+// a backend's add the replies that come back through Sluice.
 std::string list_table(const List& list);
+
+// `stats` (or its rates) as tables: the counters in three name/value column pairs, then one
+// row per worker (flows held and capacity per family), then the drops by reason.
+std::string stats_table(const Stats& stats);
 
 // A rate as a table shows it: one decimal below 1000, else whole.
 std::string format_rate(double per_s);

@@ -207,7 +207,7 @@ cl_start() {  # K
   # usable (BGP over IPv6 sends it as a next hop).
   local want=6
   [ "$mode" = fullnat ] && want=12
-  until [ "$(cl_ctl "$k" list 2>/dev/null | grep -c 'state=up .*last_check="http status 200"')" = "$want" ] &&
+  until [ "$(cl_ctl "$k" list --kv 2>/dev/null | grep -c 'state=up .*last_check="http status 200"')" = "$want" ] &&
         in_ns "$ns" ip addr show dev tap0 2>/dev/null | grep -q "198.51.100.$k/" &&
         in_ns "$ns" ip -6 addr show dev tap0 scope link 2>/dev/null | grep -v tentative | grep -q fe80; do
     if ! cl_alive "$k" sluice || [ $(($(ms) - t0)) -gt 30000 ]; then
@@ -419,7 +419,7 @@ cluster_cmd() {
     status)
       for k in $(seq "$(cl_count)"); do
         echo "instance $k:"
-        cl_ctl "$k" list 2>/dev/null | grep '^vip' | sed 's/^/  /' || echo "  (not running)"
+        cl_ctl "$k" list --kv 2>/dev/null | grep '^vip' | sed 's/^/  /' || echo "  (not running)"
       done
       echo "router:"
       in_ns "$NS_R" ip route show root 203.0.113.0/24 | sed 's/^/  /'

@@ -63,7 +63,7 @@ ctl() { in_ns "$ns_lb" timeout 10 "$ctl_bin" --socket "$sock" "$@"; }
 # A fatal setup failure: Sluice's state and log, then exit 1.
 die() {
   echo "halfclose: FAIL: $*" >&2
-  ctl list >&2 2>/dev/null
+  ctl list --kv >&2 2>/dev/null
   [ -f "$work/sluice.log" ] && tail -40 "$work/sluice.log" >&2
   exit 1
 }
@@ -132,7 +132,7 @@ sluice_pid=$!
 
 # Up when the control socket answers and the backend's MACs are resolved through the kernel side.
 t0=$(ms)
-until out=$(ctl list 2>/dev/null) && [ "$(grep -c '^ *backend ' <<<"$out")" = 4 ] && ! grep -q 'mac=unresolved' <<<"$out"; do
+until out=$(ctl list --kv 2>/dev/null) && [ "$(grep -c '^ *backend ' <<<"$out")" = 4 ] && ! grep -q 'mac=unresolved' <<<"$out"; do
   kill -0 "$sluice_pid" 2>/dev/null || die "Sluice exited"
   [ $(($(ms) - t0)) -lt 20000 ] || die "Sluice not up with resolved backends within 20 s"
   sleep 0.2
@@ -214,7 +214,7 @@ for c in "${conns[@]}"; do
   fi
 done
 
-stats=$(ctl stats 2>&1 || true)
+stats=$(ctl stats --kv 2>&1 || true)
 num() { grep -o "\(^\| \)$1=[0-9]*" <<<"$stats" | head -1 | cut -d= -f2; }
 dnum() { local v; v=$(grep -o "^drop $1=[0-9]*" <<<"$stats" | cut -d= -f2); echo "${v:-0}"; }
 no_flow=$(dnum no_flow) tcp_no_flow=$(dnum tcp_no_flow) miss=$(num non_syn_miss)

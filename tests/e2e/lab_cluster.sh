@@ -81,7 +81,7 @@ await_nexthops() {  # F WANT T0 LIMIT WHY
 }
 # A field of VIP NAME's line in instance K's list (empty if absent).
 vip_field() {  # K NAME FIELD
-  ctl "$1" list 2>/dev/null | awk -v v="$2" -v f="$3" '$1 == "vip" && $2 == v {
+  ctl "$1" list --kv 2>/dev/null | awk -v v="$2" -v f="$3" '$1 == "vip" && $2 == v {
     for (i = 3; i <= NF; i++) if (index($i, f "=") == 1) { print substr($i, length(f) + 2); exit } }'
 }
 # Is count $1 of $2 within 4 sigma of share $3/$4?
@@ -271,7 +271,7 @@ run_mode() {
       [ "$(vip_field $k "${NAME[$f]}" announced)" = no ] || fail "instance $k still announces ${NAME[$f]}"
     done
   done
-  say "instance 1 lists: $(ctl 1 list | grep -m1 -o 'announce_reason="[^"]*"')"
+  say "instance 1 lists: $(ctl 1 list --kv | grep -m1 -o 'announce_reason="[^"]*"')"
   "$lab" backend 1 start
   t0=$(ms)
   for f in 4 6; do

@@ -49,7 +49,7 @@ sluicectl=${SLUICECTL:-$root/build/apps/sluicectl}
 ctl() { local k=$1; shift; ip netns exec "sll-lb$k" "$sluicectl" --socket "$state/lb$k/sluice.sock" "$@"; }
 # A counter from instance K's `stats` answer: worker counters and the replication's.
 stat() {  # K NAME
-  ctl "$1" stats 2>/dev/null | tr ' ' '\n' | awk -F= -v n="$2" '$1 == n {print $2; exit}'
+  ctl "$1" stats --kv 2>/dev/null | tr ' ' '\n' | awk -F= -v n="$2" '$1 == n {print $2; exit}'
 }
 declare -A VIP=([4]=203.0.113.10 [6]=2001:db8:3::10)
 
@@ -61,8 +61,8 @@ sed 's/^lab: /  /' "$work/up.log"
 
 # ---- 1. peers heard; a forged datagram refused ----------------------------------------------------
 for k in 1 2 3; do
-  until [ "$(ctl $k stats | grep -c '^sync_peer .*heard=yes')" = 2 ]; do
-    [ $(($(ms) - t0)) -lt 90000 ] || fail "instance $k does not hear both peers: $(ctl $k stats | grep '^sync_peer')"
+  until [ "$(ctl $k stats --kv | grep -c '^sync_peer .*heard=yes')" = 2 ]; do
+    [ $(($(ms) - t0)) -lt 90000 ] || fail "instance $k does not hear both peers: $(ctl $k stats --kv | grep '^sync_peer')"
     sleep 0.2
   done
 done
@@ -91,7 +91,7 @@ for k in 1 2 3; do
 done
 for k in 1 2 3; do
   for _ in $(seq 100); do
-    [ "$(ctl $k list | grep -c 'backend 198.51.100.14:80 .*state=up\|backend \[2001:db8:2::14\]:80 .*state=up')" -ge 2 ] && break
+    [ "$(ctl $k list --kv | grep -c 'backend 198.51.100.14:80 .*state=up\|backend \[2001:db8:2::14\]:80 .*state=up')" -ge 2 ] && break
     sleep 0.1
   done
 done

@@ -29,7 +29,7 @@ cleanup() { "$lab" down >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-fail() { echo "lab_e2e $mode: FAIL: $*" >&2; "$lab" ctl list >&2 2>/dev/null || true; tail -20 /run/sluice-lab/sluice.log >&2 2>/dev/null || true; exit 1; }
+fail() { echo "lab_e2e $mode: FAIL: $*" >&2; "$lab" ctl list --kv >&2 2>/dev/null || true; tail -20 /run/sluice-lab/sluice.log >&2 2>/dev/null || true; exit 1; }
 say() { echo "lab_e2e $mode: $*"; }
 ms() { date +%s%3N; }
 ctl() { "$lab" ctl "$@"; }
@@ -87,7 +87,7 @@ sleep 1
 "$lab" backend 2 stop
 t0=$(ms)
 for f in 4 6; do
-  until ctl list | grep -qF "backend $(be_addr $f 2) state=down "; do
+  until ctl list --kv | grep -qF "backend $(be_addr $f 2) state=down "; do
     [ $(($(ms) - t0)) -lt 5000 ] || fail "IPv$f: be2 not detected down"
     sleep 0.02
   done
@@ -124,7 +124,7 @@ say "long transfers (64 MiB each, IPv4 and IPv6, pinned to be1) completed byte-e
 for f in 4 6; do ctl add-backend "${VIP[$f]}" "$(be_addr $f 4)" weight=2 >/dev/null || fail "add be4"; done
 # A new backend takes no flows before its first good check (one, whatever rise is).
 t0=$(date +%s%N)
-until [ "$(ctl list | grep -cF -e "backend $(be_addr 4 4) state=up" -e "backend $(be_addr 6 4) state=up")" = 2 ]; do
+until [ "$(ctl list --kv | grep -cF -e "backend $(be_addr 4 4) state=up" -e "backend $(be_addr 6 4) state=up")" = 2 ]; do
   [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 5000 ] || fail "be4 not up 5 s after it was added"
   sleep 0.05
 done
@@ -153,7 +153,7 @@ say "sluicectl explain agreed with the backend reached for $agree of 20 clients"
 # LAN (the router would drop malformed packets itself).
 mac=$(grep -m1 "^port 0:" /run/sluice-lab/sluice.log | grep -o 'mac [0-9a-f:]*' | cut -d' ' -f2)
 [ -n "$mac" ] || fail "Sluice's port MAC not in its log"
-drops_before=$(ctl stats | grep -o 'drops=[0-9]*' | cut -d= -f2)
+drops_before=$(ctl stats --kv | grep -o 'drops=[0-9]*' | cut -d= -f2)
 if [ "$mode" = fullnat ]; then sender=(ip netns exec sll-router /usr/bin/python3) iface=r1
 else sender=(ip netns exec sll-client /usr/bin/python3) iface=c0; fi
 "${sender[@]}" "$root/tests/e2e/bad_traffic.py" "$iface" "$mac" 50 >"$work/sent" &
@@ -162,13 +162,13 @@ read -r a b c d bad <<<"$(requests 40 4)"
 wait $bad_pid || fail "bad_traffic.py failed"
 sent=$(cat "$work/sent")
 sleep 0.3
-drops_after=$(ctl stats | grep -o 'drops=[0-9]*' | cut -d= -f2)
+drops_after=$(ctl stats --kv | grep -o 'drops=[0-9]*' | cut -d= -f2)
 say "$sent malformed frames sent during 40 real connections (failed $bad); drops rose by $((drops_after - drops_before))"
 [ "$bad" = 0 ] || fail "real connections failed during the malformed traffic"
 [ $((drops_after - drops_before)) -ge "$sent" ] || fail "not every malformed frame was counted as a drop"
-ctl stats | grep "^drop " | sed 's/^/  /'
+ctl stats --kv | grep "^drop " | sed 's/^/  /'
 
-stat() { ctl stats | grep -o "$1=[0-9]*" | head -1 | cut -d= -f2; }
+stat() { ctl stats --kv | grep -o "$1=[0-9]*" | head -1 | cut -d= -f2; }
 if [ "$mode" = fullnat ]; then
   # ---- 5. IPv6 fragments: UDP datagrams the client's and the backends' kernels fragment ---------
   # (IPv4 fragments never reach Sluice here: net_af_packet's fanout socket reassembles them.)

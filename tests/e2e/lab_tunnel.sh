@@ -45,7 +45,7 @@ cleanup() { "$lab" down >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-fail() { echo "lab_tunnel: FAIL: $*" >&2; "$lab" ctl list >&2 2>/dev/null || true; tail -20 $state/sluice.log >&2 2>/dev/null || true; exit 1; }
+fail() { echo "lab_tunnel: FAIL: $*" >&2; "$lab" ctl list --kv >&2 2>/dev/null || true; tail -20 $state/sluice.log >&2 2>/dev/null || true; exit 1; }
 say() { echo "lab_tunnel: $*"; }
 ms() { date +%s%3N; }
 ctl() { "$lab" ctl "$@"; }
@@ -74,9 +74,9 @@ await_state() {  # V N STATE T0 WHY
   done
 }
 be_state() {  # VIP ADDR:PORT: the backend's state in that VIP
-  ctl list | awk -v v="$1" -v b="$2" '$1 == "vip" {cur = $2} cur == v && $1 == "backend" && $2 == b {sub("state=", "", $3); print $3}'
+  ctl list --kv | awk -v v="$1" -v b="$2" '$1 == "vip" {cur = $2} cur == v && $1 == "backend" && $2 == b {sub("state=", "", $3); print $3}'
 }
-stat() { ctl stats | tr ' ' '\n' | grep -m1 "^$1=" | cut -d= -f2; }
+stat() { ctl stats --kv | tr ' ' '\n' | grep -m1 "^$1=" | cut -d= -f2; }
 
 # N requests to VIP V, each on its own TCP connection (one curl, `Connection: close`; a failed
 # transfer prints nothing and curl goes on to the next): "c1 c2 c3 c4 failed".
@@ -253,7 +253,7 @@ done
 
 # ---- 4. the end: a clean stop returns every mbuf -------------------------------------------------
 for d in tunnel_too_big no_headroom; do
-  n=$(ctl stats | awk -v d="$d" '$1 == "drop" {split($2, kv, "="); if (kv[1] == d) print kv[2]}')
+  n=$(ctl stats --kv | awk -v d="$d" '$1 == "drop" {split($2, kv, "="); if (kv[1] == d) print kv[2]}')
   [ "${n:-0}" = 0 ] || fail "$n packets dropped as $d"
 done
 pid=$(cat $state/sluice.pid)

@@ -113,8 +113,8 @@ in_ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
 ctl() { in_ns "$ns_lb" timeout 10 "$ctl_bin" --socket "$sock" "$@"; }
 die() {
   echo "vlan_lab: FAIL: $*" >&2
-  ctl list >&2 2>/dev/null
-  ctl stats 2>/dev/null | grep -E '^drop ' >&2
+  ctl list --kv >&2 2>/dev/null
+  ctl stats --kv 2>/dev/null | grep -E '^drop ' >&2
   [ -f "$work/sluice.log" ] && tail -40 "$work/sluice.log" >&2
   exit 1
 }
@@ -258,7 +258,7 @@ skipped() { lines+=("  SKIP $*"); }
 # Up: the control socket answers, the four backends are listed with their MACs, and (full)
 # the health checks have passed through the kernel side.
 t0=$(ms)
-until out=$(ctl list 2>/dev/null) && [ "$(grep -c '^ *backend ' <<<"$out")" = 4 ] && ! grep -q 'mac=unresolved' <<<"$out" &&
+until out=$(ctl list --kv 2>/dev/null) && [ "$(grep -c '^ *backend ' <<<"$out")" = 4 ] && ! grep -q 'mac=unresolved' <<<"$out" &&
   { [ -n "$static" ] || [ "$(grep -c 'state=up .*last_check="http status 200"' <<<"$out")" = 4 ]; }; do
   kill -0 "$sluice_pid" 2>/dev/null || die "Sluice exited: $(grep -iE 'error|cannot|fail' "$work/sluice.log" | tail -3)"
   [ $(($(ms) - t0)) -lt 25000 ] || die "Sluice not up with 4 resolved$([ -n "$static" ] || echo ", healthy") backends within 25 s"
@@ -345,7 +345,7 @@ fi
 
 # ---- foreign VLANs and MACs -------------------------------------------------------------------------------
 dnum() { local v; v=$(grep -o "^drop $1=[0-9]*" <<<"$2" | cut -d= -f2); echo "${v:-0}"; }
-stats=$(ctl stats 2>&1 || true)
+stats=$(ctl stats --kv 2>&1 || true)
 fv0=$(dnum foreign_vlan "$stats") fm0=$(dnum foreign_mac "$stats")
 if ! grep -q '^drop \|forwarded' <<<"$stats"; then
   fail "sluicectl stats unreadable: $stats" stats
@@ -366,7 +366,7 @@ fi
 send "$lb_mac" 100 192.0.2.10 203.0.113.10 40905 80        # the client VLAN: accepted
 send 02:00:00:00:99:99 100 192.0.2.10 203.0.113.10 40906 80 "$cli_mac"  # another host's MAC
 sleep 0.5
-stats=$(ctl stats 2>&1 || true)
+stats=$(ctl stats --kv 2>&1 || true)
 fv=$(($(dnum foreign_vlan "$stats") - fv0)) fm=$(($(dnum foreign_mac "$stats") - fm0))
 ex_bad=$(ctl explain tcp 192.0.2.10:40901 203.0.113.10:80 2>&1 || true)
 ex_good=$(ctl explain tcp 192.0.2.10:40905 203.0.113.10:80 2>&1 || true)
@@ -380,7 +380,7 @@ fi
 wait_state() {  # backend $1 in state $2 on both VIPs within $3 ms; prints the wait
   local t0; t0=$(ms)
   while :; do
-    out=$(ctl list 2>/dev/null || true)
+    out=$(ctl list --kv 2>/dev/null || true)
     if grep -qF "backend 198.51.100.1$1:8080 state=$2 " <<<"$out" && grep -qF "backend [2001:db8:2::1$1]:8080 state=$2 " <<<"$out"; then
       echo $(($(ms) - t0)); return 0
     fi
@@ -394,7 +394,7 @@ else
   stop_backend 2
   bound=$((fall * inter + timeout))
   if detect=$(wait_state 2 down $((bound + 3000))); then
-    out=$(ctl list 2>/dev/null || true)
+    out=$(ctl list --kv 2>/dev/null || true)
     pass "be2 stopped -> marked down on both VIPs after $detect ms (fall x inter + timeout = $bound ms): $(grep -F 'backend 198.51.100.12:8080' <<<"$out" | grep -o 'last_change="[^"]*"' || true)"
     read -r a b bad errs <<<"$(requests 203.0.113.10 30)"
     read -r a6 b6 bad6 errs6 <<<"$(requests 2001:db8:3::10 10)"
@@ -404,12 +404,12 @@ else
       fail "with be2 down: IPv4 be1 $a be2 $b failed $bad; IPv6 be1 $a6 be2 $b6 failed $bad6 ${errs}${errs6}" avoid-down
     fi
   else
-    out=$(ctl list 2>/dev/null || true)
+    out=$(ctl list --kv 2>/dev/null || true)
     fail "be2 stopped: not marked down within $((bound + 3000)) ms: $(grep -F '198.51.100.12' <<<"$out")" down
   fi
   start_backend 2
   rec=$(wait_state 2 up $((rise * inter + timeout + 5000))) || rec=
-  out=$(ctl list 2>/dev/null || true)
+  out=$(ctl list --kv 2>/dev/null || true)
   if [ -n "$rec" ]; then
     pass "be2 restarted -> up again on both VIPs after $rec ms (rise = $rise)"
   else
@@ -425,12 +425,12 @@ if [ -n "$static" ]; then
   skipped "neighbour claims from the client VLAN (VLAN_LAB_STATIC: static neighbours always win)"
 else
   spoof=02:00:00:00:66:66
-  fv0=$(dnum foreign_vlan "$(ctl stats 2>&1 || true)")
+  fv0=$(dnum foreign_vlan "$(ctl stats --kv 2>&1 || true)")
   in_ns "$ns_cli" timeout 5 "$py" "$helper" claim eth0 198.51.100.11 $spoof
   in_ns "$ns_cli" timeout 5 "$py" "$helper" claim eth0 2001:db8:2::11 $spoof
   sleep 0.5
-  out=$(ctl list 2>/dev/null || true)
-  fv=$(($(dnum foreign_vlan "$(ctl stats 2>&1 || true)") - fv0))
+  out=$(ctl list --kv 2>/dev/null || true)
+  fv=$(($(dnum foreign_vlan "$(ctl stats --kv 2>&1 || true)") - fv0))
   learnt=$(grep -F -e "backend 198.51.100.11:8080 " -e "backend [2001:db8:2::11]:8080 " <<<"$out" | grep -c "mac=$spoof" || true)
   # Both claims are for the kernel side, which lives on the backend side's VLAN: foreign_vlan.
   if [ "$learnt" = 0 ] && ! grep -q "is at $spoof" "$work/sluice.log" && [ "$fv" = 2 ]; then
@@ -444,7 +444,7 @@ else
 fi
 
 # ---- a clean stop ----------------------------------------------------------------------------------------------------
-final_stats=$(ctl stats 2>&1 || true)
+final_stats=$(ctl stats --kv 2>&1 || true)
 kill -INT "$sluice_pid"
 for _ in $(seq 100); do kill -0 "$sluice_pid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$sluice_pid" 2>/dev/null; then
@@ -466,7 +466,7 @@ fi
 set +e
 echo "vlan_lab: evidence:"
 echo "$final_stats" | grep -E '^drop |forwarded|to_kernel|vlan' | sed 's/^/  stats: /'
-ctl list 2>/dev/null | sed 's/^/  list: /'
+ctl list --kv 2>/dev/null | sed 's/^/  list: /'
 [ -f "$work/switch.log" ] && sed 's/^/  switch: /' "$work/switch.log"
 grep -vE '^EAL|^TELEMETRY' "$work/sluice.log" | tail -20 | sed 's/^/  log: /'
 say "FAIL: ${failures[*]}"

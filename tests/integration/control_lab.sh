@@ -38,7 +38,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-fail() { echo "control_lab: FAIL: $*" >&2; ctl list >&2 2>/dev/null; [ -f "$work/sluice.log" ] && tail -40 "$work/sluice.log" >&2; exit 1; }
+fail() { echo "control_lab: FAIL: $*" >&2; ctl list --kv >&2 2>/dev/null; [ -f "$work/sluice.log" ] && tail -40 "$work/sluice.log" >&2; exit 1; }
 in_ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
 ms() { date +%s%3N; }
 ctl() { in_ns "$ns_lb" "$ctl" --socket "$sock" "$@"; }
@@ -127,7 +127,7 @@ wait_state() {
   local be=$1 limit=$2 want=$3 t0
   t0=$(ms)
   while :; do
-    if ctl list 2>/dev/null | grep -q "backend $be state=$want "; then echo $(($(ms) - t0)); return 0; fi
+    if ctl list --kv 2>/dev/null | grep -q "backend $be state=$want "; then echo $(($(ms) - t0)); return 0; fi
     [ $(($(ms) - t0)) -lt "$limit" ] || return 1
     sleep 0.05
   done
@@ -135,14 +135,14 @@ wait_state() {
 
 # Up, and confirmed by real checks through the exception path (not just the initial state).
 t0=$(ms)
-until [ "$(ctl list 2>/dev/null | grep -c 'state=up .*last_check="http status 200"')" = 6 ]; do
+until [ "$(ctl list --kv 2>/dev/null | grep -c 'state=up .*last_check="http status 200"')" = 6 ]; do
   [ $(($(ms) - t0)) -lt 15000 ] || fail "the backends' health checks do not pass"
   sleep 0.1
 done
 # Resolved by ARP through the exception path (no --neighbor given).
 t0=$(ms)
-until ! ctl list | grep -q "mac=unresolved"; do
-  [ $(($(ms) - t0)) -lt 10000 ] || { ctl list; fail "backend MACs not resolved"; }
+until ! ctl list --kv | grep -q "mac=unresolved"; do
+  [ $(($(ms) - t0)) -lt 10000 ] || { ctl list --kv; fail "backend MACs not resolved"; }
   sleep 0.1
 done
 echo "control_lab: three backends up over IPv4 and IPv6, MACs resolved by ARP and neighbour discovery"
@@ -186,7 +186,7 @@ bound=$((fall * inter + timeout))
 detect=$(wait_state 198.51.100.12:8080 $((bound + 3000)) down) || fail "be2 not marked down"
 echo "control_lab: be2 stopped -> marked down after $detect ms (bound fall x inter + timeout = $bound ms)"
 [ "$detect" -le $((bound + 500)) ] || fail "detection took $detect ms, above $bound ms (+500 ms polling slack)"
-ctl list | grep "198.51.100.12:8080" | grep -q 'last_change="tcp connect: Connection refused (3/3 failures)' || fail "no reason shown for be2"
+ctl list --kv | grep "198.51.100.12:8080" | grep -q 'last_change="tcp connect: Connection refused (3/3 failures)' || fail "no reason shown for be2"
 read -r a b c bad <<<"$(requests 40)"
 echo "control_lab: 40 requests with be2 down: be1 $a, be2 $b, be3 $c, failed $bad"
 [ "$bad" = 0 ] && [ "$b" = 0 ] || fail "requests failed or reached the down backend"
@@ -219,14 +219,14 @@ if ctl reload >"$work/reload.out" 2>&1; then fail "a broken config was accepted"
 grep -q "broken" "$work/reload.out" || fail "reload error does not name the problem: $(cat "$work/reload.out")"
 kill -HUP "$sluice_pid"
 sleep 0.3
-ctl list | grep -q "backend 198.51.100.11:8080 state=up" || fail "old config lost after a rejected reload"
+ctl list --kv | grep -q "backend 198.51.100.11:8080 state=up" || fail "old config lost after a rejected reload"
 read -r a b c bad <<<"$(requests 10)"
 [ "$bad" = 0 ] || fail "requests failed after a rejected reload"
 echo "control_lab: broken reload rejected ($(head -1 "$work/reload.out")), old config still serving"
 # A good reload that removes be3: its flows are flushed, requests spread over be1 and be2.
 grep -v "198.51.100.13" "$work/good.conf" >"$work/sluice.conf"
 ctl reload >/dev/null || fail "a good reload was rejected"
-ctl list | grep -q "198.51.100.13" && fail "be3 still listed after reload"
+ctl list --kv | grep -q "198.51.100.13" && fail "be3 still listed after reload"
 read -r a b c bad <<<"$(requests 20)"
 [ "$bad" = 0 ] && [ "$c" = 0 ] || fail "reload without be3: failures or be3 still used"
 echo "control_lab: reload without be3 applied live: be1 $a, be2 $b, failed $bad"

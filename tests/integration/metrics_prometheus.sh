@@ -44,7 +44,7 @@ pids+=($!)
 # The captures are replayed at start; the counters hold still once rx stops moving.
 last=
 for _ in $(seq 100); do
-  now=$("$ctl" --socket "$work/sluice.sock" stats 2>/dev/null | grep -o '^rx=[0-9]*' || true)
+  now=$("$ctl" --socket "$work/sluice.sock" stats --kv 2>/dev/null | grep -o '^rx=[0-9]*' || true)
   [ -n "$now" ] && [ "$now" = "$last" ] && break
   last=$now
   sleep 0.2
@@ -64,8 +64,8 @@ prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb"
   --web.listen-address="127.0.0.1:$pport" >"$work/prometheus.log" 2>&1 &
 pids+=($!)
 
-"$ctl" --socket "$work/sluice.sock" list >"$work/list.txt"
-"$ctl" --socket "$work/sluice.sock" stats >"$work/stats.txt"
+"$ctl" --socket "$work/sluice.sock" list --kv >"$work/list.txt"
+"$ctl" --socket "$work/sluice.sock" stats --kv >"$work/stats.txt"
 /usr/bin/python3 - "$pport" "$work/list.txt" "$work/stats.txt" <<'PY'
 import json, re, sys, time, urllib.parse, urllib.request
 port, list_file, stats_file = sys.argv[1], sys.argv[2], sys.argv[3]

@@ -15,11 +15,11 @@ start_golden_sluice() {
     --vdev "net_pcap1,rx_pcap=$work/in1.pcap,tx_pcap=$work/out1.pcap" -- \
     --config "$golden/sluice.conf" --control-socket "$work/s.sock" --idle-sleep 500 >"$work/sluice.log" 2>&1 &
   pid=$!
-  for _ in $(seq 100); do c list >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 100); do c list --kv >/dev/null 2>&1 && break; sleep 0.1; done
   # The captures are replayed at start; wait until rx stops moving.
   last=
   for _ in $(seq 100); do
-    now=$(c stats 2>/dev/null | grep -o "^rx=[0-9]*" || true)
+    now=$(c stats --kv 2>/dev/null | grep -o "^rx=[0-9]*" || true)
     [ -n "$now" ] && [ "$now" = "$last" ] && [ "$now" != rx=0 ] && break
     last=$now
     sleep 0.2

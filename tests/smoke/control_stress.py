@@ -211,7 +211,7 @@ class Sluice:
         while time.monotonic() - t0 < timeout:
             if not self.alive():
                 return None
-            r = self.ctl("list", timeout=30)
+            r = self.ctl("list", "--kv", timeout=30)
             if r.rc == 0:
                 return time.monotonic() - t0
             time.sleep(0.2)
@@ -418,7 +418,7 @@ class Test:
                         errors[f"rc {r.rc}: {r.first_err()}"] += 1
                     wanted[(f"v{i}", b)] = w
                 m1 = s.mem()
-                listing = s.ctl("list", timeout=60)
+                listing = s.ctl("list", "--kv", timeout=60)
                 applied = 0
                 if listing.rc == 0:
                     got, _ = parse_list(listing.out)
@@ -490,7 +490,7 @@ class Test:
                     delay = t0 + k * 0.1 - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-                    r = s.ctl("stats", timeout=10)
+                    r = s.ctl("stats", "--kv", timeout=10)
                     times.append(r.ms)
                     if r.rc == 0:
                         ok += 1
@@ -534,7 +534,7 @@ class Test:
             mode = self.open_socket_to_group(s)
             info(f"socket as created: mode {mode}; group set to nogroup so nobody can connect")
             b0, b1 = backends_of(0)
-            before, _ = parse_list(s.ctl("list").out)
+            before, _ = parse_list(s.ctl("list", "--kv").out)
             problems = []
             for args in (["list"], ["stats"], ["explain", "tcp", "192.0.2.10:40001", "203.0.113.1:1000"]):
                 r = s.ctl(*args, user="nobody")
@@ -554,7 +554,7 @@ class Test:
                     problems.append(f"'{args[0]}' by nobody: rc {r.rc} {said!r}")
             r = s.ctl("clear-counters", user="nobody")
             info(f"nobody: sluicectl clear-counters (not judged): rc {r.rc}: {(r.first_err() or r.out.strip())!r}")
-            after, vips_after = parse_list(s.ctl("list").out)
+            after, vips_after = parse_list(s.ctl("list", "--kv").out)
             if after != before:
                 changed = sorted(set(after.items()) ^ set(before.items()))
                 problems.append(f"nobody's commands changed the backends: {changed[:6]}")
@@ -562,12 +562,12 @@ class Test:
             log_mark = s.log_size()
             r = s.ctl("set-weight", "v0", b0, "9")
             root_pid = r.pid
-            weights, _ = parse_list(s.ctl("list").out)
+            weights, _ = parse_list(s.ctl("list", "--kv").out)
             if r.rc != 0 or weights.get(("v0", b0)) != 9:
                 problems.append(f"root set-weight: rc {r.rc} {r.first_err()!r}, weight now {weights.get(('v0', b0))}")
             info(f"root: sluicectl set-weight v0 {b0} 9: rc {r.rc}, weight in list {weights.get(('v0', b0))}")
             r = s.ctl("reload")
-            weights, _ = parse_list(s.ctl("list").out)
+            weights, _ = parse_list(s.ctl("list", "--kv").out)
             if r.rc != 0 or weights.get(("v0", b0)) != 1:
                 problems.append(f"root reload: rc {r.rc} {r.first_err()!r}, weight now {weights.get(('v0', b0))}")
             info(f"root: sluicectl reload: rc {r.rc}, weight back to {weights.get(('v0', b0))} from the file")
@@ -663,7 +663,7 @@ class Test:
                             break
                 time.sleep(0.5)
                 alive = s.alive()
-                listing = s.ctl("list", timeout=30) if alive else None
+                listing = s.ctl("list", "--kv", timeout=30) if alive else None
                 vips = parse_list(listing.out)[1] if listing and listing.rc == 0 else set()
                 kept = vips == old_vips
                 logged = [l.strip() for l in s.log_since(mark).splitlines() if l.strip()]
@@ -694,7 +694,7 @@ class Test:
             if s.wait_ready(30) is None:
                 verdict("6 empty reload", False, f"sluice did not start ({s.stop()}):\n{s.log_text()[-2000:]}")
                 return
-            old = parse_list(s.ctl("list").out)[1]
+            old = parse_list(s.ctl("list", "--kv").out)[1]
             for how, text in (("comment-only file, sluicectl reload", "# nothing here\n# (all commented out)\n"),
                               ("empty file, SIGHUP", "")):
                 mark = s.log_size()
@@ -711,7 +711,7 @@ class Test:
                         time.sleep(0.1)
                     said = " | ".join(l.strip() for l in s.log_since(mark).splitlines() if "reload" in l)
                     refused = "no vip" in said.lower()
-                vips = parse_list(s.ctl("list").out)[1] if s.alive() else set()
+                vips = parse_list(s.ctl("list", "--kv").out)[1] if s.alive() else set()
                 ok = refused and vips == old and s.alive()
                 verdict(f"6 empty reload ({how})", ok,
                         f"{'refused' if refused else 'NOT refused with no VIP configured'}: {said[:160]!r}; "

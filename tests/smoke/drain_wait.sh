@@ -18,12 +18,12 @@ fail() { echo "drain-wait: FAIL: $*" >&2; exit 1; }
 . "$(dirname "$0")/../lib/golden_sluice.sh"
 start_golden_sluice drain
 # The backend with the most flows held now.
-read -r be flows < <(c list | awk '/^vip web /{v=1; next} /^vip /{v=0} v && /backend/ {
+read -r be flows < <(c list --kv | awk '/^vip web /{v=1; next} /^vip /{v=0} v && /backend/ {
   a=0; i=0; for (f=1; f<=NF; f++) { if ($f ~ /^active_flows=/) a=substr($f,14); if ($f ~ /^inactive_flows=/) i=substr($f,16) }
   print $2, a+i }' | sort -k2 -n -r | head -1)
-[ -n "${be:-}" ] && [ "$flows" -gt 0 ] || { c list; fail "no backend of VIP web holds a flow after the replay"; }
+[ -n "${be:-}" ] && [ "$flows" -gt 0 ] || { c list --kv; fail "no backend of VIP web holds a flow after the replay"; }
 echo "ok: list shows $flows flows on backend $be"
-c stats | grep -q "^flows worker=0 ipv4=[1-9][0-9]*/4096" || { c stats; fail "stats shows no flows held by worker 0"; }
+c stats --kv | grep -q "^flows worker=0 ipv4=[1-9][0-9]*/4096" || { c stats --kv; fail "stats shows no flows held by worker 0"; }
 set +e
 c --wait=1 drain web "$be" >"$work/short.out" 2>&1
 rc=$?

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # sluicectl's client-side views against a real Sluice: it replays a golden capture (nat4: two
 # VIPs, flows on every backend) from net_pcap ports, as drain_wait.sh does. `list --json` and
-# `stats --json` must parse with Python's json and carry the numbers of the plain answers;
-# `list web` must be the plain answer cut to that VIP, `list nope` must fail with exit 1
-# naming the VIPs; `--rate` must run; `--table` must line its columns up; `top --iterations=2`
+# `stats --json` must parse with Python's json and carry the numbers of the plain answers
+# (`--kv`); `list web --kv` must be the plain answer cut to that VIP, `list nope` must fail
+# with exit 1 naming the VIPs; `--rate` must run; plain `list` and `stats` must be aligned
+# tables with the numbers of `--kv` (`--table` the same); `top --iterations=2`
 # must print two plain frames when stdout is not a terminal, and `top` must end cleanly on
 # SIGINT. Loopback only (no network).
 #
@@ -20,11 +21,11 @@ py=/usr/bin/python3
 
 . "$(dirname "$0")/../lib/golden_sluice.sh"
 start_golden_sluice views
-c list | grep -q "^vip web .* packets=[1-9]" || { c list; fail "the replay left no packets on VIP web"; }
+c list --kv | grep -q "^vip web .* packets=[1-9]" || { c list --kv; fail "the replay left no packets on VIP web"; }
 
 # A view and the plain answers around it: flows time out while the test runs, so a view is
 # compared with the plain answer only when the answers before and after it agree.
-# same_as PLAIN_CMD VIEW_CMD...: leaves the agreeing plain answer in $work/plain and the view
+# same_as "PLAIN_CMD" VIEW_CMD...: leaves the agreeing plain answer in $work/plain and the view
 # in $work/view.
 same_as() {
   local plain=$1; shift
@@ -39,7 +40,7 @@ same_as() {
 
 # The oracle: the plain text split with shlex (quoted values keep their spaces), every
 # key=value compared with the JSON (integers as numbers, the rest as strings).
-same_as list list --json
+same_as "list --kv" list --json
 $py - "$work/plain" "$work/view" <<'EOF' || fail "list --json does not match list"
 import json, shlex, sys
 plain = open(sys.argv[1]).read().splitlines()
@@ -67,7 +68,7 @@ assert sum(v["packets"] for v in doc) > 0
 print(f"ok: list --json matches list: {len(doc)} VIPs, {sum(len(v['backends']) for v in doc)} backends")
 EOF
 
-same_as stats stats --json
+same_as "stats --kv" stats --json
 $py - "$work/plain" "$work/view" <<'EOF' || fail "stats --json does not match stats"
 import json, sys
 plain = open(sys.argv[1]).read().splitlines()
@@ -89,13 +90,13 @@ assert counters["rx"] > 0
 print(f"ok: stats --json matches stats: rx={counters['rx']}, {len(flows)} worker(s), {len(drops)} drop reason(s)")
 EOF
 
-same_as list list web
+same_as "list --kv" list web --kv
 awk '/^vip web /{v=1; print; next} /^vip /{v=0} v' "$work/plain" >"$work/web"
 cmp -s "$work/web" "$work/view" || { diff "$work/web" "$work/view" || true; fail "list web is not list's web block"; }
 grep -q "^vip dns" "$work/view" && fail "list web shows VIP dns"
 c --json list dns | $py -c 'import json,sys; d=json.load(sys.stdin); assert [v["name"] for v in d] == ["dns"], d' ||
   fail "--json list dns is not one VIP dns"
-echo "ok: list web is the plain answer's web block; --json list dns filters too"
+echo "ok: list web --kv is the plain answer's web block; --json list dns filters too"
 
 set +e
 c list nope >"$work/out" 2>"$work/err"; rc=$?
@@ -103,14 +104,14 @@ set -e
 [ $rc = 1 ] && grep -q "no VIP named 'nope' (VIPs: web, dns)" "$work/err" ||
   { cat "$work/err"; fail "list nope exited $rc"; }
 echo "ok: list nope exits 1: $(cat "$work/err")"
-for bad in "--json drain web 198.51.100.21" "stats web" "--table stats" "--table --json list" "list --rate=0" \
-           "list --iterations=2" "top --json"; do
+for bad in "--json drain web 198.51.100.21" "stats web" "--table --json list" "--kv --json stats" "list --kv --table" \
+           "list --rate=0" "list --iterations=2" "top --json" "top --kv" "--kv explain tcp 1.2.3.4:1 203.0.113.10:80"; do
   set +e; c $bad >/dev/null 2>&1; rc=$?; set -e
   [ $rc = 2 ] || fail "'sluicectl $bad' exited $rc, not 2 (usage)"
 done
 echo "ok: view options in the wrong place are usage errors (exit 2)"
 
-c list --rate=0.5 >"$work/rate"
+c list --kv --rate=0.5 >"$work/rate"
 grep -q "^vip web .* packets_per_s=[0-9.]* bytes_per_s=[0-9.]* new_flows_per_s=[0-9.]* active_flows=[0-9]" \
   "$work/rate" || { cat "$work/rate"; fail "list --rate shows no rates for VIP web"; }
 [ "$(grep -c '^  backend .* packets_per_s=' "$work/rate")" = 6 ] || { cat "$work/rate"; fail "list --rate lacks backends"; }
@@ -124,7 +125,7 @@ for o in [d[0]] + d[0]["backends"]:
     assert all(isinstance(o[k], (int, float)) for k in ("packets_per_s", "bytes_per_s", "new_flows_per_s", "active_flows")), o
     assert "packets" not in o, o
 ' || fail "list --rate --json"
-c stats --rate=0.5 | grep -q "^rx_per_s=[0-9.]* tx_per_s=[0-9.]* " || fail "stats --rate shows no rx/tx rates"
+c stats --kv --rate=0.5 | grep -q "^rx_per_s=[0-9.]* tx_per_s=[0-9.]* " || fail "stats --rate shows no rx/tx rates"
 c stats --rate=0.5 --json | $py -c '
 import json, sys
 d = json.load(sys.stdin)
@@ -134,15 +135,20 @@ assert d["flows"], d
 ' || fail "stats --rate --json"
 echo "ok: --rate with --json and with stats"
 
-same_as list list --table
-echo "ok: list --table:"; sed 's/^/    /' "$work/view"
-$py - "$work/plain" "$work/view" <<'EOF' || fail "list --table is not aligned or not the list's numbers"
+# The default: plain `list` is the table; --table asks for the same. Each is checked against
+# the --kv answer around it (flows expire while the test runs).
+for view in list "list --table"; do
+  same_as "list --kv" $view
+  echo "ok: $view:"; sed 's/^/    /' "$work/view"
+  $py - "$work/plain" "$work/view" <<'EOF' || fail "$view is not an aligned table of the list's numbers"
 import shlex, sys
 plain = [l for l in open(sys.argv[1]).read().splitlines()]
 rows = open(sys.argv[2]).read().splitlines()
 head = rows[0]
 assert head.startswith("VIP / backend"), head
-assert len(rows) == 1 + len(plain), "a row per VIP and backend"
+assert len(rows) == 2 + len(plain), "a row per VIP and backend, and the note on packet counts"
+note = rows.pop()
+assert note == "Packets, Bytes: a VIP counts its clients' packets, a nat or fullnat backend also its replies", note
 cols = {"Weight": "weight", "Active": "active_flows", "Inactive": "inactive_flows", "Packets": "packets",
         "Bytes": "bytes", "NewFlows": "new_flows"}
 for line, row in zip(plain, rows[1:]):
@@ -156,7 +162,39 @@ for line, row in zip(plain, rows[1:]):
         assert cell.strip() == want, f"{title}: {cell!r} != {want!r} in {row!r}"
     first = row.strip().split("  ")[0]
     assert first.startswith("-> ") == line.startswith("  backend"), row
-print("ok: list --table columns line up with the list's numbers")
+print("ok: the columns line up with list --kv's numbers; the note says what packets count")
+EOF
+done
+
+same_as "stats --kv" stats
+echo "ok: stats:"; sed 's/^/    /' "$work/view"
+$py - "$work/plain" "$work/view" <<'EOF' || fail "stats is not a table of stats --kv's numbers"
+import sys
+plain = open(sys.argv[1]).read().splitlines()
+blocks = open(sys.argv[2]).read().split("\n\n")
+assert len(blocks) == 3, f"counters, workers, drops: {len(blocks)} blocks"
+counters = dict(t.split("=") for t in plain[0].split())
+rows = blocks[0].splitlines()
+assert rows[0].split() == ["Counter", "Total"] * 3, rows[0]
+cells = [c for r in rows[1:] for c in r.split()]
+got = dict(zip(cells[0::2], cells[1::2]))
+assert got == counters, f"{got} != {counters}"
+workers = [l for l in plain if l.startswith("flows ")]
+rows = blocks[1].splitlines()
+assert rows[0].split() == ["Worker", "IPv4", "flows", "IPv4", "capacity", "IPv6", "flows", "IPv6", "capacity"], rows[0]
+for line, row in zip(workers, rows[1:]):
+    f = dict(t.split("=") for t in line.split()[1:])
+    want = [f["worker"], *f["ipv4"].split("/"), *f["ipv6"].split("/")]
+    assert row.split() == want, f"{row!r} != {want}"
+assert len(rows) == 1 + len(workers)
+drops = {l.split()[1].split("=")[0]: l.split("=")[1] for l in plain if l.startswith("drop ")}
+rows = blocks[2].splitlines()
+if drops:
+    assert rows[0].split() == ["Drop", "reason", "Packets"], rows[0]
+    assert dict(r.split() for r in rows[1:]) == drops, f"{rows} != {drops}"
+else:
+    assert rows == ["No drops."], rows
+print(f"ok: stats' tables hold stats --kv's {len(counters)} counters, {len(workers)} worker(s), {len(drops)} drop reason(s)")
 EOF
 
 c top --iterations=2 --interval=0.5 >"$work/top" 2>"$work/top.err" || { cat "$work/top.err"; fail "top --iterations=2 failed"; }
@@ -189,10 +227,10 @@ kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
   --vdev "net_pcap0,rx_pcap=$work/in0.pcap,infinite_rx=1" --vdev "net_pcap1,rx_pcap=$work/in1.pcap" -- \
   --config "$golden/sluice.conf" --control-socket "$work/s.sock" --idle-sleep 500 >"$work/sluice2.log" 2>&1 &
 pid=$!
-for _ in $(seq 100); do c list >/dev/null 2>&1 && break; sleep 0.1; done
-c list >"$work/a"
+for _ in $(seq 100); do c list --kv >/dev/null 2>&1 && break; sleep 0.1; done
+c list --kv >"$work/a"
 c --json list web --rate=0.5 >"$work/rate.json"
-c list >"$work/b"
+c list --kv >"$work/b"
 $py - "$work/a" "$work/rate.json" "$work/b" <<'EOF2' || fail "list --rate under load"
 import json, re, sys
 def web(path, key):

@@ -162,7 +162,7 @@ def read(path):
 
 
 def sluicectl_list(ctl, sock):
-    r = subprocess.run([ctl, "--socket", sock, "list"], capture_output=True, text=True, timeout=10)
+    r = subprocess.run([ctl, "--socket", sock, "list", "--kv"], capture_output=True, text=True, timeout=10)
     if r.returncode != 0:
         fail(f"sluicectl list: {r.returncode} {r.stdout} {r.stderr}")
     return r.stdout
@@ -302,7 +302,7 @@ def main():
                 listing = None
                 deadline = time.monotonic() + 10
                 while listing is None:
-                    r = subprocess.run([ctl, "--socket", sock, "list"], capture_output=True, text=True, timeout=10)
+                    r = subprocess.run([ctl, "--socket", sock, "list", "--kv"], capture_output=True, text=True, timeout=10)
                     if r.returncode == 0:
                         listing = r.stdout
                     elif time.monotonic() > deadline:

@@ -212,11 +212,13 @@ TEST_CASE("list_table: an ipvsadm-like view, announced only where reported", "[s
           "web 203.0.113.10:80/tcp nat  1/2 up               1         0       12   3400         3  yes\n"
           "  -> 198.51.100.11:80        up           1       1         0        8   2400         2\n"
           "  -> [2001:db8::2]:8080      down        20       0         0        4   1000         1\n"
-          "dns 203.0.113.10:53/udp nat  0/0 up               0         0        0      0         0  no\n");
+          "dns 203.0.113.10:53/udp nat  0/0 up               0         0        0      0         0  no\n"
+          "Packets, Bytes: a VIP counts its clients' packets, a nat or fullnat backend also its replies\n");
     auto plain = v::parse_list("vip a 1.2.3.4:1/udp dsr packets=5\n");
     REQUIRE(plain);
     const std::string t = v::list_table(*plain);
     CHECK(t.find("Announced") == std::string::npos);
+    CHECK(t.find("replies") == std::string::npos);  // dsr: replies bypass Sluice, the counts agree
     CHECK(t.find("  5  ") != std::string::npos);  // a missing column shows as "-"
     CHECK(t.find(" - ") != std::string::npos);
 }
@@ -242,5 +244,35 @@ TEST_CASE("top_frame: rx/tx/drops per second, flows held, the rate table", "[slu
           "\n"
           "VIP / backend           State   Weight  Active  Inactive  Pkts/s  Bytes/s  NewFlows/s\n"
           "web 1.2.3.4:80/tcp nat  1/1 up               3         1    1500  2000000         0.5\n"
-          "  -> 10.0.0.1:80        up           2       3         1    1500  2000000         0.5\n");
+          "  -> 10.0.0.1:80        up           2       3         1    1500  2000000         0.5\n"
+          "Pkts/s, Bytes/s: a VIP counts its clients' packets, a nat or fullnat backend also its replies\n");
+}
+
+TEST_CASE("stats_table: counters in column pairs, workers' flow tables, drops", "[sluicectl]") {
+    auto s = v::parse_stats(kStats);
+    REQUIRE(s);
+    CHECK(v::stats_table(*s) ==
+          "Counter  Total  Counter    Total  Counter  Total\n"
+          "rx         100  forwarded     60  drops       10\n"
+          "tx          90  replies       30\n"
+          "\n"
+          "Worker  IPv4 flows  IPv4 capacity  IPv6 flows  IPv6 capacity\n"
+          "0               12           4096           0           4096\n"
+          "1                3           4096           1           4096\n"
+          "\n"
+          "Drop reason   Packets\n"
+          "no_vip              7\n"
+          "bad_checksum        3\n");
+    auto a = v::parse_stats("rx=100 tx=100 drops=0\nflows worker=0 ipv4=1/8 ipv6=0/8\n");
+    auto b = v::parse_stats("rx=1600 tx=1100 drops=0\nflows worker=0 ipv4=3/8 ipv6=1/8\n");
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(v::stats_table(v::stats_rates(*a, *b, 2.0)) ==
+          "Counter  Per second  Counter  Per second  Counter  Per second\n"
+          "rx            750.0  tx            500.0  drops           0.0\n"
+          "\n"
+          "Worker  IPv4 flows  IPv4 capacity  IPv6 flows  IPv6 capacity\n"
+          "0                3              8           1              8\n"
+          "\n"
+          "No drops.\n");
 }
