@@ -1,5 +1,6 @@
 #include "drivers/dpdk/runtime.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -261,11 +262,15 @@ void Runtime::control_step() {
         // (a rejected file leaves the old configuration forwarding).
         sd_notify(linux_sd::reloading_message());
         if (auto st = cp_->reload(); !st) {
-            // The control plane has logged it, once ("reload rejected, ...").
-            sd_notify("READY=1\nSTATUS=forwarding; reload failed, old configuration kept: " + st.error());
+            // The control plane has logged it, once ("reload rejected, ..."); the status says it
+            // on one line (a newline would end the STATUS= field).
+            std::string why = st.error();
+            std::replace(why.begin(), why.end(), '\n', ' ');
+            reload_outcome_ = fmt::format("reload failed at {}, old configuration kept: {}", timestamp(), why);
         } else {
-            sd_notify("READY=1\nSTATUS=forwarding; configuration reloaded");
+            reload_outcome_ = fmt::format("configuration reloaded at {}", timestamp());
         }
+        sd_notify("READY=1\nSTATUS=forwarding; " + reload_outcome_);
     }
     if (kernel_) kernel_->pump(*workers_, *cp_, now);
     if (cfg_.stats_period_s)
@@ -340,7 +345,7 @@ void Runtime::print_stats_line(uint64_t now_tsc) {
                                           rate(t.tx, last_.tx), rate(t.maglev_picks, last_.new_flows));
     fmt::print("{} stats: {} | {}\n", timestamp(), rates, lb::stats_summary(workers_->dataplanes()));
     std::fflush(stdout);
-    sd_notify("STATUS=forwarding: " + rates);
+    sd_notify("STATUS=forwarding: " + rates + (reload_outcome_.empty() ? "" : "; " + reload_outcome_));
     last_ = {t.rx, t.tx, t.maglev_picks, now_tsc};
 }
 

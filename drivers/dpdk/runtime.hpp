@@ -92,6 +92,9 @@ private:
     std::vector<Progress> progress_;
     uint64_t next_progress_ms_ = 0;
     std::string status_;      // systemd STATUS= while forwarding
+    // The last SIGHUP reload's outcome, with its time: every later STATUS= carries it, so
+    // `systemctl status` shows a refused reload until the next one.
+    std::string reload_outcome_;
     uint64_t start_tsc_ = 0;
     struct {
         uint64_t rx = 0, tx = 0, new_flows = 0, tsc = 0;

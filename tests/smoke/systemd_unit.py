@@ -5,12 +5,16 @@ PID 1 here is not systemd, so the test plays the service manager itself, from th
 (change the unit and this test follows it, or fails):
   1. `systemd-analyze verify` accepts the unit (with the binary path pointed at the build);
   2. the settings DPDK and operations depend on are there (Type=notify, EnvironmentFile,
-     RuntimeDirectory, LimitMEMLOCK, Restart, ExecReload with SIGHUP);
+     RuntimeDirectory, LimitMEMLOCK, Restart, ExecReload: --check-config on the file, then
+     SIGHUP);
   3. the example env file and configuration parse, and the example passes ExecStartPre;
   4. ExecStartPre and ExecStart run with a test env file (vdevs, no hugepages, documentation
      addresses only) and a $NOTIFY_SOCKET: READY=1 with a STATUS= arrives; ExecReload after
      a weight change gives RELOADING=1 (with MONOTONIC_USEC) then READY=1, and sluicectl shows
-     the new weight; a broken file gives RELOADING=1, READY=1 and keeps the old weight; the
+     the new weight; a broken file fails the reload (ExecReload exits non-zero, as `systemctl
+     reload` would report) with one line of output, and Sluice never sees it; a file Sluice
+     refuses (a restart-only setting changed) gives RELOADING=1, READY=1 with "reload failed"
+     in STATUS=, one log line, the old weight, and the periodic STATUS= keeps saying it; the
      stop signal gives STOPPING=1, exit 0 and the totals;
   5. once more with an abstract notify socket ('@name') and a single lcore (the worker runs
      the control core's turns): READY=1, then a clean stop.
@@ -230,17 +234,24 @@ def main():
         if env_file != "/etc/sluice/sluice.env":
             fail(f"EnvironmentFile={env_file}, expected /etc/sluice/sluice.env")
         start = one(unit, "Service", "ExecStart")
-        reload_cmd = one(unit, "Service", "ExecReload")
+        reload_cmds = values(unit, "Service", "ExecReload")
         pre = values(unit, "Service", "ExecStartPre")
         kill_signal = getattr(signal, values(unit, "Service", "KillSignal")[0]) if values(unit, "Service", "KillSignal") \
             else signal.SIGTERM
         if "/etc/sluice/sluice.conf" not in start:
             fail("ExecStart does not read /etc/sluice/sluice.conf")
-        argv_reload = expand(reload_cmd, {"MAINPID": "1"})
-        if not (os.path.basename(argv_reload[0]) == "kill" and "-HUP" in argv_reload):
-            fail(f"ExecReload={reload_cmd}: expected kill -HUP $MAINPID")
+        # systemd runs ExecReload= lines in order and fails the reload at the first that fails:
+        # the file is checked first, so a broken one fails `systemctl reload` and is never sent.
+        argv_reloads = [expand(c, {"MAINPID": "1"}) for c in reload_cmds]
+        if len(argv_reloads) < 2 or not (os.path.basename(argv_reloads[-1][0]) == "kill" and
+                                         "-HUP" in argv_reloads[-1] and "$MAINPID" in reload_cmds[-1]):
+            fail(f"ExecReload={reload_cmds}: expected a check, then kill -HUP $MAINPID last")
+        if not (argv_reloads[0][0] == bin_path and "--check-config" in argv_reloads[0] and
+                "/etc/sluice/sluice.conf" in argv_reloads[0] and reload_cmds[0].startswith("/")):
+            fail(f"ExecReload={reload_cmds[0]}: expected {bin_path} --config /etc/sluice/sluice.conf ... --check-config "
+                 "first, without '-' (its failure must fail the reload)")
         ok("unit: Type=notify, EnvironmentFile, RuntimeDirectory=sluice, LimitMEMLOCK=infinity, "
-           "Restart=on-failure, ExecReload sends SIGHUP, no hardening that hides devices or sysfs")
+           "Restart=on-failure, ExecReload checks the file then sends SIGHUP, no hardening that hides devices or sysfs")
 
         # 3. The examples shipped next to the unit.
         example_env = parse_env_file(os.path.join(unit_dir, "sluice.env"))
@@ -312,11 +323,23 @@ def main():
                 if weight_of(listing, "198.51.100.11:8080") != 2:
                     fail(f"{tag}: weight before reload:\n{listing}")
                 if reload_checks:
-                    reload_argv = expand(reload_cmd, {"MAINPID": str(proc.pid)})
+                    def reload():
+                        """`systemctl reload`: each ExecReload= in turn, the first failure ends
+                        it. Returns (exit status, output)."""
+                        env = dict(env_vars, MAINPID=str(proc.pid))
+                        for cmd in reload_cmds:
+                            argv = map_paths(expand(cmd, env), mapping)
+                            r = subprocess.run(argv, env=proc_env, capture_output=True, text=True, timeout=30)
+                            if r.returncode != 0:
+                                return r.returncode, r.stdout + r.stderr
+                        return 0, ""
+
                     # A good change: RELOADING=1, then READY=1, and the new weight is live.
                     with open(conf, "w") as f:
                         f.write(CONFIG.format(w=5))
-                    subprocess.run(reload_argv, check=True, timeout=10)
+                    rc, out = reload()
+                    if rc != 0:
+                        fail(f"{tag}: reload of a good file failed ({rc}): {out}")
                     msg, seen = notes.wait_for("READY", 30, proc, log)
                     reloading = [m for m in seen if "RELOADING" in m]
                     if not reloading or seen.index(reloading[0]) > seen.index(msg):
@@ -330,17 +353,55 @@ def main():
                         fail(f"{tag}: after reload weight is {w}, expected 5")
                     ok(f"{tag}: ExecReload: RELOADING=1 (MONOTONIC_USEC={reloading[0]['MONOTONIC_USEC']}), "
                        f"READY=1, weight 2 -> {w} in sluicectl list")
-                    # A broken file: the reload is refused and the old configuration stays.
+                    # A broken file: the reload fails before Sluice is signalled, with one line
+                    # that names the problem, and the old configuration stays.
                     with open(conf, "w") as f:
                         f.write(CONFIG.format(w="lots"))
-                    subprocess.run(reload_argv, check=True, timeout=10)
+                    log_before = read(log)
+                    rc, out = reload()
+                    lines = [l for l in out.splitlines() if l.strip()]
+                    if rc == 0:
+                        fail(f"{tag}: reload of a broken file succeeded: systemctl reload would say nothing")
+                    if len(lines) != 1 or "weight" not in lines[0]:
+                        fail(f"{tag}: a broken file should give one line naming the problem, got {lines}")
+                    notes.sock.settimeout(1.5)
+                    try:
+                        stray = notes.sock.recv(4096).decode()
+                        if "RELOADING" in stray:
+                            fail(f"{tag}: Sluice reloaded a file the check refused: {stray!r}")
+                    except socket.timeout:
+                        pass
+                    w = weight_of(sluicectl_list(ctl, sock), "198.51.100.11:8080")
+                    if w != 5 or read(log)[len(log_before):].count("reload") != 0:
+                        fail(f"{tag}: a broken file reached Sluice (weight {w}):\n{read(log)[len(log_before):]}")
+                    ok(f"{tag}: broken file: ExecReload exits {rc} with one line ({lines[0][:70]!r}...), "
+                       "Sluice untouched")
+
+                    # A file that parses but changes a restart-only setting: Sluice refuses it,
+                    # says so once in its log and in STATUS=, and the periodic STATUS= (every
+                    # second here) keeps saying it.
+                    with open(conf, "w") as f:
+                        f.write(CONFIG.format(w=7).replace("flow-capacity = 4096", "flow-capacity = 8192"))
+                    log_before = read(log)
+                    rc, out = reload()
+                    if rc != 0:
+                        fail(f"{tag}: the check refused a file that parses ({rc}): {out}")
                     msg, seen = notes.wait_for("READY", 30, proc, log)
                     if not any("RELOADING" in m for m in seen) or "reload failed" not in msg.get("STATUS", ""):
-                        fail(f"{tag}: broken reload notifications: {seen}")
+                        fail(f"{tag}: refused reload notifications: {seen}")
                     w = weight_of(sluicectl_list(ctl, sock), "198.51.100.11:8080")
                     if w != 5:
-                        fail(f"{tag}: a broken reload changed the weight to {w}")
-                    ok(f"{tag}: broken file: RELOADING=1, READY=1 with STATUS={msg['STATUS'][:60]!r}..., weight kept")
+                        fail(f"{tag}: a refused reload changed the weight to {w}")
+                    later, _ = notes.wait_for("STATUS", 10, proc, log)
+                    while "READY" in later or not later["STATUS"].startswith("forwarding: rx-pps"):
+                        later, _ = notes.wait_for("STATUS", 10, proc, log)
+                    if "reload failed" not in later["STATUS"]:
+                        fail(f"{tag}: the periodic status forgot the refused reload: {later['STATUS']!r}")
+                    said = [l for l in read(log)[len(log_before):].splitlines() if "reload" in l]
+                    if len(said) != 1 or "reload rejected" not in said[0]:
+                        fail(f"{tag}: a refused reload should be one log line, got {said}")
+                    ok(f"{tag}: refused file: READY=1 with STATUS={msg['STATUS'][:70]!r}..., weight kept, "
+                       f"one log line, later STATUS={later['STATUS'][:90]!r}...")
                 # Stop as systemd does: KillSignal (SIGTERM) to the main process.
                 os.kill(proc.pid, kill_signal)
                 msg, _ = notes.wait_for("STOPPING", 20, proc, log)
