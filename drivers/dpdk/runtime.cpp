@@ -276,6 +276,7 @@ void Runtime::control_step() {
     if (cfg_.stats_period_s)
         if (const uint64_t tsc = rte_get_tsc_cycles(); tsc - last_.tsc >= cfg_.stats_period_s * rte_get_tsc_hz())
             print_stats_line(tsc);
+    if (telemetry_) telemetry_->set_service(cp_->service());
     if (flow_log_) flow_log_->drain(now, *cp_->service());
     if (sync_) {
         sync_->poll(unix_ms(), *workers_, *cp_->service());
