@@ -17,6 +17,8 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "drivers/dpdk/eal.hpp"
@@ -175,6 +177,7 @@ doctor::Facts gather(const lb::Config& config) {
     doctor::Facts f;
     f.host = gather_host_sysfs();
     f.host.no_huge = !rte_eal_has_hugepages();
+    if (const long page = ::sysconf(_SC_PAGESIZE); page > 0) f.host.base_page_bytes = static_cast<uint64_t>(page);
     const unsigned main = rte_get_main_lcore();
     f.host.main_lcore = {main, static_cast<int>(rte_lcore_to_socket_id(main))};
     unsigned lc;
@@ -244,6 +247,7 @@ int run_doctor(const lb::Config& config, const std::vector<std::string>& eal_arg
         doctor::Facts f;
         f.host = gather_host_sysfs();
         f.host.no_huge = std::find(eal_args.begin(), eal_args.end(), "--no-huge") != eal_args.end();
+        f.host.eal_started = false;  // one FATAL, EAL's: no verdicts built on what it would have said
         doctor::fill_requested(config, f.req);
         doctor::Report r;
         r.findings.push_back({doctor::Severity::fatal, "eal", st.error(),

@@ -87,9 +87,24 @@ struct Checker {
                                                 r.mbcache, r.kernel_side);
     }
 
+    // The mbufs' own memory. Without hugepages EAL's memory is the kernel's base pages, whose
+    // IOVAs need not follow each other, so DPDK's mempool never lets an mbuf straddle two:
+    // a 2368-byte mbuf takes a whole 4 KiB page (measured: 16384 mbufs need -m 65 or more,
+    // 65536 need about -m 250, where mbufs x size would say 37 and 148 MiB).
+    uint64_t mbuf_bytes_total() const {
+        const uint64_t n = mbufs(), size = std::max<uint64_t>(1, r.mbuf_bytes);
+        if (!f.host.no_huge) return n * size;
+        const uint64_t page = std::max<uint64_t>(1, f.host.base_page_bytes);
+        if (size <= page) {
+            const uint64_t per_page = page / size;
+            return (n + per_page - 1) / per_page * page;
+        }
+        return n * ((size + page - 1) / page * page);
+    }
+
     uint64_t pool_bytes() const {
         const uint64_t queues = static_cast<uint64_t>(f.ports.size()) * r.workers;
-        return static_cast<uint64_t>(mbufs()) * r.mbuf_bytes + kFixedOverhead + queues * (r.rxd + r.txd) * kDescriptorBytes;
+        return mbuf_bytes_total() + kFixedOverhead + queues * (r.rxd + r.txd) * kDescriptorBytes;
     }
 
     const char* users() const {
@@ -128,18 +143,24 @@ struct Checker {
     // memory suggestions never go below 256 MiB.
     const uint64_t need = pool_bytes() + (r.flow_tables_in_hugepages ? tables_bytes() : 0);
         const uint64_t setup = std::max<uint64_t>(kGiB, (need + kGiB - 1) / kGiB * kGiB);
-        if (h.no_huge) {
+        if (h.no_huge)
             add(Severity::warn, "host",
                 "EAL runs with --no-huge: mbufs sit in 4 KiB pages (more TLB misses) and dpdk-dumpcap cannot attach",
                 fmt::format("reserve hugepages and drop --no-huge: dpdk-hugepages.py -p 2M --setup {}", size_arg(setup)));
+        if (!h.eal_started) {
+            // Its memory is EAL's to report; a verdict without it would only repeat EAL's error.
+            add(Severity::info, "host", "memory not judged: EAL did not start");
+            return;
+        }
+        if (h.no_huge) {
             uint64_t free = 0, total = 0;
             for (const NumaNode& n : h.nodes) free += n.eal_free_bytes;
             for (const NumaNode& n : h.nodes) total += n.eal_total_bytes;
             if (need > free) {
                 const uint64_t m = std::max<uint64_t>(256, ((total + need - free) + 64 * kMiB - 1) / (64 * kMiB) * 64);
                 add(Severity::fatal, "host",
-                    fmt::format("{} {} ({} mbufs) but EAL has {} of its --no-huge memory left", users(), bytes(need),
-                                mbufs(), bytes(free)),
+                    fmt::format("{} {} ({} mbufs in {} pages) but EAL has {} of its --no-huge memory left", users(),
+                                bytes(need), mbufs(), bytes(h.base_page_bytes), bytes(free)),
                     fmt::format("give EAL more memory: -m {}", m));
             } else {
                 add(Severity::ok, "host", fmt::format("memory: {} {} ({} mbufs), EAL has {} free", users(), bytes(need),
@@ -523,10 +544,12 @@ size_t Report::count(Severity s) const noexcept {
 Report check(const Facts& facts) {
     Checker c{facts, facts.req, {}};
     c.host();
-    c.ports();
-    c.mbuf_pool();
-    c.flow_tables();
-    c.snat_ports();
+    if (facts.host.eal_started) {  // ports, lcores and the pool are EAL's facts
+        c.ports();
+        c.mbuf_pool();
+        c.flow_tables();
+        c.snat_ports();
+    }
     // Problems first, worst first; ok lines keep their order below them.
     std::stable_sort(c.out.findings.begin(), c.out.findings.end(),
                      [](const Finding& a, const Finding& b) { return a.severity > b.severity; });

@@ -48,6 +48,10 @@ struct HostFacts {
     std::vector<NumaNode> nodes;    // empty: the kernel reported no NUMA or hugepage layout
     bool hugetlbfs_mounted = false;
     bool no_huge = false;           // EAL runs with --no-huge: memory is anonymous, -m sized
+    uint64_t base_page_bytes = 4096;  // the kernel's page, what --no-huge memory is made of
+    // false: EAL did not start, so what only EAL can tell (the memory it holds, the pool's
+    // node) is unknown and the checks that need it are skipped, not failed.
+    bool eal_started = true;
     Lcore main_lcore;
     std::vector<Lcore> worker_lcores;  // empty: the main lcore runs the only worker
     uint64_t mem_available_bytes = 0;  // MemAvailable; 0: unknown
@@ -134,6 +138,7 @@ struct Report {
 };
 
 // Runs every check. Never throws on odd facts (zero queues, no nodes, unknown sockets).
+// Without EAL (host.eal_started false) only the host is judged, and not its memory.
 Report check(const Facts& facts);
 
 // Only the link rule, for ports already started (links are judged again after start-up,

@@ -2,12 +2,13 @@
 # `sluice doctor` on vdevs: it must find the ports with their drivers, report --no-huge with its
 # fix and exit 0 for one worker; two workers on single-queue net_pcap ports are fatal (exit 1,
 # with the fix sentence), and a normal start with the same arguments must refuse to forward
-# with the same sentence.
+# with the same sentence; -m 64 is refused (a start would fail to allocate the pool) and an EAL
+# error is the only FATAL.
 #   doctor.sh SLUICE
 set -euo pipefail
 sluice=$1
 work=$(mktemp -d /tmp/sluice-doctor.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work" /var/run/dpdk/sluice-doctor-$$-*' EXIT  # EAL leaves its runtime directories
 fail() { echo "FAIL: $*" >&2; exit 1; }
 eal=(--no-pci --no-huge -m 512 --log-level=error)
 opts=(--vip web,203.0.113.10:80/tcp,nat --backend web,198.51.100.11:8080
@@ -39,6 +40,39 @@ has "EAL runs with --no-huge"
 has "fix: reserve hugepages and drop --no-huge: dpdk-hugepages.py -p 2M --setup 1G"
 has "result: 0 fatal"
 echo "ok: doctor on two net_null ports, one worker: exit 0, drivers and the --no-huge finding reported"
+
+# Memory: with -m 64 the default pool (16384 mbufs, a 4 KiB page each without hugepages) does
+# not fit, and a start fails to allocate it: doctor must say so. What doctor accepts must start.
+name=mem64
+run $name doctor -l 0 --no-pci --no-huge -m 64 --log-level=error --file-prefix "sluice-doctor-$$-mem64" \
+  --vdev net_null0 --vdev net_null1 -- "${opts[@]}"
+[ "$rc" -eq 1 ] || { cat "$work/$name.log"; fail "$name: exit $rc, want 1"; }
+has "FATAL  host"
+has "(16384 mbufs in 4 KiB pages) but EAL has 64 MiB of its --no-huge memory left"
+has "fix: give EAL more memory: -m 256"
+name=mem96 secs=3
+run $name doctor -l 0 --no-pci --no-huge -m 96 --log-level=error --file-prefix "sluice-doctor-$$-mem96" \
+  --vdev net_null0 --vdev net_null1 -- "${opts[@]}"
+[ "$rc" -eq 0 ] || { cat "$work/$name.log"; fail "$name: exit $rc, want 0"; }
+name=start96
+run $name -l 0 --no-pci --no-huge -m 96 --log-level=error --file-prefix "sluice-doctor-$$-start96" \
+  --vdev net_null0 --vdev net_null1 -- "${opts[@]}"
+has "forwarding"
+has "Forward statistics"
+secs=20
+echo "ok: doctor refuses -m 64 (the pool needs a page per mbuf); -m 96 passes and starts"
+
+# An EAL error is the one fatal finding: nothing judged on what EAL did not say.
+name=ealerr
+run $name doctor -l 0 --no-pci --no-huge -m 512 --no-such-eal-option --file-prefix "sluice-doctor-$$-ealerr" -- \
+  "${opts[@]}"
+[ "$rc" -eq 1 ] || { cat "$work/$name.log"; fail "$name: exit $rc, want 1"; }
+has "sluice doctor: EAL did not start"
+has "FATAL  eal"
+has "memory not judged: EAL did not start"
+[ "$(grep -c '^FATAL' <<<"$out")" = 1 ] || { cat "$work/$name.log"; fail "$name: more than one FATAL after an EAL error"; }
+has "result: 1 fatal"
+echo "ok: an EAL error gives one FATAL (EAL's), memory not judged"
 
 # The option form, and EAL arguments only (no `--`: the report needs no VIPs).
 name=flag
