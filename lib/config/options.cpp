@@ -450,7 +450,25 @@ po::options_description description() {
     return d;
 }
 
+// EAL's options, which belong before `--`: given among Sluice's they are refused with where
+// they go rather than as unknown (DPDK 22.11's EAL usage; Sluice itself takes only -h short).
+constexpr std::string_view kEalOptions[] = {
+    "-c", "-l", "--lcores", "-s", "-S", "--main-lcore", "-n", "-m", "-r", "-b", "--block", "-a", "--allow",
+    "--vdev", "--iova-mode", "-d", "--proc-type", "--syslog", "--log-level", "--trace", "--trace-dir",
+    "--trace-bufsz", "--trace-mode", "-v", "--in-memory", "--base-virtaddr", "--telemetry", "--no-telemetry",
+    "--force-max-simd-bitwidth", "--huge-unlink", "--no-huge", "--no-pci", "--no-hpet", "--no-shconf",
+    "--socket-mem", "--socket-limit", "--huge-dir", "--file-prefix", "--create-uio-dev", "--vfio-intr",
+    "--vfio-vf-token", "--legacy-mem", "--single-file-segments", "--match-allocations", "--huge-worker-stack",
+};
+
 Expected<std::vector<RawOpt>> tokenize_args(const std::vector<std::string>& args) {
+    for (const auto& a : args) {
+        const std::string_view name = std::string_view(a).substr(0, a.find('='));
+        if (std::find(std::begin(kEalOptions), std::end(kEalOptions), name) != std::end(kEalOptions))
+            return make_error(fmt::format("'{}' is an EAL option: give it before `--` (sluice [EAL options] -- "
+                                          "[options], e.g. sluice -l 0-2 {} -- --config FILE)",
+                                          clip(a), clip(a)));
+    }
     namespace style = po::command_line_style;
     // No abbreviations (`--vi` is not `--vip`) and no sticky short options.
     constexpr int kStyle = style::allow_long | style::long_allow_adjacent | style::long_allow_next |
@@ -661,7 +679,12 @@ std::string usage() {
         "\n"
         "Sluice, an L4 load balancer on DPDK. Its options follow EAL's `--`. A --config file\n"
         "takes the same names as `name = value` lines: `#` starts a comment, list options\n"
-        "repeat, and the command line adds to its lists and overrides its other values.\n";
+        "repeat, and the command line adds to its lists and overrides its other values.\n"
+        "\n"
+        "EAL options go before `--` and are DPDK's own: -l CORES, -a PCI, --vdev DEVICE,\n"
+        "--file-prefix NAME, --no-huge -m MB, --log-level=LEVEL (also per log type:\n"
+        "--log-level=sluice.control:debug for the control core's log, sluice.flowlog for\n"
+        "the flow log). Given after `--`, they are refused with this reminder.\n";
     std::string_view group;
     for (const auto& s : kOptions) {
         if (group != s.group) {

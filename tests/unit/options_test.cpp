@@ -98,6 +98,9 @@ TEST_CASE("--help, -h and --version work without other arguments", "[options]") 
     CHECK_THAT(usage(), Contains("--vip NAME,ADDR:PORT/PROTO,MODE[,KEY=VALUE...]"));
     CHECK_THAT(usage(), Contains("--backend VIP,ADDR[:PORT][,weight=N][,state=S]"));
     CHECK_THAT(usage(), Contains("--check-config"));
+    // EAL's options, --log-level above all, are placed before `--` by the help itself.
+    CHECK_THAT(usage(), Contains("EAL options go before `--`"));
+    CHECK_THAT(usage(), Contains("--log-level=sluice.control:debug"));
 
     auto v = parse_args({"--version"});
     REQUIRE(v.ok());
@@ -271,6 +274,10 @@ TEST_CASE("the largest table size and the boundary values are accepted", "[optio
 TEST_CASE("command-line syntax errors name the option", "[options]") {
     check_rejected({
         {"unknown option", base({"--frobnicate", "1"}), {"--frobnicate"}},
+        {"EAL's --log-level after --", base({"--log-level=sluice.control:debug"}),
+         {"'--log-level=sluice.control:debug' is an EAL option: give it before `--`"}},
+        {"EAL's -l after --", base({"-l", "0-2"}), {"'-l' is an EAL option: give it before `--`"}},
+        {"EAL's --vdev after --", base({"--vdev", "net_null0"}), {"'--vdev' is an EAL option"}},
         {"no abbreviations", {"--vi", "web,203.0.113.10:80/tcp,nat"}, {"--vi"}},
         {"missing value at the end", base({"--burst"}), {"--burst", "missing"}},
         {"missing value before an option", {"--vip", "--backend", "web,198.51.100.11"}, {"--vip", "missing"}},
