@@ -28,7 +28,7 @@ struct CommandSpec {
 
 constexpr std::array kSpecs = {
     CommandSpec{Op::list, "list", "", "VIPs and backends: state, weight, counters"},
-    CommandSpec{Op::stats, "stats", "", "global, per-worker and drop counters"},
+    CommandSpec{Op::stats, "stats", "", "counters summed over the workers, each worker's flow-table fill, drops"},
     CommandSpec{Op::add_backend, "add-backend", "VIP ADDR[:PORT] [weight=N] [mac=MAC]",
                 "add a backend to a VIP (weight 0..65535, default 1; its MAC)"},
     CommandSpec{Op::remove_backend, "remove-backend", "VIP ADDR[:PORT]", "remove a backend from a VIP"},

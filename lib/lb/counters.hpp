@@ -33,7 +33,7 @@ namespace sluice::lb {
     X(multi_segment)      /* chained mbufs are not handled by the data path */             \
     X(udp6_zero_checksum) /* RFC 8200 §8.1: IPv6 UDP must carry a checksum */              \
     X(ttl_expired)                                                                          \
-    X(no_vip)             /* neither to a VIP nor a reply of a known flow */               \
+    X(no_vip)             /* to a VIP's address on a port/protocol no VIP serves; not TCP/UDP/ICMP elsewhere */ \
     X(unsupported_l4)     /* to a VIP address with a protocol Sluice does not balance */  \
     X(icmp_unhandled)     /* ICMP/ICMPv6 Sluice neither answers nor translates */         \
     X(icmp_bad_quote)     /* ICMP error quoting a truncated or malformed header */        \
@@ -47,7 +47,7 @@ namespace sluice::lb {
     X(tcp_no_flow)        /* TCP that can neither open nor resume a flow: a client's SYN-ACK, fullnat RST */ \
     X(own_source)         /* a client packet from one of Sluice's own addresses (VIP, SNAT, self): spoofed */ \
     X(snat_exhausted)     /* no free SNAT port whose reply lands on this worker */         \
-    X(no_flow)            /* reply of a nat/fullnat flow Sluice does not know */            \
+    X(no_flow)            /* TCP/UDP to no VIP (taken for a reply) that matches no flow */ \
     X(redirect_loop)      /* a redirected packet that this worker does not own either */  \
     X(redirect_full)      /* the ring to the owning worker was full */                     \
     X(control_full)       /* the ring to the control core (kernel side) was full */         \

@@ -298,6 +298,9 @@ TEST_CASE("ctl: response framing", "[ctl]") {
                              "set-weight VIP ADDR[:PORT] N", "drain", "set-state", "reload", "clear-counters",
                              "explain tcp|udp SRC_ADDR:SPORT DST_ADDR:DPORT", "persist VIP", "help"})
         CHECK_THAT(help, Contains(name));
+    // What stats answers: totals (there are no per-worker counters in it), and per worker only
+    // the flow table's fill.
+    CHECK_THAT(help, Contains("counters summed over the workers, each worker's flow-table fill, drops"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -396,6 +396,26 @@ TEST_CASE("dataplane: nat forward and reply, IPv6", "[dataplane]") {
     CHECK(rig.dp->flows4().size() == 0);
 }
 
+TEST_CASE("dataplane: one arm, a stray TCP/UDP packet counts as no_flow, a VIP address's other port as no_vip",
+          "[dataplane]") {
+    // What README's drop list says: no_vip is for a VIP's address on a port or protocol no VIP
+    // serves (and non-TCP/UDP/ICMP to other addresses); TCP or UDP to any other address is
+    // taken for a reply and, matching no flow, counts as no_flow, on one arm as on two.
+    WorkerEnv e = env();
+    e.backend_port = 0;
+    Rig rig(lab_config(), e);
+    run_rows(rig, {
+        drop("TCP to an address that is no VIP", from_client().ipv4(kClient, "198.18.0.1").tcp(1, 80).build(),
+             Drop::no_flow, dropped("no_flow")),
+        drop("UDP to an address that is no VIP", from_client().ipv4(kClient, "198.18.0.1").udp(1, 53).build(),
+             Drop::no_flow, dropped("no_flow")),
+        drop("TCP to a VIP address on another port", from_client().ipv4(kClient, kVipNat).tcp(1, 81).build(),
+             Drop::no_vip, dropped("no_vip")),
+        drop("GRE to an address that is no VIP", from_client().ipv4(kClient, "198.18.0.1").l4_proto(47).payload(20).build(),
+             Drop::no_vip, dropped("no_vip")),
+    });
+}
+
 TEST_CASE("dataplane: UDP over IPv4 with and without a checksum", "[dataplane]") {
     Rig rig;
     run_rows(rig, {
