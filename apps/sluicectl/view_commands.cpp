@@ -52,6 +52,7 @@ bool parse_seconds(std::string_view text, double& out) {
 struct Sample {
     List list;
     Stats stats;
+    std::string body;  // the answer as received
     Clock::time_point at;
 };
 
@@ -65,6 +66,7 @@ int fetch_list(const std::string& path, const std::string& vip, Sample& s) {
     auto a = ctlclient::query(path, "list");
     if (a.exit_code) return fail(a.exit_code, a.error);
     s.at = Clock::now();
+    s.body = a.body;
     auto list = parse_list(a.body);
     if (!list) return fail(kExitUsage, fmt::format("{}: bad list answer: {}", path, list.error()));
     if (!vip.empty()) {
@@ -81,6 +83,7 @@ int fetch_stats(const std::string& path, Sample& s) {
     auto a = ctlclient::query(path, "stats");
     if (a.exit_code) return fail(a.exit_code, a.error);
     s.at = Clock::now();
+    s.body = a.body;
     auto stats = parse_stats(a.body);
     if (!stats) return fail(kExitUsage, fmt::format("{}: bad stats answer: {}", path, stats.error()));
     s.stats = std::move(*stats);
@@ -111,6 +114,8 @@ bool print(const std::string& text) {
 int run_list(const std::string& path, const ViewOptions& o) {
     Sample a;
     if (int rc = fetch_list(path, o.vip, a)) return rc;
+    // --kv alone is the server's answer, byte for byte: scripts parse it.
+    if (o.kv && !o.rate_s && o.vip.empty()) return print(a.body) ? kExitOk : kExitUsage;
     List shown = std::move(a.list);
     if (o.rate_s) {
         Sample b;
@@ -125,6 +130,7 @@ int run_list(const std::string& path, const ViewOptions& o) {
 int run_stats(const std::string& path, const ViewOptions& o) {
     Sample a;
     if (int rc = fetch_stats(path, a)) return rc;
+    if (o.kv && !o.rate_s) return print(a.body) ? kExitOk : kExitUsage;
     std::optional<double> interval;
     Stats shown = std::move(a.stats);
     if (o.rate_s) {

@@ -333,6 +333,8 @@ Expected<Stats> parse_stats(std::string_view body) {
             s.flows.push_back(std::move(t.fields));
         } else if (t.words[0] == "drop" && t.words.size() == 1) {
             s.drops.insert(s.drops.end(), t.fields.begin(), t.fields.end());
+        } else {
+            s.other.emplace_back(l);
         }
     });
     if (s.counters.empty()) return make_error("stats: no counters in the answer");
@@ -368,6 +370,7 @@ std::string stats_text(const Stats& s) {
     std::string o = format_line(Tokens{{}, s.counters}) + "\n";
     for (const auto& f : s.flows) o += format_line(Tokens{{"flows"}, f}) + "\n";
     for (const auto& d : s.drops) o += "drop " + format_field(d) + "\n";
+    for (const auto& l : s.other) o += l + "\n";
     return o;
 }
 
@@ -447,6 +450,7 @@ Stats stats_rates(const Stats& before, const Stats& after, double seconds) {
     Stats out;
     out.counters = rate_fields(&before.counters, after.counters, seconds, {});
     out.flows = after.flows;
+    out.other = after.other;
     out.drops = rate_fields(&before.drops, after.drops, seconds, {});
     // A reason's rate keeps the reason as its name: the drops object is per second already.
     for (auto& d : out.drops)
@@ -580,6 +584,10 @@ std::string stats_table(const Stats& s) {
         rows = {{"Drop reason", rates ? "Per second" : "Packets"}};
         for (const auto& d : s.drops) rows.push_back({d.key, value(d)});
         o += '\n' + render_table(rows);
+    }
+    if (!s.other.empty()) {
+        o += '\n';
+        for (const auto& l : s.other) o += l + '\n';
     }
     return o;
 }

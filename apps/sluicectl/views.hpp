@@ -7,8 +7,9 @@
 // server does not escape quotes inside a quoted value (a check's detail or a change's reason
 // may hold any text), so that rule is what keeps `reason="said "no" twice" fail_streak=2`
 // whole. A field the server adds later simply appears in every view; only the leading words
-// are read by position. Lines of a kind this client does not know are skipped, not fatal, so
-// an older sluicectl keeps working against a newer server.
+// are read by position. Lines of a kind this client does not know are not fatal, so an older
+// sluicectl keeps working against a newer server: a list skips them, stats keep them as
+// received (Stats::other) and print them after their tables.
 //
 // Thread contract: pure functions over values; no shared state, every function reentrant.
 #pragma once
@@ -79,6 +80,9 @@ struct Stats {
     Fields counters;            // rx=.. tx=.. ... drops=N
     std::vector<Fields> flows;  // one per worker: worker=0 ipv4=N/CAP ipv6=N/CAP
     Fields drops;               // REASON=N, one per `drop` line
+    // Lines of kinds this client does not know (a newer server's), as received: the text
+    // views and the tables print them as they are rather than hide them.
+    std::vector<std::string> other;
 };
 // `stats`' body.
 Expected<Stats> parse_stats(std::string_view body);
@@ -125,7 +129,8 @@ std::string render_table(const std::vector<std::vector<std::string>>& rows);
 std::string list_table(const List& list);
 
 // `stats` (or its rates) as tables: the counters in three name/value column pairs, then one
-// row per worker (flows held and capacity per family), then the drops by reason.
+// row per worker (flows held and capacity per family), then the drops by reason, then any
+// lines of kinds this client does not know, as received.
 std::string stats_table(const Stats& stats);
 
 // A rate as a table shows it: one decimal below 1000, else whole.

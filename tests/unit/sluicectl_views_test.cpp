@@ -248,6 +248,15 @@ TEST_CASE("top_frame: rx/tx/drops per second, flows held, the rate table", "[slu
           "Pkts/s, Bytes/s: a VIP counts its clients' packets, a nat or fullnat backend also its replies\n");
 }
 
+TEST_CASE("stats: lines of kinds this client does not know are kept and printed as received", "[sluicectl]") {
+    auto s = v::parse_stats(kStats + "sync_peer id=2 heard=yes lag_ms=3\n");
+    REQUIRE(s);
+    REQUIRE(s->other == std::vector<std::string>{"sync_peer id=2 heard=yes lag_ms=3"});
+    CHECK(v::stats_text(*s) == kStats + "sync_peer id=2 heard=yes lag_ms=3\n");
+    CHECK(v::stats_table(*s).ends_with("bad_checksum        3\n\nsync_peer id=2 heard=yes lag_ms=3\n"));
+    CHECK(v::stats_rates(*s, *s, 1.0).other == s->other);
+}
+
 TEST_CASE("stats_table: counters in column pairs, workers' flow tables, drops", "[sluicectl]") {
     auto s = v::parse_stats(kStats);
     REQUIRE(s);
