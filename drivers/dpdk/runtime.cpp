@@ -172,6 +172,21 @@ Status Runtime::bring_up() {
         return p->config;
     };
     hooks.more_stats = [this] { return sync_ ? sync_->stats() : std::string(); };
+    // systemd waits from RELOADING=1 to the next READY=1, failed reload or not (a refused file
+    // leaves the old configuration forwarding); the status line keeps the outcome.
+    hooks.reload_started = [] { sd_notify(linux_sd::reloading_message()); };
+    hooks.reload_done = [this](const Status& st) {
+        if (!st) {
+            // The control plane has logged it, once ("reload rejected, ..."); the status says it
+            // on one line (a newline would end the STATUS= field).
+            std::string why = st.error();
+            std::replace(why.begin(), why.end(), '\n', ' ');
+            reload_outcome_ = fmt::format("reload failed at {}, old configuration kept: {}", timestamp(), why);
+        } else {
+            reload_outcome_ = fmt::format("configuration reloaded at {}", timestamp());
+        }
+        sd_notify("READY=1\nSTATUS=forwarding; " + reload_outcome_);
+    };
     cp_ = std::make_unique<control::ControlPlane>(cfg_, *workers_, std::move(hooks), std::move(*prober));
     // Probes leave from Sluice's own address on the backend side (which only the kernel side
     // holds; without one the kernel picks the source).
@@ -257,21 +272,9 @@ void Runtime::control_step() {
         });
     cp_->poll(now, workers_->main_runs_worker() ? 0 : 1);
     if (metrics_) metrics_->poll(now, [this] { return metrics(); });
-    if (reload_.exchange(false)) {
-        // systemctl reload waits from RELOADING=1 to the next READY=1, failed reload or not
-        // (a rejected file leaves the old configuration forwarding).
-        sd_notify(linux_sd::reloading_message());
-        if (auto st = cp_->reload(); !st) {
-            // The control plane has logged it, once ("reload rejected, ..."); the status says it
-            // on one line (a newline would end the STATUS= field).
-            std::string why = st.error();
-            std::replace(why.begin(), why.end(), '\n', ' ');
-            reload_outcome_ = fmt::format("reload failed at {}, old configuration kept: {}", timestamp(), why);
-        } else {
-            reload_outcome_ = fmt::format("configuration reloaded at {}", timestamp());
-        }
-        sd_notify("READY=1\nSTATUS=forwarding; " + reload_outcome_);
-    }
+    // SIGHUP; `sluicectl reload` (the unit's ExecReload) takes the same path through the
+    // control plane, whose hooks tell systemd (reload_started, reload_done).
+    if (reload_.exchange(false)) (void)cp_->reload();
     if (kernel_) kernel_->pump(*workers_, *cp_, now);
     if (cfg_.stats_period_s)
         if (const uint64_t tsc = rte_get_tsc_cycles(); tsc - last_.tsc >= cfg_.stats_period_s * rte_get_tsc_hz())

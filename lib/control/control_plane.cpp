@@ -565,6 +565,17 @@ Status ControlPlane::remove_backend(const std::string& vip, const net::IpAddr& a
 }
 
 Status ControlPlane::reload() {
+    if (hooks_.reload_started) hooks_.reload_started();
+    Status st = reload_config();
+    if (hooks_.reload_done) hooks_.reload_done(st);
+    return st;
+}
+
+Status ControlPlane::reload_config() {
+    const auto rejected = [&](const std::string& why) {
+        log(fmt::format("reload rejected{}, the running configuration stays: {}",
+                        operator_ == "the operator" ? std::string() : " (asked by " + operator_ + ")", why));
+    };
     if (!hooks_.reread) return make_error("this instance has no configuration source to reload");
     Expected<lb::Config> next = make_error("");
     try {
@@ -573,11 +584,11 @@ Status ControlPlane::reload() {
         next = make_error("out of memory reading the configuration");
     }
     if (!next) {
-        log(fmt::format("reload rejected, the running configuration stays: {}", next.error()));
+        rejected(next.error());
         return make_error(next.error());
     }
     if (auto st = same_process_settings(config_, *next); !st) {
-        log(fmt::format("reload rejected, the running configuration stays: {}", st.error()));
+        rejected(st.error());
         return st;
     }
     // Health verdicts and passive counts of backends that stay are kept by sync_probes().
@@ -585,7 +596,7 @@ Status ControlPlane::reload() {
                                         operator_ == "the operator" ? std::string() : " by " + operator_,
                                         describe_changes(config_, *next));
     if (auto st = apply(std::move(*next), why.c_str()); !st) {
-        log(fmt::format("reload rejected, the running configuration stays: {}", st.error()));
+        rejected(st.error());
         return st;
     }
     return {};
@@ -813,7 +824,8 @@ std::string ControlPlane::handle(const Expected<Command>& cmd, const Peer& peer)
     operator_ = fmt::format("uid={} pid={}", peer.uid, peer.pid);
     std::string out = answer(c);
     operator_ = "the operator";
-    if (!out.starts_with("ok"))
+    // A refused reload has logged its one line already, naming who asked.
+    if (!out.starts_with("ok") && c.op != Op::reload)
         log(fmt::format("control: uid={} pid={}: {}: {}", peer.uid, peer.pid, request, out.substr(0, out.find('\n'))));
     if (!c.request_id.empty()) {
         if (answered_.size() >= kRememberedAnswers) answered_.pop_front();

@@ -53,6 +53,9 @@ struct Hooks {
     std::function<Status(const net::IpAddr&, bool on)> route;
     // Lines `stats` appends (replication's state); none when unset.
     std::function<std::string()> more_stats;
+    // Around every reload (SIGHUP or sluicectl): before it starts, and with its outcome.
+    std::function<void()> reload_started;
+    std::function<void(const Status&)> reload_done;
 };
 
 class ControlPlane {
@@ -140,6 +143,7 @@ private:
     };
     using Key = std::tuple<std::string, net::IpAddr, uint16_t>;
 
+    Status reload_config();
     Status apply(lb::Config next, const char* why);
     Status apply_or_throw(lb::Config next, const char* why);
     std::string answer(const Command& c);

@@ -6,15 +6,15 @@ PID 1 here is not systemd, so the test plays the service manager itself, from th
   1. `systemd-analyze verify` accepts the unit (with the binary path pointed at the build);
   2. the settings DPDK and operations depend on are there (Type=notify, EnvironmentFile,
      RuntimeDirectory, LimitMEMLOCK, Restart, ExecReload: --check-config on the file, then
-     SIGHUP);
+     `sluicectl reload`, which waits for Sluice's answer);
   3. the example env file and configuration parse, and the example passes ExecStartPre;
   4. ExecStartPre and ExecStart run with a test env file (vdevs, no hugepages, documentation
      addresses only) and a $NOTIFY_SOCKET: READY=1 with a STATUS= arrives; ExecReload after
      a weight change gives RELOADING=1 (with MONOTONIC_USEC) then READY=1, and sluicectl shows
      the new weight; a broken file fails the reload (ExecReload exits non-zero, as `systemctl
      reload` would report) with one line of output, and Sluice never sees it; a file Sluice
-     refuses (a restart-only setting changed) gives RELOADING=1, READY=1 with "reload failed"
-     in STATUS=, one log line, the old weight, and the periodic STATUS= keeps saying it; the
+     refuses (a restart-only setting changed) fails the reload too (sluicectl exits 1 with the
+     reason), and gives RELOADING=1, READY=1 with "reload failed" in STATUS=, one log line, the old weight, and the periodic STATUS= keeps saying it; the
      stop signal gives STOPPING=1, exit 0 and the totals;
   5. once more with an abstract notify socket ('@name') and a single lcore (the worker runs
      the control core's turns): READY=1, then a clean stop.
@@ -208,6 +208,7 @@ def main():
         if not analyze:
             fail("systemd-analyze not found: scripts/install-deps installs it (package systemd)")
         bin_path = "/usr/local/bin/sluice"
+        ctl_path = "/usr/local/bin/sluicectl"  # the copy below maps it to the build's too
         if bin_path not in unit_text:
             fail(f"the unit does not run {bin_path}")
         copy = os.path.join(work, "sluice.service")
@@ -243,15 +244,17 @@ def main():
         # systemd runs ExecReload= lines in order and fails the reload at the first that fails:
         # the file is checked first, so a broken one fails `systemctl reload` and is never sent.
         argv_reloads = [expand(c, {"MAINPID": "1"}) for c in reload_cmds]
-        if len(argv_reloads) < 2 or not (os.path.basename(argv_reloads[-1][0]) == "kill" and
-                                         "-HUP" in argv_reloads[-1] and "$MAINPID" in reload_cmds[-1]):
-            fail(f"ExecReload={reload_cmds}: expected a check, then kill -HUP $MAINPID last")
+        # Then `sluicectl reload`, which waits for Sluice's answer: a file it refuses fails the
+        # reload too (a SIGHUP would be answered by nobody).
+        if len(argv_reloads) < 2 or argv_reloads[-1] != [ctl_path, "reload"]:
+            fail(f"ExecReload={reload_cmds}: expected a check, then {ctl_path} reload last")
         if not (argv_reloads[0][0] == bin_path and "--check-config" in argv_reloads[0] and
                 "/etc/sluice/sluice.conf" in argv_reloads[0] and reload_cmds[0].startswith("/")):
             fail(f"ExecReload={reload_cmds[0]}: expected {bin_path} --config /etc/sluice/sluice.conf ... --check-config "
                  "first, without '-' (its failure must fail the reload)")
         ok("unit: Type=notify, EnvironmentFile, RuntimeDirectory=sluice, LimitMEMLOCK=infinity, "
-           "Restart=on-failure, ExecReload checks the file then sends SIGHUP, no hardening that hides devices or sysfs")
+           "Restart=on-failure, ExecReload checks the file then asks sluicectl reload, no hardening that hides devices "
+           "or sysfs")
 
         # 3. The examples shipped next to the unit.
         example_env = parse_env_file(os.path.join(unit_dir, "sluice.env"))
@@ -288,7 +291,7 @@ def main():
                         f'--file-prefix {prefix} --log-level=notice"\n'
                         f'SLUICE_OPTS="--control-socket {sock} --stats-period 1"\n')
             env_vars = parse_env_file(env_path)
-            mapping = {bin_path: sluice, "/etc/sluice/sluice.conf": conf}
+            mapping = {bin_path: sluice, ctl_path: ctl, "/etc/sluice/sluice.conf": conf}
             proc_env = dict(os.environ)
             proc_env.update(env_vars)
             proc_env["NOTIFY_SOCKET"] = notify_address
@@ -327,9 +330,10 @@ def main():
                         """`systemctl reload`: each ExecReload= in turn, the first failure ends
                         it. Returns (exit status, output)."""
                         env = dict(env_vars, MAINPID=str(proc.pid))
+                        run_env = dict(proc_env, SLUICE_SOCKET=sock)  # sluice.env's SLUICE_SOCKET
                         for cmd in reload_cmds:
                             argv = map_paths(expand(cmd, env), mapping)
-                            r = subprocess.run(argv, env=proc_env, capture_output=True, text=True, timeout=30)
+                            r = subprocess.run(argv, env=run_env, capture_output=True, text=True, timeout=30)
                             if r.returncode != 0:
                                 return r.returncode, r.stdout + r.stderr
                         return 0, ""
@@ -384,8 +388,9 @@ def main():
                         f.write(CONFIG.format(w=7).replace("flow-capacity = 4096", "flow-capacity = 8192"))
                     log_before = read(log)
                     rc, out = reload()
-                    if rc != 0:
-                        fail(f"{tag}: the check refused a file that parses ({rc}): {out}")
+                    if rc != 1 or "flow-capacity" not in out:
+                        fail(f"{tag}: a refused reload should fail `systemctl reload` with Sluice's reason "
+                             f"(sluicectl exits 1), got {rc}: {out}")
                     msg, seen = notes.wait_for("READY", 30, proc, log)
                     if not any("RELOADING" in m for m in seen) or "reload failed" not in msg.get("STATUS", ""):
                         fail(f"{tag}: refused reload notifications: {seen}")
