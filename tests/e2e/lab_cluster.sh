@@ -201,7 +201,9 @@ run_mode() {
   note "sluicectl withdraw on instance 1 -> off the router after $b ms; announce -> back after $(($(ms) - t0)) ms"
 
   # ---- 2. kill -9 of an instance under load --------------------------------------------------------
-  start_downloads kill 30 $((4 << 20)) 3
+  # 8 MiB at 300 kB/s: about 28 s, so that nat's answer_paths (60 explain and route lookups)
+  # and the 2 s wait end well before the downloads, even on a loaded host.
+  start_downloads kill 30 $((8 << 20)) 3
   [ "$mode" != nat ] || answer_paths kill
   for f in 4 6; do
     load stream --vip "${VIP[$f]}" --rate 10 --seconds 10 >"$work/stream-$f" 2>&1 &
