@@ -317,7 +317,8 @@ void SyncAgent::step_walk(uint64_t now, Workers& workers, const lb::Service& ser
     Walk& w = walks_.front();
     const auto nb = static_cast<uint16_t>(workers.dataplanes().size());
     if (w.worker < nb) {
-        // Refreshes yield to new sessions: a chunk only with half a second of budget left.
+        // Refreshes yield to new sessions: a chunk only while the budget holds a whole one (or
+        // half a second of it, at low rates).
         if (!w.bulk && tokens_ < std::min<double>(kWalkMax, conf_.rate / 2.0)) return;
         auto chunk = workers.walk_sessions(w.worker, w.v6, w.cursor, kWalkBudget, w.bulk, kWalkMax);
         if (!chunk) {
