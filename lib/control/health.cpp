@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "lib/common/hash_mix.hpp"
+#include "lib/net/endpoint.hpp"
 
 namespace sluice::control {
 
@@ -42,22 +43,6 @@ std::string printable(std::string_view s) {
 }
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-socklen_t to_sockaddr(const net::IpAddr& a, uint16_t port, sockaddr_storage& ss) {
-    std::memset(&ss, 0, sizeof ss);
-    if (a.is_v4()) {
-        auto* s = reinterpret_cast<sockaddr_in*>(&ss);
-        s->sin_family = AF_INET;
-        s->sin_port = htons(port);
-        std::memcpy(&s->sin_addr, a.bytes.data(), 4);
-        return sizeof(sockaddr_in);
-    }
-    auto* s = reinterpret_cast<sockaddr_in6*>(&ss);
-    s->sin6_family = AF_INET6;
-    s->sin6_port = htons(port);
-    std::memcpy(&s->sin6_addr, a.bytes.data(), 16);
-    return sizeof(sockaddr_in6);
-}
 
 // Offset of a target's first check within its interval: the fractional part of id times the
 // golden ratio (a Weyl sequence), so any number of consecutive ids land evenly spread.
@@ -345,7 +330,7 @@ void Prober::start(Target& t, uint64_t now_ms, std::vector<Event>& out) noexcept
         const int one = 1;
         ::setsockopt(t.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         const auto& source = t.addr.is_v4() ? source_v4_ : source_v6_;
-        const socklen_t len = to_sockaddr(source ? *source : net::IpAddr{t.addr.family, {}}, t.via.source_port, ss);
+        const socklen_t len = net::to_sockaddr(source ? *source : net::IpAddr{t.addr.family, {}}, t.via.source_port, ss);
         if (::bind(t.fd, reinterpret_cast<const sockaddr*>(&ss), len) != 0) {
             const int err = errno;
             return finish(t, false, fmt::format("bind port {}: {}", t.via.source_port, errno_text(err)), out);
@@ -356,13 +341,13 @@ void Prober::start(Target& t, uint64_t now_ms, std::vector<Event>& out) noexcept
         // Best effort: without it (kernels before 4.2) checks still work, with more ports used.
         const int one = 1;
         ::setsockopt(t.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-        const socklen_t len = to_sockaddr(*source, 0, ss);
+        const socklen_t len = net::to_sockaddr(*source, 0, ss);
         if (::bind(t.fd, reinterpret_cast<const sockaddr*>(&ss), len) != 0) {
             const int err = errno;
             return finish(t, false, fmt::format("bind {}: {}", net::to_string(*source), errno_text(err)), out);
         }
     }
-    const socklen_t len = to_sockaddr(t.addr, t.port, ss);
+    const socklen_t len = net::to_sockaddr(t.addr, t.port, ss);
     if (::connect(t.fd, reinterpret_cast<const sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) {
         const int err = errno;
         return finish(t, false, "tcp connect: " + errno_text(err), out);

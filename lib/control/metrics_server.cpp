@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "lib/net/endpoint.hpp"
+
 namespace sluice::control {
 
 namespace {
@@ -42,21 +44,8 @@ Expected<MetricsServer> MetricsServer::open(const net::IpAddr& addr, uint16_t po
     const int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     sockaddr_storage ss{};
-    socklen_t len;
-    if (v4) {
-        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-        a->sin_family = AF_INET;
-        a->sin_port = htons(port);
-        std::memcpy(&a->sin_addr, addr.bytes.data(), 4);
-        len = sizeof(sockaddr_in);
-    } else {
-        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons(port);
-        std::memcpy(&a->sin6_addr, addr.bytes.data(), 16);
-        ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-        len = sizeof(sockaddr_in6);
-    }
+    socklen_t len = net::to_sockaddr(addr, port, ss);
+    if (!v4) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, 64) != 0) {
         const int err = errno;
         ::close(fd);

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "lib/common/hash_mix.hpp"
+#include "lib/net/endpoint.hpp"
 #include "lib/sync/key.hpp"
 
 namespace sluice::control {
@@ -32,22 +33,6 @@ constexpr size_t kMaxDatagramsPerTurn = 512;
 // A peer that is heard but whose resync fails is asked this many times more before this
 // instance goes on without its state.
 constexpr uint32_t kResyncRetries = 3;
-
-socklen_t to_sockaddr(const net::IpAddr& a, uint16_t port, sockaddr_storage& ss) {
-    std::memset(&ss, 0, sizeof ss);
-    if (a.is_v4()) {
-        auto* s = reinterpret_cast<sockaddr_in*>(&ss);
-        s->sin_family = AF_INET;
-        s->sin_port = htons(port);
-        std::memcpy(&s->sin_addr, a.bytes.data(), 4);
-        return sizeof(sockaddr_in);
-    }
-    auto* s = reinterpret_cast<sockaddr_in6*>(&ss);
-    s->sin6_family = AF_INET6;
-    s->sin6_port = htons(port);
-    std::memcpy(&s->sin6_addr, a.bytes.data(), 16);
-    return sizeof(sockaddr_in6);
-}
 
 net::IpAddr addr_of(const uint8_t* p, uint8_t len) { return len == 4 ? net::IpAddr::v4(p) : net::IpAddr::v6(p); }
 
@@ -99,7 +84,7 @@ Expected<std::unique_ptr<SyncAgent>> SyncAgent::open(const lb::SyncConf& conf, c
         ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &only, sizeof only);
     }
     sockaddr_storage ss;
-    const socklen_t len = to_sockaddr(conf.listen, conf.listen_port, ss);
+    const socklen_t len = net::to_sockaddr(conf.listen, conf.listen_port, ss);
     if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
         const int e = errno;
         ::close(fd);
@@ -149,7 +134,7 @@ void SyncAgent::send_to(uint32_t id, const sync::Datagram& d) {
     const PeerState* p = peer(id);
     if (!p) return;
     sockaddr_storage ss;
-    const socklen_t len = to_sockaddr(p->conf.addr, p->conf.port, ss);
+    const socklen_t len = net::to_sockaddr(p->conf.addr, p->conf.port, ss);
     if (::sendto(fd_, d.data(), d.size(), 0, reinterpret_cast<sockaddr*>(&ss), len) < 0) ++c_.send_errors;
 }
 

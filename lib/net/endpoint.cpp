@@ -1,6 +1,10 @@
 #include "lib/net/endpoint.hpp"
 
 #include <algorithm>
+#include <cstring>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <fmt/format.h>
 
@@ -59,6 +63,22 @@ Expected<Endpoint> parse_endpoint(std::string_view tok, const EndpointGrammar& g
         ep.port = static_cast<uint16_t>(p);
     }
     return ep;
+}
+
+socklen_t to_sockaddr(const IpAddr& addr, uint16_t port, sockaddr_storage& out) noexcept {
+    std::memset(&out, 0, sizeof out);
+    if (addr.is_v4()) {
+        auto* s = reinterpret_cast<sockaddr_in*>(&out);
+        s->sin_family = AF_INET;
+        s->sin_port = htons(port);
+        std::memcpy(&s->sin_addr, addr.bytes.data(), 4);
+        return sizeof(sockaddr_in);
+    }
+    auto* s = reinterpret_cast<sockaddr_in6*>(&out);
+    s->sin6_family = AF_INET6;
+    s->sin6_port = htons(port);
+    std::memcpy(&s->sin6_addr, addr.bytes.data(), 16);
+    return sizeof(sockaddr_in6);
 }
 
 }  // namespace sluice::net

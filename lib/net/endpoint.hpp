@@ -12,6 +12,8 @@
 #include <optional>
 #include <string_view>
 
+#include <sys/socket.h>
+
 #include "lib/common/expected.hpp"
 #include "lib/net/addr.hpp"
 
@@ -29,5 +31,8 @@ struct EndpointGrammar {
 };
 
 Expected<Endpoint> parse_endpoint(std::string_view text, const EndpointGrammar& grammar = {});
+
+// The socket address of addr:port (host order port) in `out`; returns its length.
+socklen_t to_sockaddr(const IpAddr& addr, uint16_t port, sockaddr_storage& out) noexcept;
 
 }  // namespace sluice::net
