@@ -360,10 +360,9 @@ void SyncAgent::step_walk(uint64_t now, Workers& workers, const lb::Service& ser
     }
 }
 
-void SyncAgent::install(const sync::Entry& e, Workers& workers, const lb::Service& service,
+void SyncAgent::install(const sync::Entry& e, const lb::Dataplane* dp0, uint32_t clock, const lb::Service& service,
                         std::vector<std::vector<lb::SessionReport>>& sessions, std::vector<lb::PersistEntry>& persist) {
-    const auto dps = workers.dataplanes();
-    if (dps.empty()) return;
+    if (!dp0) return;  // no workers yet
     if (const auto* s = std::get_if<sync::Session>(&e); s || std::holds_alternative<sync::SessionRemove>(e)) {
         const sync::SessionKey& k = s ? s->key : std::get<sync::SessionRemove>(e).key;
         const uint16_t vport = htons(k.vip_port);
@@ -378,7 +377,7 @@ void SyncAgent::install(const sync::Entry& e, Workers& workers, const lb::Servic
         r.vip = vi;
         r.client_port_raw = htons(k.client_port);
         std::memcpy(r.client, k.client.bytes.data(), r.addr_len);
-        const uint16_t fwd = dps[0]->rss_queue(r.client, k.vip.bytes.data(), r.addr_len, r.client_port_raw, vport);
+        const uint16_t fwd = dp0->rss_queue(r.client, k.vip.bytes.data(), r.addr_len, r.client_port_raw, vport);
         if (!s) {
             r.kind = lb::SessionReport::Kind::down;
             // Its reply tuple is not in a remove: every worker that may hold it looks.
@@ -403,7 +402,7 @@ void SyncAgent::install(const sync::Entry& e, Workers& workers, const lb::Servic
         sessions[fwd].push_back(r);
         // The backend's answers reach the worker RSS gives the reply tuple: with another
         // worker count than the session's maker, maybe not this one, which gets a copy.
-        const uint16_t rev = dps[0]->rss_queue(s->backend.bytes.data(), s->snat.bytes.data(), r.addr_len,
+        const uint16_t rev = dp0->rss_queue(s->backend.bytes.data(), s->snat.bytes.data(), r.addr_len,
                                                htons(s->backend_port), r.snat_port_raw);
         if (rev != fwd) sessions[rev].push_back(r);
         ++c_.installed;
@@ -422,7 +421,6 @@ void SyncAgent::install(const sync::Entry& e, Workers& workers, const lb::Servic
             ++c_.unknown_service;
             return;
         }
-        const uint32_t clock = workers.clock_ms();
         lb::PersistEntry pe{};
         std::memcpy(pe.key.net, p->key.net.bytes.data(), p->key.net.is_v4() ? 4 : 16);
         pe.key.vip = vi;
@@ -499,14 +497,17 @@ void SyncAgent::act(const sync::Action& a, uint64_t now) {
 }
 
 void SyncAgent::receive(uint64_t now, Workers& workers, const lb::Service& service) {
-    std::vector<std::vector<lb::SessionReport>> sessions(workers.dataplanes().size());
+    const auto dps = workers.dataplanes();
+    const lb::Dataplane* dp0 = dps.empty() ? nullptr : dps[0];
+    const uint32_t clock = workers.clock_ms();
+    std::vector<std::vector<lb::SessionReport>> sessions(dps.size());
     std::vector<lb::PersistEntry> persist;
     for (size_t i = 0; i < kMaxDatagramsPerTurn; ++i) {
         const ssize_t n = ::recv(fd_, buf_.data(), buf_.size(), 0);
         if (n < 0) break;
         actions_.clear();
         if (!rx_.feed(std::span<const uint8_t>(buf_.data(), static_cast<size_t>(n)), now, delivery_)) {
-            for (const auto& e : delivery_.entries) install(e, workers, service, sessions, persist);
+            for (const auto& e : delivery_.entries) install(e, dp0, clock, service, sessions, persist);
             if (auto st = rx_.status(delivery_.peer))
                 if (delivery_.type != sync::MsgType::ack && delivery_.type != sync::MsgType::resync_request)
                     note_lag(static_cast<uint64_t>(std::max<int64_t>(st->lag_ms, 0)));

@@ -130,7 +130,8 @@ private:
     void add(const sync::Entry& e, uint64_t now, uint64_t& counter);
     void step_walk(uint64_t now, Workers& workers, const lb::Service& service);
     void receive(uint64_t now, Workers& workers, const lb::Service& service);
-    void install(const sync::Entry& e, Workers& workers, const lb::Service& service,
+    // dp0: any worker (RSS queues are the same from each); clock: the workers' clock.
+    void install(const sync::Entry& e, const lb::Dataplane* dp0, uint32_t clock, const lb::Service& service,
                  std::vector<std::vector<lb::SessionReport>>& sessions, std::vector<lb::PersistEntry>& persist);
     void act(const sync::Action& a, uint64_t now);
     void ask_resync(PeerState& p, uint64_t now);
