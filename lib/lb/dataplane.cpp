@@ -117,7 +117,11 @@ Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& en
     client.vlan[0] = client.vlan[1] = client.kernel_vlan = env_.client_vlan;
     backend.vlan[1] = backend.kernel_vlan = env_.backend_vlan;
     if (&backend != &client) backend.vlan[0] = env_.backend_vlan;
-    for (auto& port : ports_) port.untagged = port.vlan[0] == 0 || port.vlan[1] == 0;
+    for (auto& port : ports_) {
+        port.untagged = port.vlan[0] == 0 || port.vlan[1] == 0;
+        port.fast_mask = port.untagged && port.mac ? 0xFFFF'FFFF'FFFFull : 0;
+        port.fast_dst = port.untagged ? port.mac : 1;
+    }
 }
 
 bool Dataplane::syn_retry_admitted(uint64_t hf, uint32_t now_ms) noexcept {
@@ -168,8 +172,11 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
         // The common frame (untagged IPv4 TCP/UDP to the port's MAC on a port that serves
         // untagged frames) is cleared by the fast parser, which checks the MAC as it goes.
         const PortIdentity& me = ports_[p.in_port & (kPortSlots - 1)];
-        if (me.untagged && detail::parse_fast_ipv4(p.data, p.len, pp[i], p.ip_csum_good, me.mac)) [[likely]] {
+        if (detail::parse_fast_ipv4_to(p.data, p.len, pp[i], p.ip_csum_good, me.fast_mask, me.fast_dst)) [[likely]] {
+            // Untagged IPv4 TCP or UDP, not a fragment: a flow packet (see `flow` below).
             st[i] = ParseStatus::ok;
+            classify<4, true>(p, pp[i], lk[i], memo);
+            continue;
         } else if (const Drop why = judge_frame(p, pp[i], st[i]); why != Drop::count_) {
             refused |= uint64_t{1} << i;
             refused_why[i] = why;
@@ -178,7 +185,7 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
         }
         const bool flow = st[i] == ParseStatus::ok &&
                           (pp[i].l4_proto == kIpProtoTcp || pp[i].l4_proto == kIpProtoUdp) && pp[i].frag != Frag::later;
-        // classify() fills in every field.
+        // classify() fills in every field (of the key, the words the hash reads).
         if (flow && pp[i].l3 == L3::ipv4) classify<4>(p, pp[i], lk[i], memo);
         else if (flow && pp[i].l3 == L3::ipv6) classify<16>(p, pp[i], lk[i], memo);
         else lk[i] = Lookup{};
@@ -188,17 +195,9 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     // The buckets' prefetches back to back: each likely misses the TLB as well as the caches
     // (a big index spreads even a few flows over as many pages), and issued together their
     // page walks overlap rather than each holding up the parsing of the next packets.
-    for (uint32_t i = 0; i < n; ++i) {
-        if (lk[i].key.words == 0) continue;
-        lk[i].hash = lk[i].key.hash(hash_);
-        if (pp[i].l3 == L3::ipv4) {
-            lk[i].bucket = flows4_->bucket_of(lk[i].hash);
-            flows4_->prefetch_bucket(lk[i].bucket);
-        } else {
-            lk[i].bucket = flows6_->bucket_of(lk[i].hash);
-            flows6_->prefetch_bucket(lk[i].bucket);
-        }
-    }
+    // The hash's implementation chosen once per burst, not per key.
+    if (hash_.impl() == KeyedHash::Impl::aes) [[likely]] hash_keys<KeyedHash::Impl::aes>(pp, lk, n);
+    else hash_keys<KeyedHash::Impl::siphash>(pp, lk, n);
     // Pass 2: the buckets are (mostly) in cache now; prefetch the records they point at. Not
     // worth its bucket scans while the tables hold few enough flows to stay in the caches.
     if (flows4_->size() + flows6_->size() > kPrefetchFlows)
@@ -236,8 +235,23 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
     tally.flush(counters_);
 }
 
-template <size_t A>
-void Dataplane::classify(const PacketRef& p, const ParsedPacket& pp, Lookup& lk, VipMemo& memo) noexcept {
+template <KeyedHash::Impl I>
+inline void Dataplane::hash_keys(const ParsedPacket* pp, Lookup* lk, uint32_t n) noexcept {
+    for (uint32_t i = 0; i < n; ++i) {
+        if (lk[i].key.words == 0) continue;
+        lk[i].hash = lk[i].key.hash<I>(hash_);
+        if (pp[i].l3 == L3::ipv4) {
+            lk[i].bucket = flows4_->bucket_of(lk[i].hash);
+            flows4_->prefetch_bucket(lk[i].bucket);
+        } else {
+            lk[i].bucket = flows6_->bucket_of(lk[i].hash);
+            flows6_->prefetch_bucket(lk[i].bucket);
+        }
+    }
+}
+
+template <size_t A, bool kPlain>
+inline void Dataplane::classify(const PacketRef& p, const ParsedPacket& pp, Lookup& lk, VipMemo& memo) noexcept {
     const uint8_t* ip = p.data + pp.l3_off;
     if constexpr (A == 4) {
         const uint64_t key = Service::v4_key(load_raw32(ip + Ip<A>::kDst), pp.dport_raw, pp.l4_proto);
@@ -249,10 +263,10 @@ void Dataplane::classify(const PacketRef& p, const ParsedPacket& pp, Lookup& lk,
     } else {
         lk.vip = service_->find_vip(Ip<A>::kFamily, ip + Ip<A>::kDst, pp.dport_raw, pp.l4_proto);
     }
-    lk.key = lk.vip != Service::kNoVip
-                 ? fwd_key<A>(lk.vip, ip + Ip<A>::kSrc, pp.sport_raw)
-                 : rev_key<A>(ip + Ip<A>::kSrc, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw, pp.l4_proto);
-    lk.to_vip = lk.vip != Service::kNoVip && pp.frag == Frag::none && !udp6_without_checksum<A>(p.data, pp);
+    if (lk.vip != Service::kNoVip) set_fwd_key<A>(lk.key, lk.vip, ip + Ip<A>::kSrc, pp.sport_raw);
+    else lk.key = rev_key<A>(ip + Ip<A>::kSrc, ip + Ip<A>::kDst, pp.sport_raw, pp.dport_raw, pp.l4_proto);
+    // kPlain: the fast parser's packet, never a fragment.
+    lk.to_vip = lk.vip != Service::kNoVip && (kPlain || pp.frag == Frag::none) && !udp6_without_checksum<A>(p.data, pp);
 }
 
 // An IP packet pass 1 did not mark to_vip. The common case inline: a TCP or UDP reply that

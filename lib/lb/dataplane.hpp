@@ -47,6 +47,11 @@ struct FlowKey {
     uint64_t hash(const KeyedHash& h) const noexcept {
         return words == 1 ? h(w[0]) : words == 2 ? h(w[0], w[1]) : h(w[0], w[1], w[2]);
     }
+    // hash() with h's implementation known (I == h.impl()).
+    template <KeyedHash::Impl I>
+    [[gnu::always_inline]] uint64_t hash(const KeyedHash& h) const noexcept {
+        return words == 1 ? h.with<I>(w[0]) : words == 2 ? h.with<I>(w[0], w[1]) : h.with<I>(w[0], w[1], w[2]);
+    }
 };
 
 // What the worker must do with a packet after process().
@@ -272,12 +277,17 @@ private:
         uint16_t vip4 = Service::kNoVip;
     };
 
+    // Pass 2 of process(): the keys' hashes and their buckets' prefetches (I == hash_.impl()).
+    template <KeyedHash::Impl I>
+    [[gnu::always_inline]] inline void hash_keys(const net::ParsedPacket* pp, Lookup* lk, uint32_t n) noexcept;
     template <size_t A>
     FlowTable<A>& table() noexcept;
     template <size_t A>
     const FlowTable<A>& table() const noexcept;
-    template <size_t A>
-    void classify(const PacketRef& p, const net::ParsedPacket& pp, Lookup& lk, VipMemo& memo) noexcept;
+    // kPlain: pp comes from the fast parser (IPv4 TCP or UDP, not a fragment).
+    template <size_t A, bool kPlain = false>
+    [[gnu::always_inline]] inline void classify(const PacketRef& p, const net::ParsedPacket& pp, Lookup& lk,
+                                                VipMemo& memo) noexcept;
     // Inline into the burst loop: the common case must not pay a call per packet.
     template <size_t A>
     [[gnu::always_inline]] inline void handle_ip(PacketRef& p, const net::ParsedPacket& pp, const Lookup& lk,
@@ -474,6 +484,11 @@ private:
         uint16_t vlan[2] = {0, 0};  // the VLANs it serves (0: untagged)
         uint16_t kernel_vlan = 0;   // the VLAN of its kernel side (--kernel-if)
         bool untagged = false;      // one of the VLANs it serves is "untagged"
+        // What the fast parser asks of a frame's first eight bytes (parse_fast_ipv4_to): its
+        // MAC on a port that serves untagged frames (any destination while it has no MAC),
+        // nothing on one that does not (every frame is judged by judge_frame()).
+        uint64_t fast_mask = 0;
+        uint64_t fast_dst = 1;
     };
     static constexpr size_t kPortSlots = 32;  // port ids 0..31 (--client-port/--backend-port range)
     std::array<PortIdentity, kPortSlots> ports_{};  // indexed by port id (masked)

@@ -45,6 +45,17 @@ template <size_t A>
         return FlowKey{{load_raw64(client), load_raw64(client + 8), uint64_t{cport_raw} | uint64_t{vip} << 16}, 3};
     }
 }
+// fwd_key() into k, writing only the words it uses (a burst's keys are written per packet; the
+// hash reads `words` words).
+template <size_t A>
+[[gnu::always_inline]] inline void set_fwd_key(FlowKey& k, uint16_t vip, const uint8_t* client, uint16_t cport_raw) noexcept {
+    if constexpr (A == 4) {
+        k.w[0] = load_raw32(client) | uint64_t{cport_raw} << 32 | uint64_t{vip} << 48;
+        k.words = 1;
+    } else {
+        k = fwd_key<A>(vip, client, cport_raw);
+    }
+}
 template <size_t A>
 [[gnu::always_inline]] inline FlowKey rev_key(const uint8_t* src, const uint8_t* dst, uint16_t sport_raw,
                                               uint16_t dport_raw, uint8_t proto) noexcept {

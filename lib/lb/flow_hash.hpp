@@ -91,6 +91,30 @@ public:
         return sip13(w0, w1, w2, 3);
     }
 
+    // The same with the implementation chosen by the caller (which asked impl() once, e.g. per
+    // burst): no per-call test. I must be impl().
+    template <Impl I>
+    [[gnu::always_inline]] uint64_t with(uint64_t w0) const noexcept {
+#ifdef SLUICE_HAVE_AESNI
+        if constexpr (I == Impl::aes) return aes1(w0, 1);
+#endif
+        return sip13(w0, 0, 0, 1);
+    }
+    template <Impl I>
+    [[gnu::always_inline]] uint64_t with(uint64_t w0, uint64_t w1) const noexcept {
+#ifdef SLUICE_HAVE_AESNI
+        if constexpr (I == Impl::aes) return aes2(w0, w1);
+#endif
+        return sip13(w0, w1, 0, 2);
+    }
+    template <Impl I>
+    [[gnu::always_inline]] uint64_t with(uint64_t w0, uint64_t w1, uint64_t w2) const noexcept {
+#ifdef SLUICE_HAVE_AESNI
+        if constexpr (I == Impl::aes) return aes3(w0, w1, w2);
+#endif
+        return sip13(w0, w1, w2, 3);
+    }
+
 private:
 #ifdef SLUICE_HAVE_AESNI
     [[gnu::always_inline]] static __m128i rounds4(__m128i s, const __m128i* k) noexcept {

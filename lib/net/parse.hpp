@@ -85,13 +85,14 @@ namespace detail {
 // The overwhelmingly common frame: untagged IPv4 without options or fragmentation carrying
 // TCP or UDP. Checked in a few loads and filled in one go, inline in the caller; anything else
 // (or anything wrong) goes to the general parser, which also finds the precise drop reason.
-// dst_mac: when not 0, the frame must also be addressed to it (the MAC's six bytes as a
-// little-endian load of the frame's first eight, masked to 48 bits).
-[[gnu::always_inline]] inline bool parse_fast_ipv4(const uint8_t* f, uint32_t len, ParsedPacket& out,
-                                                  bool ip_csum_good, uint64_t dst_mac = 0) noexcept {
+// The frame's first eight bytes (a little-endian load), masked with dst_mask, must equal dst:
+// a port's MAC is (0xFFFF'FFFF'FFFF, its six bytes as such a load); (0, 0) takes any
+// destination and (0, 1) none, so a caller's per-port choice costs no branch of its own.
+[[gnu::always_inline]] inline bool parse_fast_ipv4_to(const uint8_t* f, uint32_t len, ParsedPacket& out,
+                                                     bool ip_csum_good, uint64_t dst_mask, uint64_t dst) noexcept {
     constexpr uint32_t l3 = kEthHdrLen, l4 = kEthHdrLen + kIpv4MinHdrLen;
     if (len < l4 + kUdpHdrLen || load_raw16(f + EthOff::type) != 0x0008 || f[l3] != 0x45) return false;
-    if (dst_mac && (load_raw64(f) & 0xFFFF'FFFF'FFFFull) != dst_mac) return false;
+    if ((load_raw64(f) & dst_mask) != dst) return false;
     const uint32_t total = load_be16(f + l3 + Ipv4Off::total_len);
     if (total > len - l3 || total < kIpv4MinHdrLen + kUdpHdrLen) return false;
     if (load_raw16(f + l3 + Ipv4Off::frag) & 0xFF3F) return false;  // MF or offset (network order)
@@ -122,6 +123,12 @@ namespace detail {
     out.vlan_id = 0;
     out.frag_id = 0;
     return true;
+}
+// dst_mac: when not 0, the frame must also be addressed to it (the MAC's six bytes as a
+// little-endian load of the frame's first eight, masked to 48 bits).
+[[gnu::always_inline]] inline bool parse_fast_ipv4(const uint8_t* f, uint32_t len, ParsedPacket& out,
+                                                  bool ip_csum_good, uint64_t dst_mac = 0) noexcept {
+    return parse_fast_ipv4_to(f, len, out, ip_csum_good, dst_mac ? 0xFFFF'FFFF'FFFFull : 0, dst_mac);
 }
 }  // namespace detail
 
