@@ -175,15 +175,18 @@ public:
     // Prefetches h's primary bucket only: inserts try it first, so below ~85% load almost
     // every entry lives there, and fetching the alternate too doubles the DRAM traffic of a
     // large table for the rare displaced entry.
-    void prefetch(uint64_t h) const noexcept { __builtin_prefetch(&buckets_[bucket_of(h)]); }
+    // The prefetchers are always inlined: GCC's pure-const analysis takes a function whose only
+    // effect is a prefetch for one without effects, and deletes the calls of one left out of line
+    // (which removed the burst's bucket and record prefetches).
+    [[gnu::always_inline]] void prefetch(uint64_t h) const noexcept { __builtin_prefetch(&buckets_[bucket_of(h)]); }
     // The same in two steps, for a caller that keeps h's primary bucket for its find().
     uint32_t bucket_of(uint64_t h) const noexcept {
         return static_cast<uint32_t>(((h >> 32) * static_cast<uint64_t>(nb_buckets_)) >> 32);
     }
-    void prefetch_bucket(uint32_t b) const noexcept { __builtin_prefetch(&buckets_[b]); }
+    [[gnu::always_inline]] void prefetch_bucket(uint32_t b) const noexcept { __builtin_prefetch(&buckets_[b]); }
     // Prefetches the records of h's primary bucket b whose signature matches (call once the
     // bucket itself has been prefetched): the second stage of a burst's lookup pipeline.
-    void prefetch_records(uint64_t h, uint32_t b) const noexcept {
+    [[gnu::always_inline]] void prefetch_records(uint64_t h, uint32_t b) const noexcept {
         const Bucket& bk = buckets_[b];
         // All eight signatures compared at once; usually one matches (or none, for a new flow).
         const __m128i s = _mm_set1_epi32(static_cast<int>(sig_of(h)));
