@@ -37,6 +37,7 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
     auto rt = dpdk::Runtime::build(cfg, app_args, g_stop, g_reload);
     if (!rt) {
         if (!rt.error().empty()) fmt::print(stderr, "sluice: {}\n", rt.error());
+        dpdk::cleanup_eal();
         return 1;
     }
     if (auto st = (*rt)->run(); !st) {
@@ -45,7 +46,7 @@ int run(const lb::Config& cfg, const std::vector<std::string>& eal_args, const s
     }
     const int rc = (*rt)->shutdown();
     rt->reset();
-    rte_eal_cleanup();
+    dpdk::cleanup_eal();
     return rc;
 }
 

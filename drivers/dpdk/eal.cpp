@@ -1,6 +1,7 @@
 #include "drivers/dpdk/eal.hpp"
 
 #include <cerrno>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,19 @@ Status init_eal(const std::vector<std::string>& eal_args) {
         return make_error(fmt::format("EAL initialisation failed: {}", rte_strerror(err)));
     }
     return {};
+}
+
+void cleanup_eal() noexcept {
+    namespace fs = std::filesystem;
+    const bool primary = rte_eal_process_type() == RTE_PROC_PRIMARY;
+    const char* dir = rte_eal_get_runtime_dir();
+    const fs::path runtime = dir != nullptr ? fs::path(dir) : fs::path();
+    rte_eal_cleanup();
+    // Only a directory of DPDK's own layout (.../dpdk/PREFIX), never one a setting pointed
+    // elsewhere; errors leave it in place, as DPDK would.
+    if (!primary || runtime.empty() || runtime.parent_path().filename() != "dpdk") return;
+    std::error_code ec;
+    fs::remove_all(runtime, ec);
 }
 
 }  // namespace sluice::dpdk

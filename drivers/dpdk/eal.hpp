@@ -27,4 +27,9 @@ bool split_doctor_args(int argc, char** argv, SplitArgs& out);
 // rte_eal_init() with the given arguments; the error names rte_errno's text.
 Status init_eal(const std::vector<std::string>& eal_args);
 
+// rte_eal_cleanup(), then (in a primary process) the removal of the EAL's runtime directory
+// (/var/run/dpdk/PREFIX): DPDK leaves its config and fbarray files there, a few MB per
+// --file-prefix, which runs with a fresh prefix each (tests, the replay harness) pile up.
+void cleanup_eal() noexcept;
+
 }  // namespace sluice::dpdk

@@ -270,7 +270,7 @@ int run_doctor(const lb::Config& config, const std::vector<std::string>& eal_arg
     fmt::print("{}", doctor::render(r));
     std::fflush(stdout);
     for (uint16_t p = 0; p < rte_eth_dev_count_avail(); ++p) rte_eth_dev_close(p);
-    rte_eal_cleanup();
+    cleanup_eal();
     return doctor::exit_code(r);
 }
 

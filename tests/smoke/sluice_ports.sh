@@ -47,6 +47,8 @@ run_sluice() {  # name lcores vdev-args [sluice options]
   grep -q "Forward statistics" "$work/$name.log" || { cat "$work/$name.log"; fail "$name: no clean shutdown"; }
   # Drops, redirects and transmits alike return every mbuf by the time the ports are closed.
   grep -q "mbufs: all [0-9]* back in the pool" "$work/$name.log" || { cat "$work/$name.log"; fail "$name: mbufs leaked"; }
+  # A clean exit takes the EAL's runtime directory (a few MB per prefix) with it.
+  [ ! -e "/run/dpdk/sluice-smoke-$name-$$" ] || fail "$name: /run/dpdk/sluice-smoke-$name-$$ left behind"
 }
 
 # One worker (the main lcore runs it), one queue.
