@@ -128,9 +128,9 @@ void json_members(std::string& out, const Fields& fields, bool comma, bool fills
     }
 }
 
-void json_words(std::string& out, const std::vector<std::string>& words) {
+void json_words(std::string& out, const std::vector<std::string>& words, bool comma = true) {
     if (words.empty()) return;
-    out += ",\"words\":[";
+    out += comma ? ",\"words\":[" : "\"words\":[";
     for (size_t i = 0; i < words.size(); ++i) {
         if (i) out += ',';
         out += json_string(words[i]);
@@ -419,7 +419,31 @@ std::string stats_json(const Stats& s, std::optional<double> interval_s) {
     }
     o += "],\n \"drops\":{";
     json_members(o, s.drops, false);
-    o += "}}\n";
+    o += '}';
+    // The other lines (replication's `sync`, `sync_peer`, `sync_counters`, and kinds a newer
+    // server adds), grouped by their first word into arrays of objects in the order received:
+    // JSON carries everything the text does. A kind named like a member above gets "_lines".
+    std::vector<std::pair<std::string, std::vector<Tokens>>> kinds;
+    for (const auto& l : s.other) {
+        Tokens t = tokenize(l);
+        std::string kind = t.words.empty() ? "other" : t.words[0];
+        if (!t.words.empty()) t.words.erase(t.words.begin());
+        if (kind == "counters" || kind == "flows" || kind == "drops" || kind == "interval_s") kind += "_lines";
+        auto it = std::find_if(kinds.begin(), kinds.end(), [&](const auto& k) { return k.first == kind; });
+        if (it == kinds.end()) it = kinds.insert(kinds.end(), {kind, {}});
+        it->second.push_back(std::move(t));
+    }
+    for (const auto& [kind, lines] : kinds) {
+        o += ",\n " + json_string(kind) + ":[";
+        for (size_t i = 0; i < lines.size(); ++i) {
+            o += i ? ",{" : "{";
+            json_members(o, lines[i].fields, false);
+            json_words(o, lines[i].words, !lines[i].fields.empty());
+            o += '}';
+        }
+        o += ']';
+    }
+    o += "}\n";
     return o;
 }
 

@@ -160,6 +160,28 @@ TEST_CASE("parse_stats and stats_json: counters, flows per worker, drops", "[slu
     CHECK_FALSE(v::parse_stats(""));
 }
 
+TEST_CASE("stats_json: the other lines (replication's) grouped by kind, nothing dropped", "[sluicectl]") {
+    auto s = v::parse_stats(
+        "rx=5 tx=5 drops=0\n"
+        "sync instance=1 pending=0 walks=0 lag_p50_ms=0 lag_p99_ms=1\n"
+        "sync_peer id=2 heard=yes resync=done highest=40 missing=0 lag_ms=0 rtt_ms=1\n"
+        "sync_peer id=3 heard=no resync=unanswered highest=0 missing=0 lag_ms=0 rtt_ms=0\n"
+        "sync_counters sent=40 bad_tag=1\n"
+        "flows extra n=1\n"
+        "novel thing\n");
+    REQUIRE(s);
+    REQUIRE(s->other.size() == 6);
+    CHECK(v::stats_json(*s) ==
+          "{\"counters\":{\"rx\":5,\"tx\":5,\"drops\":0},\n \"flows\":[],\n \"drops\":{},\n"
+          " \"sync\":[{\"instance\":1,\"pending\":0,\"walks\":0,\"lag_p50_ms\":0,\"lag_p99_ms\":1}],\n"
+          " \"sync_peer\":[{\"id\":2,\"heard\":\"yes\",\"resync\":\"done\",\"highest\":40,\"missing\":0,"
+          "\"lag_ms\":0,\"rtt_ms\":1},{\"id\":3,\"heard\":\"no\",\"resync\":\"unanswered\",\"highest\":0,"
+          "\"missing\":0,\"lag_ms\":0,\"rtt_ms\":0}],\n"
+          " \"sync_counters\":[{\"sent\":40,\"bad_tag\":1}],\n"
+          " \"flows_lines\":[{\"n\":1,\"words\":[\"extra\"]}],\n"
+          " \"novel\":[{\"words\":[\"thing\"]}]}\n");
+}
+
 TEST_CASE("list_rates: per-second counters, gauges as they are, resets and newcomers from zero", "[sluicectl]") {
     auto before = v::parse_list(
         "vip web 1.2.3.4:80/tcp nat packets=100 bytes=1000 new_flows=10 active_flows=5 inactive_flows=1\n"
