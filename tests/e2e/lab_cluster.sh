@@ -26,19 +26,9 @@
 # Figures are printed as they come and summed up at the end.
 set -euo pipefail
 [ $# = 0 ] || [ $# = 2 ] || { echo "usage: $0 [SLUICE SLUICECTL]" >&2; exit 2; }
-if [ $# = 2 ]; then
-  SLUICE_BIN=$(realpath "$1") SLUICECTL=$(realpath "$2")
-  export SLUICE_BIN SLUICECTL
-fi
-root=$(cd "$(dirname "$0")/../.." && pwd)
-lab=$root/scripts/lab
-state=/run/sluice-lab
-work=$(mktemp -d /tmp/sluice-cluster.XXXXXX)
+. "$(dirname "$0")/../lib/lab_test.sh" cluster "$@"
 # The graceful stop's drain must outlast the downloads it carries (step 3).
 export SLUICE_CLUSTER_DRAIN=10
-cleanup() { "$lab" down >/dev/null 2>&1 || true; rm -rf "$work"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 mode=none
 summary=()
@@ -57,7 +47,6 @@ fail() {
 }
 say() { echo "lab_cluster ($mode): $*"; }
 note() { summary+=("$mode: $*"); say "$*"; }
-ms() { date +%s%3N; }
 load() { ip netns exec sll-client /usr/bin/python3 "$root/tests/e2e/cluster_load.py" "$@"; }
 sluicectl=${SLUICECTL:-$root/build/apps/sluicectl}
 ctl() { local k=$1; shift; ip netns exec "sll-lb$k" "$sluicectl" --socket "$state/lb$k/sluice.sock" "$@"; }

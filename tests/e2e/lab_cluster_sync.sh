@@ -18,17 +18,7 @@
 #     log says so in that order, and its workers hold the peers' sessions).
 set -euo pipefail
 [ $# = 0 ] || [ $# = 2 ] || { echo "usage: $0 [SLUICE SLUICECTL]" >&2; exit 2; }
-if [ $# = 2 ]; then
-  SLUICE_BIN=$(realpath "$1") SLUICECTL=$(realpath "$2")
-  export SLUICE_BIN SLUICECTL
-fi
-root=$(cd "$(dirname "$0")/../.." && pwd)
-lab=$root/scripts/lab
-state=/run/sluice-lab
-work=$(mktemp -d /tmp/sluice-cluster-sync.XXXXXX)
-cleanup() { "$lab" down >/dev/null 2>&1 || true; rm -rf "$work"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$(dirname "$0")/../lib/lab_test.sh" cluster-sync "$@"
 
 summary=()
 fail() {
@@ -43,7 +33,6 @@ fail() {
 }
 say() { echo "lab_cluster_sync: $*"; }
 note() { summary+=("$*"); say "$*"; }
-ms() { date +%s%3N; }
 load() { ip netns exec sll-client /usr/bin/python3 "$root/tests/e2e/cluster_load.py" "$@"; }
 sluicectl=${SLUICECTL:-$root/build/apps/sluicectl}
 ctl() { local k=$1; shift; ip netns exec "sll-lb$k" "$sluicectl" --socket "$state/lb$k/sluice.sock" "$@"; }

@@ -18,20 +18,11 @@
 set -euo pipefail
 [ $# = 1 ] || [ $# = 3 ] || { echo "usage: $0 MODE [SLUICE SLUICECTL]" >&2; exit 2; }
 mode=$1
-if [ $# = 3 ]; then
-  SLUICE_BIN=$(realpath "$2") SLUICECTL=$(realpath "$3")
-  export SLUICE_BIN SLUICECTL
-fi
-root=$(cd "$(dirname "$0")/../.." && pwd)
-lab=$root/scripts/lab
-work=$(mktemp -d /tmp/sluice-e2e.XXXXXX)
-cleanup() { "$lab" down >/dev/null 2>&1 || true; rm -rf "$work"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+shift
+. "$(dirname "$0")/../lib/lab_test.sh" "e2e-$mode" "$@"
 
-fail() { echo "lab_e2e $mode: FAIL: $*" >&2; "$lab" ctl list --kv >&2 2>/dev/null || true; tail -20 /run/sluice-lab/sluice.log >&2 2>/dev/null || true; exit 1; }
+fail() { echo "lab_e2e $mode: FAIL: $*" >&2; "$lab" ctl list --kv >&2 2>/dev/null || true; tail -20 $state/sluice.log >&2 2>/dev/null || true; exit 1; }
 say() { echo "lab_e2e $mode: $*"; }
-ms() { date +%s%3N; }
 ctl() { "$lab" ctl "$@"; }
 
 say "binaries: ${SLUICE_BIN:-$root/build/apps/sluice}, ${SLUICECTL:-$root/build/apps/sluicectl}"
@@ -114,7 +105,7 @@ say "be2 removed, be3 drained, removed and added back while the transfers ran"
 for f in 4 6; do
   v="xfer$f"
   wait "${!v}" || fail "IPv$f: the long transfer failed"
-  cmp -s "$work/big$f" /run/sluice-lab/big.bin || fail "IPv$f: the long transfer is not byte-exact"
+  cmp -s "$work/big$f" $state/big.bin || fail "IPv$f: the long transfer is not byte-exact"
 done
 say "long transfers (64 MiB each, IPv4 and IPv6, pinned to be1) completed byte-exact"
 
@@ -151,7 +142,7 @@ say "sluicectl explain agreed with the backend reached for $agree of 20 clients"
 # ---- 4. malformed traffic alongside real connections ---------------------------------------------
 # Sent where Sluice's client-facing port is: the client LAN, or in one-arm fullnat the backend
 # LAN (the router would drop malformed packets itself).
-mac=$(grep -m1 "^port 0:" /run/sluice-lab/sluice.log | grep -o 'mac [0-9a-f:]*' | cut -d' ' -f2)
+mac=$(grep -m1 "^port 0:" $state/sluice.log | grep -o 'mac [0-9a-f:]*' | cut -d' ' -f2)
 [ -n "$mac" ] || fail "Sluice's port MAC not in its log"
 drops_before=$(ctl stats --kv | grep -o 'drops=[0-9]*' | cut -d= -f2)
 if [ "$mode" = fullnat ]; then sender=(ip netns exec sll-router /usr/bin/python3) iface=r1
@@ -189,7 +180,7 @@ if [ "$mode" = fullnat ]; then
   for f in 4 6; do
     "$lab" client curl -s -g --max-time 20 -r 0-4194303 -o "$work/pmtu$f" "${URL[$f]}big.bin" ||
       fail "IPv$f: a 4 MiB download over a 1280-byte hop did not complete"
-    cmp -s "$work/pmtu$f" <(head -c 4194304 /run/sluice-lab/big.bin) || fail "IPv$f: the 4 MiB download differs"
+    cmp -s "$work/pmtu$f" <(head -c 4194304 $state/big.bin) || fail "IPv$f: the 4 MiB download differs"
   done
   after=$(stat icmp_forwarded)
   ip netns exec sll-router ip link set r0 mtu 1500
@@ -198,10 +189,10 @@ if [ "$mode" = fullnat ]; then
 fi
 
 # ---- the end: a clean stop returns every mbuf (drops, redirects, kernel side, ICMP alike) ----
-pid=$(cat /run/sluice-lab/sluice.pid)
+pid=$(cat $state/sluice.pid)
 kill -INT "$pid"
 for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$pid" 2>/dev/null && fail "Sluice did not stop within 10 s of SIGINT"
-grep -q "mbufs: all [0-9]* back in the pool" /run/sluice-lab/sluice.log || fail "mbufs leaked: $(grep -i mbuf /run/sluice-lab/sluice.log)"
-say "stopped cleanly: $(grep -o 'mbufs: all [0-9]* back in the pool' /run/sluice-lab/sluice.log)"
+grep -q "mbufs: all [0-9]* back in the pool" $state/sluice.log || fail "mbufs leaked: $(grep -i mbuf $state/sluice.log)"
+say "stopped cleanly: $(grep -o 'mbufs: all [0-9]* back in the pool' $state/sluice.log)"
 say PASS

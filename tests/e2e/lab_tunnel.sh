@@ -33,21 +33,10 @@
 #     lack of headroom.
 set -euo pipefail
 [ $# = 0 ] || [ $# = 2 ] || { echo "usage: $0 [SLUICE SLUICECTL]" >&2; exit 2; }
-if [ $# = 2 ]; then
-  SLUICE_BIN=$(realpath "$1") SLUICECTL=$(realpath "$2")
-  export SLUICE_BIN SLUICECTL
-fi
-root=$(cd "$(dirname "$0")/../.." && pwd)
-lab=$root/scripts/lab
-state=/run/sluice-lab
-work=$(mktemp -d /tmp/sluice-e2e.XXXXXX)
-cleanup() { "$lab" down >/dev/null 2>&1 || true; rm -rf "$work"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$(dirname "$0")/../lib/lab_test.sh" tunnel "$@"
 
 fail() { echo "lab_tunnel: FAIL: $*" >&2; "$lab" ctl list --kv >&2 2>/dev/null || true; tail -20 $state/sluice.log >&2 2>/dev/null || true; exit 1; }
 say() { echo "lab_tunnel: $*"; }
-ms() { date +%s%3N; }
 ctl() { "$lab" ctl "$@"; }
 
 say "binaries: ${SLUICE_BIN:-$root/build/apps/sluice}, ${SLUICECTL:-$root/build/apps/sluicectl}"
