@@ -66,6 +66,15 @@ for _ in range(5):
 EOF
 for _ in $(seq 50); do [ "$(stat 1 refused_bad_tag)" -ge $((before + 5)) ] && break; sleep 0.1; done
 [ "$(stat 1 refused_bad_tag)" -ge $((before + 5)) ] || fail "forged datagrams were not refused as bad_tag"
+# The JSON view carries the same: two peers heard, the refusals counted.
+ctl 1 stats --json | /usr/bin/python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+peers = {p["id"]: p["heard"] for p in s["sync_peer"]}
+assert peers == {2: "yes", 3: "yes"}, peers
+assert s["sync"][0]["instance"] == 1, s["sync"]
+assert s["sync_counters"][0]["refused_bad_tag"] >= 5, s["sync_counters"]
+' || fail "stats --json does not carry the replication lines: $(ctl 1 stats --json | tail -4)"
 note "every instance hears both peers; 5 forged datagrams refused as bad_tag"
 
 # ---- 2. sticky clients keep their backend when a backend joins ------------------------------------
