@@ -80,8 +80,12 @@ int flows(const char*, const char*, rte_tel_data* d) {
     if (!g_service) return 0;
     const lb::WorkerCounters t = g_workers->counters();
     rte_tel_data *names = string_array(), *active = u64_array(), *inactive = u64_array();
+    // DPDK's arrays hold RTE_TEL_MAX_ARRAY_ENTRIES values: beyond that many VIPs they list the
+    // first ones, and vip_count says how many there are (/sluice/vip,NAME has any of them).
+    uint64_t count = 0;
     for (const auto& v : g_service->vips()) {
         if (v.removed) continue;
+        if (count++ >= RTE_TEL_MAX_ARRAY_ENTRIES) continue;
         uint64_t a = 0, i = 0;
         vip_flows(v, t, a, i);
         if (names) rte_tel_data_add_array_string(names, v.name.c_str());
@@ -91,6 +95,7 @@ int flows(const char*, const char*, rte_tel_data* d) {
     add(d, "vips", names);
     add(d, "vip_active_flows", active);
     add(d, "vip_inactive_flows", inactive);
+    rte_tel_data_add_dict_u64(d, "vip_count", count);
     return 0;
 }
 

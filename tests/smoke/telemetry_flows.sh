@@ -55,6 +55,7 @@ assert flows["worker_ipv4_capacity"] == [w["ipv4"]["capacity"] for w in workers]
 assert flows["worker_ipv6_flows"] == [w["ipv6"]["flows"] for w in workers], (flows, workers)
 assert flows["worker_ipv6_capacity"] == [w["ipv6"]["capacity"] for w in workers], (flows, workers)
 assert flows["vips"] == [v["name"] for v in vips], flows
+assert flows["vip_count"] == len(vips), flows
 assert flows["vip_active_flows"] == [v["active_flows"] for v in vips], (flows, vips)
 assert flows["vip_inactive_flows"] == [v["inactive_flows"] for v in vips], (flows, vips)
 assert sum(flows["vip_active_flows"]) + sum(flows["vip_inactive_flows"]) > 0, flows
