@@ -97,9 +97,10 @@ std::string stats_text(const Stats& stats);
 // "backends" (address, fields, "words"). Stats are {"counters": {...}, "flows": [{"worker":
 // 0, "ipv4": {"flows": N, "capacity": CAP}, ...}], "drops": {REASON: N}} plus "interval_s"
 // for rates; every other line (replication's `sync`, `sync_peer` and `sync_counters`, or a
-// newer server's kinds) as an array of objects under its first word, e.g. "sync_peer":[{"id":2,
-// ...}] (fields, then any extra words as "words"). Counters sit in an object of their own because `drops=N` (their total) would
-// otherwise collide with the "drops" object. Strings are escaped per RFC 8259; bytes that
+// newer server's kinds) as an array of objects under its first word, e.g.
+// "sync_peer":[{"id":2, ...}] (fields, then any extra words as "words"). Counters sit in an
+// object of their own because `drops=N` (their total) would otherwise collide with the
+// "drops" object. Strings are escaped per RFC 8259; bytes that
 // are not UTF-8 become U+FFFD, so the output is always valid JSON.
 std::string list_json(const List& list);
 std::string stats_json(const Stats& stats, std::optional<double> interval_s = std::nullopt);
