@@ -118,9 +118,9 @@ Dataplane::Dataplane(std::shared_ptr<const Service> service, const WorkerEnv& en
     backend.vlan[1] = backend.kernel_vlan = env_.backend_vlan;
     if (&backend != &client) backend.vlan[0] = env_.backend_vlan;
     for (auto& port : ports_) {
-        port.untagged = port.vlan[0] == 0 || port.vlan[1] == 0;
-        port.fast_mask = port.untagged && port.mac ? 0xFFFF'FFFF'FFFFull : 0;
-        port.fast_dst = port.untagged ? port.mac : 1;
+        const bool untagged = port.vlan[0] == 0 || port.vlan[1] == 0;  // serves untagged frames
+        port.fast_mask = untagged && port.mac ? 0xFFFF'FFFF'FFFFull : 0;
+        port.fast_dst = untagged ? port.mac : 1;
     }
 }
 
@@ -172,7 +172,7 @@ void Dataplane::process(PacketRef* pkts, uint32_t n, uint32_t now_ms) noexcept {
         // The common frame (untagged IPv4 TCP/UDP to the port's MAC on a port that serves
         // untagged frames) is cleared by the fast parser, which checks the MAC as it goes.
         const PortIdentity& me = ports_[p.in_port & (kPortSlots - 1)];
-        if (detail::parse_fast_ipv4_to(p.data, p.len, pp[i], p.ip_csum_good, me.fast_mask, me.fast_dst)) [[likely]] {
+        if (detail::parse_fast_ipv4(p.data, p.len, pp[i], p.ip_csum_good, me.fast_mask, me.fast_dst)) [[likely]] {
             // Untagged IPv4 TCP or UDP, not a fragment: a flow packet (see `flow` below).
             st[i] = ParseStatus::ok;
             classify<4, true>(p, pp[i], lk[i], memo);

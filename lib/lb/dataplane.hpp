@@ -483,8 +483,7 @@ private:
         uint64_t mac = 0;           // the MAC's six bytes as they lie in memory, little-endian load
         uint16_t vlan[2] = {0, 0};  // the VLANs it serves (0: untagged)
         uint16_t kernel_vlan = 0;   // the VLAN of its kernel side (--kernel-if)
-        bool untagged = false;      // one of the VLANs it serves is "untagged"
-        // What the fast parser asks of a frame's first eight bytes (parse_fast_ipv4_to): its
+        // What the fast parser asks of a frame's first eight bytes (parse_fast_ipv4): its
         // MAC on a port that serves untagged frames (any destination while it has no MAC),
         // nothing on one that does not (every frame is judged by judge_frame()).
         uint64_t fast_mask = 0;

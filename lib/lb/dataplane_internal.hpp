@@ -37,10 +37,14 @@ struct Ip<16> {
 // so the two never meet; IPv6 keys are three words, the reverse key's two
 // addresses folded into them with a bijection on one side (a reply from b to a must not hash
 // like one from a to b).
+// The IPv4 forward key's one word.
+[[gnu::always_inline]] inline uint64_t fwd_word4(uint16_t vip, const uint8_t* client, uint16_t cport_raw) noexcept {
+    return load_raw32(client) | uint64_t{cport_raw} << 32 | uint64_t{vip} << 48;
+}
 template <size_t A>
 [[gnu::always_inline]] inline FlowKey fwd_key(uint16_t vip, const uint8_t* client, uint16_t cport_raw) noexcept {
     if constexpr (A == 4) {
-        return FlowKey{{load_raw32(client) | uint64_t{cport_raw} << 32 | uint64_t{vip} << 48, 0, 0}, 1};
+        return FlowKey{{fwd_word4(vip, client, cport_raw), 0, 0}, 1};
     } else {
         return FlowKey{{load_raw64(client), load_raw64(client + 8), uint64_t{cport_raw} | uint64_t{vip} << 16}, 3};
     }
@@ -50,7 +54,7 @@ template <size_t A>
 template <size_t A>
 [[gnu::always_inline]] inline void set_fwd_key(FlowKey& k, uint16_t vip, const uint8_t* client, uint16_t cport_raw) noexcept {
     if constexpr (A == 4) {
-        k.w[0] = load_raw32(client) | uint64_t{cport_raw} << 32 | uint64_t{vip} << 48;
+        k.w[0] = fwd_word4(vip, client, cport_raw);
         k.words = 1;
     } else {
         k = fwd_key<A>(vip, client, cport_raw);

@@ -73,22 +73,16 @@ public:
     // Keys of one, two and three words; the word count is hashed in (one and two words fill
     // one AES block, told apart by the last round key), so key shapes never meet.
     [[gnu::always_inline]] uint64_t operator()(uint64_t w0) const noexcept {
-#ifdef SLUICE_HAVE_AESNI
-        if (aes_) [[likely]] return aes1(w0, 1);
-#endif
-        return sip13(w0, 0, 0, 1);
+        if (aes_) [[likely]] return with<Impl::aes>(w0);
+        return with<Impl::siphash>(w0);
     }
     [[gnu::always_inline]] uint64_t operator()(uint64_t w0, uint64_t w1) const noexcept {
-#ifdef SLUICE_HAVE_AESNI
-        if (aes_) [[likely]] return aes2(w0, w1);
-#endif
-        return sip13(w0, w1, 0, 2);
+        if (aes_) [[likely]] return with<Impl::aes>(w0, w1);
+        return with<Impl::siphash>(w0, w1);
     }
     [[gnu::always_inline]] uint64_t operator()(uint64_t w0, uint64_t w1, uint64_t w2) const noexcept {
-#ifdef SLUICE_HAVE_AESNI
-        if (aes_) [[likely]] return aes3(w0, w1, w2);
-#endif
-        return sip13(w0, w1, w2, 3);
+        if (aes_) [[likely]] return with<Impl::aes>(w0, w1, w2);
+        return with<Impl::siphash>(w0, w1, w2);
     }
 
     // The same with the implementation chosen by the caller (which asked impl() once, e.g. per

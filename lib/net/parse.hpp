@@ -88,8 +88,8 @@ namespace detail {
 // The frame's first eight bytes (a little-endian load), masked with dst_mask, must equal dst:
 // a port's MAC is (0xFFFF'FFFF'FFFF, its six bytes as such a load); (0, 0) takes any
 // destination and (0, 1) none, so a caller's per-port choice costs no branch of its own.
-[[gnu::always_inline]] inline bool parse_fast_ipv4_to(const uint8_t* f, uint32_t len, ParsedPacket& out,
-                                                     bool ip_csum_good, uint64_t dst_mask, uint64_t dst) noexcept {
+[[gnu::always_inline]] inline bool parse_fast_ipv4(const uint8_t* f, uint32_t len, ParsedPacket& out, bool ip_csum_good,
+                                                  uint64_t dst_mask, uint64_t dst) noexcept {
     constexpr uint32_t l3 = kEthHdrLen, l4 = kEthHdrLen + kIpv4MinHdrLen;
     if (len < l4 + kUdpHdrLen || load_raw16(f + EthOff::type) != 0x0008 || f[l3] != 0x45) return false;
     if ((load_raw64(f) & dst_mask) != dst) return false;
@@ -124,12 +124,6 @@ namespace detail {
     out.frag_id = 0;
     return true;
 }
-// dst_mac: when not 0, the frame must also be addressed to it (the MAC's six bytes as a
-// little-endian load of the frame's first eight, masked to 48 bits).
-[[gnu::always_inline]] inline bool parse_fast_ipv4(const uint8_t* f, uint32_t len, ParsedPacket& out,
-                                                  bool ip_csum_good, uint64_t dst_mac = 0) noexcept {
-    return parse_fast_ipv4_to(f, len, out, ip_csum_good, dst_mac ? 0xFFFF'FFFF'FFFFull : 0, dst_mac);
-}
 }  // namespace detail
 
 // Parses frame[0, len). On ok, `out` describes the packet; otherwise the packet must be dropped
@@ -138,7 +132,7 @@ namespace detail {
 // again; a NIC-reported bad checksum never gets here (the worker drops it).
 inline ParseStatus parse_packet(const uint8_t* frame, uint32_t len, ParsedPacket& out,
                                 bool ip_csum_good = false) noexcept {
-    if (detail::parse_fast_ipv4(frame, len, out, ip_csum_good)) return ParseStatus::ok;
+    if (detail::parse_fast_ipv4(frame, len, out, ip_csum_good, 0, 0)) return ParseStatus::ok;
     return parse_packet_general(frame, len, out, ip_csum_good);
 }
 
